@@ -1,0 +1,200 @@
+//! [`DaxError`]: every failure in dax-rs, with the Linux errno it stands for.
+//!
+//! The kernel reports DAX failures as negative errno values; dax-rs reports them as
+//! variants that carry the numbers a caller needs (which page, which sector, how many
+//! bytes were cleared), and [`DaxError::errno`] gives back the exact Linux value, so a
+//! FUSE server or a differential test can hand it on unchanged.
+
+/// An error from the DAX core, a driver or a filesystem, with its Linux errno.
+///
+/// Mirrors the negative `errno` returns of `drivers/dax/super.c`, `fs/dax.c` and the
+/// pmem driver. [`DaxError::errno`] is the positive errno value (`libc::EIO`, ...).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DaxError {
+    /// The device has been killed (`kill_dax`) or was never alive: `ENXIO`.
+    #[error("DAX device is not alive")]
+    Dead,
+    /// An argument is out of its domain: `EINVAL`.
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// Which argument, and why.
+        what: &'static str,
+    },
+    /// The driver answered 0 pages for `pgoff` (past the end of the device): `ERANGE`.
+    ///
+    /// Mirrors `dax_direct_access` turning a driver result of 0 into `-ERANGE`.
+    #[error("page offset {pgoff} is outside the device ({dev_pages} pages)")]
+    OutOfRange {
+        /// The device page offset that was asked for.
+        pgoff: u64,
+        /// The number of pages the device has.
+        dev_pages: u64,
+    },
+    /// Known poison in the requested pages, seen through a memory-like path:
+    /// `EHWPOISON`.
+    ///
+    /// Mirrors pmem's `direct_access` in `DAX_ACCESS` mode over a bad sector.
+    #[error("hardware poison in device pages {pgoff}..{end}", end = pgoff + nr_pages)]
+    HwPoison {
+        /// First page of the request.
+        pgoff: u64,
+        /// Pages in the request.
+        nr_pages: u64,
+    },
+    /// Poison seen through a block-like path (read/write/zero): `EIO`.
+    ///
+    /// This is what `dax_mem2blk_err` makes of [`DaxError::HwPoison`].
+    #[error("media error in device pages {pgoff}..{end}", end = pgoff + nr_pages)]
+    MediaError {
+        /// First page of the request.
+        pgoff: u64,
+        /// Pages in the request.
+        nr_pages: u64,
+    },
+    /// The platform did not clear all the poison asked for: `EIO`.
+    ///
+    /// Mirrors `pmem_clear_poison` failing the block write when `cleared < len`.
+    #[error("poison clear at device byte {offset} cleared {cleared} of {len} bytes")]
+    PoisonNotCleared {
+        /// Device byte offset of the clear.
+        offset: u64,
+        /// Bytes asked to clear.
+        len: u64,
+        /// Bytes the platform reports cleared (0 on failure).
+        cleared: u64,
+    },
+    /// A generic I/O error: `EIO`.
+    #[error("I/O error: {what}")]
+    Io {
+        /// What failed.
+        what: &'static str,
+    },
+    /// The operation is not supported by this device or holder: `EOPNOTSUPP`.
+    #[error("operation not supported: {what}")]
+    NotSupported {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// No space left (for instance a full badblocks table): `ENOSPC`.
+    #[error("no space: {what}")]
+    NoSpace {
+        /// What is full.
+        what: &'static str,
+    },
+    /// A bad address, or no bytes could be moved: `EFAULT`.
+    #[error("bad address: {what}")]
+    Fault {
+        /// What could not be accessed.
+        what: &'static str,
+    },
+    /// The operation would block (`IOCB_NOWAIT`/`IOMAP_NOWAIT`): `EAGAIN`.
+    #[error("operation would block")]
+    WouldBlock,
+    /// The resource is busy: `EBUSY`.
+    #[error("busy: {what}")]
+    Busy {
+        /// What is busy.
+        what: &'static str,
+    },
+    /// An offset or length computation overflowed: `EOVERFLOW`.
+    #[error("arithmetic overflow: {what}")]
+    Overflow {
+        /// Which computation.
+        what: &'static str,
+    },
+    /// An errno from the operating system, or one injected by a test device.
+    #[error("{what}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Os {
+        /// The positive Linux errno value.
+        errno: i32,
+        /// What was being done.
+        what: &'static str,
+    },
+}
+
+impl DaxError {
+    /// The positive Linux errno value of this error (`libc::EIO`, `libc::ENXIO`, ...).
+    pub fn errno(&self) -> i32 {
+        match self {
+            DaxError::Dead => libc::ENXIO,
+            DaxError::InvalidArgument { .. } => libc::EINVAL,
+            DaxError::OutOfRange { .. } => libc::ERANGE,
+            DaxError::HwPoison { .. } => libc::EHWPOISON,
+            DaxError::MediaError { .. } | DaxError::PoisonNotCleared { .. } | DaxError::Io { .. } => {
+                libc::EIO
+            }
+            DaxError::NotSupported { .. } => libc::EOPNOTSUPP,
+            DaxError::NoSpace { .. } => libc::ENOSPC,
+            DaxError::Fault { .. } => libc::EFAULT,
+            DaxError::WouldBlock => libc::EAGAIN,
+            DaxError::Busy { .. } => libc::EBUSY,
+            DaxError::Overflow { .. } => libc::EOVERFLOW,
+            DaxError::Os { errno, .. } => *errno,
+        }
+    }
+
+    /// Builds an [`DaxError::Os`] from a [`std::io::Error`] (`EIO` when it carries no
+    /// OS error code).
+    pub fn from_io(what: &'static str, err: &std::io::Error) -> Self {
+        DaxError::Os {
+            errno: err.raw_os_error().unwrap_or(libc::EIO),
+            what,
+        }
+    }
+
+    /// The block-device personality of an error: [`DaxError::HwPoison`] becomes
+    /// [`DaxError::MediaError`] (`EIO`), everything else is unchanged.
+    ///
+    /// Mirrors `dax_mem2blk_err` (include/linux/dax.h): DAX reports poison as
+    /// `EHWPOISON` where it behaves like memory and as `EIO` where it behaves like a
+    /// block device.
+    pub fn mem2blk(self) -> Self {
+        match self {
+            DaxError::HwPoison { pgoff, nr_pages } => DaxError::MediaError { pgoff, nr_pages },
+            other => other,
+        }
+    }
+}
+
+impl From<DaxError> for std::io::Error {
+    fn from(err: DaxError) -> Self {
+        std::io::Error::from_raw_os_error(err.errno())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_values_are_linux_x86_64() {
+        assert_eq!(DaxError::Dead.errno(), 6);
+        assert_eq!(DaxError::InvalidArgument { what: "" }.errno(), 22);
+        assert_eq!(DaxError::OutOfRange { pgoff: 0, dev_pages: 0 }.errno(), 34);
+        assert_eq!(DaxError::HwPoison { pgoff: 0, nr_pages: 1 }.errno(), 133);
+        assert_eq!(DaxError::MediaError { pgoff: 0, nr_pages: 1 }.errno(), 5);
+        assert_eq!(DaxError::NotSupported { what: "" }.errno(), 95);
+        assert_eq!(DaxError::NoSpace { what: "" }.errno(), 28);
+        assert_eq!(DaxError::Fault { what: "" }.errno(), 14);
+        assert_eq!(DaxError::WouldBlock.errno(), 11);
+        assert_eq!(DaxError::Busy { what: "" }.errno(), 16);
+        assert_eq!(DaxError::Overflow { what: "" }.errno(), 75);
+        assert_eq!(DaxError::Os { errno: 61, what: "" }.errno(), 61);
+    }
+
+    #[test]
+    fn mem2blk_converts_only_hwpoison() {
+        // ref: DEV-24
+        let p = DaxError::HwPoison { pgoff: 3, nr_pages: 2 };
+        assert_eq!(p.mem2blk(), DaxError::MediaError { pgoff: 3, nr_pages: 2 });
+        assert_eq!(DaxError::Dead.mem2blk(), DaxError::Dead);
+        assert_eq!(DaxError::MediaError { pgoff: 3, nr_pages: 2 }.mem2blk().errno(), libc::EIO);
+    }
+
+    #[test]
+    fn converts_to_io_error_with_same_errno() {
+        let e: std::io::Error = DaxError::HwPoison { pgoff: 0, nr_pages: 1 }.into();
+        assert_eq!(e.raw_os_error(), Some(libc::EHWPOISON));
+    }
+}

@@ -1,0 +1,31 @@
+//! The Linux DAX device layer as a userspace library.
+//!
+//! `dax-core` is the driver side of DAX (direct access), written anew from the
+//! behaviour of `drivers/dax/super.c`, `include/linux/dax.h`, `block/badblocks.c` and
+//! the pmem driver:
+//!
+//! * [`DaxOperations`]: the `unsafe trait` a driver implements (`struct
+//!   dax_operations`): `direct_access`, `zero_page_range`, `recovery_write`.
+//! * [`DaxDevice`]: the safe wrapper every filesystem uses (`struct dax_device`):
+//!   alive/kill lifecycle with SRCU-like read sections, flags, the holder and its
+//!   failure notifications, `dax_direct_access`, `dax_copy_{from,to}_iter`,
+//!   `dax_flush`, `dax_zero_page_range`, `dax_recovery_write`.
+//! * [`Badblocks`]: the media-error table (`struct badblocks`).
+//! * [`persist`]: cache write-back and non-temporal copies (the kernel's
+//!   `arch_wb_cache_pmem`, `memcpy_flushcache`, and libpmem2's flag set).
+//! * [`DaxError`]: every failure, with the Linux errno it stands for.
+//!
+//! The behaviour reference is `kernel-dax-semantics.md` (IDs `DEV-*`, `OPS-*`,
+//! `DRV-*`, `BB-*`); names in this crate's docs point at the kernel function each item
+//! mirrors.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod badblocks;
+mod error;
+pub mod persist;
+mod types;
+
+pub use badblocks::Badblocks;
+pub use error::DaxError;
+pub use types::*;

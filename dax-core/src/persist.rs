@@ -1,0 +1,1 @@
+//! Cache write-back and persistent copies. Placeholder: being written.
