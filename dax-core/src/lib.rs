@@ -22,10 +22,19 @@
 #![warn(missing_docs)]
 
 pub mod badblocks;
+#[allow(unsafe_code)]
+mod device;
 mod error;
+#[allow(unsafe_code)]
 pub mod persist;
+mod srcu;
+mod sync;
 mod types;
 
 pub use badblocks::Badblocks;
+pub use device::{
+    DaxAccessMode, DaxDevice, DaxFlags, DaxHolder, DaxOperations, DaxReadGuard, DirectAccess,
+    MapSource, MfFlags, RawAccess,
+};
 pub use error::DaxError;
 pub use types::*;

@@ -1,1 +1,30 @@
-//! placeholder
+//! A real DAX test driver and, later, a small extent filesystem, for dax-rs.
+//!
+//! [`MemDevice`] is a driver (an implementation of [`dax_core::DaxOperations`]) over
+//! real memory: anonymous, a memfd, a hugetlb memfd (2 MiB pages), a file (persistent
+//! across process restarts), or a `/dev/daxX.Y` node. It behaves like the kernel's
+//! pmem driver around media errors (drivers/nvdimm/pmem.c), and lets tests inject
+//! poison, make operations fail and count calls.
+//!
+//! ```
+//! use dax_core::{DaxAccessMode, DaxError};
+//! use dax_testdev::MemDevice;
+//!
+//! let dev = MemDevice::builder().size(1 << 20).build()?;
+//! dev.driver().poison(8192, 512)?; // one bad sector in page 2
+//! let section = dev.read_lock();
+//! let err = section.direct_access(0, 4, DaxAccessMode::Access).unwrap_err();
+//! assert_eq!(err.errno(), libc::EHWPOISON);
+//! drop(section);
+//! dev.zero_page_range(2, 1)?; // writing through the driver clears the poison
+//! assert!(dev.driver().badblocks().is_empty());
+//! # Ok::<(), DaxError>(())
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod memdev;
+#[allow(unsafe_code)]
+mod region;
+
+pub use memdev::{Backing, DevOp, MemDevice, MemDeviceBuilder, memory_failure};
