@@ -24,6 +24,17 @@ impl Badblocks {
     pub fn new() -> Self {
         Self::default()
     }
+    pub fn records(&self) -> Vec<BadRange> {
+        self.recs
+            .lock()
+            .iter()
+            .map(|&(start, len, acknowledged)| BadRange {
+                start,
+                len,
+                acknowledged,
+            })
+            .collect()
+    }
     pub fn is_empty(&self) -> bool {
         self.recs.lock().is_empty()
     }
@@ -72,4 +83,11 @@ impl Badblocks {
         }
         true
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadRange {
+    pub start: u64,
+    pub len: u64,
+    pub acknowledged: bool,
 }

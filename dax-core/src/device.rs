@@ -299,6 +299,11 @@ impl<D: DaxOperations> DaxDevice<D> {
             ops,
         })
     }
+
+    /// Takes the driver back out of a device nobody else holds.
+    pub fn into_driver(self) -> D {
+        self.ops
+    }
 }
 
 impl<D: ?Sized + DaxOperations> DaxDevice<D> {
