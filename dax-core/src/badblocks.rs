@@ -35,6 +35,13 @@ impl Badblocks {
             })
             .collect()
     }
+    pub fn show(&self, _unack: bool) -> String {
+        self.recs
+            .lock()
+            .iter()
+            .map(|(a, l, _)| format!("{a} {l}\n"))
+            .collect()
+    }
     pub fn is_empty(&self) -> bool {
         self.recs.lock().is_empty()
     }

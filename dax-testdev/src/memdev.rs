@@ -646,12 +646,13 @@ fn range_remove(map: &mut BTreeMap<u64, u64>, start: u64, end: u64) {
     }
 }
 
+// The promise below is the only unsafe thing here; no unsafe operation happens in the impl.
+#[allow(unsafe_code)]
 // SAFETY: every address handed out comes from `Region::ptr_at(pgoff * PAGE_SIZE)`
 // with `pgoff < nr_pages` and a page count that stops at the end of the region, which
 // stays mapped until the MemDevice (and so the region) is dropped. The pfn is the
 // address >> 12: stable, unique in the process, pfn(pgoff + i) = pfn(pgoff) + i. The
 // region is never exposed as a slice.
-#[allow(unsafe_code)] // the promise above; no unsafe operation happens in this impl
 unsafe impl DaxOperations for MemDevice {
     fn nr_pages(&self) -> u64 {
         self.nr_pages

@@ -146,11 +146,11 @@ fn file_backing_survives_drop_and_reopen() {
 }
 
 #[test]
-fn hugetlb_backing_uses_2m_pages() {
+fn needs_hugetlb_backing_uses_2m_pages() {
     const SIZE: u64 = 4 * PMD_SIZE as u64;
     if hugepages_free() < 4 {
         eprintln!(
-            "SKIP hugetlb_backing_uses_2m_pages: needs 4 free 2 MiB hugetlb pages \
+            "SKIP needs_hugetlb_backing_uses_2m_pages: needs 4 free 2 MiB hugetlb pages \
              (HugePages_Free = {}); run `sysctl vm.nr_hugepages=N` as root",
             hugepages_free()
         );
@@ -170,14 +170,14 @@ fn hugetlb_backing_uses_2m_pages() {
 }
 
 #[test]
-fn dev_dax_backing_when_present() {
+fn needs_devdax_backing_round_trips() {
     let Some(node) = std::fs::read_dir("/dev").ok().and_then(|d| {
         d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("dax"))
         })
     }) else {
-        eprintln!("SKIP dev_dax_backing_when_present: no /dev/daxX.Y device on this machine");
+        eprintln!("SKIP needs_devdax_backing_round_trips: no /dev/daxX.Y device on this machine");
         return;
     };
     let dev = match MemDevice::builder()
@@ -187,7 +187,7 @@ fn dev_dax_backing_when_present() {
         Ok(d) => d,
         Err(e) => {
             eprintln!(
-                "SKIP dev_dax_backing_when_present: {} unusable: {e}",
+                "SKIP needs_devdax_backing_round_trips: {} unusable: {e}",
                 node.display()
             );
             return;
