@@ -34,7 +34,7 @@ mod types;
 pub use badblocks::Badblocks;
 pub use device::{
     DaxAccessMode, DaxDevice, DaxFlags, DaxHolder, DaxOperations, DaxReadGuard, DirectAccess,
-    MapSource, MfFlags, RawAccess,
+    FsDax, MapSource, MfFlags, RawAccess,
 };
 pub use error::DaxError;
 pub use types::*;

@@ -517,3 +517,49 @@ fn injected_errors_fail_the_next_n_calls_and_calls_are_counted() {
     d.driver().clear_injections();
     d.driver().read(0, &mut [0u8; 8]).unwrap();
 }
+
+#[test]
+fn dev_edge05_fs_dax_get_refuses_unaligned_partitions() {
+    // ref: DEV-20, DEV-21, edge 5, quirk Q5 (fixed: no leaked reference)
+    let d = dev(16);
+    for (start, len) in [(512, 4096), (4096, 4096 * 2 + 512), (4096, 16 * 4096)] {
+        let e = d.fs_dax_get(start, len, None).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL, "partition {start}+{len}");
+    }
+    let fs = d.fs_dax_get(8192, 8 * 4096, None).unwrap();
+    assert_eq!(fs.start_off(), 8192);
+    assert!(d.holder().is_none());
+    drop(fs);
+    assert_eq!(Arc::strong_count(&d), 1, "fs_dax_get leaked a reference");
+    d.kill();
+    assert_eq!(d.fs_dax_get(0, 4096, None).unwrap_err(), DaxError::Dead);
+}
+
+#[test]
+fn dev_edge06_fs_dax_get_claims_and_fs_put_dax_releases() {
+    // ref: DEV-20, DEV-21, edge 6
+    let d = dev(16);
+    let a: Arc<dyn DaxHolder> = RecordingHolder::new(Ok(()));
+    let b: Arc<dyn DaxHolder> = RecordingHolder::new(Ok(()));
+    let fs_a = d.fs_dax_get(0, 16 * 4096, Some(a.clone())).unwrap();
+    assert_eq!(
+        d.fs_dax_get(0, 4096, Some(b.clone())).unwrap_err().errno(),
+        libc::EBUSY
+    );
+    assert_eq!(
+        d.fs_dax_get(0, 4096, Some(a.clone())).unwrap_err().errno(),
+        libc::EBUSY
+    );
+    let fs_none = d
+        .fs_dax_get(0, 4096, None)
+        .expect("no holder asked: succeeds");
+    drop(fs_none);
+    assert!(
+        Arc::ptr_eq(&d.holder().unwrap(), &a),
+        "a holder-less put released the claim"
+    );
+    drop(fs_a);
+    assert!(d.holder().is_none());
+    let _fs_b = d.fs_dax_get(0, 4096, Some(b.clone())).unwrap();
+    assert!(Arc::ptr_eq(&d.holder().unwrap(), &b));
+}
