@@ -506,7 +506,7 @@ impl<D: ?Sized + DaxOperations> DaxDevice<D> {
         holder: Option<Arc<dyn DaxHolder>>,
     ) -> Result<FsDax<D>, DaxError> {
         let page = PAGE_SIZE as u64;
-        if part_start % page != 0 || part_len % page != 0 {
+        if !part_start.is_multiple_of(page) || !part_len.is_multiple_of(page) {
             return Err(DaxError::InvalidArgument {
                 what: "unaligned partition for dax",
             });
@@ -788,14 +788,13 @@ impl<D: ?Sized + DaxOperations> DirectAccess<'_, D> {
         if n == 0 {
             return 0;
         }
-        if self.dev.flags().contains(DaxFlags::NOMC) {
-            if let Some(good) = self
+        if self.dev.flags().contains(DaxFlags::NOMC)
+            && let Some(good) = self
                 .dev
                 .ops
                 .first_poisoned_byte(self.device_offset(offset), n)
-            {
-                n = good.min(n);
-            }
+        {
+            n = good.min(n);
         }
         // SAFETY: as in `copy_from`: `offset + n <= self.len()`, the source pages are
         // valid for the section, and `dst` is an exclusive Rust slice of >= n bytes.

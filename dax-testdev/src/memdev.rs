@@ -239,7 +239,7 @@ impl MemDeviceBuilder {
                 let (dev_size, align) = devdax_geometry(&file)?;
                 page_size = align;
                 let size = self.size.unwrap_or(dev_size);
-                if size > dev_size || size % align as u64 != 0 {
+                if size > dev_size || !size.is_multiple_of(align as u64) {
                     return Err(DaxError::InvalidArgument {
                         what: "size exceeds the device-dax size or is not a multiple of its alignment",
                     });
@@ -481,10 +481,10 @@ impl MemDevice {
         let hw = self.hw.lock();
         // The last range starting at or before `offset` may cover it; otherwise the
         // first range starting inside the query.
-        if let Some((_, &e)) = hw.range(..=offset).next_back() {
-            if e > offset {
-                return Some(offset);
-            }
+        if let Some((_, &e)) = hw.range(..=offset).next_back()
+            && e > offset
+        {
+            return Some(offset);
         }
         hw.range(offset..end).next().map(|(&s, _)| s)
     }
@@ -496,7 +496,7 @@ impl MemDevice {
     pub fn clear_poison(&self, offset: u64, len: u64) -> Result<u64, DaxError> {
         self.enter(DevOp::ClearPoison)?;
         self.check_range(offset, len)?;
-        if offset % self.clear_unit != 0 || len % self.clear_unit != 0 {
+        if !offset.is_multiple_of(self.clear_unit) || !len.is_multiple_of(self.clear_unit) {
             return Err(DaxError::Os {
                 errno: libc::ENXIO,
                 what: "poison clear not aligned to the clear unit",
@@ -586,7 +586,8 @@ impl MemDevice {
         let len = buf.len() as u64;
         self.check_range(offset, len)?;
         if self.has_bad_sectors(offset, len) {
-            if offset % SECTOR_SIZE as u64 != 0 || len % SECTOR_SIZE as u64 != 0 {
+            if !offset.is_multiple_of(SECTOR_SIZE as u64) || !len.is_multiple_of(SECTOR_SIZE as u64)
+            {
                 return Err(DaxError::Io {
                     what: "partial-sector write over a bad sector",
                 });
@@ -613,11 +614,11 @@ impl MemDevice {
 
 /// Inserts `[start, end)` into a merged range map.
 fn range_insert(map: &mut BTreeMap<u64, u64>, mut start: u64, mut end: u64) {
-    if let Some((&s, &e)) = map.range(..=start).next_back() {
-        if e >= start {
-            start = s;
-            end = end.max(e);
-        }
+    if let Some((&s, &e)) = map.range(..=start).next_back()
+        && e >= start
+    {
+        start = s;
+        end = end.max(e);
     }
     let overlapping: Vec<u64> = map.range(start..=end).map(|(&s, _)| s).collect();
     for s in overlapping {
@@ -630,10 +631,10 @@ fn range_insert(map: &mut BTreeMap<u64, u64>, mut start: u64, mut end: u64) {
 /// Removes `[start, end)` from a merged range map, splitting ranges as needed.
 fn range_remove(map: &mut BTreeMap<u64, u64>, start: u64, end: u64) {
     let mut touched: Vec<(u64, u64)> = map.range(start..end).map(|(&s, &e)| (s, e)).collect();
-    if let Some((&s, &e)) = map.range(..start).next_back() {
-        if e > start {
-            touched.push((s, e));
-        }
+    if let Some((&s, &e)) = map.range(..start).next_back()
+        && e > start
+    {
+        touched.push((s, e));
     }
     for (s, e) in touched {
         map.remove(&s);
@@ -753,7 +754,7 @@ unsafe impl DaxOperations for MemDevice {
                 0
             });
         }
-        if in_page != 0 || bytes % PAGE_SIZE as u64 != 0 {
+        if in_page != 0 || !bytes.is_multiple_of(PAGE_SIZE as u64) {
             return Some(0);
         }
         let cleared = match self.clear_poison(page_start, len) {
