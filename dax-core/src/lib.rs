@@ -26,6 +26,6 @@ mod error;
 pub mod persist;
 mod types;
 
-pub use badblocks::Badblocks;
+pub use badblocks::{BadRange, Badblocks, BadblocksCheck};
 pub use error::DaxError;
 pub use types::*;
