@@ -6,6 +6,9 @@
 //! with no synchronisation at all: the difference is the price of the seqlock
 //! read (two loads of the sequence word, an acquire fence, atomic slot loads).
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

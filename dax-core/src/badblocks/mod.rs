@@ -55,7 +55,8 @@
 //! A record start has 54 bits, so only sectors below [`BB_SECTOR_LIMIT`] (2^54) can be
 //! recorded. `set` records the part of a range below the limit and returns false when
 //! it had to drop anything (an `s + sectors` that overflows `u64` included); `clear`
-//! and `check` treat everything at or above the limit as clean. No input panics.
+//! and `check` treat everything at or above the limit as clean (a `check` range end
+//! saturates at `u64::MAX`). No input panics.
 //!
 //! # Quirks (reference §5)
 //!
@@ -480,15 +481,23 @@ impl Badblocks {
     /// acknowledgement and nothing is merged. Clearing clean space succeeds. When the
     /// table is full and the range lies strictly inside one record (a split would
     /// need a slot), the clear is abandoned and returns false (BB-12). False also
-    /// when disabled or `sectors == 0`. The range end saturates at `u64::MAX`.
+    /// when disabled or `sectors == 0`. Sectors at or past [`BB_SECTOR_LIMIT`]
+    /// (including an `s + sectors` past `u64::MAX`) are clean space.
     ///
     /// On success `unacked_exist` is recomputed and `changed` raised.
     pub fn clear(&self, s: u64, sectors: u64) -> bool {
         if self.shift.is_none() || sectors == 0 {
             return false;
         }
-        let n = s.saturating_add(sectors) - s;
-        self.write(|recs, flags| table::clear(recs, flags, s, n))
+        // Nothing at or past the limit can be recorded, so cutting the range there
+        // changes neither the table nor the result.
+        let end = s.saturating_add(sectors).min(BB_SECTOR_LIMIT);
+        if s >= end {
+            // Wholly clean space: a successful clear, as in the kernel.
+            self.write(|recs, flags| table::cleared_clean_space(recs, flags));
+            return true;
+        }
+        self.write(|recs, flags| table::clear(recs, flags, s, end - s))
     }
 
     /// Acknowledges every record (`ack_all_badblocks`), only when `changed` is clear

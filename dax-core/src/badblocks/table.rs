@@ -350,6 +350,12 @@ pub(super) fn clear(recs: &mut Vec<u64>, flags: &mut Flags, mut s: u64, mut n: u
     cleared
 }
 
+/// Bookkeeping of a clear that only met clean space outside the table's range.
+pub(super) fn cleared_clean_space(recs: &[u64], flags: &mut Flags) {
+    update_acked(recs, flags);
+    flags.changed = true;
+}
+
 /// Removes the part of record `p` at or after `s` that `[s, s + n)` covers, when the
 /// range does not end strictly inside `p` after starting past its start.
 fn front_clear(recs: &mut Vec<u64>, p: usize, s: u64, n: u64) -> u64 {
