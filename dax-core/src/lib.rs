@@ -31,7 +31,7 @@ mod srcu;
 mod sync;
 mod types;
 
-pub use badblocks::Badblocks;
+pub use badblocks::{BadRange, Badblocks, BadblocksCheck};
 pub use device::{
     DaxAccessMode, DaxDevice, DaxFlags, DaxHolder, DaxOperations, DaxReadGuard, DirectAccess,
     FsDax, MapSource, MfFlags, RawAccess,
