@@ -103,6 +103,38 @@ pub enum DaxError {
         /// Which computation.
         what: &'static str,
     },
+    /// A filesystem's `iomap_begin` returned a mapping the DAX core cannot use: zero
+    /// length, not covering `pos`, an address not page-aligned with the file offset,
+    /// past the end of the device, no device where one is needed, a source map where
+    /// none may be, a STALE flag: `EIO`.
+    ///
+    /// The kernel only warns about most of these and carries on; dax-rs refuses the
+    /// mapping so that a buggy filesystem can never make it loop or write outside the
+    /// extent.
+    #[error(
+        "invalid mapping for file position {pos}: {reason} (offset {offset}, length {length}, addr {addr:#x})"
+    )]
+    InvalidMapping {
+        /// The file position the mapping was asked for.
+        pos: u64,
+        /// The mapping's file offset.
+        offset: u64,
+        /// The mapping's length.
+        length: u64,
+        /// The mapping's device address.
+        addr: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A fatal signal (or the caller's cancellation) stopped the operation: `EINTR`.
+    #[error("interrupted")]
+    Interrupted,
+    /// A position or size beyond what the file may reach: `EFBIG`.
+    #[error("file too big: {what}")]
+    FileTooBig {
+        /// What is too big.
+        what: &'static str,
+    },
     /// An errno from the operating system, or one injected by a test device.
     #[error("{what}: {}", std::io::Error::from_raw_os_error(*errno))]
     Os {
@@ -130,6 +162,9 @@ impl DaxError {
             DaxError::WouldBlock => libc::EAGAIN,
             DaxError::Busy { .. } => libc::EBUSY,
             DaxError::Overflow { .. } => libc::EOVERFLOW,
+            DaxError::InvalidMapping { .. } => libc::EIO,
+            DaxError::Interrupted => libc::EINTR,
+            DaxError::FileTooBig { .. } => libc::EFBIG,
             DaxError::Os { errno, .. } => *errno,
         }
     }

@@ -1,0 +1,224 @@
+//! [`IovIter`]: the caller's buffers for a read or write (`struct iov_iter`).
+//!
+//! A read fills destination buffers, a write drains source buffers, possibly several
+//! (vectored I/O). Device memory is reached only through
+//! [`DirectAccess`](dax_core::DirectAccess)'s copies.
+//!
+//! A user buffer in the kernel can fault part-way; [`IovIter::fault_after`] models
+//! that for tests (the copy stops there, as `copy_to_user` comes up short).
+
+use dax_core::{DaxOperations, DirectAccess};
+
+enum Bufs<'a> {
+    /// Destination buffers of a read.
+    Read(Vec<&'a mut [u8]>),
+    /// Source buffers of a write.
+    Write(Vec<&'a [u8]>),
+}
+
+/// The caller's buffers and the position in them (`struct iov_iter`).
+pub struct IovIter<'a> {
+    bufs: Bufs<'a>,
+    seg: usize,
+    seg_off: usize,
+    count: usize,
+    accessible: usize,
+}
+
+impl std::fmt::Debug for IovIter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IovIter")
+            .field("write", &self.is_write())
+            .field("count", &self.count)
+            .field("accessible", &self.accessible)
+            .finish()
+    }
+}
+
+impl<'a> IovIter<'a> {
+    /// Destination buffers for a read (`ITER_DEST`).
+    pub fn read(bufs: Vec<&'a mut [u8]>) -> Self {
+        let count = bufs.iter().map(|b| b.len()).sum();
+        IovIter {
+            bufs: Bufs::Read(bufs),
+            seg: 0,
+            seg_off: 0,
+            count,
+            accessible: count,
+        }
+    }
+
+    /// Source buffers for a write (`ITER_SOURCE`).
+    pub fn write(bufs: Vec<&'a [u8]>) -> Self {
+        let count = bufs.iter().map(|b| b.len()).sum();
+        IovIter {
+            bufs: Bufs::Write(bufs),
+            seg: 0,
+            seg_off: 0,
+            count,
+            accessible: count,
+        }
+    }
+
+    /// Makes the buffers "fault" after `n` more bytes: copies stop there, as a user
+    /// buffer with an unmapped page does.
+    pub fn fault_after(mut self, n: usize) -> Self {
+        self.accessible = n.min(self.count);
+        self
+    }
+
+    /// Whether this is a write (the buffers are the source).
+    pub fn is_write(&self) -> bool {
+        matches!(self.bufs, Bufs::Write(_))
+    }
+
+    /// Bytes left (`iov_iter_count`).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.count -= n;
+        self.accessible -= n;
+        self.seg_off += n;
+        let seg_len = |s: &Self, i: usize| match &s.bufs {
+            Bufs::Read(b) => b.get(i).map(|x| x.len()),
+            Bufs::Write(b) => b.get(i).map(|x| x.len()),
+        };
+        while let Some(l) = seg_len(self, self.seg) {
+            if self.seg_off < l {
+                break;
+            }
+            self.seg += 1;
+            self.seg_off = 0;
+        }
+    }
+
+    /// Copies up to `n` device bytes at `offset` of `da` into the destination
+    /// buffers (`dax_copy_to_iter`); returns bytes copied (short at poison, at the end
+    /// of `da`, or where the buffer faults).
+    pub fn copy_from_device<D: DaxOperations + ?Sized>(
+        &mut self,
+        da: &DirectAccess<'_, D>,
+        offset: usize,
+        n: usize,
+    ) -> usize {
+        let mut done = 0;
+        let mut want = n.min(self.accessible);
+        while want > 0 {
+            let (seg, off) = (self.seg, self.seg_off);
+            let Bufs::Read(bufs) = &mut self.bufs else {
+                return done;
+            };
+            let Some(buf) = bufs.get_mut(seg) else { break };
+            let piece = (buf.len() - off).min(want);
+            let got = da.copy_to(offset + done, &mut buf[off..off + piece]);
+            self.consume(got);
+            done += got;
+            want -= got;
+            if got < piece {
+                break;
+            }
+        }
+        done
+    }
+
+    /// Copies up to `n` bytes from the source buffers to device bytes at `offset` of
+    /// `da` (`dax_copy_from_iter`), or through the driver's recovery write when
+    /// `recovery` is set (`dax_recovery_write`); returns bytes copied.
+    pub fn copy_to_device<D: DaxOperations + ?Sized>(
+        &mut self,
+        da: &DirectAccess<'_, D>,
+        offset: usize,
+        n: usize,
+        recovery: bool,
+    ) -> usize {
+        let want = n.min(self.accessible);
+        if recovery {
+            // The driver clears poison for the whole range at once, so it needs the data
+            // in one piece.
+            let data = self.gather(want);
+            let got = da.recovery_write(offset, &data);
+            self.consume(got);
+            return got;
+        }
+        let mut done = 0;
+        let mut left = want;
+        while left > 0 {
+            let (seg, off) = (self.seg, self.seg_off);
+            let Bufs::Write(bufs) = &self.bufs else {
+                return done;
+            };
+            let Some(buf) = bufs.get(seg) else { break };
+            let piece = (buf.len() - off).min(left);
+            let got = da.copy_from(offset + done, &buf[off..off + piece]);
+            self.consume(got);
+            done += got;
+            left -= got;
+            if got < piece {
+                break;
+            }
+        }
+        done
+    }
+
+    /// The next `n` source bytes as one buffer (without consuming them).
+    fn gather(&self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n);
+        if let Bufs::Write(bufs) = &self.bufs {
+            let (mut seg, mut off) = (self.seg, self.seg_off);
+            while out.len() < n {
+                let Some(buf) = bufs.get(seg) else { break };
+                let piece = (buf.len() - off).min(n - out.len());
+                out.extend_from_slice(&buf[off..off + piece]);
+                seg += 1;
+                off = 0;
+            }
+        }
+        out
+    }
+
+    /// Writes `n` zero bytes into the destination buffers (`iov_iter_zero`); returns
+    /// bytes zeroed (short where the buffer faults).
+    pub fn zero(&mut self, n: usize) -> usize {
+        let mut done = 0;
+        let mut want = n.min(self.accessible);
+        while want > 0 {
+            let (seg, off) = (self.seg, self.seg_off);
+            let Bufs::Read(bufs) = &mut self.bufs else {
+                return done;
+            };
+            let Some(buf) = bufs.get_mut(seg) else { break };
+            let piece = (buf.len() - off).min(want);
+            buf[off..off + piece].fill(0);
+            self.consume(piece);
+            done += piece;
+            want -= piece;
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_walks_segments_and_stops_at_the_fault() {
+        let (mut a, mut b) = ([1u8; 3], [1u8; 5]);
+        let mut it = IovIter::read(vec![&mut a[..], &mut b[..]]).fault_after(6);
+        assert_eq!(it.count(), 8);
+        assert_eq!(it.zero(10), 6);
+        assert_eq!(it.count(), 2);
+        assert_eq!(it.zero(1), 0);
+        assert_eq!((a, b), ([0; 3], [0, 0, 0, 1, 1]));
+    }
+
+    #[test]
+    fn gather_spans_segments() {
+        let it = IovIter::write(vec![b"ab", b"", b"cde"]);
+        assert!(it.is_write());
+        assert_eq!(it.gather(4), b"abcd");
+        assert_eq!(it.gather(10), b"abcde");
+    }
+}
