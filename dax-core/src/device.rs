@@ -804,6 +804,46 @@ impl<D: ?Sized + DaxOperations> DirectAccess<'_, D> {
         n
     }
 
+    /// Copies `len` bytes from `src` at `src_offset` into this range at `offset` with a
+    /// machine-check-safe read (`copy_mc_to_kernel` between two device ranges, as
+    /// copy-on-write and unshare use it); returns bytes copied: short where the source
+    /// has poison (when its device has NOMC) or either range ends, 0 if either device
+    /// is dead. The ranges may overlap.
+    pub fn copy_from_device<S: ?Sized + DaxOperations>(
+        &self,
+        offset: usize,
+        src: &DirectAccess<'_, S>,
+        src_offset: usize,
+        len: usize,
+    ) -> usize {
+        if !self.alive() || !src.alive() {
+            return 0;
+        }
+        let mut n = self.clamp(offset, len).min(src.clamp(src_offset, len));
+        if n == 0 {
+            return 0;
+        }
+        if src.dev.flags().contains(DaxFlags::NOMC)
+            && let Some(good) = src
+                .dev
+                .ops
+                .first_poisoned_byte(src.device_offset(src_offset), n)
+        {
+            n = good.min(n);
+        }
+        // SAFETY: `offset + n <= self.len()` and `src_offset + n <= src.len()` (clamp),
+        // so both ranges lie in pages their drivers vouched for, valid while both
+        // sections (borrowed by `self` and `src`) last. `ptr::copy` allows overlap.
+        unsafe {
+            std::ptr::copy(
+                src.addr.as_ptr().add(src_offset),
+                self.addr.as_ptr().add(offset),
+                n,
+            );
+        }
+        n
+    }
+
     /// Sets `len` device bytes at `offset` to `byte` with ordinary stores (the
     /// `memset` fs/dax.c does before `dax_flush` when zeroing part of a page); returns
     /// bytes set (0 if dead, cut at the end of the range).

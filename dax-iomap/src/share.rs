@@ -2,14 +2,23 @@
 //! (`dax_iomap_copy_around`, `dax_file_unshare`, `dax_dedupe_file_range_compare`,
 //! `dax_remap_file_range_prep`).
 
-use dax_core::{DaxError, DaxOperations, DirectAccess};
+use dax_core::{DaxAccessMode, DaxError, DaxOperations, DirectAccess, PAGE_SIZE};
 
-use crate::iomap::{DaxInode, Iomap, IomapOps};
+use crate::iomap::{DaxInode, Iomap, IomapFlags, IomapOps, IomapType};
+
+const PAGE: u64 = PAGE_SIZE as u64;
 
 /// Fills the parts of the `align`-sized blocks around file bytes `pos .. pos + length`
-/// that the operation will not write, from `srcmap` (or with zeros when the source is
-/// unwritten or is the SHARED destination itself) (`dax_iomap_copy_around`). `dst`
-/// reaches the destination from the start of the aligned block holding `pos`.
+/// that the operation will not write (`dax_iomap_copy_around`): from `srcmap` with a
+/// machine-check-safe copy, or with zeros when `srcmap` is UNWRITTEN or is the SHARED
+/// destination itself (the old data was a hole). `dst` reaches the destination from
+/// the start of the aligned block holding `pos`.
+///
+/// When both edges are in place (`pos` aligned and the end aligned, as for a fault)
+/// the whole block is filled. Zero-filled blocks are written back from the CPU cache;
+/// copied edges are not (quirk Q7, reproduced: they reach persistence with the write
+/// that follows or with writeback). A tail that lies beyond `dst` is left for the
+/// chunk that reaches it. Fails with `EIO` when the source cannot be read (poison).
 pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
     pos: u64,
     length: u64,
@@ -17,10 +26,70 @@ pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
     srcmap: &Iomap,
     dst: &DirectAccess<'_, D>,
 ) -> Result<(), DaxError> {
-    let _ = (pos, length, align, srcmap, dst);
-    Err(DaxError::NotSupported {
-        what: "dax_iomap_copy_around is not implemented yet",
-    })
+    if align < PAGE || !align.is_power_of_two() {
+        return Err(DaxError::InvalidArgument {
+            what: "copy-around alignment must be a power of two of at least a page",
+        });
+    }
+    let head = pos % align;
+    let end = pos + length;
+    let block_end = end.div_ceil(align) * align;
+    let total = (head + length).div_ceil(align) * align;
+    let copy_all = head == 0 && end == block_end;
+    let zero_edge =
+        srcmap.flags.contains(IomapFlags::SHARED) || srcmap.kind == IomapType::Unwritten;
+    let tail_off = (head + length) as usize;
+    let tail_len = (block_end - end) as usize;
+    let copy_failed = || DaxError::Io {
+        what: "copy-on-write could not read the source",
+    };
+
+    if zero_edge {
+        if copy_all {
+            dst.fill(0, 0, total as usize);
+        } else {
+            dst.fill(0, 0, head as usize);
+            if tail_len > 0 && tail_off < dst.len() {
+                dst.fill(tail_off, 0, tail_len);
+            }
+        }
+        dst.flush(0, total as usize);
+        return Ok(());
+    }
+
+    let Some(dev) = srcmap.dax_dev.as_ref() else {
+        return Err(DaxError::Io {
+            what: "copy-on-write source has no DAX device",
+        });
+    };
+    let section = dev.read_lock();
+    let src = section
+        .direct_access(
+            srcmap.pgoff(pos - head),
+            total / PAGE,
+            DaxAccessMode::Access,
+        )
+        .map_err(DaxError::mem2blk)?;
+    // Both `src` and `dst` start at the aligned block holding `pos`.
+    let copy = |off: usize, n: usize| -> Result<(), DaxError> {
+        if n == 0 {
+            return Ok(());
+        }
+        if dst.copy_from_device(off, &src, off, n) == n {
+            Ok(())
+        } else {
+            Err(copy_failed())
+        }
+    };
+    if copy_all {
+        copy(0, length as usize)?;
+    } else {
+        copy(0, head as usize)?;
+        if tail_len > 0 && tail_off < dst.len() {
+            copy(tail_off, tail_len)?;
+        }
+    }
+    Ok(())
 }
 
 /// Unshares file bytes `pos .. pos + len`: copies shared extents into the new blocks

@@ -1,0 +1,221 @@
+//! A scripted filesystem for the dax-iomap conformance tests: its extents are set by
+//! the test, every `iomap_begin`/`iomap_end` call is recorded, and failures can be
+//! injected. Not a real filesystem (see `dax_testdev::TestFs` for that).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use dax_core::{DaxDevice, DaxError, PAGE_SIZE};
+use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MappingOps};
+use dax_testdev::MemDevice;
+use parking_lot::Mutex;
+
+pub const PAGE: u64 = PAGE_SIZE as u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndCall {
+    pub pos: u64,
+    pub length: u64,
+    pub written: u64,
+    pub flags: IterFlags,
+}
+
+/// One scripted extent: a mapping and an optional source map.
+#[derive(Clone)]
+pub struct Extent {
+    pub map: Iomap,
+    pub src: Option<Iomap>,
+}
+
+pub struct MockFs {
+    pub dev: Arc<DaxDevice<MemDevice>>,
+    pub size: Mutex<u64>,
+    pub extents: Mutex<Vec<Extent>>,
+    pub begins: Mutex<Vec<(u64, u64, IterFlags)>>,
+    pub ends: Mutex<Vec<EndCall>>,
+    /// Fail the begin call number N (0-based) with this error.
+    pub fail_begin: Mutex<Option<(usize, DaxError)>>,
+    /// Every iomap_end answers this.
+    pub end_result: Mutex<Result<(), DaxError>>,
+    pub mapping: Option<RecordingMapping>,
+}
+
+impl MockFs {
+    pub fn new(dev_pages: u64, size: u64) -> Self {
+        let dev = MemDevice::builder().size(dev_pages * PAGE).build().unwrap();
+        MockFs {
+            dev,
+            size: Mutex::new(size),
+            extents: Mutex::new(Vec::new()),
+            begins: Mutex::new(Vec::new()),
+            ends: Mutex::new(Vec::new()),
+            fail_begin: Mutex::new(None),
+            end_result: Mutex::new(Ok(())),
+            mapping: None,
+        }
+    }
+
+    pub fn with_mapping(mut self) -> Self {
+        self.mapping = Some(RecordingMapping::default());
+        self
+    }
+
+    pub fn dyn_dev(&self) -> Arc<DaxDevice> {
+        self.dev.clone()
+    }
+
+    /// Adds a mapping of file `[offset, offset+len)` to device byte `addr`.
+    pub fn map(&self, kind: IomapType, offset: u64, len: u64, addr: u64, flags: IomapFlags) {
+        let map = Iomap {
+            addr,
+            offset,
+            length: len,
+            kind,
+            flags,
+            dax_dev: Some(self.dyn_dev()),
+            ..Iomap::default()
+        };
+        self.push(Extent { map, src: None });
+    }
+
+    /// Adds a SHARED destination at `addr` with the old data at `src_addr` (or no
+    /// source map when `src_addr` is None: the old data was a hole).
+    pub fn cow(&self, offset: u64, len: u64, addr: u64, src: Option<(IomapType, u64)>) {
+        let map = Iomap {
+            addr,
+            offset,
+            length: len,
+            kind: IomapType::Mapped,
+            flags: IomapFlags::SHARED,
+            dax_dev: Some(self.dyn_dev()),
+            ..Iomap::default()
+        };
+        let src = src.map(|(kind, a)| Iomap {
+            addr: a,
+            offset,
+            length: len,
+            kind,
+            dax_dev: Some(self.dyn_dev()),
+            ..Iomap::default()
+        });
+        self.push(Extent { map, src });
+    }
+
+    pub fn push(&self, e: Extent) {
+        let mut v = self.extents.lock();
+        v.push(e);
+        v.sort_by_key(|e| e.map.offset);
+    }
+
+    pub fn poke(&self, addr: u64, data: &[u8]) {
+        self.dev.driver().poke(addr, data).unwrap();
+    }
+
+    pub fn peek(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.dev.driver().peek(addr, &mut v).unwrap();
+        v
+    }
+
+    pub fn set_size(&self, size: u64) {
+        *self.size.lock() = size;
+    }
+}
+
+impl IomapOps for MockFs {
+    fn iomap_begin(
+        &self,
+        pos: u64,
+        length: u64,
+        flags: IterFlags,
+    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+        let n = {
+            let mut b = self.begins.lock();
+            b.push((pos, length, flags));
+            b.len() - 1
+        };
+        if let Some((at, err)) = self.fail_begin.lock().clone()
+            && at == n
+        {
+            return Err(err);
+        }
+        let ext = self.extents.lock();
+        if let Some(e) = ext
+            .iter()
+            .find(|e| e.map.offset <= pos && pos < e.map.end())
+        {
+            return Ok((e.map.clone(), e.src.clone()));
+        }
+        // A hole up to the next extent (or a long way).
+        let next = ext
+            .iter()
+            .map(|e| e.map.offset)
+            .find(|&o| o > pos)
+            .unwrap_or(pos + (1 << 40));
+        Ok((Iomap::hole(pos, next - pos), None))
+    }
+
+    fn iomap_end(
+        &self,
+        pos: u64,
+        length: u64,
+        written: u64,
+        flags: IterFlags,
+        _iomap: &Iomap,
+    ) -> Result<(), DaxError> {
+        self.ends.lock().push(EndCall {
+            pos,
+            length,
+            written,
+            flags,
+        });
+        self.end_result.lock().clone()
+    }
+}
+
+impl DaxInode for MockFs {
+    fn size(&self) -> u64 {
+        *self.size.lock()
+    }
+
+    fn mapping(&self) -> Option<&dyn MappingOps> {
+        self.mapping.as_ref().map(|m| m as &dyn MappingOps)
+    }
+}
+
+/// A mapping index that only records what it was asked to do.
+#[derive(Default)]
+pub struct RecordingMapping {
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl MappingOps for RecordingMapping {
+    fn clear_dirty_range(&self, first: u64, last: u64) {
+        self.calls
+            .lock()
+            .push(format!("clear_dirty {first}..={last}"));
+    }
+
+    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
+        self.calls
+            .lock()
+            .push(format!("invalidate {first}..={last}"));
+        Ok(())
+    }
+
+    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError> {
+        self.calls.lock().push(format!("writeback {start}..={end}"));
+        Ok(())
+    }
+
+    fn first_entry(&self, _first: u64, _last: u64) -> Option<u64> {
+        None
+    }
+}
+
+/// A deterministic byte pattern.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(97).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
