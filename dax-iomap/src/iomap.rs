@@ -276,9 +276,10 @@ pub trait MappingOps {
     /// (`filemap_write_and_wait_range`).
     fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError>;
 
-    /// The first page index in `first ..= last` that holds an entry of any kind
-    /// (the DAX case of `mapping_seek_hole_data`'s index probe).
-    fn first_entry(&self, first: u64, last: u64) -> Option<u64>;
+    /// The first entry of any kind (empty, zero page, real; PTE or PMD) overlapping page
+    /// range `first ..= last`, as its first page index and its number of pages (the
+    /// DAX case of `mapping_seek_hole_data`'s index probe).
+    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)>;
 }
 
 #[cfg(test)]

@@ -187,6 +187,8 @@ impl DaxInode for MockFs {
 #[derive(Default)]
 pub struct RecordingMapping {
     pub calls: Mutex<Vec<String>>,
+    /// Index entries as (first page, pages), for seek probes.
+    pub entries: Mutex<Vec<(u64, u64)>>,
 }
 
 impl MappingOps for RecordingMapping {
@@ -208,8 +210,13 @@ impl MappingOps for RecordingMapping {
         Ok(())
     }
 
-    fn first_entry(&self, _first: u64, _last: u64) -> Option<u64> {
-        None
+    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)> {
+        self.entries
+            .lock()
+            .iter()
+            .copied()
+            .filter(|&(s, n)| s <= last && s + n > first)
+            .min()
     }
 }
 
