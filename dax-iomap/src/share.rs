@@ -363,7 +363,7 @@ fn remap_checks(
 ) -> Result<u64, DaxError> {
     let inval = |what| DaxError::InvalidArgument { what };
     let bs = PAGE;
-    if pos_in % bs != 0 || pos_out % bs != 0 {
+    if !pos_in.is_multiple_of(bs) || !pos_out.is_multiple_of(bs) {
         return Err(inval("remap positions must be block aligned"));
     }
     let past_max = |pos: u64| pos.checked_add(len).is_none_or(|e| e > MAX_FILE_SIZE);
@@ -389,7 +389,7 @@ fn remap_checks(
     let bcount = if pos_in + count == size_in && (!dedup || pos_out + count == size_out) {
         size_in.div_ceil(bs) * bs - pos_in
     } else {
-        if count % bs != 0 {
+        if !count.is_multiple_of(bs) {
             if flags.contains(RemapFlags::CAN_SHORTEN) {
                 count = count / bs * bs;
             } else {
