@@ -186,6 +186,57 @@ fn memcpy_large_sizes() {
     }
 }
 
+/// Line counts at the forward kernels' internal boundaries: the 8-line blocks, the
+/// 16-line prefetch distance and the end of the AVX-512 kernel's prefetching loop
+/// (256 + 16 lines), each +-1 line and +-1 block.
+const KERNEL_EDGE_LINES: [usize; 22] = [
+    1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 33, 255, 256, 257, 263, 264, 271, 272, 273, 280, 281, 1000,
+];
+
+/// Whole lines to a 64-aligned destination (the AVX-512 path calls its kernel directly
+/// then) and the same lengths with partial first/last lines, around the kernels'
+/// boundaries, for every implementation.
+#[test]
+fn memcpy_kernel_edges() {
+    let max = 1000 * 64 + 64;
+    let src = pattern(max + 64, 9);
+    let mut dst = Dst::new(max);
+    for (c, f) in combos() {
+        for flags in [PersistFlags::empty(), PersistFlags::NONTEMPORAL] {
+            for lines in KERNEL_EDGE_LINES {
+                let len = lines * 64;
+                for (sm, dm, extra) in [(0, 0, 0), (5, 0, 0), (0, 0, 24), (0, 40, 0), (7, 9, 3)] {
+                    check_memcpy(c, f, flags, &mut dst, &src, sm, dm, len + extra);
+                }
+            }
+        }
+    }
+}
+
+/// `memcpy_persist` itself (detected implementations, the cached fast path) on the
+/// same edges.
+#[test]
+fn memcpy_persist_detected_kernel_edges() {
+    let max = 1000 * 64 + 64;
+    let src_buf = pattern(max + 64, 10);
+    let mut dst = Dst::new(max);
+    for lines in KERNEL_EDGE_LINES {
+        for (sm, dm, extra) in [(0, 0, 0), (3, 0, 0), (0, 0, 8), (0, 24, 40), (1, 63, 5)] {
+            let len = lines * 64 + extra;
+            let src_off = offset_with_misalignment(&src_buf, 0, sm);
+            let src = &src_buf[src_off..src_off + len];
+            let off = dst.prepare(dm, src);
+            let d = dst.buf[off..].as_mut_ptr();
+            // SAFETY: `d` is valid for `len` bytes (prepare left room plus the guard),
+            // `src` for `len` bytes; separate allocations, nothing else touches them.
+            unsafe { persist::memcpy_persist(d, src.as_ptr(), len, PersistFlags::empty()) };
+            dst.check(off, src, &|| {
+                format!("memcpy_persist len {len} dst%64 {dm} src%64 {sm}")
+            });
+        }
+    }
+}
+
 #[test]
 fn copy_flushcache_matches_plain_copy() {
     let src = pattern(5000, 4);

@@ -235,6 +235,7 @@ impl FlushImpl {
         }
     }
 
+    #[inline]
     fn from_u8(v: u8) -> Option<FlushImpl> {
         Some(match v {
             1 => FlushImpl::Clwb,
@@ -345,6 +346,7 @@ impl CopyImpl {
         }
     }
 
+    #[inline]
     fn from_u8(v: u8) -> Option<CopyImpl> {
         Some(match v {
             1 => CopyImpl::Avx512,
@@ -387,10 +389,20 @@ static COPY_IMPL: AtomicU8 = AtomicU8::new(0);
 /// `DAX_RS_FLUSH_IMPL`, see the [module docs](self)) and cached. This is the choice the
 /// kernel makes with alternatives patching in `clean_cache_range`, and libpmem2 in
 /// `pmem2_arch_init`.
+///
+/// After the first call this is one relaxed byte load (inlined into callers); the
+/// detection itself is out of line.
+#[inline]
 pub fn flush_impl() -> FlushImpl {
-    if let Some(f) = FlushImpl::from_u8(FLUSH_IMPL.load(Ordering::Relaxed)) {
-        return f;
+    match FlushImpl::from_u8(FLUSH_IMPL.load(Ordering::Relaxed)) {
+        Some(f) => f,
+        None => detect_flush_impl(),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn detect_flush_impl() -> FlushImpl {
     let env = std::env::var("DAX_RS_FLUSH_IMPL").ok();
     let f = FlushImpl::detect_with(env.as_deref());
     // Racing first callers compute the same value; any of them may win.
@@ -400,10 +412,20 @@ pub fn flush_impl() -> FlushImpl {
 
 /// The copy implementation in use: detected on first call (honouring
 /// `DAX_RS_COPY_IMPL`, see the [module docs](self)) and cached.
+///
+/// After the first call this is one relaxed byte load (inlined into callers); the
+/// detection itself is out of line.
+#[inline]
 pub fn copy_impl() -> CopyImpl {
-    if let Some(c) = CopyImpl::from_u8(COPY_IMPL.load(Ordering::Relaxed)) {
-        return c;
+    match CopyImpl::from_u8(COPY_IMPL.load(Ordering::Relaxed)) {
+        Some(c) => c,
+        None => detect_copy_impl(),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn detect_copy_impl() -> CopyImpl {
     let env = std::env::var("DAX_RS_COPY_IMPL").ok();
     let c = CopyImpl::detect_with(env.as_deref());
     COPY_IMPL.store(c.to_u8(), Ordering::Relaxed);
@@ -546,8 +568,43 @@ fn choose_mode(copy: CopyImpl, flags: PersistFlags, dst: *const u8, len: usize) 
 ///
 /// `len == 0` touches neither pointer.
 pub unsafe fn memcpy_persist(dst: *mut u8, src: *const u8, len: usize, flags: PersistFlags) {
-    // SAFETY: the caller's contract is ours; detected implementations are supported.
-    unsafe { copy_raw(copy_impl(), flush_impl(), dst, src, len, flags, false) }
+    // The common case (implementations already detected) is kept free of calls other
+    // than the copy kernel itself: every instruction between entry and the first
+    // non-temporal store costs time in back-to-back copies (see `x86_64.rs`,
+    // `copy_fwd_avx512`).
+    match cached_impls() {
+        // SAFETY: the caller's contract is ours; cached implementations were detected
+        // as supported.
+        Some((copy, flush)) => unsafe { copy_raw(copy, flush, dst, src, len, flags, false) },
+        // SAFETY: as above; `copy_impl`/`flush_impl` return supported implementations.
+        None => unsafe { copy_raw_detect(dst, src, len, flags, false) },
+    }
+}
+
+/// The detected implementations, if detection has already run.
+#[inline(always)]
+fn cached_impls() -> Option<(CopyImpl, FlushImpl)> {
+    let copy = CopyImpl::from_u8(COPY_IMPL.load(Ordering::Relaxed))?;
+    let flush = FlushImpl::from_u8(FLUSH_IMPL.load(Ordering::Relaxed))?;
+    Some((copy, flush))
+}
+
+/// [`copy_raw`] with detection, for the first calls.
+///
+/// # Safety
+///
+/// The contract of [`memcpy_persist`] (or of [`memmove_persist`] when `overlap`).
+#[cold]
+#[inline(never)]
+unsafe fn copy_raw_detect(
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    flags: PersistFlags,
+    overlap: bool,
+) {
+    // SAFETY: the caller's contract; detected implementations are supported.
+    unsafe { copy_raw(copy_impl(), flush_impl(), dst, src, len, flags, overlap) }
 }
 
 /// [`memcpy_persist`] with explicit implementations (for tests and benchmarks); one
@@ -684,7 +741,7 @@ pub unsafe fn copy_flushcache(dst: *mut u8, src: *const u8, len: usize) {
 ///
 /// The contract of [`memcpy_persist`] (or of [`memmove_persist`] when `overlap`), and
 /// `copy` and `flush` are supported by this CPU.
-#[inline]
+#[inline(always)]
 unsafe fn copy_raw(
     copy: CopyImpl,
     flush: FlushImpl,
@@ -697,19 +754,8 @@ unsafe fn copy_raw(
     if len != 0 {
         match choose_mode(copy, flags, dst, len) {
             Mode::NoFlush | Mode::Temporal => {
-                if overlap {
-                    // SAFETY: both ranges valid (caller); `ptr::copy` allows overlap.
-                    unsafe { ptr::copy(src, dst, len) };
-                } else {
-                    // SAFETY: both ranges valid and disjoint (caller).
-                    unsafe { ptr::copy_nonoverlapping(src, dst, len) };
-                }
-                if flags.contains(PersistFlags::NOFLUSH) {
-                    // The caller handles flushing.
-                } else {
-                    // SAFETY: `dst` range is mapped (caller); `flush` supported (caller).
-                    unsafe { flush_range_raw(flush, dst, len) };
-                }
+                // SAFETY: the caller's contract is the function's.
+                unsafe { copy_temporal(flush, dst, src, len, flags, overlap) }
             }
             Mode::NonTemporal => {
                 #[cfg(target_arch = "x86_64")]
@@ -739,6 +785,36 @@ unsafe fn copy_raw(
     }
     if !flags.contains(PersistFlags::NODRAIN) {
         drain();
+    }
+}
+
+/// The ordinary-store part of [`copy_raw`]: copy, then write back unless `NOFLUSH`.
+/// Out of line so that the inlined [`copy_raw`] stays small.
+///
+/// # Safety
+///
+/// As for [`copy_raw`].
+#[inline(never)]
+unsafe fn copy_temporal(
+    flush: FlushImpl,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    flags: PersistFlags,
+    overlap: bool,
+) {
+    if overlap {
+        // SAFETY: both ranges valid (caller); `ptr::copy` allows overlap.
+        unsafe { ptr::copy(src, dst, len) };
+    } else {
+        // SAFETY: both ranges valid and disjoint (caller).
+        unsafe { ptr::copy_nonoverlapping(src, dst, len) };
+    }
+    if flags.contains(PersistFlags::NOFLUSH) {
+        // The caller handles flushing.
+    } else {
+        // SAFETY: `dst` range is mapped (caller); `flush` supported (caller).
+        unsafe { flush_range_raw(flush, dst, len) };
     }
 }
 

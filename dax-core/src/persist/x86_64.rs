@@ -149,10 +149,14 @@ fn movnti_fits(dst: *mut u8, n: usize) -> bool {
 /// slower for short copies to unaligned destinations than writing the whole piece
 /// with ordinary stores.
 ///
+/// Out of line on purpose: only copies with a partial first or last line call it, and
+/// keeping its `memmove` call and write-back loops out of [`copy_fwd_avx512`] keeps that
+/// function's prologue short (see [`copy_fwd_avx512`] for why that matters).
+///
 /// # Safety
 ///
 /// `src`/`dst` valid for `n` bytes; if they overlap, `dst <= src`; `flush` supported.
-#[inline(always)]
+#[inline(never)]
 unsafe fn piece_fwd(flush: FlushImpl, dst: *mut u8, src: *const u8, n: usize) {
     if movnti_fits(dst, n) {
         let mut off = 0;
@@ -239,6 +243,7 @@ fn head_len(dst: *mut u8, len: usize) -> usize {
 ///
 /// `src`/`dst` valid for `len` bytes; if they overlap then `dst <= src`; `copy` is a
 /// vector implementation and it and `flush` are supported by this CPU.
+#[inline(always)]
 pub(super) unsafe fn copy_nt_forward(
     copy: CopyImpl,
     flush: FlushImpl,
@@ -246,6 +251,29 @@ pub(super) unsafe fn copy_nt_forward(
     src: *const u8,
     len: usize,
 ) {
+    // SAFETY: the caller's contract is the callees'; AVX-512F is supported when
+    // `copy` is `Avx512` (caller).
+    unsafe {
+        if copy == CopyImpl::Avx512 {
+            if (dst as usize | len).is_multiple_of(LINE) {
+                // Whole lines only: straight to the kernel, no pieces.
+                body_fwd_avx512(dst, src, len / LINE)
+            } else {
+                copy_fwd_avx512(flush, dst, src, len)
+            }
+        } else {
+            copy_fwd_vec(copy, flush, dst, src, len)
+        }
+    }
+}
+
+/// [`copy_nt_forward`] for AVX2 and SSE2.
+///
+/// # Safety
+///
+/// As for [`copy_nt_forward`], and `copy` is `Avx2` or `Sse2`.
+#[inline(never)]
+unsafe fn copy_fwd_vec(copy: CopyImpl, flush: FlushImpl, dst: *mut u8, src: *const u8, len: usize) {
     let head = head_len(dst, len);
     let lines = (len - head) / LINE;
     let done = head + lines * LINE;
@@ -255,11 +283,47 @@ pub(super) unsafe fn copy_nt_forward(
         piece_fwd(flush, dst, src, head);
         let (d, s) = (dst.add(head), src.add(head));
         match copy {
-            CopyImpl::Avx512 => body_fwd_avx512(d, s, lines),
             CopyImpl::Avx2 => body_fwd_avx2(d, s, lines),
             _ => body_fwd_sse2(d, s, lines),
         }
         piece_fwd(flush, dst.add(done), src.add(done), len - done);
+    }
+}
+
+/// [`copy_nt_forward`] for [`CopyImpl::Avx512`] when the copy has a partial first or
+/// last line: head piece, body and tail piece. Copies of whole lines to a 64-aligned
+/// destination skip this and call [`body_fwd_avx512`] directly.
+///
+/// The fixed cost of a call matters for short copies. In a run of back-to-back
+/// persistent copies, each copy's stores queue behind the previous copy's SFENCE, so
+/// everything between entry and the first non-temporal store (register saves are
+/// stores too) delays the copy: on the reference Cascade Lake VM, the former chain of
+/// calls (out-of-line `copy_impl`/`flush_impl`, `copy_nt_forward`, the body kernel,
+/// with their register saves) cost about 15-20 ns per 4 KiB copy (~3 %) against the
+/// same loop called directly, and about 24 extra stack stores before the loop cost the
+/// same. Hence: implementation lookups inline, and one call from `memcpy_persist` to
+/// the kernel, a leaf function, whenever there are no pieces to write.
+///
+/// # Safety
+///
+/// As for [`copy_nt_forward`]; AVX-512F and `flush` are supported by this CPU.
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn copy_fwd_avx512(flush: FlushImpl, dst: *mut u8, src: *const u8, len: usize) {
+    let head = head_len(dst, len);
+    let lines = (len - head) / LINE;
+    let done = head + lines * LINE;
+    // SAFETY: head, body and tail partition `0..len`; `dst + head` is 64-aligned as
+    // the body kernel requires; AVX-512F is supported (caller); forward order keeps
+    // overlapping moves with `dst <= src` correct (caller).
+    unsafe {
+        if head != 0 {
+            piece_fwd(flush, dst, src, head);
+        }
+        body_fwd_avx512(dst.add(head), src.add(head), lines);
+        if done != len {
+            piece_fwd(flush, dst.add(done), src.add(done), len - done);
+        }
     }
 }
 
@@ -328,6 +392,18 @@ pub(super) unsafe fn set_nt(copy: CopyImpl, flush: FlushImpl, dst: *mut u8, byte
 /// prefetcher has not ramped up yet.
 const PREFETCH_LINES: usize = 16;
 
+/// The AVX-512 forward kernel prefetches (in its loop) only while it copies the first
+/// this many lines (16 KiB) of the body; after that it relies on the hardware
+/// prefetcher.
+///
+/// Measured on the reference Cascade Lake VM (`docs/benchmarks.md`): prefetching every
+/// line of the whole copy made cold copies (source in memory) 5-10 % faster, but warm
+/// copies whose source sits in L2 (64 KiB-1 MiB) about 2 % slower, which put them
+/// below PMDK's loop (no software prefetch at all). Prefetching only the start keeps
+/// almost all of the gain for short cold copies (the hardware streamer has not ramped
+/// up there) and costs nothing measurable when the source is cached.
+const PREFETCH_SPAN: usize = 256;
+
 /// Prefetches source lines `from..to` (clamped to `lines`) into all cache levels.
 #[inline(always)]
 fn prefetch_lines(src: *const u8, from: usize, to: usize, lines: usize) {
@@ -340,6 +416,34 @@ fn prefetch_lines(src: *const u8, from: usize, to: usize, lines: usize) {
     }
 }
 
+/// Moves 8 whole lines with AVX-512: all eight loads, then all eight stores.
+///
+/// # Safety
+///
+/// `src` valid for 512 bytes of reads, `dst` for 512 bytes of writes and 64-aligned;
+/// if they overlap, `dst <= src`; AVX-512F supported.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn move8_avx512(dst: *mut u8, src: *const u8) {
+    // SAFETY: every access is inside the 512 bytes (caller); stores are 64-aligned
+    // because `dst` is; loads are unaligned loads and all precede the stores.
+    unsafe {
+        let r = [
+            _mm512_loadu_si512(src.cast()),
+            _mm512_loadu_si512(src.add(64).cast()),
+            _mm512_loadu_si512(src.add(128).cast()),
+            _mm512_loadu_si512(src.add(192).cast()),
+            _mm512_loadu_si512(src.add(256).cast()),
+            _mm512_loadu_si512(src.add(320).cast()),
+            _mm512_loadu_si512(src.add(384).cast()),
+            _mm512_loadu_si512(src.add(448).cast()),
+        ];
+        for (k, v) in r.into_iter().enumerate() {
+            _mm512_stream_si512(dst.add(k * LINE).cast(), v);
+        }
+    }
+}
+
 /// # Safety
 ///
 /// See the comment above the body kernels.
@@ -347,26 +451,26 @@ fn prefetch_lines(src: *const u8, from: usize, to: usize, lines: usize) {
 unsafe fn body_fwd_avx512(dst: *mut u8, src: *const u8, lines: usize) {
     let mut i = 0;
     prefetch_lines(src, 0, PREFETCH_LINES, lines);
-    // SAFETY: every access is inside `0..lines * 64` of `src`/`dst` (caller); stores
-    // are 64-aligned because `dst` is; loads are unaligned loads.
+    // The prefetching loop runs while the block it prefetches (lines
+    // `i + PREFETCH_LINES .. i + PREFETCH_LINES + 8`) lies inside the source and
+    // inside the first `PREFETCH_SPAN + PREFETCH_LINES` lines; the plain loop finishes.
+    let pf_end = lines.min(PREFETCH_SPAN + PREFETCH_LINES);
+    // SAFETY: every access is inside `0..lines * 64` of `src`/`dst` (caller): the
+    // loops move lines `i..i + 8` only while `i + 8 <= lines`, then single lines
+    // below `lines`; `dst + i * 64` stays 64-aligned; AVX-512F is supported (caller).
+    // Ascending order: with overlap `dst <= src` (caller), no line is read after it
+    // was overwritten. Prefetches are hints and never fault.
     unsafe {
-        while lines - i >= 8 {
-            prefetch_lines(src, i + PREFETCH_LINES, i + PREFETCH_LINES + 8, lines);
-            let s = src.add(i * LINE);
-            let d = dst.add(i * LINE);
-            let r = [
-                _mm512_loadu_si512(s.cast()),
-                _mm512_loadu_si512(s.add(64).cast()),
-                _mm512_loadu_si512(s.add(128).cast()),
-                _mm512_loadu_si512(s.add(192).cast()),
-                _mm512_loadu_si512(s.add(256).cast()),
-                _mm512_loadu_si512(s.add(320).cast()),
-                _mm512_loadu_si512(s.add(384).cast()),
-                _mm512_loadu_si512(s.add(448).cast()),
-            ];
-            for (k, v) in r.into_iter().enumerate() {
-                _mm512_stream_si512(d.add(k * LINE).cast(), v);
+        while i + PREFETCH_LINES + 8 <= pf_end {
+            move8_avx512(dst.add(i * LINE), src.add(i * LINE));
+            let p = src.add((i + PREFETCH_LINES) * LINE);
+            for k in 0..8 {
+                _mm_prefetch::<_MM_HINT_T0>(p.add(k * LINE).cast());
             }
+            i += 8;
+        }
+        while lines - i >= 8 {
+            move8_avx512(dst.add(i * LINE), src.add(i * LINE));
             i += 8;
         }
         while i < lines {

@@ -1,0 +1,200 @@
+//! Interleaved A/B companion of `persist_copy`: the same three persistent copies
+//! (`memcpy_persist`, copy + `flush_range` + `drain`, PMDK's `pmem_memcpy_persist`),
+//! sizes and warm/cold sources, but measured in alternation instead of one after the
+//! other, so that slow drifts of a shared machine hit all three alike.
+//!
+//! For every cell: rounds of one batch per implementation (about 0.2 ms of copies
+//! each, order rotated every round) until about 1.5 s have passed (at least 15
+//! rounds). Printed: the median throughput of each implementation, the median over
+//! rounds of ours ÷ PMDK measured in the same round, and in how many rounds ours was
+//! at least as fast as PMDK. Buffers, prefaulting, cold-source eviction and the PMDK
+//! configuration are as in `persist_copy` (see `docs/benchmarks.md`).
+//!
+//! Run: `cargo bench -p dax-benches --bench persist_copy_ab` (about 50 s).
+#![allow(missing_docs)]
+
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use dax_core::persist::{self, FlushImpl, PersistFlags};
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+const SIZES: [usize; 8] = [
+    4 * KIB,
+    16 * KIB,
+    64 * KIB,
+    256 * KIB,
+    MIB,
+    4 * MIB,
+    16 * MIB,
+    64 * MIB,
+];
+
+/// A page-aligned heap buffer, prefaulted (as in `persist_copy`).
+struct Buf {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+impl Buf {
+    fn new(len: usize, fill: u8) -> Buf {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
+        // SAFETY: `layout` has non-zero size.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        assert!(!ptr.is_null(), "allocation of {len} bytes failed");
+        // SAFETY: `ptr` is valid for `len` bytes of writes.
+        unsafe { ptr::write_bytes(ptr, fill, len) };
+        Buf { ptr, layout }
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
+    }
+}
+
+type PmemMemcpyPersist = unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void;
+
+/// PMDK's `pmem_memcpy_persist`, configured as in `persist_copy`.
+fn load_pmdk() -> Option<PmemMemcpyPersist> {
+    let any_pmem_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PMEM_"));
+    if !any_pmem_env {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("PMEM_AVX512F", "1") };
+    }
+    // SAFETY: a NUL-terminated library name.
+    let handle = unsafe { libc::dlopen(c"libpmem.so.1".as_ptr(), libc::RTLD_NOW) };
+    if handle.is_null() {
+        return None;
+    }
+    // SAFETY: `handle` is a live handle from dlopen; the name is NUL-terminated.
+    let sym = unsafe { libc::dlsym(handle, c"pmem_memcpy_persist".as_ptr()) };
+    if sym.is_null() {
+        return None;
+    }
+    // SAFETY: libpmem.h: `void *pmem_memcpy_persist(void *, const void *, size_t)`.
+    Some(unsafe { std::mem::transmute::<*mut c_void, PmemMemcpyPersist>(sym) })
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Ours,
+    CopyFlush,
+    Pmdk(PmemMemcpyPersist),
+}
+
+/// # Safety
+///
+/// `src`/`dst` valid for `len` bytes, disjoint.
+#[inline(always)]
+unsafe fn copy_once(which: Which, dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match which {
+            Which::Ours => persist::memcpy_persist(dst, src, len, PersistFlags::empty()),
+            Which::CopyFlush => {
+                ptr::copy_nonoverlapping(src, dst, len);
+                persist::flush_range(dst, len);
+                persist::drain();
+            }
+            Which::Pmdk(f) => {
+                f(dst.cast(), src.cast(), len);
+            }
+        }
+    }
+}
+
+/// Time of `iters` copies (cold: source evicted before each, outside the timing).
+fn batch(
+    which: Which,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    iters: usize,
+    cold: bool,
+) -> Duration {
+    if !cold {
+        let t = Instant::now();
+        for _ in 0..iters {
+            // SAFETY: both buffers hold at least `len` bytes and are disjoint.
+            unsafe { copy_once(which, black_box(dst), black_box(src), len) };
+        }
+        return t.elapsed();
+    }
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        // SAFETY: `src` is valid for `len` bytes; CLFLUSH is in every x86-64. The
+        // SeqCst fence (MFENCE) waits for the evictions before the clock starts.
+        unsafe { persist::flush_range_with(FlushImpl::Clflush, src, len) };
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        let t = Instant::now();
+        // SAFETY: as above.
+        unsafe { copy_once(which, black_box(dst), black_box(src), len) };
+        total += t.elapsed();
+    }
+    total
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let Some(pmdk) = load_pmdk() else {
+        eprintln!("note: libpmem.so.1 not found (apt-get install libpmem1): nothing to compare");
+        return;
+    };
+    let max = *SIZES.iter().max().expect("sizes");
+    let src = Buf::new(max, 0x5a);
+    let dst = Buf::new(max, 0xa5);
+    let impls = [Which::Ours, Which::CopyFlush, Which::Pmdk(pmdk)];
+    let gib = (1u64 << 30) as f64;
+    println!(
+        "| source | size | ours | copy+flush | PMDK | ours ÷ PMDK (median of rounds) | rounds ours ≥ PMDK |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for cold in [false, true] {
+        for &size in &SIZES {
+            // About 0.2 ms of copies per batch at ~5 GiB/s.
+            let iters = (1_000_000 / size).max(1);
+            let mut thr: [Vec<f64>; 3] = Default::default();
+            let mut ratio = Vec::new();
+            let start = Instant::now();
+            let mut round = 0;
+            while round < 15 || start.elapsed() < Duration::from_millis(1500) {
+                let mut t = [0.0; 3];
+                for k in 0..3 {
+                    let j = (k + round) % 3;
+                    let d = batch(impls[j], dst.ptr, src.ptr, size, iters, cold);
+                    t[j] = (size * iters) as f64 / d.as_secs_f64() / gib;
+                }
+                for j in 0..3 {
+                    thr[j].push(t[j]);
+                }
+                ratio.push(t[0] / t[2]);
+                round += 1;
+            }
+            let wins = ratio.iter().filter(|&&r| r >= 1.0).count();
+            let n = ratio.len();
+            let size_s = if size >= MIB {
+                format!("{} MiB", size / MIB)
+            } else {
+                format!("{} KiB", size / KIB)
+            };
+            println!(
+                "| {} | {size_s} | {:.2} | {:.2} | {:.2} | {:.3} | {wins}/{n} |",
+                if cold { "cold" } else { "warm" },
+                median(&mut thr[0]),
+                median(&mut thr[1]),
+                median(&mut thr[2]),
+                median(&mut ratio),
+            );
+        }
+    }
+}
