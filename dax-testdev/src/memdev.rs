@@ -266,6 +266,7 @@ impl MemDeviceBuilder {
             hw_any: AtomicBool::new(false),
             clear_unit: self.clear_unit,
             inject: Mutex::new(Injections::default()),
+            injecting: AtomicBool::new(false),
             calls: Default::default(),
         })
     }
@@ -337,6 +338,10 @@ pub struct MemDevice {
     hw_any: AtomicBool,
     clear_unit: u64,
     inject: Mutex<Injections>,
+    /// Whether any injection was ever made: lets every call skip the mutex on a device
+    /// nobody injects into (the common case, and the hot path of every read and
+    /// fault). Sticky: resetting it could race with a concurrent injection.
+    injecting: AtomicBool,
     calls: [AtomicU64; N_OPS],
 }
 
@@ -390,12 +395,14 @@ impl MemDevice {
     /// [`DevOp::RecoveryWrite`], return 0 bytes). A later call replaces the setting.
     pub fn inject_error(&self, op: DevOp, count: u32, err: DaxError) {
         self.inject.lock().errors[op.index()] = (count > 0).then_some((count, err));
+        self.injecting.store(true, Ordering::SeqCst);
     }
 
     /// Makes the next `count` firmware clears report only `cleared` bytes cleared
     /// (clamped to the request); the poison beyond stays.
     pub fn inject_partial_clear(&self, count: u32, cleared: u64) {
         self.inject.lock().partial_clear = (count > 0).then_some((count, cleared));
+        self.injecting.store(true, Ordering::SeqCst);
     }
 
     /// Removes every pending injection.
@@ -406,6 +413,9 @@ impl MemDevice {
     /// Counts a call of `op` and returns the injected error for it, if one is due.
     fn enter(&self, op: DevOp) -> Result<(), DaxError> {
         self.calls[op.index()].fetch_add(1, Ordering::Relaxed);
+        if !self.injecting.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let mut inj = self.inject.lock();
         let slot = &mut inj.errors[op.index()];
         if let Some((n, err)) = slot {
