@@ -1194,7 +1194,27 @@ impl TestFs {
             self.zero_gap(&d, dst_size, dst_off)?;
         }
 
+        let grow_to = (!flags.contains(RemapFlags::DEDUP)).then_some(dst_end);
+        self.share_blocks(src, sfb, dst, dfb, nb, grow_to)?;
+        // FAULT-ENGINE: invalidate the destination's mapping entries of the range.
+        Ok(len)
+    }
+
+    /// The block-map part of a remap: file blocks `dfb .. dfb + nb` of `dst` become
+    /// what `sfb .. sfb + nb` of `src` are (holes included), sharing the blocks; the
+    /// destination grows to `grow_to` bytes if given and larger. Callers hold both
+    /// inodes' I/O and invalidate locks and have checked the ranges.
+    pub(crate) fn share_blocks(
+        &self,
+        src: Ino,
+        sfb: u64,
+        dst: Ino,
+        dfb: u64,
+        nb: u64,
+        grow_to: Option<u64>,
+    ) -> Result<(), DaxError> {
         let mut meta = self.shared.meta.lock();
+        meta.inode(dst.0)?;
         let pieces = meta.inode(src.0)?.extents.pieces(sfb, nb);
         // References first, so that no block the source maps drops to zero below.
         for (_, e) in &pieces {
@@ -1207,8 +1227,10 @@ impl TestFs {
                 .insert(dfb + (fb - sfb), Extent { shared: true, ..e });
         }
         dim.changed();
-        if !flags.contains(RemapFlags::DEDUP) && dst_end > dim.core.size() {
-            dim.core.set_size(dst_end);
+        if let Some(end) = grow_to
+            && end > dim.core.size()
+        {
+            dim.core.set_size(end);
         }
         meta.release_pieces(&removed);
         let sim = meta.inode(src.0)?;
@@ -1216,7 +1238,6 @@ impl TestFs {
             sim.extents.set_state(fb, e.len, e.unwritten, true);
         }
         sim.changed();
-        // FAULT-ENGINE: invalidate the destination's mapping entries of the range.
-        Ok(len)
+        Ok(())
     }
 }

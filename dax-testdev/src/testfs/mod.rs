@@ -221,3 +221,6 @@ pub(crate) fn check_name(name: &str) -> Result<(), dax_core::DaxError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
