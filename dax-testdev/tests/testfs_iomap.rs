@@ -149,7 +149,7 @@ fn nowait_writes_that_would_allocate_or_convert_are_eagain() {
         libc::EAGAIN
     );
     assert_eq!(fs.statfs().free, free, "NOWAIT allocated nothing");
-    assert_eq!(fs.extents(ino).unwrap()[0].unwritten, true);
+    assert!(fs.extents(ino).unwrap()[0].unwritten);
     let (m, _) = inode.iomap_begin(B, B, W).unwrap();
     inode.iomap_end(B, B, B, W, &m).unwrap();
     let (m2, _) = inode.iomap_begin(B, B, nw).unwrap();

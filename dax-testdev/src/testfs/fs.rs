@@ -542,7 +542,7 @@ impl TestFs {
                 candidates.push((generation, off, len, crc));
             }
         }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut chosen = None;
         for (generation, off, len, crc) in candidates {
             let Ok(p) = Shared::read_meta(&dev, off + CKPT_HEADER as u64, len as usize) else {
@@ -857,7 +857,7 @@ impl TestFs {
         // FAULT-ENGINE: break DAX layouts here (`dax_break_layout_inode`).
         let old = inode.core().size();
         if size < old {
-            if size % B != 0 && self.has_mapped(&inode, size, size.next_multiple_of(B))? {
+            if !size.is_multiple_of(B) && self.has_mapped(&inode, size, size.next_multiple_of(B))? {
                 dax_truncate_page(&inode, &inode, size)?;
             }
             // FAULT-ENGINE: `truncate_setsize` unmaps and deletes the mapping entries
@@ -1175,7 +1175,10 @@ impl TestFs {
         let src_size = s.core().size();
         let src_end = check_range(src_off, len)?;
         let dst_end = check_range(dst_off, len)?;
-        if src_off % B != 0 || dst_off % B != 0 || (len % B != 0 && src_end != src_size) {
+        if !src_off.is_multiple_of(B)
+            || !dst_off.is_multiple_of(B)
+            || (!len.is_multiple_of(B) && src_end != src_size)
+        {
             return Err(einval("reflink ranges must be block aligned"));
         }
         if src_end > src_size {

@@ -316,7 +316,7 @@ impl TestInode {
             return;
         }
         let (a, b) = (wstart / B, wend.div_ceil(B));
-        if wend % B != 0 && written < length {
+        if !wend.is_multiple_of(B) && written < length {
             // The write stopped inside a block the engine did not fill around: bring
             // the rest of that block over from the old data (zeros are already there
             // when the old data was unwritten).
