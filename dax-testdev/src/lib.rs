@@ -1,10 +1,14 @@
-//! A real DAX test driver and, later, a small extent filesystem, for dax-rs.
+//! A real DAX test driver and a small extent filesystem, for dax-rs.
 //!
 //! [`MemDevice`] is a driver (an implementation of [`dax_core::DaxOperations`]) over
 //! real memory: anonymous, a memfd, a hugetlb memfd (2 MiB pages), a file (persistent
 //! across process restarts), or a `/dev/daxX.Y` node. It behaves like the kernel's
 //! pmem driver around media errors (drivers/nvdimm/pmem.c), and lets tests inject
 //! poison, make operations fail and count calls.
+//!
+//! [`TestFs`] is a small extent filesystem on such a device (or any
+//! [`DaxDevice`](dax_core::DaxDevice)): the worked example of a filesystem driving the
+//! dax-rs engine, used by tests, benches and examples. See [`testfs`].
 //!
 //! ```
 //! use dax_core::{DaxAccessMode, DaxError};
@@ -26,5 +30,10 @@
 mod memdev;
 #[allow(unsafe_code)]
 mod region;
+pub mod testfs;
 
 pub use memdev::{Backing, DevOp, MemDevice, MemDeviceBuilder, memory_failure};
+pub use testfs::{
+    BLOCK_SIZE, ExtentInfo, FallocMode, Ino, Layout, MAX_NAME_LEN, MkfsOptions, Stat, StatFs,
+    TestFs, TestInode,
+};

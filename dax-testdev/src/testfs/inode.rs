@@ -1,0 +1,437 @@
+//! [`TestInode`]: a handle on one TestFs file, and how it answers the DAX core
+//! (`iomap_begin`/`iomap_end`, modelled on `ext4_iomap_begin`,
+//! `xfs_direct_write_iomap_begin`, `xfs_read_iomap_begin` and
+//! `xfs_dax_write_iomap_end`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use dax_core::DaxError;
+use dax_iomap::{
+    DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,
+};
+
+use super::extent::{Extent, Lookup};
+use super::fs::{CowResv, Meta, Shared, enoent};
+use super::sync::{AtomicU64, Ordering, RwLock};
+use super::{B, Ino, MAX_FILE_BLOCKS};
+
+/// What every handle on one inode shares: its number, its size and its two locks.
+pub(crate) struct InodeCore {
+    ino: u64,
+    size: AtomicU64,
+    /// The I/O lock (`i_rwsem`, XFS IOLOCK).
+    pub(crate) io: RwLock<()>,
+    /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
+    pub(crate) invalidate: RwLock<()>,
+}
+
+impl InodeCore {
+    pub(crate) fn new(ino: u64, size: u64) -> Self {
+        InodeCore {
+            ino,
+            size: AtomicU64::new(size),
+            io: RwLock::new(()),
+            invalidate: RwLock::new(()),
+        }
+    }
+
+    /// `i_size_read`.
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// `i_size_write`: callers hold the metadata lock (and the I/O lock).
+    pub(crate) fn set_size(&self, size: u64) {
+        self.size.store(size, Ordering::Release);
+    }
+}
+
+/// `private` of a mapping whose blocks `iomap_begin` just allocated.
+const PRIV_ALLOC: u64 = 1;
+/// `private` of a CoW destination is this plus the reservation's number.
+const PRIV_COW_BASE: u64 = 1 << 32;
+
+/// A handle on one TestFs file, from [`TestFs::inode`](super::TestFs::inode): what the
+/// DAX engine calls back into. It implements [`IomapOps`] (see the
+/// [module docs](crate::testfs) for the answers it gives) and [`DaxInode`].
+///
+/// Its `iomap_begin`/`iomap_end` take only the filesystem's metadata lock; callers
+/// that use them directly (instead of through [`TestFs`](super::TestFs)'s file
+/// operations) are responsible for the I/O and invalidate locks, as the kernel's
+/// callers of `iomap_ops` are. After an unlink they fail with `ENOENT`.
+#[derive(Clone)]
+pub struct TestInode {
+    fs: Arc<Shared>,
+    core: Arc<InodeCore>,
+}
+
+impl fmt::Debug for TestInode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestInode")
+            .field("ino", &self.core.ino)
+            .field("size", &self.core.size())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a write-type `iomap_begin` will provide blocks.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// Allocate blocks for a hole.
+    Alloc,
+    /// Convert the unwritten extent at `dev` to written.
+    Convert { dev: u64 },
+    /// Copy on write from `src` into new blocks.
+    Cow { src: Extent },
+}
+
+impl TestInode {
+    pub(crate) fn new(fs: Arc<Shared>, core: Arc<InodeCore>) -> Self {
+        TestInode { fs, core }
+    }
+
+    /// The inode number.
+    pub fn ino(&self) -> Ino {
+        Ino(self.core.ino)
+    }
+
+    pub(crate) fn core(&self) -> &InodeCore {
+        &self.core
+    }
+
+    fn map(&self, kind: IomapType, fb: u64, dev: u64, n: u64, flags: IomapFlags) -> Iomap {
+        Iomap {
+            addr: dev * B,
+            offset: fb * B,
+            length: n * B,
+            kind,
+            flags,
+            dax_dev: Some(self.fs.dev.clone()),
+            ..Iomap::default()
+        }
+    }
+
+    fn hole(fb: u64, len: Option<u64>) -> Iomap {
+        Iomap::hole(fb * B, len.unwrap_or(MAX_FILE_BLOCKS - fb) * B)
+    }
+
+    /// A read-type answer: the blocks as they are.
+    fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap, DaxError> {
+        let mut guard = self.fs.lock_meta(nowait)?;
+        let meta = &mut *guard;
+        let im = meta.inodes.get(&self.core.ino).ok_or_else(enoent)?;
+        let mut map = match im.extents.lookup(fb) {
+            Lookup::Hole { len } => Self::hole(fb, len),
+            Lookup::Extent(e) => {
+                let (shared, n) = if e.shared {
+                    meta.alloc.shared_prefix(e.dev, e.len)
+                } else {
+                    (false, e.len)
+                };
+                let kind = if e.unwritten {
+                    IomapType::Unwritten
+                } else {
+                    IomapType::Mapped
+                };
+                let flags = if shared {
+                    IomapFlags::SHARED
+                } else {
+                    IomapFlags::empty()
+                };
+                self.map(kind, fb, e.dev, n, flags)
+            }
+        };
+        map.validity_cookie = im.seq;
+        Ok(map)
+    }
+
+    /// A write-type (`WRITE`) or zeroing (`ZERO`) answer.
+    fn write_begin(
+        &self,
+        pos: u64,
+        length: u64,
+        fb: u64,
+        want: u64,
+        flags: IterFlags,
+    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+        let nowait = flags.contains(IterFlags::NOWAIT);
+        let write = flags.contains(IterFlags::WRITE);
+        let ino = self.core.ino;
+        loop {
+            let mut guard = self.fs.lock_meta(nowait)?;
+            let meta = &mut *guard;
+            let size = self.core.size();
+            let im = meta.inodes.get_mut(&ino).ok_or_else(enoent)?;
+            // DIRTY: the write reaches past EOF, or the inode has metadata that a
+            // checkpoint has not made durable yet (ext4's datasync-dirty inode).
+            let dirty = |im_dirty: bool| {
+                if write && (im_dirty || pos.saturating_add(length) > size) {
+                    IomapFlags::DIRTY
+                } else {
+                    IomapFlags::empty()
+                }
+            };
+            let (plan, n) = match im.extents.lookup(fb) {
+                Lookup::Hole { len } => {
+                    if !write {
+                        return Ok((Self::hole(fb, len), None)); // ZERO never allocates
+                    }
+                    (Plan::Alloc, want.min(len.unwrap_or(u64::MAX)))
+                }
+                Lookup::Extent(e) => {
+                    let (shared, run) = if e.shared {
+                        meta.alloc.shared_prefix(e.dev, e.len)
+                    } else {
+                        (false, e.len)
+                    };
+                    if e.shared && !shared {
+                        // The partner dropped its references: the blocks are ours alone.
+                        im.extents.set_state(fb, run, e.unwritten, false);
+                    }
+                    let plain = |kind| {
+                        let mut m = self.map(kind, fb, e.dev, run, dirty(im.dirty));
+                        m.validity_cookie = im.seq;
+                        Ok((m, None))
+                    };
+                    match (shared, e.unwritten) {
+                        (false, false) => return plain(IomapType::Mapped),
+                        // Unwritten blocks already read as zeros: nothing to zero, and
+                        // no CoW of them when zeroing (XFS skips them too).
+                        (_, true) if !write => return plain(IomapType::Unwritten),
+                        (false, true) => (Plan::Convert { dev: e.dev }, want.min(run)),
+                        (true, _) => (Plan::Cow { src: e }, want.min(run)),
+                    }
+                }
+            };
+            if nowait {
+                return Err(DaxError::WouldBlock);
+            }
+            let (dev, n) = match plan {
+                Plan::Convert { dev } => (dev, n),
+                Plan::Alloc | Plan::Cow { .. } => self.fs.alloc_for(meta, ino, fb, n)?,
+            };
+            let fresh = !matches!(plan, Plan::Convert { .. });
+            drop(guard);
+
+            // Zero through the driver with the metadata lock dropped: new blocks, blocks
+            // being converted, and CoW destinations (a short write must leave zeros,
+            // not stale data, in the part it did not reach; and this clears poison).
+            let zeroed = self.fs.zero_blocks(dev, n);
+            let mut guard = self.fs.meta.lock();
+            let meta = &mut *guard;
+            if let Err(err) = zeroed {
+                if fresh {
+                    meta.alloc.release(dev, n);
+                }
+                return Err(err);
+            }
+            // Re-check: a concurrent fault (which does not take the I/O lock) may have
+            // changed the range while the lock was dropped.
+            let still = meta.inodes.get(&ino).map(|im| im.extents.lookup(fb));
+            let valid = match (plan, still) {
+                (Plan::Alloc, Some(Lookup::Hole { len })) => len.is_none_or(|l| l >= n),
+                (Plan::Convert { dev }, Some(Lookup::Extent(e))) => {
+                    e.unwritten && e.dev == dev && e.len >= n && !meta.alloc.shared_prefix(dev, n).0
+                }
+                (Plan::Cow { src }, Some(Lookup::Extent(e))) => {
+                    e.dev == src.dev && e.unwritten == src.unwritten && e.len >= n
+                }
+                _ => false,
+            };
+            if !valid {
+                if fresh {
+                    meta.alloc.release(dev, n);
+                }
+                if !meta.inodes.contains_key(&ino) {
+                    return Err(enoent());
+                }
+                continue;
+            }
+            let cow_id = PRIV_COW_BASE + meta.next_cow_id;
+            meta.next_cow_id += 1;
+            let im = meta.inode(ino)?;
+            return Ok(match plan {
+                Plan::Alloc | Plan::Convert { .. } => {
+                    if matches!(plan, Plan::Alloc) {
+                        let e = Extent {
+                            dev,
+                            len: n,
+                            unwritten: false,
+                            shared: false,
+                        };
+                        im.extents.insert(fb, e);
+                    } else {
+                        im.extents.set_state(fb, n, false, false);
+                    }
+                    im.changed();
+                    let mut m =
+                        self.map(IomapType::Mapped, fb, dev, n, IomapFlags::NEW | dirty(true));
+                    m.validity_cookie = im.seq;
+                    if matches!(plan, Plan::Alloc) {
+                        m.private = PRIV_ALLOC;
+                    }
+                    (m, None)
+                }
+                Plan::Cow { src } => {
+                    im.cow.insert(cow_id, CowResv { fb, dev, len: n });
+                    im.dirty = true;
+                    let mut dst = self.map(
+                        IomapType::Mapped,
+                        fb,
+                        dev,
+                        n,
+                        IomapFlags::SHARED | dirty(true),
+                    );
+                    dst.private = cow_id;
+                    dst.validity_cookie = im.seq;
+                    let kind = if src.unwritten {
+                        IomapType::Unwritten
+                    } else {
+                        IomapType::Mapped
+                    };
+                    let srcmap = self.map(kind, fb, src.dev, n, IomapFlags::SHARED);
+                    (dst, Some(srcmap))
+                }
+            });
+        }
+    }
+
+    /// Ends a CoW: remaps the written blocks into the file (`xfs_reflink_end_cow`) or
+    /// cancels the reservation (`xfs_reflink_cancel_cow_range`).
+    fn cow_end(&self, pos: u64, length: u64, written: u64, iomap: &Iomap) {
+        let mut guard = self.fs.meta.lock();
+        let meta: &mut Meta = &mut guard;
+        let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
+            return; // unlinked: the reservation went with the inode
+        };
+        let Some(r) = im.cow.remove(&iomap.private) else {
+            return; // not ours, or already ended
+        };
+        let r_end = (r.fb + r.len) * B;
+        let wstart = pos.max(r.fb * B);
+        let wend = pos.saturating_add(written).min(r_end);
+        if written == 0 || wstart >= wend {
+            meta.alloc.release(r.dev, r.len);
+            return;
+        }
+        let (a, b) = (wstart / B, wend.div_ceil(B));
+        if !wend.is_multiple_of(B) && written < length {
+            // The write stopped inside a block the engine did not fill around: bring
+            // the rest of that block over from the old data (zeros are already there
+            // when the old data was unwritten).
+            if let Lookup::Extent(old) = im.extents.lookup(wend / B)
+                && !old.unwritten
+            {
+                let new = r.dev + (wend / B - r.fb);
+                // A failure leaves zeros after the written bytes; the write itself stands.
+                let _ = self.fs.copy_block_tail(old.dev, new, (wend % B) as usize);
+            }
+        }
+        let removed = im.extents.remove(a, b - a);
+        let e = Extent {
+            dev: r.dev + (a - r.fb),
+            len: b - a,
+            unwritten: false,
+            shared: false,
+        };
+        im.extents.insert(a, e);
+        im.changed();
+        meta.release_pieces(&removed);
+        meta.alloc.release(r.dev, a - r.fb);
+        meta.alloc.release(r.dev + (b - r.fb), r.fb + r.len - b);
+    }
+
+    /// After a short write, frees the blocks this mapping allocated past EOF that were
+    /// not written (ext2's `ext2_write_failed`).
+    fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap) {
+        let mut guard = self.fs.meta.lock();
+        let meta: &mut Meta = &mut guard;
+        let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
+            return;
+        };
+        let keep = self
+            .core
+            .size()
+            .max(pos.saturating_add(written))
+            .div_ceil(B);
+        let (m0, m1) = (iomap.offset / B, iomap.end() / B);
+        let from = keep.max(m0);
+        if from >= m1 {
+            return;
+        }
+        let base = iomap.addr / B;
+        let mut freed = Vec::new();
+        for (fb, e) in im.extents.pieces(from, m1 - from) {
+            // Only blocks this mapping handed out.
+            if !e.unwritten && base.checked_add(fb - m0) == Some(e.dev) {
+                freed.extend(im.extents.remove(fb, e.len));
+            }
+        }
+        if !freed.is_empty() {
+            im.changed();
+        }
+        meta.release_pieces(&freed);
+    }
+}
+
+impl DaxInode for TestInode {
+    fn size(&self) -> u64 {
+        self.core.size()
+    }
+
+    fn mapping(&self) -> Option<&dyn MappingOps> {
+        // FAULT-ENGINE: return the file's DAX mapping index here once dax-fault
+        // provides one (store it in `InodeCore`, created with the inode). Until then
+        // no user mapping exists, so there is nothing to invalidate or write back.
+        None
+    }
+}
+
+impl IomapOps for TestInode {
+    fn iomap_begin(
+        &self,
+        pos: u64,
+        length: u64,
+        flags: IterFlags,
+    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+        self.fs.check_mounted()?;
+        if pos > MAX_FILE_SIZE {
+            return Err(DaxError::InvalidArgument {
+                what: "iomap_begin position past the largest file offset",
+            });
+        }
+        let fb = pos / B;
+        let end = pos.saturating_add(length.max(1)).min(MAX_FILE_BLOCKS * B);
+        let want = end.div_ceil(B).saturating_sub(fb).max(1);
+        if flags.intersects(IterFlags::WRITE | IterFlags::ZERO) {
+            self.write_begin(pos, length, fb, want, flags)
+        } else {
+            Ok((
+                self.read_begin(fb, flags.contains(IterFlags::NOWAIT))?,
+                None,
+            ))
+        }
+    }
+
+    fn iomap_end(
+        &self,
+        pos: u64,
+        length: u64,
+        written: u64,
+        flags: IterFlags,
+        iomap: &Iomap,
+    ) -> Result<(), DaxError> {
+        let writes = flags.intersects(IterFlags::WRITE | IterFlags::ZERO);
+        if writes && iomap.flags.contains(IomapFlags::SHARED) && iomap.private >= PRIV_COW_BASE {
+            self.cow_end(pos, length, written, iomap);
+        } else if flags.contains(IterFlags::WRITE)
+            && iomap.flags.contains(IomapFlags::NEW)
+            && iomap.private == PRIV_ALLOC
+            && written < length
+        {
+            self.trim_new(pos, written, iomap);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! [`TestFs`]: a small extent filesystem on a DAX device, and the worked example of
+//! how a filesystem drives the dax-rs engine.
+//!
+//! TestFs is what a filesystem author copies from. It has a flat namespace (names →
+//! inode numbers), files made of extents (file block → device block runs, MAPPED or
+//! UNWRITTEN, with a shared flag for reflinked blocks), a block allocator with
+//! reference counts, and a checkpoint of all metadata in a reserved area of the
+//! device. It answers the DAX core the way ext4 and XFS do ([`TestInode`] implements
+//! [`IomapOps`](dax_iomap::IomapOps) and [`DaxInode`](dax_iomap::DaxInode)), and its
+//! file operations call the engine as their kernel counterparts do:
+//!
+//! | TestFs | engine call | kernel model |
+//! |---|---|---|
+//! | [`TestFs::read`] / [`TestFs::write`] | [`dax_iomap_rw`](dax_iomap::dax_iomap_rw) | `ext2_dax_read_iter` / `ext2_dax_write_iter`, `xfs_file_dax_write` |
+//! | [`TestFs::truncate`] | [`dax_truncate_page`](dax_iomap::dax_truncate_page), [`dax_zero_range`](dax_iomap::dax_zero_range) | `ext2_setsize`, `xfs_setattr_size` |
+//! | [`TestFs::fallocate`] | [`dax_zero_range`](dax_iomap::dax_zero_range), [`dax_file_unshare`](dax_iomap::dax_file_unshare) | `ext4_fallocate`, `xfs_file_fallocate` |
+//! | [`TestFs::reflink`] / [`TestFs::dedupe`] | [`dax_remap_file_range_prep`](dax_iomap::dax_remap_file_range_prep) | `xfs_reflink_remap_prep` |
+//! | [`TestFs::fiemap`], [`TestFs::seek_hole`], [`TestFs::seek_data`] | [`iomap_fiemap`](dax_iomap::iomap_fiemap), [`iomap_seek_hole`](dax_iomap::iomap_seek_hole), [`iomap_seek_data`](dax_iomap::iomap_seek_data) | `xfs_vn_fiemap`, `xfs_seek_iomap` |
+//!
+//! ```
+//! use dax_core::DaxError;
+//! use dax_iomap::{IomapFlags, IomapOps, IomapType, IterFlags};
+//! use dax_testdev::{FallocMode, MemDevice, TestFs};
+//!
+//! let dev = MemDevice::builder().size(8 << 20).build()?;
+//! let fs = TestFs::mkfs(dev.clone())?;
+//! let ino = fs.create("data")?;
+//! fs.fallocate(ino, FallocMode::empty(), 0, 1 << 20)?; // 256 unwritten blocks
+//! assert_eq!((fs.stat(ino)?.size, fs.stat(ino)?.blocks), (1 << 20, 256));
+//!
+//! // What the DAX core sees: reads get UNWRITTEN, writes get zeroed, converted blocks.
+//! let inode = fs.inode(ino)?;
+//! let (map, _) = inode.iomap_begin(0, 4096, IterFlags::DAX)?;
+//! assert_eq!(map.kind, IomapType::Unwritten);
+//! let (map, src) = inode.iomap_begin(0, 4096, IterFlags::DAX | IterFlags::WRITE)?;
+//! assert_eq!((map.kind, src), (IomapType::Mapped, None));
+//! assert!(map.flags.contains(IomapFlags::NEW));
+//! inode.iomap_end(0, 4096, 4096, IterFlags::DAX | IterFlags::WRITE, &map)?;
+//!
+//! fs.fsync(ino)?; // checkpoint: survives a crash (drop without unmount)
+//! drop((inode, fs));
+//! let fs = TestFs::open(dev)?;
+//! assert_eq!(fs.stat(fs.lookup("data")?)?.size, 1 << 20);
+//! # Ok::<(), DaxError>(())
+//! ```
+//!
+//! Reads and writes go through the engine's `dax_iomap_rw`:
+//!
+//! ```no_run
+//! # use dax_testdev::{MemDevice, TestFs};
+//! # let fs = TestFs::mkfs(MemDevice::builder().size(8 << 20).build()?)?;
+//! let ino = fs.create("hello")?;
+//! assert_eq!(fs.write(ino, 0, b"hello, DAX")?, 10);
+//! let mut buf = [0u8; 10];
+//! assert_eq!(fs.read(ino, 0, &mut buf)?, 10);
+//! assert_eq!(&buf, b"hello, DAX");
+//! # Ok::<(), dax_core::DaxError>(())
+//! ```
+//!
+//! # How TestFs answers `iomap_begin`
+//!
+//! * **Reads** (`DAX`, `DAX|FAULT`, `REPORT`): MAPPED or UNWRITTEN for blocks, with
+//!   `dax_dev` set and `addr` the device byte address (there is no partition offset:
+//!   TestFs spans the whole device, so REPORT's block-device-relative address is the
+//!   same number); HOLE up to the next extent otherwise. Shared blocks carry
+//!   `IomapFlags::SHARED` and mappings are cut where sharing starts or stops (XFS's
+//!   `xfs_read_iomap_begin` does this for DAX inodes).
+//! * **Writes** (`WRITE`, also with `FAULT` or `UNSHARE`): an existing unshared MAPPED
+//!   extent is returned as is. A hole is allocated, an unwritten extent converted, and
+//!   in both cases the blocks are zeroed *through the driver*
+//!   ([`DaxDevice::zero_page_range`](dax_core::DaxDevice::zero_page_range), which also
+//!   clears poison on reused blocks) before they are returned MAPPED with
+//!   `IomapFlags::NEW`. Shared blocks are copied on write as XFS does: new blocks are
+//!   reserved and zeroed and returned as a SHARED destination with a source map of the
+//!   old blocks; [`iomap_end`](dax_iomap::IomapOps::iomap_end) then remaps the written
+//!   blocks into the file (dropping a reference on the old ones) or cancels the
+//!   reservation when nothing was written. `IomapFlags::DIRTY` is set when the write
+//!   reaches past EOF or the inode has metadata not yet checkpointed (so a future
+//!   MAP_SYNC fault knows it must fsync).
+//! * **Zeroing** (`ZERO`): never allocates for holes or unwritten extents (they already
+//!   read as zeros). Shared MAPPED blocks are the one exception: zeroing them in place
+//!   would change the other file, so they get a CoW destination, as XFS does.
+//! * **`NOWAIT`**: any request that would allocate, convert or copy, or that finds the
+//!   metadata lock taken, fails with [`DaxError::WouldBlock`](dax_core::DaxError)
+//!   (`EAGAIN`).
+//!
+//! # Allocation
+//!
+//! 4 KiB blocks. An allocation first tries to continue the file's previous extent on
+//! the device; for requests of 2 MiB or more, and for files that reach 2 MiB, it then
+//! looks for a free run whose start is congruent to the file block modulo 512, so
+//! 2 MiB-aligned file ranges land on 2 MiB-aligned device ranges and PMD faults can map
+//! them; then first fit; then the longest free run (the mapping is shorter and the
+//! engine asks again for the rest). Blocks carry reference counts (reflink shares
+//! them). A block freed while the last checkpoint still references it stays *busy*
+//! until the next checkpoint, so a crash can never bring back a file whose blocks now
+//! hold another file's data; when space runs out while blocks are busy, TestFs
+//! checkpoints and retries before answering `ENOSPC`.
+//!
+//! # Durability and the on-device format
+//!
+//! Data written through `dax_iomap_rw` reaches the media with non-temporal stores;
+//! metadata is durable only once checkpointed, by [`TestFs::fsync`] (which, like a
+//! journal commit, checkpoints the whole filesystem), [`TestFs::sync`] (`sync_fs`) and
+//! [`TestFs::unmount`]. Dropping a `TestFs` without unmounting is a crash: reopening
+//! the device shows exactly the last checkpoint. All integers are little-endian;
+//! checksums are CRC-32C (Castagnoli).
+//!
+//! ```text
+//! block 0                     superblock (written by mkfs only)
+//!   0  [u8; 8]  magic "DAXRSTFS"
+//!   8  u32      format version (1)
+//!  12  u32      block size (4096)
+//!  16  u64      fs id (random per mkfs; checkpoints must carry it)
+//!  24  u64      total blocks
+//!  32  u64      S = blocks per checkpoint slot
+//!  40  u32      CRC-32C of bytes 0..40
+//! blocks 1 .. 1+S             checkpoint slot 0
+//! blocks 1+S .. 1+2S          checkpoint slot 1
+//! blocks 1+2S .. total        data blocks
+//!
+//! checkpoint slot (generation g lives in slot g % 2)
+//!   0  [u8; 8]  magic "TFSCKPT1"
+//!   8  u64      fs id
+//!  16  u64      generation (>= 1, +1 per checkpoint)
+//!  24  u64      payload length in bytes
+//!  32  u32      CRC-32C of the payload
+//!  36  u32      CRC-32C of header bytes 0..36
+//!  64  payload:
+//!      u64 next inode number
+//!      u32 inode count, then per inode:
+//!          u64 ino, u64 size, u16 name length, name (UTF-8),
+//!          u32 extent count, then per extent (sorted by file block):
+//!              u64 file block, u64 device block, u64 length in blocks,
+//!              u8 flags (bit 0 UNWRITTEN, bit 1 SHARED)
+//!      u32 run count, then per run (sorted): u64 device block, u64 length, u32 refcount
+//!          (every referenced block; must equal the counts the extent maps imply)
+//! ```
+//!
+//! A checkpoint writes generation `g + 1` into the slot *not* holding `g`, after a
+//! device flush (data before metadata) and followed by one (the commit). Mount reads
+//! both slots and takes the highest generation whose header and payload checksums,
+//! geometry and reference counts all check out, so a torn or corrupted newest slot
+//! falls back to the previous checkpoint. mkfs writes generation 1 to slot 1.
+//!
+//! # Locking
+//!
+//! Like ext2 and XFS, three levels, always taken in this order:
+//!
+//! 1. the per-inode **I/O lock** (`i_rwsem`, XFS IOLOCK): shared for reads, fiemap and
+//!    seek; exclusive for writes, truncate, fallocate, reflink/dedupe and unlink;
+//! 2. the per-inode **invalidate lock** (`mapping->invalidate_lock`, XFS MMAPLOCK):
+//!    exclusive for truncate, fallocate (punch, zero range...), reflink/dedupe and
+//!    unlink; page faults will take it shared once the fault engine exists;
+//! 3. *(reserved: DAX mapping-entry locks, taken by the engine)*;
+//! 4. the filesystem-wide **metadata lock** (namespace, inodes, extent maps, allocator,
+//!    CoW reservations, checkpointing; XFS ILOCK plus AGF), innermost, taken only
+//!    inside TestFs for short critical sections and never held across an engine call.
+//!
+//! Operations on two inodes (reflink, dedupe) take both I/O locks, then both
+//! invalidate locks, each pair lower inode number first. `iomap_begin` and `iomap_end`
+//! take only the metadata lock; they zero new blocks with it dropped and re-check the
+//! extent map afterwards (a concurrent fault could have filled the range). The
+//! checkpoint is written with the metadata lock held, which keeps it a consistent
+//! snapshot; data copies never hold it.
+//!
+//! # Errors
+//!
+//! Every failure is a [`DaxError`](dax_core::DaxError) with the errno a user of the
+//! kernel would see: `ENOENT` (no such name or inode), `EEXIST`, `ENAMETOOLONG`,
+//! `EINVAL` (bad offsets, unaligned reflink ranges, bad fallocate combinations),
+//! `EFBIG`, `ENOSPC`, `EOPNOTSUPP` (punch without keep-size, collapse, insert), `EBADE`
+//! (dedupe of different contents), `EAGAIN` (NOWAIT), `EBUSY` (device already mounted),
+//! `EUCLEAN` (corrupt metadata), and whatever the engine or the device reports.
+
+mod alloc;
+mod extent;
+mod format;
+mod fs;
+mod inode;
+mod rangeset;
+mod sync;
+
+use dax_core::PAGE_SIZE;
+use dax_iomap::MAX_FILE_SIZE;
+
+pub use fs::{ExtentInfo, FallocMode, Ino, Layout, MkfsOptions, Stat, StatFs, TestFs};
+pub use inode::TestInode;
+
+/// TestFs's block size: 4096 bytes, the page size (DAX requires it).
+pub const BLOCK_SIZE: usize = PAGE_SIZE;
+
+/// The longest file name, in bytes (`NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
+
+const B: u64 = BLOCK_SIZE as u64;
+
+/// File blocks a file may have: enough to hold [`MAX_FILE_SIZE`] bytes.
+pub(crate) const MAX_FILE_BLOCKS: u64 = MAX_FILE_SIZE.div_ceil(B);
+
+/// Checks a file name: `ENOENT` when empty (as `open("")`), `ENAMETOOLONG` past
+/// [`MAX_NAME_LEN`], `EINVAL` for `/`, NUL, `.` and `..` (the namespace is flat).
+pub(crate) fn check_name(name: &str) -> Result<(), dax_core::DaxError> {
+    use dax_core::DaxError;
+    if name.is_empty() {
+        return Err(DaxError::Os {
+            errno: libc::ENOENT,
+            what: "empty file name",
+        });
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(DaxError::Os {
+            errno: libc::ENAMETOOLONG,
+            what: "file name longer than 255 bytes",
+        });
+    }
+    if name.contains(['/', '\0']) || name == "." || name == ".." {
+        return Err(DaxError::InvalidArgument {
+            what: "file names may not contain '/' or NUL, nor be '.' or '..'",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

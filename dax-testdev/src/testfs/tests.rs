@@ -1,0 +1,264 @@
+//! Copy-on-write and reflink bookkeeping, tested without the engine: blocks are shared
+//! with the block-map half of a remap (`TestFs::share_blocks`) and the CoW protocol is
+//! driven by calling `iomap_begin`/`iomap_end` as the engine would.
+
+use std::sync::Arc;
+
+use dax_core::{DaxDevice, DaxError};
+use dax_iomap::{IomapFlags, IomapOps, IomapType, IterFlags};
+
+use super::*;
+use crate::MemDevice;
+
+const W: IterFlags = IterFlags::DAX.union(IterFlags::WRITE);
+
+fn setup() -> (Arc<DaxDevice<MemDevice>>, TestFs) {
+    let dev = MemDevice::builder().size(16 << 20).build().unwrap();
+    let fs = TestFs::mkfs(dev.clone()).unwrap();
+    (dev, fs)
+}
+
+fn poke(dev: &DaxDevice<MemDevice>, addr: u64, data: &[u8]) {
+    dev.driver().poke(addr, data).unwrap();
+}
+
+fn peek(dev: &DaxDevice<MemDevice>, addr: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    dev.driver().peek(addr, &mut v).unwrap();
+    v
+}
+
+/// A file `name` of `blocks` written blocks filled with `byte`, and its first block.
+fn file_with_data(
+    fs: &TestFs,
+    dev: &DaxDevice<MemDevice>,
+    name: &str,
+    blocks: u64,
+    byte: u8,
+) -> (Ino, u64) {
+    let ino = fs.create(name).unwrap();
+    fs.fallocate(ino, FallocMode::empty(), 0, blocks * B)
+        .unwrap();
+    let inode = fs.inode(ino).unwrap();
+    let (m, _) = inode.iomap_begin(0, blocks * B, W).unwrap();
+    assert_eq!(m.length, blocks * B);
+    poke(dev, m.addr, &vec![byte; (blocks * B) as usize]);
+    inode.iomap_end(0, blocks * B, blocks * B, W, &m).unwrap();
+    (ino, m.addr / B)
+}
+
+fn share(fs: &TestFs, src: Ino, dst: Ino, nb: u64) {
+    fs.share_blocks(src, 0, dst, 0, nb, Some(nb * B)).unwrap();
+}
+
+#[test]
+fn sharing_raises_refcounts_and_flags_both_files() {
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 4);
+    for i in 0..4 {
+        assert_eq!(fs.block_refcount(blk + i), 2);
+    }
+    for ino in [a, b] {
+        let x = fs.extents(ino).unwrap();
+        assert_eq!(x.len(), 1);
+        assert!(x[0].shared && x[0].dev_block == blk && x[0].len == 4);
+    }
+    assert_eq!(fs.stat(b).unwrap().size, 4 * B);
+    // A read of a shared extent says so (XFS's read iomap for DAX inodes).
+    let (m, _) = fs
+        .inode(b)
+        .unwrap()
+        .iomap_begin(0, B, IterFlags::DAX)
+        .unwrap();
+    assert_eq!(
+        (m.kind, m.flags, m.addr),
+        (IomapType::Mapped, IomapFlags::SHARED, blk * B)
+    );
+}
+
+#[test]
+fn cow_write_gets_a_zeroed_shared_destination_and_a_source_map() {
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 4);
+    let free = fs.statfs().free;
+    let inode = fs.inode(b).unwrap();
+    let (dst, src) = inode.iomap_begin(B, 2 * B, W).unwrap();
+    let src = src.expect("a CoW write has a source map");
+    assert!(dst.flags.contains(IomapFlags::SHARED | IomapFlags::DIRTY));
+    assert!(!dst.flags.contains(IomapFlags::NEW));
+    assert_eq!(
+        (dst.kind, dst.offset, dst.length),
+        (IomapType::Mapped, B, 2 * B)
+    );
+    assert_ne!(dst.addr / B, blk + 1);
+    assert!(dst.dax_dev.is_some());
+    assert_eq!(
+        (src.kind, src.offset, src.length, src.addr),
+        (IomapType::Mapped, B, 2 * B, (blk + 1) * B)
+    );
+    assert!(src.dax_dev.is_some());
+    assert_eq!(
+        peek(&dev, dst.addr, 2 * B as usize),
+        vec![0; 2 * B as usize]
+    );
+    assert_eq!(fs.statfs().free, free - 2, "the reservation is allocated");
+    // Nothing written: the reservation is cancelled, nothing changes.
+    inode.iomap_end(B, 2 * B, 0, W, &dst).unwrap();
+    assert_eq!(fs.statfs().free, free);
+    assert_eq!(fs.block_refcount(blk + 1), 2);
+    assert_eq!(fs.extents(b).unwrap()[0].dev_block, blk);
+}
+
+#[test]
+fn cow_end_remaps_written_blocks_and_drops_the_old_references() {
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 4);
+    let inode = fs.inode(b).unwrap();
+    let (dst, _) = inode.iomap_begin(B, 2 * B, W).unwrap();
+    poke(&dev, dst.addr, &vec![0xbb; 2 * B as usize]); // what the engine would write
+    inode.iomap_end(B, 2 * B, 2 * B, W, &dst).unwrap();
+    assert_eq!(fs.block_refcount(blk), 2);
+    assert_eq!(fs.block_refcount(blk + 1), 1);
+    assert_eq!(fs.block_refcount(blk + 2), 1);
+    assert_eq!(fs.block_refcount(blk + 3), 2);
+    assert_eq!(fs.block_refcount(dst.addr / B), 1);
+    let x = fs.extents(b).unwrap();
+    let summary: Vec<_> = x
+        .iter()
+        .map(|e| (e.file_block, e.dev_block, e.len, e.shared))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (0, blk, 1, true),
+            (1, dst.addr / B, 2, false),
+            (3, blk + 3, 1, true)
+        ]
+    );
+    // The partner still sees its data, and the blocks it alone holds now are unshared.
+    assert_eq!(
+        peek(&dev, (blk + 1) * B, 2 * B as usize),
+        vec![0xaa; 2 * B as usize]
+    );
+    let xa = fs.extents(a).unwrap();
+    assert_eq!(
+        xa.iter().filter(|e| !e.shared).map(|e| e.len).sum::<u64>(),
+        2
+    );
+    // A later write to the partner's now-unshared blocks is an ordinary overwrite.
+    let (m, src) = fs.inode(a).unwrap().iomap_begin(B, B, W).unwrap();
+    assert_eq!(
+        (m.addr, src, m.flags.contains(IomapFlags::SHARED)),
+        ((blk + 1) * B, None, false)
+    );
+}
+
+#[test]
+fn cow_short_write_keeps_the_old_rest_of_its_last_block() {
+    let (dev, fs) = setup();
+    let (a, _) = file_with_data(&fs, &dev, "a", 2, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 2);
+    let inode = fs.inode(b).unwrap();
+    let (dst, _) = inode.iomap_begin(0, 2 * B, W).unwrap();
+    // The engine wrote 100 bytes and stopped (a faulting user buffer).
+    poke(&dev, dst.addr, &[0xbb; 100]);
+    inode.iomap_end(0, 2 * B, 100, W, &dst).unwrap();
+    let x = fs.extents(b).unwrap();
+    assert_eq!((x[0].dev_block, x[0].len), (dst.addr / B, 1));
+    let mut want = vec![0xaa; B as usize];
+    want[..100].fill(0xbb);
+    assert_eq!(peek(&dev, dst.addr, B as usize), want);
+    assert!(x[1].shared, "the unwritten block stays shared");
+}
+
+#[test]
+fn zeroing_shared_mapped_blocks_copies_on_write_but_unwritten_and_holes_never_allocate() {
+    let (dev, fs) = setup();
+    let (a, _) = file_with_data(&fs, &dev, "a", 2, 0xaa);
+    let u = fs.create("u").unwrap();
+    fs.fallocate(u, FallocMode::empty(), 0, 2 * B).unwrap();
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 2);
+    let c = fs.create("c").unwrap();
+    fs.share_blocks(u, 0, c, 0, 2, Some(4 * B)).unwrap();
+    let z = IterFlags::DAX | IterFlags::ZERO;
+    let free = fs.statfs().free;
+    let (m, src) = fs.inode(c).unwrap().iomap_begin(0, 2 * B, z).unwrap();
+    assert_eq!((m.kind, src), (IomapType::Unwritten, None));
+    let (m, _) = fs.inode(c).unwrap().iomap_begin(2 * B, B, z).unwrap();
+    assert_eq!(m.kind, IomapType::Hole);
+    assert_eq!(fs.statfs().free, free);
+    let inode = fs.inode(b).unwrap();
+    let (m, src) = inode.iomap_begin(0, B, z).unwrap();
+    assert!(m.flags.contains(IomapFlags::SHARED) && src.is_some());
+    assert_eq!(fs.statfs().free, free - 1);
+    inode.iomap_end(0, B, B, z, &m).unwrap();
+    assert_eq!(fs.extents(b).unwrap()[0].dev_block, m.addr / B);
+}
+
+#[test]
+fn write_into_shared_unwritten_blocks_copies_with_an_unwritten_source() {
+    let (_dev, fs) = setup();
+    let u = fs.create("u").unwrap();
+    fs.fallocate(u, FallocMode::empty(), 0, 2 * B).unwrap();
+    let c = fs.create("c").unwrap();
+    fs.share_blocks(u, 0, c, 0, 2, Some(2 * B)).unwrap();
+    let (m, src) = fs.inode(c).unwrap().iomap_begin(0, B, W).unwrap();
+    assert!(m.flags.contains(IomapFlags::SHARED));
+    assert_eq!(src.unwrap().kind, IomapType::Unwritten);
+}
+
+#[test]
+fn unlink_drops_references_and_cancels_reservations() {
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 4);
+    let free = fs.statfs().free;
+    let (_dst, _) = fs.inode(b).unwrap().iomap_begin(0, B, W).unwrap();
+    fs.unlink("b").unwrap();
+    assert_eq!(fs.block_refcount(blk), 1);
+    assert_eq!(fs.statfs().free, free);
+    fs.unlink("a").unwrap();
+    assert_eq!(fs.block_refcount(blk), 0);
+}
+
+#[test]
+fn shared_extents_and_refcounts_survive_a_checkpoint_and_reopen() {
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 4);
+    fs.sync().unwrap();
+    drop(fs);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(fs.block_refcount(blk), 2);
+    assert!(fs.extents(fs.lookup("b").unwrap()).unwrap()[0].shared);
+    let (m, src) = fs
+        .inode(fs.lookup("b").unwrap())
+        .unwrap()
+        .iomap_begin(0, B, W)
+        .unwrap();
+    assert!(m.flags.contains(IomapFlags::SHARED) && src.is_some());
+}
+
+#[test]
+fn nowait_cow_is_eagain() {
+    let (dev, fs) = setup();
+    let (a, _) = file_with_data(&fs, &dev, "a", 1, 0xaa);
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 1);
+    let err = fs
+        .inode(b)
+        .unwrap()
+        .iomap_begin(0, B, W | IterFlags::NOWAIT)
+        .unwrap_err();
+    assert_eq!(err, DaxError::WouldBlock);
+}

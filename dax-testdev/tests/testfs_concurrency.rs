@@ -1,0 +1,188 @@
+//! Several threads on one TestFs: different files and one file at once, with
+//! checkpoints racing allocations; afterwards no block has two owners, the
+//! accounting adds up, and the last checkpoint loads.
+
+mod testfs_common;
+
+use std::collections::BTreeMap;
+
+use dax_iomap::IomapOps;
+use dax_testdev::{FallocMode, TestFs};
+use testfs_common::*;
+
+/// Every allocated block belongs to exactly one (file, file block), and free + busy +
+/// allocated == the data area.
+fn check_consistent(fs: &TestFs) {
+    let mut owner = BTreeMap::new();
+    let mut used = 0;
+    for (name, ino) in fs.list() {
+        for e in fs.extents(ino).unwrap() {
+            for i in 0..e.len {
+                let blk = e.dev_block + i;
+                let prev = owner.insert(blk, (name.clone(), e.file_block + i));
+                assert!(prev.is_none(), "block {blk} owned by {prev:?} and {name}");
+                assert_eq!(fs.block_refcount(blk), 1);
+            }
+            used += e.len;
+        }
+    }
+    let st = fs.statfs();
+    assert_eq!(
+        st.free + st.busy + used,
+        st.blocks,
+        "blocks leaked or double counted"
+    );
+}
+
+#[test]
+fn threads_allocating_in_their_own_files_never_share_blocks() {
+    let (_dev, fs) = mem_fs(32 << 20);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let fs = &fs;
+            s.spawn(move || {
+                let ino = fs.create(&format!("t{t}")).unwrap();
+                let inode = fs.inode(ino).unwrap();
+                for i in 0..200u64 {
+                    let fb = (i * 7 + t) % 300;
+                    let (m, _) = inode.iomap_begin(fb * B, B, W).unwrap();
+                    inode.iomap_end(fb * B, B, B, W, &m).unwrap();
+                    if i % 50 == 49 {
+                        let mode = FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE;
+                        fs.fallocate(ino, mode, (i % 100) * B, 20 * B).unwrap();
+                        fs.fallocate(ino, FallocMode::KEEP_SIZE, 400 * B, 8 * B)
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    check_consistent(&fs);
+}
+
+#[test]
+fn racing_iomap_begin_on_disjoint_ranges_of_one_file_keeps_the_map_whole() {
+    // Like concurrent write faults, which hold no I/O lock: only the metadata lock and
+    // the re-check after zeroing protect the extent map.
+    let (_dev, fs) = mem_fs(32 << 20);
+    let ino = fs.create("shared").unwrap();
+    fs.fallocate(ino, FallocMode::KEEP_SIZE, 0, 64 * B).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let inode = fs.inode(ino).unwrap();
+            s.spawn(move || {
+                for fb in (t..256).step_by(4) {
+                    let (m, _) = inode.iomap_begin(fb * B, B, W).unwrap();
+                    assert_eq!(m.offset, fb * B);
+                    inode.iomap_end(fb * B, B, B, W, &m).unwrap();
+                }
+            });
+        }
+    });
+    let x = fs.extents(ino).unwrap();
+    assert_eq!(x.iter().map(|e| e.len).sum::<u64>(), 256);
+    assert!(x.iter().all(|e| !e.unwritten));
+    check_consistent(&fs);
+}
+
+#[test]
+fn racing_writers_of_the_same_block_agree_on_one_allocation() {
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    for round in 0..20u64 {
+        let addrs: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let inode = fs.inode(ino).unwrap();
+                    s.spawn(move || {
+                        let (m, _) = inode.iomap_begin(round * B, B, W).unwrap();
+                        inode.iomap_end(round * B, B, B, W, &m).unwrap();
+                        m.addr
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(addrs.windows(2).all(|w| w[0] == w[1]), "{addrs:?}");
+    }
+    check_consistent(&fs);
+}
+
+#[test]
+fn checkpoints_racing_allocations_always_load() {
+    let path = TempPath::new("race");
+    {
+        let dev = path.device(Some(32 << 20));
+        let fs = TestFs::mkfs(dev).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let fs = &fs;
+                s.spawn(move || {
+                    let ino = fs.create(&format!("t{t}")).unwrap();
+                    for i in 0..100u64 {
+                        fs.fallocate(ino, FallocMode::empty(), i * 3 * B, 2 * B)
+                            .unwrap();
+                        if i % 10 == 0 {
+                            fs.truncate(ino, i * B).unwrap();
+                        }
+                    }
+                });
+            }
+            let fs = &fs;
+            s.spawn(move || {
+                for _ in 0..50 {
+                    fs.sync().unwrap();
+                }
+            });
+        });
+        check_consistent(&fs);
+    }
+    let fs = TestFs::open(path.device(None)).unwrap();
+    check_consistent(&fs);
+}
+
+// ---- through the engine (dax_iomap_rw) ----
+
+#[test]
+fn threads_writing_their_own_files_read_back_what_they_wrote() {
+    let (_dev, fs) = mem_fs(32 << 20);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let fs = &fs;
+            s.spawn(move || {
+                let ino = fs.create(&format!("t{t}")).unwrap();
+                for i in 0..32u64 {
+                    let data = pattern(t, i * 5000, 5000);
+                    assert_eq!(fs.write(ino, i * 5000, &data).unwrap(), 5000);
+                }
+                let mut back = vec![0; 32 * 5000];
+                assert_eq!(fs.read(ino, 0, &mut back).unwrap(), back.len());
+                assert_eq!(back, pattern(t, 0, 32 * 5000));
+            });
+        }
+    });
+    check_consistent(&fs);
+}
+
+#[test]
+fn threads_writing_disjoint_ranges_of_one_file_lose_nothing() {
+    let (_dev, fs) = mem_fs(32 << 20);
+    let ino = fs.create("f").unwrap();
+    const CHUNK: u64 = 3000; // not block aligned: neighbours share blocks
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let fs = &fs;
+            s.spawn(move || {
+                for i in (t..128).step_by(4) {
+                    let data = pattern(7, i * CHUNK, CHUNK as usize);
+                    assert_eq!(fs.write(ino, i * CHUNK, &data).unwrap(), CHUNK as usize);
+                }
+            });
+        }
+    });
+    assert_eq!(fs.stat(ino).unwrap().size, 128 * CHUNK);
+    let mut back = vec![0; (128 * CHUNK) as usize];
+    assert_eq!(fs.read(ino, 0, &mut back).unwrap(), back.len());
+    assert_eq!(back, pattern(7, 0, back.len()));
+    check_consistent(&fs);
+}

@@ -1,0 +1,241 @@
+//! Checkpoints, crashes and reopening on a file-backed device: what the last fsync or
+//! sync made durable comes back, nothing after it does, and a damaged newest
+//! checkpoint slot falls back to the previous one.
+
+mod testfs_common;
+
+use dax_iomap::{IomapOps, IomapType};
+use dax_testdev::{FallocMode, Ino, MkfsOptions, TestFs};
+use testfs_common::*;
+
+const SIZE: u64 = 8 << 20;
+
+/// Writes `data` (at most one block) into file block `fb` of `ino` as the engine
+/// would: `iomap_begin(WRITE)`, a store to the returned address, `iomap_end`.
+fn write_block(fs: &TestFs, dev: &Dev, ino: Ino, fb: u64, data: &[u8]) -> u64 {
+    let inode = fs.inode(ino).unwrap();
+    let (m, _) = inode.iomap_begin(fb * B, data.len() as u64, W).unwrap();
+    let addr = m.addr + (fb * B - m.offset);
+    poke(dev, addr, data);
+    inode
+        .iomap_end(fb * B, data.len() as u64, data.len() as u64, W, &m)
+        .unwrap();
+    addr
+}
+
+fn names(fs: &TestFs) -> Vec<String> {
+    fs.list().into_iter().map(|(n, _)| n).collect()
+}
+
+#[test]
+fn fsynced_metadata_survives_a_crash_and_later_changes_do_not() {
+    let path = TempPath::new("crash");
+    let (addr0, addr1);
+    {
+        let dev = path.device(Some(SIZE));
+        let fs = TestFs::mkfs(dev.clone()).unwrap();
+        let a = fs.create("a").unwrap();
+        fs.fallocate(a, FallocMode::empty(), 0, 2 * B).unwrap();
+        addr0 = write_block(&fs, &dev, a, 0, b"hello");
+        fs.fsync(a).unwrap();
+        // Not synced: a new file, a bigger size, a conversion of block 1.
+        fs.create("b").unwrap();
+        fs.fallocate(a, FallocMode::empty(), 2 * B, 6 * B).unwrap();
+        addr1 = write_block(&fs, &dev, a, 1, b"world");
+        // Data written in place into blocks the checkpoint already maps is durable
+        // (data is not journaled), like on ext4/XFS.
+        poke(&dev, addr0 + 5, b", again");
+    } // crash: everything dropped, no unmount
+    let dev = path.device(None);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(names(&fs), ["a"]);
+    let a = fs.lookup("a").unwrap();
+    let st = fs.stat(a).unwrap();
+    assert_eq!((st.size, st.blocks), (2 * B, 2));
+    let inode = fs.inode(a).unwrap();
+    let (m0, _) = inode.iomap_begin(0, B, R).unwrap();
+    assert_eq!((m0.kind, m0.addr), (IomapType::Mapped, addr0));
+    assert_eq!(peek(&dev, addr0, 12), b"hello, again");
+    let (m1, _) = inode.iomap_begin(B, B, R).unwrap();
+    assert_eq!(
+        (m1.kind, m1.addr),
+        (IomapType::Unwritten, addr1),
+        "the conversion was not synced"
+    );
+}
+
+#[test]
+fn blocks_freed_after_fsync_keep_their_data_for_a_crash() {
+    let path = TempPath::new("busy");
+    let old;
+    {
+        let dev = path.device(Some(SIZE));
+        let fs = TestFs::mkfs(dev.clone()).unwrap();
+        let a = fs.create("a").unwrap();
+        fs.truncate(a, B).unwrap();
+        old = write_block(&fs, &dev, a, 0, b"AAAA");
+        fs.fsync(a).unwrap();
+        fs.truncate(a, 0).unwrap();
+        let b = fs.create("b").unwrap();
+        let new = write_block(&fs, &dev, b, 0, b"BBBB");
+        assert_ne!(new, old, "a's block is busy until the next checkpoint");
+    }
+    let dev = path.device(None);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    let a = fs.lookup("a").unwrap();
+    assert_eq!(fs.stat(a).unwrap().size, B);
+    let (m, _) = fs.inode(a).unwrap().iomap_begin(0, B, R).unwrap();
+    assert_eq!(m.addr, old);
+    assert_eq!(peek(&dev, old, 4), b"AAAA");
+}
+
+#[test]
+fn unmount_makes_everything_durable() {
+    let path = TempPath::new("umount");
+    {
+        let dev = path.device(Some(SIZE));
+        let fs = TestFs::mkfs(dev.clone()).unwrap();
+        for i in 0..5 {
+            let ino = fs.create(&format!("f{i}")).unwrap();
+            fs.fallocate(ino, FallocMode::empty(), 0, (i + 1) * B)
+                .unwrap();
+        }
+        fs.unmount().unwrap();
+    }
+    let fs = TestFs::open(path.device(None)).unwrap();
+    assert_eq!(fs.list().len(), 5);
+    assert_eq!(fs.stat(fs.lookup("f4").unwrap()).unwrap().blocks, 5);
+}
+
+#[test]
+fn checkpoints_alternate_between_the_two_slots() {
+    let (dev, fs) = mem_fs(SIZE);
+    let layout = fs.layout();
+    assert_eq!(fs.generation(), 1);
+    fs.sync().unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.generation(), 3);
+    let header = |slot: usize| peek(&dev, layout.slot_offsets[slot], 24);
+    let generation = |h: Vec<u8>| u64::from_le_bytes(h[16..24].try_into().unwrap());
+    assert_eq!(&header(0)[..8], b"TFSCKPT1");
+    assert_eq!((generation(header(0)), generation(header(1))), (2, 3));
+}
+
+/// Two checkpoints ("one", then "one" + "two"), then a crash.
+fn two_generations(path: &TempPath) -> (u64, [u64; 2]) {
+    let dev = path.device(Some(SIZE));
+    let fs = TestFs::mkfs(dev).unwrap();
+    fs.create("one").unwrap();
+    fs.sync().unwrap();
+    fs.create("two").unwrap();
+    fs.sync().unwrap();
+    (fs.generation(), fs.layout().slot_offsets)
+}
+
+#[test]
+fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
+    let path = TempPath::new("corrupt");
+    let (generation, slots) = two_generations(&path);
+    let newest = slots[(generation % 2) as usize];
+    {
+        let dev = path.device(None);
+        let mut b = peek(&dev, newest + 64 + 9, 1);
+        b[0] ^= 0x40; // one bit of the payload
+        poke(&dev, newest + 64 + 9, &b);
+    }
+    let fs = TestFs::open(path.device(None)).unwrap();
+    assert_eq!(
+        (fs.generation(), names(&fs)),
+        (generation - 1, vec!["one".to_string()])
+    );
+    // The next checkpoint overwrites the damaged slot and wins again.
+    fs.create("three").unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.generation(), generation);
+    drop(fs);
+    let fs = TestFs::open(path.device(None)).unwrap();
+    assert_eq!(names(&fs), ["one", "three"]);
+}
+
+#[test]
+fn torn_newest_header_falls_back_to_the_previous_one() {
+    let path = TempPath::new("torn");
+    let (generation, slots) = two_generations(&path);
+    poke(
+        &path.device(None),
+        slots[(generation % 2) as usize] + 30,
+        &[0; 10],
+    );
+    let fs = TestFs::open(path.device(None)).unwrap();
+    assert_eq!(names(&fs), ["one"]);
+}
+
+#[test]
+fn poisoned_newest_checkpoint_falls_back_and_the_next_write_clears_the_poison() {
+    let (dev, fs) = mem_fs(SIZE);
+    fs.create("one").unwrap();
+    fs.sync().unwrap();
+    fs.create("two").unwrap();
+    fs.sync().unwrap();
+    let newest = fs.layout().slot_offsets[(fs.generation() % 2) as usize];
+    drop(fs);
+    dev.driver().poison(newest, 512).unwrap();
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(names(&fs), ["one"]);
+    fs.sync().unwrap();
+    assert!(!dev.driver().is_poisoned(newest, B));
+    drop(fs);
+    assert_eq!(TestFs::open(dev).unwrap().generation(), 3);
+}
+
+#[test]
+fn both_slots_damaged_is_euclean() {
+    let path = TempPath::new("both");
+    let (_, slots) = two_generations(&path);
+    let dev = path.device(None);
+    for s in slots {
+        poke(&dev, s + 64, &[0xff; 8]);
+    }
+    assert_eq!(TestFs::open(dev).unwrap_err().errno(), libc::EUCLEAN);
+}
+
+#[test]
+fn a_new_mkfs_ignores_the_old_filesystems_checkpoints() {
+    let (dev, fs) = mem_fs(SIZE);
+    fs.create("old").unwrap();
+    fs.sync().unwrap(); // generation 2, slot 0
+    drop(fs);
+    let fs = TestFs::mkfs(dev.clone()).unwrap();
+    drop(fs);
+    let fs = TestFs::open(dev).unwrap();
+    assert!(fs.list().is_empty());
+}
+
+#[test]
+fn metadata_too_big_for_a_slot_is_enospc_and_the_last_checkpoint_stays() {
+    let path = TempPath::new("full");
+    let mut synced = 0;
+    {
+        let dev = path.device(Some(SIZE));
+        let fs = TestFs::mkfs_with(
+            dev,
+            MkfsOptions {
+                checkpoint_blocks: Some(1),
+            },
+        )
+        .unwrap();
+        for i in 0..100 {
+            fs.create(&format!("{i:0>200}")).unwrap();
+            match fs.sync() {
+                Ok(()) => synced = i + 1,
+                Err(e) => {
+                    assert_eq!(e.errno(), libc::ENOSPC);
+                    break;
+                }
+            }
+        }
+        assert!(synced > 5 && synced < 100, "synced {synced}");
+    }
+    let fs = TestFs::open(path.device(None)).unwrap();
+    assert_eq!(fs.list().len(), synced);
+}
