@@ -33,7 +33,9 @@
 //!   (`EIO`): zero length, not covering the position, `offset + length` overflowing,
 //!   a STALE flag set by the filesystem, a DAX mapping with storage but no device, an
 //!   address not page-aligned with the offset or running past the device, a source
-//!   map on a destination that is not SHARED or on an operation that never copies;
+//!   map on a destination that is not SHARED or on an operation that never copies, a
+//!   source map itself flagged SHARED (the core would take it for the destination and
+//!   zero the old data);
 //! * a body that keeps marking mappings STALE without progress is stopped after
 //!   [`MAX_STALE_RETRIES`] re-queries with `EIO` instead of looping forever;
 //! * dropping an iterator in the middle of a mapping still calls `iomap_end` (Rust
@@ -224,6 +226,11 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
                     &srcmap,
                     "source map for a destination that is not SHARED",
                 ));
+            }
+            if srcmap.flags.contains(IomapFlags::SHARED) {
+                // SHARED on the effective source means "the destination itself" to the
+                // copy-around and zeroing code: honouring it would zero the old data.
+                return Err(invalid(self.pos, &srcmap, "source map flagged SHARED"));
             }
             validate(self.pos, &srcmap, self.flags)
         });

@@ -318,6 +318,12 @@ fn invalid_mappings_are_refused_with_eio() {
         reason(&Fixed(shared.clone(), src.clone()), 0, F),
         "source map on an operation that never copies"
     );
+    let mut shared_src = src.clone().unwrap();
+    shared_src.flags = IomapFlags::SHARED;
+    assert_eq!(
+        reason(&Fixed(shared.clone(), Some(shared_src)), 0, w),
+        "source map flagged SHARED"
+    );
     let mut bad_src = src.clone().unwrap();
     bad_src.offset = PAGE;
     assert_eq!(

@@ -290,7 +290,10 @@ impl TestInode {
                     } else {
                         IomapType::Mapped
                     };
-                    let srcmap = self.map(kind, fb, src.dev, n, IomapFlags::SHARED);
+                    // The source carries no SHARED flag (as XFS's data-fork srcmap): on
+                    // the effective source SHARED means "this is the destination itself,
+                    // the old data was a hole", and the core would zero-fill.
+                    let srcmap = self.map(kind, fb, src.dev, n, IomapFlags::empty());
                     (dst, Some(srcmap))
                 }
             });

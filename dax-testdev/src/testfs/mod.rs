@@ -46,7 +46,7 @@
 //!
 //! Reads and writes go through the engine's `dax_iomap_rw`:
 //!
-//! ```no_run
+//! ```
 //! # use dax_testdev::{MemDevice, TestFs};
 //! # let fs = TestFs::mkfs(MemDevice::builder().size(8 << 20).build()?)?;
 //! let ino = fs.create("hello")?;
