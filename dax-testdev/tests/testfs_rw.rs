@@ -6,7 +6,6 @@ mod testfs_common;
 
 use dax_iomap::{Fiemap, FiemapExtentFlags};
 use dax_testdev::{FallocMode, Ino, TestFs};
-use proptest::prelude::*;
 use testfs_common::*;
 
 fn read_all(fs: &TestFs, ino: Ino) -> Vec<u8> {
@@ -239,75 +238,4 @@ fn written_data_survives_fsync_and_later_writes_do_not() {
     assert_eq!(read_all(&fs, a), data);
 }
 
-// ---- fsx: random operations against a shadow copy ----
-
-#[derive(Debug, Clone)]
-enum Op {
-    Write(u64, usize, u8),
-    Truncate(u64),
-    Punch(u64, u64),
-    ZeroRange(u64, u64, bool),
-    Falloc(u64, u64, bool),
-    Fsync,
-}
-
-const MAXLEN: u64 = 96 * 1024;
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        4 => (0..MAXLEN, 1..12_000usize, any::<u8>()).prop_map(|(p, l, s)| Op::Write(p, l, s)),
-        1 => (0..MAXLEN).prop_map(Op::Truncate),
-        1 => (0..MAXLEN, 1..20_000u64).prop_map(|(p, l)| Op::Punch(p, l)),
-        1 => (0..MAXLEN, 1..20_000u64, any::<bool>()).prop_map(|(p, l, k)| Op::ZeroRange(p, l, k)),
-        1 => (0..MAXLEN, 1..20_000u64, any::<bool>()).prop_map(|(p, l, k)| Op::Falloc(p, l, k)),
-        1 => Just(Op::Fsync),
-    ]
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    #[test]
-    fn fsx_against_a_shadow_copy(ops in proptest::collection::vec(op(), 1..40)) {
-        let (_dev, fs) = mem_fs(16 << 20);
-        let ino = fs.create("fsx").unwrap();
-        let mut shadow: Vec<u8> = Vec::new();
-        for op in ops {
-            match op {
-                Op::Write(pos, len, seed) => {
-                    let data = pattern(seed, pos, len);
-                    prop_assert_eq!(fs.write(ino, pos, &data).unwrap(), len);
-                    let end = pos as usize + len;
-                    if shadow.len() < end { shadow.resize(end, 0); }
-                    shadow[pos as usize..end].copy_from_slice(&data);
-                }
-                Op::Truncate(size) => {
-                    fs.truncate(ino, size).unwrap();
-                    shadow.resize(size as usize, 0);
-                }
-                Op::Punch(pos, len) => {
-                    fs.fallocate(ino, FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE, pos, len).unwrap();
-                    let (s, e) = (pos as usize, ((pos + len) as usize).min(shadow.len()));
-                    if s < e { shadow[s..e].fill(0); }
-                }
-                Op::ZeroRange(pos, len, keep) => {
-                    let mode = if keep { FallocMode::ZERO_RANGE | FallocMode::KEEP_SIZE } else { FallocMode::ZERO_RANGE };
-                    fs.fallocate(ino, mode, pos, len).unwrap();
-                    let end = (pos + len) as usize;
-                    if !keep && shadow.len() < end { shadow.resize(end, 0); }
-                    let e = end.min(shadow.len());
-                    if (pos as usize) < e { shadow[pos as usize..e].fill(0); }
-                }
-                Op::Falloc(pos, len, keep) => {
-                    let mode = if keep { FallocMode::KEEP_SIZE } else { FallocMode::empty() };
-                    fs.fallocate(ino, mode, pos, len).unwrap();
-                    let end = (pos + len) as usize;
-                    if !keep && shadow.len() < end { shadow.resize(end, 0); }
-                }
-                Op::Fsync => fs.fsync(ino).unwrap(),
-            }
-            prop_assert_eq!(fs.stat(ino).unwrap().size, shadow.len() as u64);
-            prop_assert_eq!(read_all(&fs, ino), shadow.clone());
-        }
-    }
-}
+// The fsx-style model test lives in testfs_fsx.rs.
