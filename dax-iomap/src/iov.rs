@@ -9,11 +9,41 @@
 
 use dax_core::{DaxOperations, DirectAccess};
 
+/// One buffer inline (no allocation for the common single-buffer call) or several.
+enum Segs<T> {
+    One([T; 1]),
+    Many(Vec<T>),
+}
+
+impl<T> Segs<T> {
+    fn new(mut v: Vec<T>) -> Self {
+        if v.len() == 1 {
+            Segs::One([v.pop().expect("one element")])
+        } else {
+            Segs::Many(v)
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Segs::One(a) => a,
+            Segs::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            Segs::One(a) => a,
+            Segs::Many(v) => v,
+        }
+    }
+}
+
 enum Bufs<'a> {
     /// Destination buffers of a read.
-    Read(Vec<&'a mut [u8]>),
+    Read(Segs<&'a mut [u8]>),
     /// Source buffers of a write.
-    Write(Vec<&'a [u8]>),
+    Write(Segs<&'a [u8]>),
 }
 
 /// The caller's buffers and the position in them (`struct iov_iter`).
@@ -38,7 +68,16 @@ impl std::fmt::Debug for IovIter<'_> {
 impl<'a> IovIter<'a> {
     /// Destination buffers for a read (`ITER_DEST`).
     pub fn read(bufs: Vec<&'a mut [u8]>) -> Self {
-        let count = bufs.iter().map(|b| b.len()).sum();
+        Self::new_read(Segs::new(bufs))
+    }
+
+    /// One destination buffer for a read (`ITER_UBUF`), without allocating.
+    pub fn read_one(buf: &'a mut [u8]) -> Self {
+        Self::new_read(Segs::One([buf]))
+    }
+
+    fn new_read(bufs: Segs<&'a mut [u8]>) -> Self {
+        let count = bufs.as_slice().iter().map(|b| b.len()).sum();
         IovIter {
             bufs: Bufs::Read(bufs),
             seg: 0,
@@ -50,7 +89,16 @@ impl<'a> IovIter<'a> {
 
     /// Source buffers for a write (`ITER_SOURCE`).
     pub fn write(bufs: Vec<&'a [u8]>) -> Self {
-        let count = bufs.iter().map(|b| b.len()).sum();
+        Self::new_write(Segs::new(bufs))
+    }
+
+    /// One source buffer for a write (`ITER_UBUF`), without allocating.
+    pub fn write_one(buf: &'a [u8]) -> Self {
+        Self::new_write(Segs::One([buf]))
+    }
+
+    fn new_write(bufs: Segs<&'a [u8]>) -> Self {
+        let count = bufs.as_slice().iter().map(|b| b.len()).sum();
         IovIter {
             bufs: Bufs::Write(bufs),
             seg: 0,
@@ -82,8 +130,8 @@ impl<'a> IovIter<'a> {
         self.accessible -= n;
         self.seg_off += n;
         let seg_len = |s: &Self, i: usize| match &s.bufs {
-            Bufs::Read(b) => b.get(i).map(|x| x.len()),
-            Bufs::Write(b) => b.get(i).map(|x| x.len()),
+            Bufs::Read(b) => b.as_slice().get(i).map(|x| x.len()),
+            Bufs::Write(b) => b.as_slice().get(i).map(|x| x.len()),
         };
         while let Some(l) = seg_len(self, self.seg) {
             if self.seg_off < l {
@@ -110,7 +158,9 @@ impl<'a> IovIter<'a> {
             let Bufs::Read(bufs) = &mut self.bufs else {
                 return done;
             };
-            let Some(buf) = bufs.get_mut(seg) else { break };
+            let Some(buf) = bufs.as_mut_slice().get_mut(seg) else {
+                break;
+            };
             let piece = (buf.len() - off).min(want);
             let got = da.copy_to(offset + done, &mut buf[off..off + piece]);
             self.consume(got);
@@ -149,7 +199,9 @@ impl<'a> IovIter<'a> {
             let Bufs::Write(bufs) = &self.bufs else {
                 return done;
             };
-            let Some(buf) = bufs.get(seg) else { break };
+            let Some(buf) = bufs.as_slice().get(seg) else {
+                break;
+            };
             let piece = (buf.len() - off).min(left);
             let got = da.copy_from(offset + done, &buf[off..off + piece]);
             self.consume(got);
@@ -168,7 +220,9 @@ impl<'a> IovIter<'a> {
         if let Bufs::Write(bufs) = &self.bufs {
             let (mut seg, mut off) = (self.seg, self.seg_off);
             while out.len() < n {
-                let Some(buf) = bufs.get(seg) else { break };
+                let Some(buf) = bufs.as_slice().get(seg) else {
+                    break;
+                };
                 let piece = (buf.len() - off).min(n - out.len());
                 out.extend_from_slice(&buf[off..off + piece]);
                 seg += 1;
@@ -188,7 +242,9 @@ impl<'a> IovIter<'a> {
             let Bufs::Read(bufs) = &mut self.bufs else {
                 return done;
             };
-            let Some(buf) = bufs.get_mut(seg) else { break };
+            let Some(buf) = bufs.as_mut_slice().get_mut(seg) else {
+                break;
+            };
             let piece = (buf.len() - off).min(want);
             buf[off..off + piece].fill(0);
             self.consume(piece);

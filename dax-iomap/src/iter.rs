@@ -41,6 +41,8 @@
 //! * dropping an iterator in the middle of a mapping still calls `iomap_end` (Rust
 //!   code can leave a loop early with `?`).
 
+use std::cell::Cell;
+
 use dax_core::{DaxError, PAGE_SIZE};
 
 use crate::iomap::{Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE};
@@ -52,8 +54,10 @@ pub const MAX_STALE_RETRIES: u32 = 1000;
 /// An iteration over a file range (`struct iomap_iter`).
 pub struct IomapIter<'a, O: IomapOps + ?Sized> {
     ops: &'a O,
-    pos: u64,
-    len: u64,
+    // The position is in cells so that a body can advance (`&self`) while it holds
+    // borrows of the mapping: no clone of the mapping (and its device `Arc`) per call.
+    pos: Cell<u64>,
+    len: Cell<u64>,
     start_pos: u64,
     iter_start_pos: u64,
     status: Result<(), DaxError>,
@@ -139,8 +143,8 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
         }
         Ok(IomapIter {
             ops,
-            pos,
-            len,
+            pos: Cell::new(pos),
+            len: Cell::new(len),
             start_pos: pos,
             iter_start_pos: pos,
             status: Ok(()),
@@ -173,7 +177,7 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
 
     fn step(&mut self) -> Result<bool, DaxError> {
         if self.active {
-            let advanced = self.pos - self.iter_start_pos;
+            let advanced = self.pos.get() - self.iter_start_pos;
             let end_result = self.finish_mapping();
             if let Err(e) = end_result
                 && advanced == 0
@@ -186,7 +190,7 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
             self.iomap = Iomap::default();
             self.srcmap = Iomap::default();
             status?;
-            if self.len == 0 {
+            if self.len.get() == 0 {
                 return Ok(false);
             }
             if advanced == 0 {
@@ -207,22 +211,25 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
     }
 
     fn begin(&mut self) -> Result<bool, DaxError> {
-        let (iomap, srcmap) = self.ops.iomap_begin(self.pos, self.len, self.flags)?;
+        let (iomap, srcmap) = self
+            .ops
+            .iomap_begin(self.pos.get(), self.len.get(), self.flags)?;
         let srcmap = srcmap.unwrap_or_default();
-        let checked = validate(self.pos, &iomap, self.flags).and_then(|()| {
+        let pos = self.pos.get();
+        let checked = validate(pos, &iomap, self.flags).and_then(|()| {
             if srcmap.kind == IomapType::Hole {
                 return Ok(());
             }
             if !copies(self.flags) {
                 return Err(invalid(
-                    self.pos,
+                    pos,
                     &srcmap,
                     "source map on an operation that never copies",
                 ));
             }
             if !iomap.flags.contains(IomapFlags::SHARED) {
                 return Err(invalid(
-                    self.pos,
+                    pos,
                     &srcmap,
                     "source map for a destination that is not SHARED",
                 ));
@@ -230,18 +237,18 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
             if srcmap.flags.contains(IomapFlags::SHARED) {
                 // SHARED on the effective source means "the destination itself" to the
                 // copy-around and zeroing code: honouring it would zero the old data.
-                return Err(invalid(self.pos, &srcmap, "source map flagged SHARED"));
+                return Err(invalid(pos, &srcmap, "source map flagged SHARED"));
             }
-            validate(self.pos, &srcmap, self.flags)
+            validate(pos, &srcmap, self.flags)
         });
         if let Err(e) = checked {
             // The filesystem gave us a mapping: let it release what it set up for it.
-            let _ = self.ops.iomap_end(self.pos, 0, 0, self.flags, &iomap);
+            let _ = self.ops.iomap_end(pos, 0, 0, self.flags, &iomap);
             return Err(e);
         }
         self.iomap = iomap;
         self.srcmap = srcmap;
-        self.iter_start_pos = self.pos;
+        self.iter_start_pos = pos;
         self.active = true;
         Ok(true)
     }
@@ -249,8 +256,8 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
     /// Calls `iomap_end` for the current mapping.
     fn finish_mapping(&mut self) -> Result<(), DaxError> {
         self.active = false;
-        let advanced = self.pos - self.iter_start_pos;
-        let covered = self.length_from(self.iter_start_pos, self.len + advanced);
+        let advanced = self.pos.get() - self.iter_start_pos;
+        let covered = self.length_from(self.iter_start_pos, self.len.get() + advanced);
         self.ops.iomap_end(
             self.iter_start_pos,
             covered,
@@ -272,27 +279,30 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
 
     /// Bytes of the current mapping left to process (`iomap_length`).
     pub fn length(&self) -> u64 {
-        self.length_from(self.pos, self.len)
+        self.length_from(self.pos.get(), self.len.get())
     }
 
     /// Records `count` bytes processed (`iomap_iter_advance`). More than
     /// [`length`](Self::length) is `EIO` and advances nothing.
-    pub fn advance(&mut self, count: u64) -> Result<(), DaxError> {
+    ///
+    /// Takes `&self` so that a body can keep borrowing [`iomap`](Self::iomap) and
+    /// [`srcmap`](Self::srcmap) while it advances.
+    pub fn advance(&self, count: u64) -> Result<(), DaxError> {
         if count > self.length() {
             return Err(DaxError::Io {
                 what: "iomap advance past the end of the mapping",
             });
         }
-        self.pos += count;
-        self.len -= count;
+        self.pos.set(self.pos.get() + count);
+        self.len.set(self.len.get() - count);
         Ok(())
     }
 
     /// Advances over the rest of the current mapping (`iomap_iter_advance_full`).
-    pub fn advance_full(&mut self) {
+    pub fn advance_full(&self) {
         let n = self.length();
-        self.pos += n;
-        self.len -= n;
+        self.pos.set(self.pos.get() + n);
+        self.len.set(self.len.get() - n);
     }
 
     /// Records the body's result for this mapping (`iter->status`); an error stops the
@@ -309,17 +319,17 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
 
     /// The current position (`iter->pos`).
     pub fn pos(&self) -> u64 {
-        self.pos
+        self.pos.get()
     }
 
     /// Bytes left in the whole operation (`iter->len`).
     pub fn remaining(&self) -> u64 {
-        self.len
+        self.len.get()
     }
 
     /// Bytes processed since the iteration began.
     pub fn processed(&self) -> u64 {
-        self.pos - self.start_pos
+        self.pos.get() - self.start_pos
     }
 
     /// The operation flags.

@@ -82,7 +82,7 @@ where
     let result = loop {
         match it.next() {
             Ok(true) => {
-                let status = rw_iter(inode, &mut it, iter, iocb);
+                let status = rw_iter(inode, &it, iter, iocb);
                 it.set_status(status);
             }
             Ok(false) => break Ok(()),
@@ -102,7 +102,7 @@ where
 /// One mapping of a read or write (`dax_iomap_iter`).
 fn rw_iter<I, O>(
     inode: &I,
-    it: &mut IomapIter<'_, O>,
+    it: &IomapIter<'_, O>,
     iter: &mut IovIter<'_>,
     iocb: &Kiocb<'_>,
 ) -> Result<(), DaxError>
@@ -110,7 +110,7 @@ where
     I: DaxInode + ?Sized,
     O: IomapOps + ?Sized,
 {
-    let iomap = it.iomap().clone();
+    let iomap = it.iomap();
     let write = iter.is_write();
     let cow = write && iomap.flags.contains(IomapFlags::SHARED);
     let mut end = it.pos() + it.length();
@@ -133,7 +133,7 @@ where
     if write && (cow || iomap.flags.contains(IomapFlags::NEW)) {
         invalidate_for_write(inode, it.pos(), end, cow);
     }
-    let srcmap = it.srcmap().clone();
+    let srcmap = it.srcmap();
     let Some(dev) = iomap.dax_dev.as_ref() else {
         return Err(DaxError::Io {
             what: "DAX I/O over a mapping without a device",
@@ -160,7 +160,7 @@ where
             Err(e) => return Err(e.mem2blk()),
         };
         if cow {
-            dax_iomap_copy_around(pos, length, PAGE, &srcmap, &da)?;
+            dax_iomap_copy_around(pos, length, PAGE, srcmap, &da)?;
         }
         let chunk = (da.len() as u64 - offset).min(end - pos) as usize;
         let offset = offset as usize;

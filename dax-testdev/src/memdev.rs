@@ -93,6 +93,7 @@ pub struct MemDeviceBuilder {
     synchronous: bool,
     clear_unit: u64,
     populate: bool,
+    nocache: bool,
 }
 
 impl Default for MemDeviceBuilder {
@@ -104,6 +105,7 @@ impl Default for MemDeviceBuilder {
             synchronous: true,
             clear_unit: SECTOR_SIZE as u64,
             populate: false,
+            nocache: true,
         }
     }
 }
@@ -145,6 +147,16 @@ impl MemDeviceBuilder {
         self
     }
 
+    /// Whether writes through the device bypass the CPU cache: sets `DAXDEV_NOCACHE`
+    /// (pmem always does, so data written by `dax_iomap_rw` has left the cache on
+    /// return). Default true; false models memory whose contents need no cache
+    /// write-back (volatile CXL or DRAM-backed `/dev/dax`), where writes are ordinary
+    /// stores.
+    pub fn nocache(mut self, on: bool) -> Self {
+        self.nocache = on;
+        self
+    }
+
     /// Prefault every page when mapping (`MAP_POPULATE`). Default false.
     pub fn populate(mut self, on: bool) -> Self {
         self.populate = on;
@@ -152,12 +164,15 @@ impl MemDeviceBuilder {
     }
 
     /// Creates the device and wraps it in a live [`DaxDevice`] with the flags pmem sets
-    /// at attach (`pmem_attach_disk`): NOCACHE and NOMC always, SYNC and WRITE_CACHE as
-    /// configured.
+    /// at attach (`pmem_attach_disk`): NOMC always, NOCACHE unless turned off, SYNC and
+    /// WRITE_CACHE as configured.
     pub fn build(self) -> Result<Arc<DaxDevice<MemDevice>>, DaxError> {
-        let (write_cache, synchronous) = (self.write_cache, self.synchronous);
+        let (write_cache, synchronous, nocache) =
+            (self.write_cache, self.synchronous, self.nocache);
         let dev = DaxDevice::new(self.build_driver()?);
-        dev.set_nocache();
+        if nocache {
+            dev.set_nocache();
+        }
         dev.set_nomc();
         dev.set_write_cache(write_cache);
         if synchronous {

@@ -36,6 +36,13 @@ fn dev01_new_device_is_alive_with_pmem_attach_flags() {
         .unwrap();
     assert!(!plain.synchronous());
     assert!(!plain.write_cache_enabled());
+    let volatile = MemDevice::builder()
+        .size(4096)
+        .nocache(false)
+        .build()
+        .unwrap();
+    assert!(!volatile.flags().contains(DaxFlags::NOCACHE));
+    assert!(volatile.flags().contains(DaxFlags::NOMC));
     plain.set_write_cache(true);
     assert!(plain.write_cache_enabled());
     plain.set_write_cache(false);

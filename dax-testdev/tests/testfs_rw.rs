@@ -239,3 +239,23 @@ fn written_data_survives_fsync_and_later_writes_do_not() {
 }
 
 // The fsx-style model test lives in testfs_fsx.rs.
+
+#[test]
+fn handle_io_works_like_an_open_file_until_unlink() {
+    let (_dev, fs) = mem_fs(8 << 20);
+    let ino = fs.create("h").unwrap();
+    let h = fs.inode(ino).unwrap();
+    assert_eq!(fs.pwrite(&h, 100, b"through a handle").unwrap(), 16);
+    assert_eq!(fs.stat(ino).unwrap().size, 116);
+    let mut buf = [0u8; 16];
+    assert_eq!(fs.pread(&h, 100, &mut buf).unwrap(), 16);
+    assert_eq!(&buf, b"through a handle");
+    // Overwrites inside the file keep the size; extending ones grow it.
+    fs.pwrite(&h, 0, b"x").unwrap();
+    assert_eq!(fs.stat(ino).unwrap().size, 116);
+    drop(h);
+    let h = fs.inode(ino).unwrap();
+    fs.unlink("h").unwrap();
+    assert_eq!(fs.pread(&h, 0, &mut buf).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(fs.pwrite(&h, 0, b"y").unwrap_err().errno(), libc::ENOENT);
+}

@@ -461,6 +461,18 @@ fn check_range(pos: u64, len: u64) -> Result<u64, DaxError> {
     }
 }
 
+/// How many bytes of `buf` a write at `pos` may take: `EINVAL` for a negative
+/// offset, `EFBIG` at the largest file size, else the count cut to stay below it.
+fn count_at(pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
+    check_range(pos, 0)?;
+    if pos >= MAX_FILE_SIZE {
+        return Err(efbig("write at the largest file size"));
+    }
+    Ok(buf
+        .len()
+        .min(usize::try_from(MAX_FILE_SIZE - pos).unwrap_or(usize::MAX)))
+}
+
 impl TestFs {
     /// Formats `dev` as an empty TestFs and mounts it (`mkfs` + `mount`).
     pub fn mkfs(dev: Arc<DaxDevice>) -> Result<TestFs, DaxError> {
@@ -679,6 +691,7 @@ impl TestFs {
         let Some(im) = meta.inodes.remove(&ino.0) else {
             return Err(enoent());
         };
+        inode.core().mark_unlinked();
         for (_, e) in im.extents.iter() {
             meta.alloc.release(e.dev, e.len);
         }
@@ -697,14 +710,14 @@ impl TestFs {
         Ok(TestInode::new(self.shared.clone(), im.core.clone()))
     }
 
-    /// `ENOENT` if `inode` was unlinked (checked after taking its locks).
+    /// `ENOENT` if `inode` was unlinked (checked after taking its I/O lock, which
+    /// unlink holds exclusively while it marks the inode).
     fn check_live(&self, inode: &TestInode) -> Result<(), DaxError> {
         self.shared.check_mounted()?;
-        let meta = self.shared.meta.lock();
-        if meta.inodes.contains_key(&inode.ino().0) {
-            Ok(())
-        } else {
+        if inode.core().is_unlinked() {
             Err(enoent())
+        } else {
+            Ok(())
         }
     }
 
@@ -718,11 +731,20 @@ impl TestFs {
         if buf.is_empty() {
             return Ok(0);
         }
+        self.pread(&self.inode(ino)?, pos, buf)
+    }
+
+    /// [`TestFs::read`] through an inode handle from [`TestFs::inode`], as `pread(2)`
+    /// reads through an open file: no lookup by number. `ENOENT` once the file is
+    /// unlinked.
+    pub fn pread(&self, inode: &TestInode, pos: u64, buf: &mut [u8]) -> Result<usize, DaxError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         check_range(pos, 0)?;
-        let inode = self.inode(ino)?;
         let _io = inode.core().io.read();
-        self.check_live(&inode)?;
-        dax_iomap_read(&inode, &inode, pos, buf)
+        self.check_live(inode)?;
+        dax_iomap_read(inode, inode, pos, buf)
     }
 
     /// Writes `buf` at `pos` (`write(2)`, ext2's `ext2_dax_write_iter` and XFS's
@@ -734,27 +756,36 @@ impl TestFs {
         if buf.is_empty() {
             return Ok(0);
         }
-        check_range(pos, 0)?;
-        if pos >= MAX_FILE_SIZE {
-            return Err(efbig("write at the largest file size"));
+        count_at(pos, buf)?;
+        self.pwrite(&self.inode(ino)?, pos, buf)
+    }
+
+    /// [`TestFs::write`] through an inode handle from [`TestFs::inode`], as `pwrite(2)`
+    /// writes through an open file: no lookup by number. `ENOENT` once the file is
+    /// unlinked.
+    pub fn pwrite(&self, inode: &TestInode, pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let count = buf
-            .len()
-            .min(usize::try_from(MAX_FILE_SIZE - pos).unwrap_or(usize::MAX));
-        let inode = self.inode(ino)?;
+        let count = count_at(pos, buf)?;
         let _io = inode.core().io.write();
-        self.check_live(&inode)?;
+        self.check_live(inode)?;
         let old = inode.core().size();
         if pos > old {
-            self.zero_gap(&inode, old, pos)?;
+            self.zero_gap(inode, old, pos)?;
         }
-        let n = dax_iomap_write(&inode, &inode, pos, &buf[..count])?;
-        self.grow_size(&inode, pos + n as u64)?;
+        let n = dax_iomap_write(inode, inode, pos, &buf[..count])?;
+        self.grow_size(inode, pos + n as u64)?;
         Ok(n)
     }
 
-    /// Sets i_size to `end` if that is larger, under the metadata lock.
+    /// Sets i_size to `end` if that is larger, under the metadata lock. The caller
+    /// holds the I/O lock exclusively, so the size cannot grow under it: an overwrite
+    /// inside the file skips the metadata lock.
     fn grow_size(&self, inode: &TestInode, end: u64) -> Result<(), DaxError> {
+        if end <= inode.core().size() {
+            return Ok(());
+        }
         let mut meta = self.shared.meta.lock();
         let im = meta.inode(inode.ino().0)?;
         if end > im.core.size() {

@@ -13,7 +13,7 @@ use dax_iomap::{
 
 use super::extent::{Extent, Lookup};
 use super::fs::{CowResv, Meta, Shared, enoent};
-use super::sync::{AtomicU64, Ordering, RwLock};
+use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock};
 use super::{B, Ino, MAX_FILE_BLOCKS};
 
 /// What every handle on one inode shares: its number, its size and its two locks.
@@ -24,6 +24,9 @@ pub(crate) struct InodeCore {
     pub(crate) io: RwLock<()>,
     /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
     pub(crate) invalidate: RwLock<()>,
+    /// Set by unlink while it holds the I/O lock exclusively, so anyone holding the I/O
+    /// lock can test it without the metadata lock.
+    unlinked: AtomicBool,
 }
 
 impl InodeCore {
@@ -33,6 +36,7 @@ impl InodeCore {
             size: AtomicU64::new(size),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
+            unlinked: AtomicBool::new(false),
         }
     }
 
@@ -44,6 +48,16 @@ impl InodeCore {
     /// `i_size_write`: callers hold the metadata lock (and the I/O lock).
     pub(crate) fn set_size(&self, size: u64) {
         self.size.store(size, Ordering::Release);
+    }
+
+    /// Marks the inode unlinked (caller holds the I/O lock exclusively).
+    pub(crate) fn mark_unlinked(&self) {
+        self.unlinked.store(true, Ordering::Release);
+    }
+
+    /// Whether the inode was unlinked (meaningful under the I/O lock).
+    pub(crate) fn is_unlinked(&self) -> bool {
+        self.unlinked.load(Ordering::Acquire)
     }
 }
 
