@@ -375,6 +375,11 @@ fn rw_cow_source_poison_is_eio() {
     fs.dev.driver().poison(20 * PAGE, 512).unwrap();
     let e = dax_iomap_write(&fs, &fs, 100, &[0xEE; 100]).unwrap_err();
     assert_eq!(e.errno(), libc::EIO);
+    // Even a write of the whole page: the kernel maps the source for every CoW chunk
+    // (copy_all copies it before the data lands), so this is EIO too, not a recovery.
+    let e = dax_iomap_write(&fs, &fs, 0, &[0xEE; PAGE_SIZE]).unwrap_err();
+    assert_eq!(e.errno(), libc::EIO);
+    assert!(!fs.dev.driver().badblocks().is_empty());
 }
 
 #[test]
