@@ -18,7 +18,6 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr;
 use std::time::{Duration, Instant};
@@ -28,80 +27,7 @@ use criterion::{
 };
 use dax_core::persist::{self, FlushImpl, PersistFlags};
 
-const KIB: usize = 1 << 10;
-const MIB: usize = 1 << 20;
-const SIZES: [usize; 8] = [
-    4 * KIB,
-    16 * KIB,
-    64 * KIB,
-    256 * KIB,
-    MIB,
-    4 * MIB,
-    16 * MIB,
-    64 * MIB,
-];
-
-/// A page-aligned heap buffer, prefaulted.
-struct Buf {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl Buf {
-    fn new(len: usize, fill: u8) -> Buf {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
-        // SAFETY: `layout` has non-zero size.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        assert!(!ptr.is_null(), "allocation of {len} bytes failed");
-        // Touch every page (and every byte) now, so no page fault lands in a timing.
-        // SAFETY: `ptr` is valid for `len` bytes of writes.
-        unsafe { ptr::write_bytes(ptr, fill, len) };
-        Buf { ptr, layout }
-    }
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
-    }
-}
-
-type PmemMemcpyPersist = unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void;
-
-/// PMDK's `pmem_memcpy_persist`, if libpmem.so.1 can be loaded.
-fn load_pmdk() -> Option<PmemMemcpyPersist> {
-    let any_pmem_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PMEM_"));
-    if !any_pmem_env {
-        // libpmem reads its configuration in its constructor, i.e. at dlopen below.
-        // SAFETY: called from main's thread before criterion or anything else starts
-        // another thread; no other code reads the environment concurrently.
-        unsafe { std::env::set_var("PMEM_AVX512F", "1") };
-    }
-    let config: Vec<String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("PMEM_"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    // SAFETY: a NUL-terminated library name; RTLD_NOW resolves all symbols up front.
-    let handle = unsafe { libc::dlopen(c"libpmem.so.1".as_ptr(), libc::RTLD_NOW) };
-    if handle.is_null() {
-        eprintln!(
-            "note: libpmem.so.1 not found (apt-get install libpmem1): skipping the PMDK baseline"
-        );
-        return None;
-    }
-    // SAFETY: `handle` is a live handle from dlopen; the name is NUL-terminated.
-    let sym = unsafe { libc::dlsym(handle, c"pmem_memcpy_persist".as_ptr()) };
-    if sym.is_null() {
-        eprintln!("note: libpmem.so.1 has no pmem_memcpy_persist: skipping the PMDK baseline");
-        return None;
-    }
-    eprintln!("PMDK baseline: libpmem.so.1 with {}", config.join(" "));
-    // The handle is deliberately never closed: the function stays valid for the run.
-    // SAFETY: `pmem_memcpy_persist` has this C signature (libpmem.h:
-    // `void *pmem_memcpy_persist(void *pmemdest, const void *src, size_t len)`).
-    Some(unsafe { std::mem::transmute::<*mut c_void, PmemMemcpyPersist>(sym) })
-}
+use dax_benches::{Buf, MIB, PmemMemcpyPersist, SIZES, load_pmdk};
 
 #[derive(Clone, Copy)]
 enum Which {
@@ -134,7 +60,9 @@ unsafe fn copy_once(which: Which, dst: *mut u8, src: *const u8, len: usize) {
 }
 
 fn bench(c: &mut Criterion) {
-    let pmdk = load_pmdk();
+    // SAFETY: criterion runs this on main's thread before starting any other thread;
+    // nothing else touches the environment meanwhile.
+    let pmdk = unsafe { load_pmdk() };
     eprintln!(
         "dax-rs persist: copy {}, flush {}, MOVNT_THRESHOLD {}",
         persist::copy_impl(),
@@ -170,7 +98,7 @@ fn bench(c: &mut Criterion) {
                     .measurement_time(Duration::from_millis(600));
             }
             for &(name, which) in &impls {
-                let (d, s) = (dst.ptr, src.ptr.cast_const());
+                let (d, s) = (dst.ptr(), src.ptr().cast_const());
                 g.bench_with_input(BenchmarkId::new(name, size), &size, |b, &size| {
                     b.iter_custom(|iters| {
                         if !cold {

@@ -13,73 +13,13 @@
 //! Run: `cargo bench -p dax-benches --bench persist_copy_ab` (about 50 s).
 #![allow(missing_docs)]
 
-use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr;
 use std::time::{Duration, Instant};
 
 use dax_core::persist::{self, FlushImpl, PersistFlags};
 
-const KIB: usize = 1 << 10;
-const MIB: usize = 1 << 20;
-const SIZES: [usize; 8] = [
-    4 * KIB,
-    16 * KIB,
-    64 * KIB,
-    256 * KIB,
-    MIB,
-    4 * MIB,
-    16 * MIB,
-    64 * MIB,
-];
-
-/// A page-aligned heap buffer, prefaulted (as in `persist_copy`).
-struct Buf {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl Buf {
-    fn new(len: usize, fill: u8) -> Buf {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
-        // SAFETY: `layout` has non-zero size.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        assert!(!ptr.is_null(), "allocation of {len} bytes failed");
-        // SAFETY: `ptr` is valid for `len` bytes of writes.
-        unsafe { ptr::write_bytes(ptr, fill, len) };
-        Buf { ptr, layout }
-    }
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
-    }
-}
-
-type PmemMemcpyPersist = unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void;
-
-/// PMDK's `pmem_memcpy_persist`, configured as in `persist_copy`.
-fn load_pmdk() -> Option<PmemMemcpyPersist> {
-    let any_pmem_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PMEM_"));
-    if !any_pmem_env {
-        // SAFETY: called first thing in main, before any other thread exists.
-        unsafe { std::env::set_var("PMEM_AVX512F", "1") };
-    }
-    // SAFETY: a NUL-terminated library name.
-    let handle = unsafe { libc::dlopen(c"libpmem.so.1".as_ptr(), libc::RTLD_NOW) };
-    if handle.is_null() {
-        return None;
-    }
-    // SAFETY: `handle` is a live handle from dlopen; the name is NUL-terminated.
-    let sym = unsafe { libc::dlsym(handle, c"pmem_memcpy_persist".as_ptr()) };
-    if sym.is_null() {
-        return None;
-    }
-    // SAFETY: libpmem.h: `void *pmem_memcpy_persist(void *, const void *, size_t)`.
-    Some(unsafe { std::mem::transmute::<*mut c_void, PmemMemcpyPersist>(sym) })
-}
+use dax_benches::{Buf, KIB, MIB, PmemMemcpyPersist, SIZES, load_pmdk};
 
 #[derive(Clone, Copy)]
 enum Which {
@@ -146,8 +86,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let Some(pmdk) = load_pmdk() else {
-        eprintln!("note: libpmem.so.1 not found (apt-get install libpmem1): nothing to compare");
+    // SAFETY: first thing in main, before any other thread exists.
+    let Some(pmdk) = (unsafe { load_pmdk() }) else {
+        eprintln!("note: nothing to compare against");
         return;
     };
     let max = *SIZES.iter().max().expect("sizes");
@@ -171,7 +112,7 @@ fn main() {
                 let mut t = [0.0; 3];
                 for k in 0..3 {
                     let j = (k + round) % 3;
-                    let d = batch(impls[j], dst.ptr, src.ptr, size, iters, cold);
+                    let d = batch(impls[j], dst.ptr(), src.ptr(), size, iters, cold);
                     t[j] = (size * iters) as f64 / d.as_secs_f64() / gib;
                 }
                 for j in 0..3 {

@@ -206,7 +206,7 @@ where
         inode,
         ops,
         &mut Kiocb::new(pos),
-        &mut IovIter::read(vec![buf]),
+        &mut IovIter::read_one(buf),
     )
 }
 
@@ -220,6 +220,6 @@ where
         inode,
         ops,
         &mut Kiocb::new(pos),
-        &mut IovIter::write(vec![buf]),
+        &mut IovIter::write_one(buf),
     )
 }
