@@ -35,7 +35,8 @@
 //!   address not page-aligned with the offset or running past the device, a source
 //!   map on a destination that is not SHARED or on an operation that never copies, a
 //!   source map itself flagged SHARED (the core would take it for the destination and
-//!   zero the old data);
+//!   zero the old data), a copy-on-write destination or source that does not start
+//!   and end on page boundaries (copy-around would write outside it);
 //! * a body that keeps marking mappings STALE without progress is stopped after
 //!   [`MAX_STALE_RETRIES`] re-queries with `EIO` instead of looping forever;
 //! * dropping an iterator in the middle of a mapping still calls `iomap_end` (Rust
@@ -79,8 +80,8 @@ fn invalid(pos: u64, m: &Iomap, reason: &'static str) -> DaxError {
     }
 }
 
-/// Checks one mapping returned for position `pos`.
-fn validate(pos: u64, m: &Iomap, flags: IterFlags) -> Result<(), DaxError> {
+/// Checks one mapping returned for position `pos` (`source`: it is a source map).
+fn validate(pos: u64, m: &Iomap, flags: IterFlags, source: bool) -> Result<(), DaxError> {
     if m.length == 0 {
         return Err(invalid(pos, m, "zero length"));
     }
@@ -96,6 +97,16 @@ fn validate(pos: u64, m: &Iomap, flags: IterFlags) -> Result<(), DaxError> {
             m,
             "STALE is for the core to set, not the filesystem",
         ));
+    }
+    // Copy-around and unshare fill whole pages of a SHARED destination (and read whole
+    // pages of its source): a sub-page extent would let them write outside it. The
+    // kernel gets this for free from DAX's block size == page size.
+    if flags.contains(IterFlags::DAX)
+        && copies(flags)
+        && (m.flags.contains(IomapFlags::SHARED) || source)
+        && (!m.offset.is_multiple_of(PAGE_SIZE as u64) || end % PAGE_SIZE as u64 != 0)
+    {
+        return Err(invalid(pos, m, "copy-on-write extent is not page aligned"));
     }
     let needs_storage = m.has_storage() || m.flags.contains(IomapFlags::SHARED);
     if flags.contains(IterFlags::DAX) && needs_storage {
@@ -216,7 +227,7 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
             .iomap_begin(self.pos.get(), self.len.get(), self.flags)?;
         let srcmap = srcmap.unwrap_or_default();
         let pos = self.pos.get();
-        let checked = validate(pos, &iomap, self.flags).and_then(|()| {
+        let checked = validate(pos, &iomap, self.flags, false).and_then(|()| {
             if srcmap.kind == IomapType::Hole {
                 return Ok(());
             }
@@ -239,7 +250,7 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
                 // copy-around and zeroing code: honouring it would zero the old data.
                 return Err(invalid(pos, &srcmap, "source map flagged SHARED"));
             }
-            validate(pos, &srcmap, self.flags)
+            validate(pos, &srcmap, self.flags, true)
         });
         if let Err(e) = checked {
             // The filesystem gave us a mapping: let it release what it set up for it.

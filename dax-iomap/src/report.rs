@@ -88,6 +88,10 @@ pub struct Fiemap {
 /// [`FiemapExtentFlags::LAST`]. When the extent array fills up while more mappings
 /// exist, the one that did not fit is dropped and no extent carries LAST (quirk Q15,
 /// reproduced). With `extents_max == 0` extents are only counted.
+///
+/// Deliberate difference: when the filesystem fails after some non-hole mapping was
+/// found, 6.15 overwrites the error with the result of emitting that mapping (so the
+/// call succeeds with it marked LAST); here the error is returned.
 pub fn iomap_fiemap<I, O>(
     inode: &I,
     ops: &O,
@@ -244,6 +248,7 @@ where
         return Err(nxio);
     }
     let mut it = IomapIter::new(ops, pos, size - pos, IterFlags::REPORT)?;
+    let mut answer = None;
     while it.next()? {
         let (p, end) = (it.pos(), it.pos() + it.length());
         let found = match (it.iomap().kind, whence) {
@@ -253,10 +258,16 @@ where
             (_, Whence::Hole) => None,
             (_, Whence::Data) => Some(p),
         };
-        if let Some(at) = found {
-            return Ok(at);
+        if found.is_some() {
+            // Stop without advancing, as the kernel's body does: the iterator then
+            // ends the mapping, and an iomap_end error is the result.
+            answer = found;
+            continue;
         }
         it.advance_full();
+    }
+    if let Some(at) = answer {
+        return Ok(at);
     }
     match whence {
         Whence::Hole => Ok(size),
@@ -309,13 +320,18 @@ where
     let Ok(mut it) = IomapIter::new(ops, pos, PAGE, IterFlags::REPORT) else {
         return 0;
     };
-    match it.next() {
+    let answer = match it.next() {
         Ok(true) if it.iomap().kind == IomapType::Mapped => {
             let m = it.iomap();
-            let answer = m.addr.wrapping_add(pos - m.offset) / PAGE;
-            it.advance_full();
-            answer
+            m.addr.wrapping_add(pos - m.offset) / PAGE
         }
-        _ => 0,
+        Ok(true) => 0,
+        _ => return 0,
+    };
+    // The body advances nothing (as the kernel's): iomap_end sees written == 0, and
+    // its error makes the answer 0.
+    match it.next() {
+        Ok(_) => answer,
+        Err(_) => 0,
     }
 }

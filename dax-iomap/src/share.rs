@@ -32,9 +32,15 @@ pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
             what: "copy-around alignment must be a power of two of at least a page",
         });
     }
+    let overflow = || DaxError::Overflow {
+        what: "copy-around range past the largest offset",
+    };
     let head = pos % align;
-    let end = pos + length;
-    let block_end = end.div_ceil(align) * align;
+    let end = pos.checked_add(length).ok_or_else(overflow)?;
+    let block_end = end
+        .div_ceil(align)
+        .checked_mul(align)
+        .ok_or_else(overflow)?;
     let total = (head + length).div_ceil(align) * align;
     let copy_all = head == 0 && end == block_end;
     let zero_edge =
@@ -136,6 +142,10 @@ where
     let (dst_map, src_map) = (it.iomap().clone(), it.raw_srcmap().clone());
     let start = it.pos() / PAGE * PAGE;
     let end = (it.pos() + it.length()).div_ceil(PAGE) * PAGE;
+    if end == start {
+        it.advance_full();
+        return Ok(());
+    }
     if let Some(mapping) = inode.mapping() {
         let _ = mapping.invalidate_range(start / PAGE, end / PAGE - 1);
     }
@@ -295,11 +305,13 @@ pub struct RemapFile<'a> {
 /// dedupe and "to the end of the source" for a clone (`EINVAL` past the end). Then the
 /// generic range checks: both positions block aligned, no wrap-around, a dedupe inside
 /// both files, the source range inside the source (shortened to its end), the
-/// destination below the largest file offset (`EFBIG`), a length that is block
+/// destination below the largest file offset, a length that is block
 /// aligned unless it reaches the source's end ([`RemapFlags::CAN_SHORTEN`] rounds it
 /// down instead of failing), no overlap within one file — each `EINVAL`. Both ranges
-/// are then written back from the mapping index, and a dedupe compares the contents
-/// (`EBADE` when they differ).
+/// are then written back from the mapping index, a dedupe compares the contents
+/// (`EBADE` when they differ), and a length that is not block aligned must reach the
+/// destination's end (`generic_remap_check_len`: else rounded down with CAN_SHORTEN,
+/// `EBADE` for a dedupe, `EINVAL` for a clone).
 pub fn dax_remap_file_range_prep(
     src: &RemapFile<'_>,
     pos_in: u64,
@@ -349,7 +361,35 @@ pub fn dax_remap_file_range_prep(
     if dedup && !dax_dedupe_file_range_compare(src.ops, pos_in, dst.ops, pos_out, len)? {
         return Err(os(libc::EBADE, "dedupe: the contents differ"));
     }
-    Ok(len)
+    remap_check_len(dst, pos_out, len, flags)
+}
+
+/// The final length check of a remap (`generic_remap_check_len`): a length that is not
+/// block aligned may only reach the destination's end, so that a partial EOF block of
+/// the source is never linked into the middle of the destination; otherwise it is
+/// rounded down with [`RemapFlags::CAN_SHORTEN`], else `EBADE` (dedupe) or `EINVAL`.
+fn remap_check_len(
+    dst: &RemapFile<'_>,
+    pos_out: u64,
+    len: u64,
+    flags: RemapFlags,
+) -> Result<u64, DaxError> {
+    if len.is_multiple_of(PAGE) || pos_out + len >= dst.inode.size() {
+        return Ok(len);
+    }
+    if flags.contains(RemapFlags::CAN_SHORTEN) {
+        return Ok(len / PAGE * PAGE);
+    }
+    if flags.contains(RemapFlags::DEDUP) {
+        Err(DaxError::Os {
+            errno: libc::EBADE,
+            what: "dedupe of a partial block inside the destination",
+        })
+    } else {
+        Err(DaxError::InvalidArgument {
+            what: "clone of a partial block inside the destination",
+        })
+    }
 }
 
 /// The generic range checks of a remap (`generic_remap_checks`).

@@ -63,9 +63,12 @@ where
         });
     }
     let shared = iomap.flags.contains(IomapFlags::SHARED);
-    if shared && let Some(mapping) = inode.mapping() {
-        let (first, last) = (it.pos() / PAGE, (it.pos() + it.length() - 1) / PAGE);
-        let _ = mapping.invalidate_range(first, last);
+    if shared
+        && it.length() > 0
+        && let Some(mapping) = inode.mapping()
+    {
+        let last_byte = it.pos() + it.length() - 1;
+        let _ = mapping.invalidate_range(it.pos() / PAGE, last_byte / PAGE);
     }
     let Some(dev) = iomap.dax_dev.as_ref() else {
         return Err(DaxError::Io {

@@ -99,18 +99,16 @@ impl Adversary {
         m
     }
 
+    /// The device bytes the engine may write through `m` asked for at `pos`: from the
+    /// page holding `pos` (copy-around fills the head of that page; never before the
+    /// extent) to exactly the extent's end.
     fn allow(&self, m: &Iomap, pos: u64) {
-        if m.addr == u64::MAX || m.length == 0 {
+        if m.addr == u64::MAX || m.length == 0 || pos < m.offset {
             return;
         }
-        // Everything the mapping covers from the page of `pos` on, page-rounded.
-        let from = (pos.max(m.offset) / PAGE * PAGE).saturating_sub(m.offset % PAGE);
-        let start = m.addr.wrapping_add(from.wrapping_sub(m.offset)) / PAGE * PAGE;
-        let end = m
-            .addr
-            .saturating_add(m.length)
-            .div_ceil(PAGE)
-            .saturating_mul(PAGE);
+        let from = (pos / PAGE * PAGE).max(m.offset);
+        let start = m.addr.wrapping_add(from - m.offset);
+        let end = m.addr.saturating_add(m.length);
         self.allowed.lock().push((start.min(end), end));
     }
 }

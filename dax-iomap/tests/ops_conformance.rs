@@ -275,21 +275,34 @@ fn c04_remap_prep_checks_in_order() {
         dax_remap_file_range_prep(&ra, 0, &rb, 0, 100, RemapFlags::CAN_SHORTEN).unwrap(),
         0
     );
-    // Shortened to the source's end (the end of the file need not be block aligned).
+    // Shortened to the source's end (not block aligned): allowed only where it reaches
+    // the destination's end, else generic_remap_check_len rounds it down (CAN_SHORTEN)
+    // or refuses it (EINVAL for a clone) so that a partial EOF block never lands in the
+    // middle of the destination.
     a.set_size(3 * PAGE + 100);
+    let shorten = RemapFlags::CAN_SHORTEN;
     assert_eq!(
-        dax_remap_file_range_prep(&ra, 2 * PAGE, &rb, 0, 10 * PAGE, RemapFlags::CAN_SHORTEN)
-            .unwrap(),
-        PAGE + 100
+        dax_remap_file_range_prep(&ra, 2 * PAGE, &rb, 0, 10 * PAGE, shorten).unwrap(),
+        PAGE
     );
     assert_eq!(
         errno(&ra, &rb, 2 * PAGE, 0, 10 * PAGE, f),
         libc::EINVAL,
         "would shorten"
     );
-    // Zero length: a clone goes to the source's end, a dedupe does nothing.
     assert_eq!(
-        dax_remap_file_range_prep(&ra, PAGE, &rb, 0, 0, f).unwrap(),
+        errno(&ra, &rb, 2 * PAGE, 0, PAGE + 100, f),
+        libc::EINVAL,
+        "partial block"
+    );
+    // Reaching the destination's end, the partial block is fine.
+    let at_end = dax_remap_file_range_prep(&ra, 2 * PAGE, &rb, 3 * PAGE, PAGE + 100, f);
+    assert_eq!(at_end.unwrap(), PAGE + 100);
+    // Zero length: a clone goes to the source's end (a partial block inside the
+    // destination here: EINVAL; at its end: fine), a dedupe does nothing.
+    assert_eq!(errno(&ra, &rb, PAGE, 0, 0, f), libc::EINVAL);
+    assert_eq!(
+        dax_remap_file_range_prep(&ra, PAGE, &rb, 2 * PAGE, 0, f).unwrap(),
         2 * PAGE + 100
     );
     assert_eq!(
@@ -521,4 +534,141 @@ fn iom_edge99_bmap() {
     assert_eq!(iomap_bmap(&fs, &fs, u64::MAX), 0);
     *fs.fail_begin.lock() = Some((fs.begins.lock().len(), DaxError::Io { what: "x" }));
     assert_eq!(iomap_bmap(&fs, &fs, 0), 0, "errors answer 0");
+}
+
+// ---- Regressions from the review against the reference ----
+
+#[test]
+fn z_zero_length_zero_and_unshare_with_an_index_do_not_underflow() {
+    // A zero-length request at pos 0 over a SHARED extent with a mapping index: the
+    // filesystem is asked once with length 0, nothing is invalidated, nothing panics.
+    let fs = MockFs::new(64, 4 * PAGE).with_mapping();
+    fs.cow(0, PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
+    assert!(dax_zero_range(&fs, &fs, 0, 0).unwrap());
+    dax_file_unshare(&fs, &fs, 0, 0).unwrap();
+    assert_eq!(
+        fs.begins.lock().iter().map(|b| b.1).collect::<Vec<_>>(),
+        vec![0, 0]
+    );
+    assert!(fs.mapping.as_ref().unwrap().calls.lock().is_empty());
+}
+
+#[test]
+fn z_zero_range_over_a_cow_destination_without_source_zeroes_it() {
+    // ref: §2.10.2 step 1: a CoW destination whose old data was a hole carries no
+    // srcmap; the effective source is the (MAPPED) destination, so it is zeroed.
+    let fs = MockFs::new(64, 2 * PAGE);
+    fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]);
+    fs.cow(0, PAGE, 40 * PAGE, None);
+    assert!(dax_zero_range(&fs, &fs, 100, 100).unwrap());
+    assert_eq!(
+        fs.peek(40 * PAGE, PAGE_SIZE),
+        vec![0u8; PAGE_SIZE],
+        "edges zeroed too"
+    );
+}
+
+#[test]
+fn z_did_zero_reflects_completed_mappings_only() {
+    // A mapping that fails on its first page leaves did_zero false (the error is the
+    // result); an earlier completed mapping does not turn an error into success.
+    let fs = filled_file(2, 11);
+    fs.dev.driver().poison(10 * PAGE + 1024, 512).unwrap();
+    assert_eq!(
+        dax_zero_range(&fs, &fs, 10, 10).unwrap_err().errno(),
+        libc::EIO
+    );
+    let fs = MockFs::new(64, 2 * PAGE);
+    fs.map(IomapType::Mapped, 0, PAGE, 10 * PAGE, IomapFlags::empty());
+    fs.map(
+        IomapType::Mapped,
+        PAGE,
+        PAGE,
+        11 * PAGE,
+        IomapFlags::empty(),
+    );
+    fs.dev.driver().poison(11 * PAGE, 512).unwrap();
+    let e = dax_zero_range(&fs, &fs, 100, PAGE).unwrap_err();
+    assert_eq!(e.errno(), libc::EIO);
+    assert!(
+        fs.peek(10 * PAGE + 100, PAGE_SIZE - 100)
+            .iter()
+            .all(|&b| b == 0)
+    );
+}
+
+#[test]
+fn c_edge93_unshare_skips_shared_without_a_mapped_source() {
+    // ref: IOM-14, edge 93: SHARED with an UNWRITTEN source, or with none, is skipped.
+    for src in [Some((IomapType::Unwritten, 20 * PAGE)), None] {
+        let fs = MockFs::new(64, PAGE);
+        fs.poke(20 * PAGE, &[0x55; PAGE_SIZE]);
+        fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]);
+        fs.cow(0, PAGE, 40 * PAGE, src);
+        dax_file_unshare(&fs, &fs, 0, PAGE).unwrap();
+        assert_eq!(
+            fs.peek(40 * PAGE, PAGE_SIZE),
+            vec![0x77; PAGE_SIZE],
+            "{src:?}"
+        );
+    }
+}
+
+#[test]
+fn c03_dedupe_of_zero_length_asks_each_file_once() {
+    // ref: §2.12.4 last bullet
+    let a = filled_file(1, 12);
+    let b = filled_file(1, 13);
+    assert!(dax_dedupe_file_range_compare(&a, 0, &b, 0, 0).unwrap());
+    assert_eq!((a.begins.lock().len(), b.begins.lock().len()), (1, 1));
+    let h = MockFs::new(16, PAGE);
+    assert!(
+        !dax_dedupe_file_range_compare(&h, 0, &b, 0, 0).unwrap(),
+        "one hole"
+    );
+}
+
+#[test]
+fn iom15_fiemap_treats_enoent_as_success() {
+    // ref: §2.14.1: ENOENT from the filesystem (no such fork) ends the walk quietly.
+    let fs = three_extents();
+    *fs.fail_begin.lock() = Some((
+        1,
+        DaxError::Os {
+            errno: libc::ENOENT,
+            what: "no fork",
+        },
+    ));
+    let mut fm = Fiemap {
+        extents_max: 4,
+        ..Fiemap::default()
+    };
+    iomap_fiemap(&fs, &fs, &mut fm, 0, 6 * PAGE).unwrap();
+    assert_eq!(fm.extents.len(), 1);
+    assert!(fm.extents[0].flags.contains(FiemapExtentFlags::LAST));
+}
+
+#[test]
+fn iom18_bmap_ends_its_mapping_with_nothing_written_and_honours_its_error() {
+    // ref: IOM-07, IOM-18: the body advances nothing; an iomap_end error answers 0.
+    let fs = three_extents();
+    assert_eq!(iomap_bmap(&fs, &fs, 1), 11);
+    assert_eq!(fs.ends.lock()[0].written, 0);
+    *fs.end_result.lock() = Err(DaxError::Io { what: "end" });
+    assert_eq!(iomap_bmap(&fs, &fs, 1), 0);
+}
+
+#[test]
+fn iom16_seek_returns_an_iomap_end_error_of_the_answering_mapping() {
+    // ref: IOM-07, IOM-16, IOM-17: the answer is found without advancing, so the
+    // iterator ends the mapping and its iomap_end error is the result.
+    let fs = three_extents();
+    *fs.end_result.lock() = Err(DaxError::Io { what: "end" });
+    assert_eq!(iomap_seek_data(&fs, &fs, 0).unwrap_err().errno(), libc::EIO);
+    assert_eq!(
+        iomap_seek_hole(&fs, &fs, 2 * PAGE as i64)
+            .unwrap_err()
+            .errno(),
+        libc::EIO
+    );
 }

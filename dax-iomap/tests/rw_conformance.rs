@@ -420,3 +420,79 @@ fn rw_offsets_past_the_largest_file_offset_are_einval() {
     let e = dax_iomap_write(&fs, &fs, u64::MAX, &[0u8; 2]).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
 }
+
+#[test]
+fn rw_sub_page_cow_extent_is_refused_and_nothing_outside_it_changes() {
+    // A SHARED destination that does not end on a page boundary would make copy-around
+    // fill bytes past its end: refused with InvalidMapping (EIO) before any write.
+    let fs = MockFs::new(64, 4 * PAGE);
+    fs.poke(20 * PAGE, &[0x55; PAGE_SIZE]);
+    fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]);
+    fs.cow(0, 100, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
+    let e = dax_iomap_write(&fs, &fs, 10, &[1u8; 10]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DaxError::InvalidMapping {
+                reason: "copy-on-write extent is not page aligned",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(fs.peek(40 * PAGE, PAGE_SIZE), vec![0x77; PAGE_SIZE]);
+    let e = dax_iomap::dax_zero_range(&fs, &fs, 10, 10).unwrap_err();
+    assert_eq!(e.errno(), libc::EIO);
+    assert_eq!(fs.peek(40 * PAGE, PAGE_SIZE), vec![0x77; PAGE_SIZE]);
+}
+
+#[test]
+fn c01_copy_around_directly_for_page_and_pmd_alignment() {
+    // ref: C-01: the copy-all branch (faults), zero-edge and copy variants, PAGE and
+    // 2 MiB alignment; a range past the largest offset is an error, not a panic.
+    use dax_core::{DaxAccessMode, PMD_SIZE};
+    use dax_iomap::{Iomap, dax_iomap_copy_around};
+    let pmd = PMD_SIZE as u64;
+    let fs = MockFs::new(3 * pmd / PAGE, 0);
+    let src_bytes = pattern(PMD_SIZE, 14);
+    fs.poke(0, &src_bytes);
+    let src = Iomap::mapped(0, pmd, 0, fs.dyn_dev());
+    let s = fs.dev.read_lock();
+    for align in [PAGE, pmd] {
+        let dst = s
+            .direct_access(pmd / PAGE, align / PAGE, DaxAccessMode::Access)
+            .unwrap();
+        fs.poke(pmd, &vec![0xEE; align as usize]);
+        dax_iomap_copy_around(0, align, align, &src, &dst).unwrap();
+        assert_eq!(
+            fs.peek(pmd, align as usize),
+            src_bytes[..align as usize],
+            "copy-all {align}"
+        );
+        let mut zero_src = src.clone();
+        zero_src.kind = IomapType::Unwritten;
+        dax_iomap_copy_around(0, align, align, &zero_src, &dst).unwrap();
+        assert!(
+            fs.peek(pmd, align as usize).iter().all(|&b| b == 0),
+            "zero-all {align}"
+        );
+    }
+    // Head and tail around a write of [100, 200) in one page.
+    let dst = s
+        .direct_access(pmd / PAGE, 1, DaxAccessMode::Access)
+        .unwrap();
+    fs.poke(pmd, &[0xEE; PAGE_SIZE]);
+    dax_iomap_copy_around(100, 100, PAGE, &src, &dst).unwrap();
+    let got = fs.peek(pmd, PAGE_SIZE);
+    assert_eq!(got[..100], src_bytes[..100]);
+    assert_eq!(got[100..200], [0xEE; 100]);
+    assert_eq!(got[200..], src_bytes[200..PAGE_SIZE]);
+    let e = dax_iomap_copy_around(u64::MAX - 10, 100, PAGE, &src, &dst).unwrap_err();
+    assert_eq!(e.errno(), libc::EOVERFLOW);
+    assert_eq!(
+        dax_iomap_copy_around(0, 1, 100, &src, &dst)
+            .unwrap_err()
+            .errno(),
+        libc::EINVAL
+    );
+}
