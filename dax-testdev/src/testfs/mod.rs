@@ -11,7 +11,7 @@
 //!
 //! | TestFs | engine call | kernel model |
 //! |---|---|---|
-//! | [`TestFs::read`] / [`TestFs::write`] | [`dax_iomap_rw`](dax_iomap::dax_iomap_rw) | `ext2_dax_read_iter` / `ext2_dax_write_iter`, `xfs_file_dax_write` |
+//! | [`TestFs::read`] / [`TestFs::write`], and [`TestFs::pread`] / [`TestFs::pwrite`] on an inode handle (an open file) | [`dax_iomap_rw`](dax_iomap::dax_iomap_rw) | `ext2_dax_read_iter` / `ext2_dax_write_iter`, `xfs_file_dax_write` |
 //! | [`TestFs::truncate`] | [`dax_truncate_page`](dax_iomap::dax_truncate_page), [`dax_zero_range`](dax_iomap::dax_zero_range) | `ext2_setsize`, `xfs_setattr_size` |
 //! | [`TestFs::fallocate`] | [`dax_zero_range`](dax_iomap::dax_zero_range), [`dax_file_unshare`](dax_iomap::dax_file_unshare) | `ext4_fallocate`, `xfs_file_fallocate` |
 //! | [`TestFs::reflink`] / [`TestFs::dedupe`] | [`dax_remap_file_range_prep`](dax_iomap::dax_remap_file_range_prep) | `xfs_reflink_remap_prep` |
