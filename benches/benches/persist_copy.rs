@@ -19,45 +19,14 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::ptr;
 use std::time::{Duration, Instant};
 
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use dax_core::persist::{self, FlushImpl, PersistFlags};
+use dax_core::persist::{self, FlushImpl};
 
-use dax_benches::{Buf, MIB, PmemMemcpyPersist, SIZES, load_pmdk};
-
-#[derive(Clone, Copy)]
-enum Which {
-    Ours,
-    CopyFlush,
-    Pmdk(PmemMemcpyPersist),
-}
-
-/// One persistent copy of `len` bytes from `src` to `dst`.
-///
-/// # Safety
-///
-/// `src`/`dst` valid for `len` bytes, disjoint.
-#[inline(always)]
-unsafe fn copy_once(which: Which, dst: *mut u8, src: *const u8, len: usize) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match which {
-            Which::Ours => persist::memcpy_persist(dst, src, len, PersistFlags::empty()),
-            Which::CopyFlush => {
-                ptr::copy_nonoverlapping(src, dst, len);
-                persist::flush_range(dst, len);
-                persist::drain();
-            }
-            Which::Pmdk(f) => {
-                f(dst.cast(), src.cast(), len);
-            }
-        }
-    }
-}
+use dax_benches::{Buf, MIB, SIZES, Which, copy_once, load_pmdk};
 
 fn bench(c: &mut Criterion) {
     // SAFETY: criterion runs this on main's thread before starting any other thread;

@@ -14,40 +14,11 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::ptr;
 use std::time::{Duration, Instant};
 
-use dax_core::persist::{self, FlushImpl, PersistFlags};
+use dax_core::persist::{self, FlushImpl};
 
-use dax_benches::{Buf, KIB, MIB, PmemMemcpyPersist, SIZES, load_pmdk};
-
-#[derive(Clone, Copy)]
-enum Which {
-    Ours,
-    CopyFlush,
-    Pmdk(PmemMemcpyPersist),
-}
-
-/// # Safety
-///
-/// `src`/`dst` valid for `len` bytes, disjoint.
-#[inline(always)]
-unsafe fn copy_once(which: Which, dst: *mut u8, src: *const u8, len: usize) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match which {
-            Which::Ours => persist::memcpy_persist(dst, src, len, PersistFlags::empty()),
-            Which::CopyFlush => {
-                ptr::copy_nonoverlapping(src, dst, len);
-                persist::flush_range(dst, len);
-                persist::drain();
-            }
-            Which::Pmdk(f) => {
-                f(dst.cast(), src.cast(), len);
-            }
-        }
-    }
-}
+use dax_benches::{Buf, KIB, MIB, SIZES, Which, copy_once, load_pmdk};
 
 /// Time of `iters` copies (cold: source evicted before each, outside the timing).
 fn batch(

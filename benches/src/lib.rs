@@ -4,6 +4,8 @@
 use std::ffi::c_void;
 use std::ptr;
 
+use dax_core::persist::{self, PersistFlags};
+
 /// 1 KiB.
 pub const KIB: usize = 1 << 10;
 /// 1 MiB.
@@ -93,4 +95,39 @@ pub unsafe fn load_pmdk() -> Option<PmemMemcpyPersist> {
     // SAFETY: `pmem_memcpy_persist` has this C signature (libpmem.h:
     // `void *pmem_memcpy_persist(void *pmemdest, const void *src, size_t len)`).
     Some(unsafe { std::mem::transmute::<*mut c_void, PmemMemcpyPersist>(sym) })
+}
+
+/// Which persistent copy a bench runs.
+#[derive(Clone, Copy)]
+pub enum Which {
+    /// `dax_core::persist::memcpy_persist` with no flags.
+    Ours,
+    /// The baseline: `copy_nonoverlapping`, then `flush_range` and `drain`.
+    CopyFlush,
+    /// PMDK's `pmem_memcpy_persist`.
+    Pmdk(PmemMemcpyPersist),
+}
+
+/// One persistent copy of `len` bytes from `src` to `dst` with `which`.
+///
+/// # Safety
+///
+/// `src` is valid for `len` bytes of reads and `dst` for `len` bytes of writes; they
+/// do not overlap.
+#[inline(always)]
+pub unsafe fn copy_once(which: Which, dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller's contract is each copy's contract.
+    unsafe {
+        match which {
+            Which::Ours => persist::memcpy_persist(dst, src, len, PersistFlags::empty()),
+            Which::CopyFlush => {
+                ptr::copy_nonoverlapping(src, dst, len);
+                persist::flush_range(dst, len);
+                persist::drain();
+            }
+            Which::Pmdk(f) => {
+                f(dst.cast(), src.cast(), len);
+            }
+        }
+    }
 }
