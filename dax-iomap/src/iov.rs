@@ -151,26 +151,7 @@ impl<'a> IovIter<'a> {
         offset: usize,
         n: usize,
     ) -> usize {
-        let mut done = 0;
-        let mut want = n.min(self.accessible);
-        while want > 0 {
-            let (seg, off) = (self.seg, self.seg_off);
-            let Bufs::Read(bufs) = &mut self.bufs else {
-                return done;
-            };
-            let Some(buf) = bufs.as_mut_slice().get_mut(seg) else {
-                break;
-            };
-            let piece = (buf.len() - off).min(want);
-            let got = da.copy_to(offset + done, &mut buf[off..off + piece]);
-            self.consume(got);
-            done += got;
-            want -= got;
-            if got < piece {
-                break;
-            }
-        }
-        done
+        self.fill_dest(n, |done, buf| da.copy_to(offset + done, buf))
     }
 
     /// Copies up to `n` bytes from the source buffers to device bytes at `offset` of
@@ -235,6 +216,16 @@ impl<'a> IovIter<'a> {
     /// Writes `n` zero bytes into the destination buffers (`iov_iter_zero`); returns
     /// bytes zeroed (short where the buffer faults).
     pub fn zero(&mut self, n: usize) -> usize {
+        self.fill_dest(n, |_, buf| {
+            buf.fill(0);
+            buf.len()
+        })
+    }
+
+    /// Walks up to `n` accessible destination bytes segment by segment, letting `fill`
+    /// write each piece (given the bytes done so far) and report how many it wrote;
+    /// stops at the first short piece. Returns the bytes written.
+    fn fill_dest(&mut self, n: usize, mut fill: impl FnMut(usize, &mut [u8]) -> usize) -> usize {
         let mut done = 0;
         let mut want = n.min(self.accessible);
         while want > 0 {
@@ -246,10 +237,13 @@ impl<'a> IovIter<'a> {
                 break;
             };
             let piece = (buf.len() - off).min(want);
-            buf[off..off + piece].fill(0);
-            self.consume(piece);
-            done += piece;
-            want -= piece;
+            let got = fill(done, &mut buf[off..off + piece]).min(piece);
+            self.consume(got);
+            done += got;
+            want -= got;
+            if got < piece {
+                break;
+            }
         }
         done
     }
