@@ -121,9 +121,9 @@ impl DaxError {
             DaxError::InvalidArgument { .. } => libc::EINVAL,
             DaxError::OutOfRange { .. } => libc::ERANGE,
             DaxError::HwPoison { .. } => libc::EHWPOISON,
-            DaxError::MediaError { .. } | DaxError::PoisonNotCleared { .. } | DaxError::Io { .. } => {
-                libc::EIO
-            }
+            DaxError::MediaError { .. }
+            | DaxError::PoisonNotCleared { .. }
+            | DaxError::Io { .. } => libc::EIO,
             DaxError::NotSupported { .. } => libc::EOPNOTSUPP,
             DaxError::NoSpace { .. } => libc::ENOSPC,
             DaxError::Fault { .. } => libc::EFAULT,
@@ -171,30 +171,79 @@ mod tests {
     fn errno_values_are_linux_x86_64() {
         assert_eq!(DaxError::Dead.errno(), 6);
         assert_eq!(DaxError::InvalidArgument { what: "" }.errno(), 22);
-        assert_eq!(DaxError::OutOfRange { pgoff: 0, dev_pages: 0 }.errno(), 34);
-        assert_eq!(DaxError::HwPoison { pgoff: 0, nr_pages: 1 }.errno(), 133);
-        assert_eq!(DaxError::MediaError { pgoff: 0, nr_pages: 1 }.errno(), 5);
+        assert_eq!(
+            DaxError::OutOfRange {
+                pgoff: 0,
+                dev_pages: 0
+            }
+            .errno(),
+            34
+        );
+        assert_eq!(
+            DaxError::HwPoison {
+                pgoff: 0,
+                nr_pages: 1
+            }
+            .errno(),
+            133
+        );
+        assert_eq!(
+            DaxError::MediaError {
+                pgoff: 0,
+                nr_pages: 1
+            }
+            .errno(),
+            5
+        );
         assert_eq!(DaxError::NotSupported { what: "" }.errno(), 95);
         assert_eq!(DaxError::NoSpace { what: "" }.errno(), 28);
         assert_eq!(DaxError::Fault { what: "" }.errno(), 14);
         assert_eq!(DaxError::WouldBlock.errno(), 11);
         assert_eq!(DaxError::Busy { what: "" }.errno(), 16);
         assert_eq!(DaxError::Overflow { what: "" }.errno(), 75);
-        assert_eq!(DaxError::Os { errno: 61, what: "" }.errno(), 61);
+        assert_eq!(
+            DaxError::Os {
+                errno: 61,
+                what: ""
+            }
+            .errno(),
+            61
+        );
     }
 
     #[test]
     fn mem2blk_converts_only_hwpoison() {
         // ref: DEV-24
-        let p = DaxError::HwPoison { pgoff: 3, nr_pages: 2 };
-        assert_eq!(p.mem2blk(), DaxError::MediaError { pgoff: 3, nr_pages: 2 });
+        let p = DaxError::HwPoison {
+            pgoff: 3,
+            nr_pages: 2,
+        };
+        assert_eq!(
+            p.mem2blk(),
+            DaxError::MediaError {
+                pgoff: 3,
+                nr_pages: 2
+            }
+        );
         assert_eq!(DaxError::Dead.mem2blk(), DaxError::Dead);
-        assert_eq!(DaxError::MediaError { pgoff: 3, nr_pages: 2 }.mem2blk().errno(), libc::EIO);
+        assert_eq!(
+            DaxError::MediaError {
+                pgoff: 3,
+                nr_pages: 2
+            }
+            .mem2blk()
+            .errno(),
+            libc::EIO
+        );
     }
 
     #[test]
     fn converts_to_io_error_with_same_errno() {
-        let e: std::io::Error = DaxError::HwPoison { pgoff: 0, nr_pages: 1 }.into();
+        let e: std::io::Error = DaxError::HwPoison {
+            pgoff: 0,
+            nr_pages: 1,
+        }
+        .into();
         assert_eq!(e.raw_os_error(), Some(libc::EHWPOISON));
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod badblocks;
 mod error;
+#[allow(unsafe_code)]
 pub mod persist;
 mod types;
 

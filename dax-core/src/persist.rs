@@ -1,1 +1,0 @@
-//! Cache write-back and persistent copies. Placeholder: being written.

@@ -1,0 +1,567 @@
+//! x86-64 write-back instructions and non-temporal copy kernels.
+//!
+//! Layout of a non-temporal copy of `len` bytes to `dst`:
+//!
+//! ```text
+//!  dst                 first 64-aligned byte                    last 64-aligned byte  dst+len
+//!   |-- head piece (<64) --|====== body: whole lines, vector NT ======|-- tail piece (<64) --|
+//! ```
+//!
+//! A piece is written as: leading bytes up to 8-byte alignment with ordinary stores,
+//! then 8-byte `MOVNTI` stores, then the trailing bytes with ordinary stores; every
+//! line that received an ordinary store is written back right after that store. A
+//! non-temporal store never leaves a dirty line in the cache, so after the copy no byte
+//! of the destination is dirty in the caches; the caller's SFENCE then orders it all.
+//!
+//! Pieces and body are processed in address order (forward) or in reverse (backward,
+//! for `memmove` with `dst` inside the source), and inside each step every source byte
+//! is loaded before any destination byte of that step is stored, so overlapping moves
+//! never read a byte they already overwrote.
+
+use core::arch::asm;
+use core::arch::x86_64::*;
+use core::ptr;
+use std::sync::OnceLock;
+
+use super::{CopyImpl, FlushImpl};
+
+const LINE: usize = 64;
+
+const CPU_CLFLUSH: u8 = 1;
+const CPU_CLFLUSHOPT: u8 = 2;
+const CPU_CLWB: u8 = 4;
+
+/// CPUID bits for the write-back instructions (std's feature detection does not cover
+/// them). Cached: CPUID traps to the hypervisor on VMs.
+fn cpu_flush_bits() -> u8 {
+    static BITS: OnceLock<u8> = OnceLock::new();
+    *BITS.get_or_init(|| {
+        let mut bits = 0;
+        // CPUID leaf 1, EDX bit 19: CLFLUSH.
+        let leaf1 = __cpuid(1);
+        if leaf1.edx & (1 << 19) != 0 {
+            bits |= CPU_CLFLUSH;
+        }
+        let max_leaf = __get_cpuid_max(0).0;
+        if max_leaf >= 7 {
+            // CPUID leaf 7 subleaf 0, EBX bit 23: CLFLUSHOPT; bit 24: CLWB.
+            let leaf7 = __cpuid_count(7, 0);
+            if leaf7.ebx & (1 << 23) != 0 {
+                bits |= CPU_CLFLUSHOPT;
+            }
+            if leaf7.ebx & (1 << 24) != 0 {
+                bits |= CPU_CLWB;
+            }
+        }
+        bits
+    })
+}
+
+pub(super) fn has_clflush() -> bool {
+    cpu_flush_bits() & CPU_CLFLUSH != 0
+}
+
+pub(super) fn has_clflushopt() -> bool {
+    cpu_flush_bits() & CPU_CLFLUSHOPT != 0
+}
+
+pub(super) fn has_clwb() -> bool {
+    cpu_flush_bits() & CPU_CLWB != 0
+}
+
+#[inline]
+pub(super) fn sfence() {
+    // SAFETY: SFENCE (SSE) is part of the x86-64 baseline; it only orders stores.
+    unsafe { _mm_sfence() };
+}
+
+/// Writes back every line overlapping `[addr, addr + len)` with `flush`.
+///
+/// # Safety
+///
+/// `len > 0`, the range lies in one mapped allocation, `flush` is supported.
+#[inline]
+pub(super) unsafe fn flush_lines(flush: FlushImpl, addr: *const u8, len: usize) {
+    let misalign = addr as usize % LINE;
+    // The range is inside one allocation, so `misalign + len` cannot overflow.
+    let lines = (misalign + len).div_ceil(LINE);
+    let first = addr.wrapping_sub(misalign);
+    match flush {
+        FlushImpl::Clwb => {
+            for i in 0..lines {
+                let p = first.wrapping_add(i * LINE);
+                // SAFETY: `p` is the start of a line that overlaps the caller's mapped
+                // range; CLWB is supported (caller). CLWB neither changes memory
+                // contents nor flags; the asm is not `nomem`, so the compiler keeps
+                // earlier stores before it.
+                unsafe {
+                    asm!("clwb byte ptr [{0}]", in(reg) p, options(nostack, preserves_flags))
+                };
+            }
+        }
+        FlushImpl::Clflushopt => {
+            for i in 0..lines {
+                let p = first.wrapping_add(i * LINE);
+                // SAFETY: as for CLWB above, with CLFLUSHOPT supported (caller).
+                unsafe {
+                    asm!("clflushopt byte ptr [{0}]", in(reg) p, options(nostack, preserves_flags))
+                };
+            }
+        }
+        FlushImpl::Clflush => {
+            for i in 0..lines {
+                let p = first.wrapping_add(i * LINE);
+                // SAFETY: as for CLWB above, with CLFLUSH supported (caller).
+                unsafe {
+                    asm!("clflush byte ptr [{0}]", in(reg) p, options(nostack, preserves_flags))
+                };
+            }
+        }
+        FlushImpl::None => {}
+    }
+}
+
+/// Writes back the lines of `[p, p + n)` if `n > 0`.
+///
+/// # Safety
+///
+/// As for [`flush_lines`] except that `n` may be 0.
+#[inline(always)]
+unsafe fn flush_if(flush: FlushImpl, p: *const u8, n: usize) {
+    if n != 0 {
+        // SAFETY: forwarded contract, n > 0.
+        unsafe { flush_lines(flush, p, n) }
+    }
+}
+
+/// Ascending piece copy: ordinary stores up to 8-byte alignment of `dst`, MOVNTI for
+/// the 8-aligned middle, ordinary stores for the rest; lines hit by ordinary stores are
+/// written back right after those stores.
+///
+/// # Safety
+///
+/// `src`/`dst` valid for `n` bytes; if they overlap, `dst <= src`; `flush` supported.
+#[inline(always)]
+unsafe fn piece_fwd(flush: FlushImpl, dst: *mut u8, src: *const u8, n: usize) {
+    let lead = n.min((8 - dst as usize % 8) % 8);
+    // SAFETY: all offsets below stay within `0..n`, valid for both ranges (caller).
+    // Ordinary copies use `ptr::copy` (overlap-safe); each MOVNTI loads its 8 source
+    // bytes before storing, and ascending order never reads an overwritten byte when
+    // `dst <= src`. MOVNTI's destination `dst + off` is 8-aligned by choice of `lead`.
+    unsafe {
+        ptr::copy(src, dst, lead);
+        flush_if(flush, dst, lead);
+        let mut off = lead;
+        while n - off >= 8 {
+            let v = ptr::read_unaligned(src.add(off).cast::<i64>());
+            _mm_stream_si64(dst.add(off).cast::<i64>(), v);
+            off += 8;
+        }
+        let trail = n - off;
+        ptr::copy(src.add(off), dst.add(off), trail);
+        flush_if(flush, dst.add(off), trail);
+    }
+}
+
+/// Descending piece copy: the mirror image of [`piece_fwd`].
+///
+/// # Safety
+///
+/// `src`/`dst` valid for `n` bytes; if they overlap, `dst >= src`; `flush` supported.
+#[inline(always)]
+unsafe fn piece_bwd(flush: FlushImpl, dst: *mut u8, src: *const u8, n: usize) {
+    let trail = n.min((dst as usize).wrapping_add(n) % 8);
+    // SAFETY: as in `piece_fwd`, mirrored: offsets stay in `0..n`, `dst + off` is
+    // 8-aligned for every MOVNTI (the end minus `trail` is 8-aligned), and descending
+    // order never reads an overwritten byte when `dst >= src`.
+    unsafe {
+        let mut off = n - trail;
+        ptr::copy(src.add(off), dst.add(off), trail);
+        flush_if(flush, dst.add(off), trail);
+        while off >= 8 {
+            off -= 8;
+            let v = ptr::read_unaligned(src.add(off).cast::<i64>());
+            _mm_stream_si64(dst.add(off).cast::<i64>(), v);
+        }
+        ptr::copy(src, dst, off);
+        flush_if(flush, dst, off);
+    }
+}
+
+/// Fill counterpart of [`piece_fwd`].
+///
+/// # Safety
+///
+/// `dst` valid for `n` bytes of writes; `flush` supported.
+#[inline(always)]
+unsafe fn piece_set(flush: FlushImpl, dst: *mut u8, byte: u8, n: usize) {
+    let lead = n.min((8 - dst as usize % 8) % 8);
+    let word = i64::from_ne_bytes([byte; 8]);
+    // SAFETY: offsets stay within `0..n` (valid, caller); MOVNTI targets are 8-aligned.
+    unsafe {
+        ptr::write_bytes(dst, byte, lead);
+        flush_if(flush, dst, lead);
+        let mut off = lead;
+        while n - off >= 8 {
+            _mm_stream_si64(dst.add(off).cast::<i64>(), word);
+            off += 8;
+        }
+        let trail = n - off;
+        ptr::write_bytes(dst.add(off), byte, trail);
+        flush_if(flush, dst.add(off), trail);
+    }
+}
+
+/// Bytes from `dst` to its next 64-byte boundary, at most `len`.
+#[inline(always)]
+fn head_len(dst: *mut u8, len: usize) -> usize {
+    len.min((LINE - dst as usize % LINE) % LINE)
+}
+
+/// Non-temporal copy in ascending order (memcpy, or memmove with `dst <= src`).
+///
+/// # Safety
+///
+/// `src`/`dst` valid for `len` bytes; if they overlap then `dst <= src`; `copy` is a
+/// vector implementation and it and `flush` are supported by this CPU.
+pub(super) unsafe fn copy_nt_forward(
+    copy: CopyImpl,
+    flush: FlushImpl,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+) {
+    let head = head_len(dst, len);
+    let lines = (len - head) / LINE;
+    let done = head + lines * LINE;
+    // SAFETY: head, body and tail partition `0..len`; `dst + head` is 64-aligned as
+    // the body kernels require; the ISA matches `copy`, which is supported (caller).
+    unsafe {
+        piece_fwd(flush, dst, src, head);
+        let (d, s) = (dst.add(head), src.add(head));
+        match copy {
+            CopyImpl::Avx512 => body_fwd_avx512(d, s, lines),
+            CopyImpl::Avx2 => body_fwd_avx2(d, s, lines),
+            _ => body_fwd_sse2(d, s, lines),
+        }
+        piece_fwd(flush, dst.add(done), src.add(done), len - done);
+    }
+}
+
+/// Non-temporal copy in descending order (memmove with `dst` inside the source).
+///
+/// # Safety
+///
+/// As for [`copy_nt_forward`], except that if the ranges overlap then `dst >= src`.
+pub(super) unsafe fn copy_nt_backward(
+    copy: CopyImpl,
+    flush: FlushImpl,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+) {
+    let head = head_len(dst, len);
+    let lines = (len - head) / LINE;
+    let done = head + lines * LINE;
+    // SAFETY: as in `copy_nt_forward`, in reverse order.
+    unsafe {
+        piece_bwd(flush, dst.add(done), src.add(done), len - done);
+        let (d, s) = (dst.add(head), src.add(head));
+        match copy {
+            CopyImpl::Avx512 => body_bwd_avx512(d, s, lines),
+            CopyImpl::Avx2 => body_bwd_avx2(d, s, lines),
+            _ => body_bwd_sse2(d, s, lines),
+        }
+        piece_bwd(flush, dst, src, head);
+    }
+}
+
+/// Non-temporal fill.
+///
+/// # Safety
+///
+/// `dst` valid for `len` bytes of writes; `copy` is a vector implementation and it and
+/// `flush` are supported by this CPU.
+pub(super) unsafe fn set_nt(copy: CopyImpl, flush: FlushImpl, dst: *mut u8, byte: u8, len: usize) {
+    let head = head_len(dst, len);
+    let lines = (len - head) / LINE;
+    let done = head + lines * LINE;
+    // SAFETY: as in `copy_nt_forward`.
+    unsafe {
+        piece_set(flush, dst, byte, head);
+        let d = dst.add(head);
+        match copy {
+            CopyImpl::Avx512 => body_set_avx512(d, byte, lines),
+            CopyImpl::Avx2 => body_set_avx2(d, byte, lines),
+            _ => body_set_sse2(d, byte, lines),
+        }
+        piece_set(flush, dst.add(done), byte, len - done);
+    }
+}
+
+// Body kernels. Each moves `lines` whole 64-byte lines; `dst` is 64-aligned, `src` has
+// any alignment. The main loop handles four lines (256 bytes) per step: all loads of
+// the step, then all stores. Callers guarantee: `src` valid for reads and `dst` for
+// writes of `lines * 64` bytes, overlap only in the direction the kernel walks, and the
+// CPU supports the kernel's target feature.
+//
+// MSRV note: the AVX-512 intrinsics and `target_feature(enable = "avx512f")` are stable
+// since Rust 1.89, above the workspace's declared `rust-version` (1.85); building this
+// module needs 1.89 or later, so the workspace `rust-version` should be raised to 1.89.
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::incompatible_msrv)] // AVX-512: see the note above the body kernels.
+unsafe fn body_fwd_avx512(dst: *mut u8, src: *const u8, lines: usize) {
+    let mut i = 0;
+    // SAFETY: every access is inside `0..lines * 64` of `src`/`dst` (caller); stores
+    // are 64-aligned because `dst` is; loads are unaligned loads.
+    unsafe {
+        while lines - i >= 4 {
+            let s = src.add(i * LINE);
+            let d = dst.add(i * LINE);
+            let a = _mm512_loadu_si512(s.cast());
+            let b = _mm512_loadu_si512(s.add(64).cast());
+            let c = _mm512_loadu_si512(s.add(128).cast());
+            let e = _mm512_loadu_si512(s.add(192).cast());
+            _mm512_stream_si512(d.cast(), a);
+            _mm512_stream_si512(d.add(64).cast(), b);
+            _mm512_stream_si512(d.add(128).cast(), c);
+            _mm512_stream_si512(d.add(192).cast(), e);
+            i += 4;
+        }
+        while i < lines {
+            let a = _mm512_loadu_si512(src.add(i * LINE).cast());
+            _mm512_stream_si512(dst.add(i * LINE).cast(), a);
+            i += 1;
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::incompatible_msrv)] // AVX-512: see the note above the body kernels.
+unsafe fn body_bwd_avx512(dst: *mut u8, src: *const u8, lines: usize) {
+    let mut i = lines;
+    // SAFETY: as in `body_fwd_avx512`; indices walk down from `lines` to 0.
+    unsafe {
+        while i >= 4 {
+            i -= 4;
+            let s = src.add(i * LINE);
+            let d = dst.add(i * LINE);
+            let e = _mm512_loadu_si512(s.add(192).cast());
+            let c = _mm512_loadu_si512(s.add(128).cast());
+            let b = _mm512_loadu_si512(s.add(64).cast());
+            let a = _mm512_loadu_si512(s.cast());
+            _mm512_stream_si512(d.add(192).cast(), e);
+            _mm512_stream_si512(d.add(128).cast(), c);
+            _mm512_stream_si512(d.add(64).cast(), b);
+            _mm512_stream_si512(d.cast(), a);
+        }
+        while i > 0 {
+            i -= 1;
+            let a = _mm512_loadu_si512(src.add(i * LINE).cast());
+            _mm512_stream_si512(dst.add(i * LINE).cast(), a);
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::incompatible_msrv)] // AVX-512: see the note above the body kernels.
+unsafe fn body_set_avx512(dst: *mut u8, byte: u8, lines: usize) {
+    let v = _mm512_set1_epi8(byte as i8);
+    // SAFETY: every store is inside `0..lines * 64` of `dst` (caller), 64-aligned.
+    unsafe {
+        for i in 0..lines {
+            _mm512_stream_si512(dst.add(i * LINE).cast(), v);
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "avx2")]
+unsafe fn body_fwd_avx2(dst: *mut u8, src: *const u8, lines: usize) {
+    let mut i = 0;
+    // SAFETY: every access is inside `0..lines * 64` (caller); stores are 32-aligned
+    // because `dst` is 64-aligned; loads are unaligned loads.
+    unsafe {
+        while lines - i >= 4 {
+            let s = src.add(i * LINE).cast::<__m256i>();
+            let d = dst.add(i * LINE).cast::<__m256i>();
+            let r = [
+                _mm256_loadu_si256(s),
+                _mm256_loadu_si256(s.add(1)),
+                _mm256_loadu_si256(s.add(2)),
+                _mm256_loadu_si256(s.add(3)),
+                _mm256_loadu_si256(s.add(4)),
+                _mm256_loadu_si256(s.add(5)),
+                _mm256_loadu_si256(s.add(6)),
+                _mm256_loadu_si256(s.add(7)),
+            ];
+            for (k, v) in r.into_iter().enumerate() {
+                _mm256_stream_si256(d.add(k), v);
+            }
+            i += 4;
+        }
+        while i < lines {
+            let s = src.add(i * LINE).cast::<__m256i>();
+            let d = dst.add(i * LINE).cast::<__m256i>();
+            let a = _mm256_loadu_si256(s);
+            let b = _mm256_loadu_si256(s.add(1));
+            _mm256_stream_si256(d, a);
+            _mm256_stream_si256(d.add(1), b);
+            i += 1;
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "avx2")]
+unsafe fn body_bwd_avx2(dst: *mut u8, src: *const u8, lines: usize) {
+    let mut i = lines;
+    // SAFETY: as in `body_fwd_avx2`; indices walk down from `lines` to 0.
+    unsafe {
+        while i >= 4 {
+            i -= 4;
+            let s = src.add(i * LINE).cast::<__m256i>();
+            let d = dst.add(i * LINE).cast::<__m256i>();
+            let r = [
+                _mm256_loadu_si256(s.add(7)),
+                _mm256_loadu_si256(s.add(6)),
+                _mm256_loadu_si256(s.add(5)),
+                _mm256_loadu_si256(s.add(4)),
+                _mm256_loadu_si256(s.add(3)),
+                _mm256_loadu_si256(s.add(2)),
+                _mm256_loadu_si256(s.add(1)),
+                _mm256_loadu_si256(s),
+            ];
+            for (k, v) in r.into_iter().enumerate() {
+                _mm256_stream_si256(d.add(7 - k), v);
+            }
+        }
+        while i > 0 {
+            i -= 1;
+            let s = src.add(i * LINE).cast::<__m256i>();
+            let d = dst.add(i * LINE).cast::<__m256i>();
+            let b = _mm256_loadu_si256(s.add(1));
+            let a = _mm256_loadu_si256(s);
+            _mm256_stream_si256(d.add(1), b);
+            _mm256_stream_si256(d, a);
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "avx2")]
+unsafe fn body_set_avx2(dst: *mut u8, byte: u8, lines: usize) {
+    let v = _mm256_set1_epi8(byte as i8);
+    // SAFETY: every store is inside `0..lines * 64` of `dst` (caller), 32-aligned.
+    unsafe {
+        for i in 0..lines {
+            let d = dst.add(i * LINE).cast::<__m256i>();
+            _mm256_stream_si256(d, v);
+            _mm256_stream_si256(d.add(1), v);
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "sse2")]
+unsafe fn body_fwd_sse2(dst: *mut u8, src: *const u8, lines: usize) {
+    let mut i = 0;
+    // SAFETY: every access is inside `0..lines * 64` (caller); stores are 16-aligned
+    // because `dst` is 64-aligned; loads are unaligned loads.
+    unsafe {
+        while lines - i >= 2 {
+            let s = src.add(i * LINE).cast::<__m128i>();
+            let d = dst.add(i * LINE).cast::<__m128i>();
+            let r = [
+                _mm_loadu_si128(s),
+                _mm_loadu_si128(s.add(1)),
+                _mm_loadu_si128(s.add(2)),
+                _mm_loadu_si128(s.add(3)),
+                _mm_loadu_si128(s.add(4)),
+                _mm_loadu_si128(s.add(5)),
+                _mm_loadu_si128(s.add(6)),
+                _mm_loadu_si128(s.add(7)),
+            ];
+            for (k, v) in r.into_iter().enumerate() {
+                _mm_stream_si128(d.add(k), v);
+            }
+            i += 2;
+        }
+        while i < lines {
+            let s = src.add(i * LINE).cast::<__m128i>();
+            let d = dst.add(i * LINE).cast::<__m128i>();
+            let r = [
+                _mm_loadu_si128(s),
+                _mm_loadu_si128(s.add(1)),
+                _mm_loadu_si128(s.add(2)),
+                _mm_loadu_si128(s.add(3)),
+            ];
+            for (k, v) in r.into_iter().enumerate() {
+                _mm_stream_si128(d.add(k), v);
+            }
+            i += 1;
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "sse2")]
+unsafe fn body_bwd_sse2(dst: *mut u8, src: *const u8, lines: usize) {
+    let mut i = lines;
+    // SAFETY: as in `body_fwd_sse2`; indices walk down from `lines` to 0. One line per
+    // step: all four loads of the line precede its stores.
+    unsafe {
+        while i > 0 {
+            i -= 1;
+            let s = src.add(i * LINE).cast::<__m128i>();
+            let d = dst.add(i * LINE).cast::<__m128i>();
+            let r = [
+                _mm_loadu_si128(s.add(3)),
+                _mm_loadu_si128(s.add(2)),
+                _mm_loadu_si128(s.add(1)),
+                _mm_loadu_si128(s),
+            ];
+            for (k, v) in r.into_iter().enumerate() {
+                _mm_stream_si128(d.add(3 - k), v);
+            }
+        }
+    }
+}
+
+/// # Safety
+///
+/// See the comment above the body kernels.
+#[target_feature(enable = "sse2")]
+unsafe fn body_set_sse2(dst: *mut u8, byte: u8, lines: usize) {
+    let v = _mm_set1_epi8(byte as i8);
+    // SAFETY: every store is inside `0..lines * 64` of `dst` (caller), 16-aligned.
+    unsafe {
+        for i in 0..lines {
+            let d = dst.add(i * LINE).cast::<__m128i>();
+            _mm_stream_si128(d, v);
+            _mm_stream_si128(d.add(1), v);
+            _mm_stream_si128(d.add(2), v);
+            _mm_stream_si128(d.add(3), v);
+        }
+    }
+}
