@@ -87,14 +87,24 @@ use core::sync::atomic::{AtomicU8, Ordering};
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-/// Copies of at least this many bytes use non-temporal stores when the caller leaves
-/// the choice to the implementation (no `TEMPORAL`/`WB`/`NONTEMPORAL`/`WC` flag);
-/// shorter ones use ordinary stores followed by a cache write-back.
+/// Copies and fills of at least this many bytes to a 64-byte-aligned destination use
+/// non-temporal stores when the caller leaves the choice to the implementation (no
+/// `TEMPORAL`/`WB`/`NONTEMPORAL`/`WC` flag); shorter ones use ordinary stores followed
+/// by a cache write-back.
 ///
-/// This plays the role of libpmem's `Movnt_threshold` (256 there, tunable with
-/// `PMEM_MOVNT_THRESHOLD`). The value was chosen by measurement (see
-/// `docs/benchmarks.md`).
+/// This plays the role of libpmem's `Movnt_threshold` (256 there too, tunable with
+/// `PMEM_MOVNT_THRESHOLD`). Chosen by measurement on a Cascade Lake VM (see
+/// `docs/benchmarks.md`): every persistent copy pays one store-fence round trip to
+/// memory (~180-200 ns there), and below about 128-256 bytes ordinary stores plus CLWB
+/// and non-temporal stores cost the same; from 256 bytes non-temporal stores win.
 pub const MOVNT_THRESHOLD: usize = 256;
+
+/// [`MOVNT_THRESHOLD`] for destinations that do not start on a 64-byte boundary.
+///
+/// A non-temporal copy to such a destination writes its partial first and last lines
+/// with ordinary stores and writes them back, so it needs a longer body to pay off:
+/// ordinary stores plus write-back measured faster up to about 512 bytes.
+pub const MOVNT_THRESHOLD_UNALIGNED: usize = 512;
 
 /// The cache-line size the write-back and copy loops assume (64 bytes on every x86-64).
 pub const CACHE_LINE: usize = 64;
@@ -104,8 +114,9 @@ bitflags::bitflags! {
     /// persist: libpmem2's `PMEM2_F_MEM_*` flags, with the same bit values.
     ///
     /// With no store-kind flag (`TEMPORAL`, `WB`, `NONTEMPORAL`, `WC`), the
-    /// implementation chooses by size: below [`MOVNT_THRESHOLD`] ordinary stores plus
-    /// write-back, at or above it non-temporal stores. When flags conflict, the
+    /// implementation chooses by size: below [`MOVNT_THRESHOLD`] (or
+    /// [`MOVNT_THRESHOLD_UNALIGNED`] when the destination is not 64-byte aligned)
+    /// ordinary stores plus write-back, at or above it non-temporal stores. When flags conflict, the
     /// precedence is libpmem2's: `NOFLUSH`, then `NONTEMPORAL`/`WC`, then
     /// `TEMPORAL`/`WB`. All flags write identical bytes; they only change how the
     /// bytes leave the CPU caches.
@@ -498,14 +509,19 @@ enum Mode {
     NonTemporal,
 }
 
-fn choose_mode(copy: CopyImpl, flags: PersistFlags, len: usize) -> Mode {
+fn choose_mode(copy: CopyImpl, flags: PersistFlags, dst: *const u8, len: usize) -> Mode {
+    let threshold = if (dst as usize) % CACHE_LINE == 0 {
+        MOVNT_THRESHOLD
+    } else {
+        MOVNT_THRESHOLD_UNALIGNED
+    };
     if flags.contains(PersistFlags::NOFLUSH) {
         Mode::NoFlush
     } else if copy == CopyImpl::Portable {
         Mode::Temporal
     } else if flags.intersects(PersistFlags::NONTEMPORAL | PersistFlags::WC) {
         Mode::NonTemporal
-    } else if flags.intersects(PersistFlags::TEMPORAL | PersistFlags::WB) || len < MOVNT_THRESHOLD {
+    } else if flags.intersects(PersistFlags::TEMPORAL | PersistFlags::WB) || len < threshold {
         Mode::Temporal
     } else {
         Mode::NonTemporal
@@ -518,8 +534,8 @@ fn choose_mode(copy: CopyImpl, flags: PersistFlags, len: usize) -> Mode {
 /// `NONTEMPORAL | NODRAIN` the kernel's `memcpy_flushcache` (see [`copy_flushcache`]).
 ///
 /// Large copies use 64-byte-aligned non-temporal vector stores for the body, 8-byte
-/// `MOVNTI` stores for 8-aligned pieces of the partial first and last lines, and
-/// ordinary stores plus write-back for the remaining bytes; copies below
+/// `MOVNTI` stores for partial first and last lines whose ends are 8-byte aligned, and
+/// ordinary stores plus write-back for other partial lines; copies below
 /// [`MOVNT_THRESHOLD`] use ordinary stores plus write-back (see [`PersistFlags`]).
 ///
 /// # Safety
@@ -679,7 +695,7 @@ unsafe fn copy_raw(
     overlap: bool,
 ) {
     if len != 0 {
-        match choose_mode(copy, flags, len) {
+        match choose_mode(copy, flags, dst, len) {
             Mode::NoFlush | Mode::Temporal => {
                 if overlap {
                     // SAFETY: both ranges valid (caller); `ptr::copy` allows overlap.
@@ -739,7 +755,7 @@ unsafe fn set_raw(
     flags: PersistFlags,
 ) {
     if len != 0 {
-        match choose_mode(copy, flags, len) {
+        match choose_mode(copy, flags, dst, len) {
             Mode::NoFlush | Mode::Temporal => {
                 // SAFETY: `dst` valid for `len` bytes of writes (caller).
                 unsafe { ptr::write_bytes(dst, byte, len) };
@@ -785,20 +801,23 @@ mod tests {
         let a = CopyImpl::Sse2;
         let nt = PersistFlags::NONTEMPORAL;
         let t = PersistFlags::TEMPORAL;
-        assert_eq!(
-            choose_mode(a, PersistFlags::NOFLUSH | nt, 4096),
-            Mode::NoFlush
-        );
-        assert_eq!(choose_mode(a, nt | t, 8), Mode::NonTemporal);
-        assert_eq!(choose_mode(a, PersistFlags::WC, 8), Mode::NonTemporal);
-        assert_eq!(choose_mode(a, PersistFlags::WB, 1 << 20), Mode::Temporal);
-        assert_eq!(choose_mode(a, t, 1 << 20), Mode::Temporal);
+        let al = 4096 as *const u8; // 64-byte aligned
+        let un = 4099 as *const u8; // not
+        let m = |c, f, d, l| choose_mode(c, f, d, l);
+        assert_eq!(m(a, PersistFlags::NOFLUSH | nt, al, 4096), Mode::NoFlush);
+        assert_eq!(m(a, nt | t, al, 8), Mode::NonTemporal);
+        assert_eq!(m(a, PersistFlags::WC, un, 8), Mode::NonTemporal);
+        assert_eq!(m(a, PersistFlags::WB, al, 1 << 20), Mode::Temporal);
+        assert_eq!(m(a, t, al, 1 << 20), Mode::Temporal);
         let e = PersistFlags::empty();
-        assert_eq!(choose_mode(a, e, MOVNT_THRESHOLD - 1), Mode::Temporal);
-        assert_eq!(choose_mode(a, e, MOVNT_THRESHOLD), Mode::NonTemporal);
-        assert_eq!(choose_mode(CopyImpl::Portable, nt, 1 << 20), Mode::Temporal);
+        assert_eq!(m(a, e, al, MOVNT_THRESHOLD - 1), Mode::Temporal);
+        assert_eq!(m(a, e, al, MOVNT_THRESHOLD), Mode::NonTemporal);
+        assert_eq!(m(a, e, un, MOVNT_THRESHOLD), Mode::Temporal);
+        assert_eq!(m(a, e, un, MOVNT_THRESHOLD_UNALIGNED - 1), Mode::Temporal);
+        assert_eq!(m(a, e, un, MOVNT_THRESHOLD_UNALIGNED), Mode::NonTemporal);
+        assert_eq!(m(CopyImpl::Portable, nt, al, 1 << 20), Mode::Temporal);
         assert_eq!(
-            choose_mode(CopyImpl::Portable, PersistFlags::NOFLUSH, 1),
+            m(CopyImpl::Portable, PersistFlags::NOFLUSH, al, 1),
             Mode::NoFlush
         );
     }
