@@ -8,6 +8,10 @@
 //! uncontended mutex or rwlock cycle, a relaxed atomic increment); probe minus plain
 //! TestFs read estimates that cost in situ (single thread, uncontended).
 //!
+//! Caveat, measured: identical code paths on two devices (the pmem and volatile
+//! reads) have differed by up to ~50 ns in one run and not at all in another
+//! (placement effects), so probe differences below ~50 ns are not reliable.
+//!
 //! Each round runs, per variant, an untimed pass over the 8 MiB then one batch of `BATCH` operations per variant (order rotated every
 //! round); printed are the median ns/op over rounds and each variant's median
 //! per-round difference against its reference. Run:
@@ -20,7 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use dax_core::DaxDevice;
+use dax_core::{DaxAccessMode, DaxDevice};
+use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
 use dax_testdev::{MemDevice, MemDeviceBuilder, TestFs, TestInode};
 
 const FILE: usize = 8 << 20;
@@ -30,7 +35,11 @@ const BATCH: usize = 2000;
 const WARM: usize = 4096;
 
 fn testfs(builder: MemDeviceBuilder, chunk: &[u8]) -> (TestFs, TestInode) {
-    let dev: Arc<DaxDevice> = builder.size(2 * FILE as u64).populate(true).build().unwrap();
+    let dev: Arc<DaxDevice> = builder
+        .size(2 * FILE as u64)
+        .populate(true)
+        .build()
+        .unwrap();
     let fs = TestFs::mkfs(dev).expect("mkfs");
     let ino = fs.create("bench").expect("create");
     let file = fs.inode(ino).expect("inode handle");
@@ -131,6 +140,30 @@ fn main() {
     v!("probe +atomic fetch_add", |o, page: &mut [u8]| {
         black_box(&counter).fetch_add(1, Ordering::Relaxed);
         vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("probe +iomap_begin/drop (read)", |o, page: &mut [u8]| {
+        drop(black_box(
+            vfile.iomap_begin(o, PAGE as u64, IterFlags::DAX).unwrap(),
+        ));
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!(
+        "probe +SRCU section + direct_access",
+        |o, page: &mut [u8]| {
+            let section = dev.read_lock();
+            black_box(
+                section
+                    .direct_access(o / PAGE as u64, 1, DaxAccessMode::Access)
+                    .unwrap(),
+            );
+            drop(section);
+            vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+        }
+    );
+    // Not a probe: the engine called directly, without TestFs::pread's I/O lock,
+    // mounted/unlinked checks (fine here: one thread, nothing else touches the file).
+    v!("minus TestFs::pread wrapper", |o, page: &mut [u8]| {
+        dax_iomap_read(&vfile, &vfile, o, black_box(&mut *page)).unwrap();
     });
     let reference = |i: usize| match i {
         0..=3 => 3,
