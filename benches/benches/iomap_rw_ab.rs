@@ -1,0 +1,220 @@
+//! Interleaved A/B companion of `iomap_rw` for the hot 4 KiB random case: TestFs
+//! `pread`/`pwrite` (pmem-like and volatile devices) beside a plain copy and
+//! `pread`/`pwrite` on a memfd, all over 8 MiB (cache-resident), measured in
+//! alternation so that slow drifts of a shared machine hit every variant alike.
+//!
+//! Also "probe" variants: the TestFs volatile read plus one extra instance of a
+//! per-call cost (an `Arc<DaxDevice>` clone/drop, an SRCU read section, an
+//! uncontended mutex or rwlock cycle, a relaxed atomic increment); probe minus plain
+//! TestFs read estimates that cost in situ (single thread, uncontended).
+//!
+//! Caveat, measured: identical code paths on two devices (the pmem and volatile
+//! reads) have differed by up to ~50 ns in one run and not at all in another
+//! (placement effects), so probe differences below ~50 ns are not reliable.
+//!
+//! Each round runs, per variant, an untimed pass over the 8 MiB then one batch of `BATCH` operations per variant (order rotated every
+//! round); printed are the median ns/op over rounds and each variant's median
+//! per-round difference against its reference. Run:
+//! `cargo bench -p dax-benches --bench iomap_rw_ab [-- ROUNDS]`.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use dax_core::{DaxAccessMode, DaxDevice};
+use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
+use dax_testdev::{MemDevice, MemDeviceBuilder, TestFs, TestInode};
+
+const FILE: usize = 8 << 20;
+const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+const BATCH: usize = 2000;
+const WARM: usize = 4096;
+
+fn testfs(builder: MemDeviceBuilder, chunk: &[u8]) -> (TestFs, TestInode) {
+    let dev: Arc<DaxDevice> = builder
+        .size(2 * FILE as u64)
+        .populate(true)
+        .build()
+        .unwrap();
+    let fs = TestFs::mkfs(dev).expect("mkfs");
+    let ino = fs.create("bench").expect("create");
+    let file = fs.inode(ino).expect("inode handle");
+    for off in (0..FILE).step_by(MIB) {
+        assert_eq!(fs.pwrite(&file, off as u64, chunk).unwrap(), MIB);
+    }
+    (fs, file)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(300);
+    let chunk: Vec<u8> = (0..MIB).map(|i| (i * 7 + 1) as u8).collect();
+    let (pfs, pfile) = testfs(MemDevice::builder(), &chunk);
+    let (vfs, vfile) = testfs(MemDevice::builder().nocache(false), &chunk);
+    let memfd: OwnedFd =
+        rustix::fs::memfd_create("bench", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&memfd, FILE as u64).unwrap();
+    for off in (0..FILE).step_by(MIB) {
+        assert_eq!(rustix::io::pwrite(&memfd, &chunk, off as u64).unwrap(), MIB);
+    }
+    let plain = chunk.repeat(FILE / MIB);
+    let mut plain_dst = plain.clone();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let offsets: Vec<u64> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % (FILE / PAGE) as u64) * PAGE as u64
+        })
+        .collect();
+    let mut page = vec![0u8; PAGE];
+    let data: Vec<u8> = (0..PAGE).map(|i| (i * 13 + 5) as u8).collect();
+    let dev = vfs.device().clone();
+    let mutex = parking_lot::Mutex::new(0u64);
+    let rwlock = parking_lot::RwLock::new(0u64);
+    let counter = AtomicU64::new(0);
+
+    type Op<'a> = Box<dyn FnMut(u64, &mut [u8]) + 'a>;
+    let mut variants: Vec<(&str, Op<'_>)> = Vec::new();
+    macro_rules! v {
+        ($name:expr, $body:expr) => {
+            variants.push(($name, Box::new($body)))
+        };
+    }
+    // References first (indices used below).
+    v!("read  testfs_volatile", |o, page: &mut [u8]| {
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("read  testfs (pmem)", |o, page: &mut [u8]| {
+        pfs.pread(&pfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("read  plain_copy", |o, page: &mut [u8]| {
+        let o = o as usize;
+        black_box(&mut *page).copy_from_slice(&plain[o..o + PAGE]);
+    });
+    v!("read  pread_memfd", |o, page: &mut [u8]| {
+        rustix::io::pread(&memfd, black_box(&mut *page), o).unwrap();
+    });
+    v!("write testfs_volatile", |o, _: &mut [u8]| {
+        vfs.pwrite(&vfile, o, black_box(&data[..])).unwrap();
+    });
+    v!("write testfs (pmem)", |o, _: &mut [u8]| {
+        pfs.pwrite(&pfile, o, black_box(&data[..])).unwrap();
+    });
+    v!("write plain_copy", |o, _: &mut [u8]| {
+        let o = o as usize;
+        plain_dst[o..o + PAGE].copy_from_slice(black_box(&data[..]));
+    });
+    v!("write pwrite_memfd", |o, _: &mut [u8]| {
+        rustix::io::pwrite(&memfd, black_box(&data[..]), o).unwrap();
+    });
+    // Probes: the volatile TestFs read plus one extra instance of a cost.
+    v!("probe +Arc<DaxDevice> clone/drop", |o, page: &mut [u8]| {
+        drop(black_box(dev.clone()));
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("probe +SRCU read section", |o, page: &mut [u8]| {
+        drop(black_box(dev.read_lock()));
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("probe +Mutex lock/unlock", |o, page: &mut [u8]| {
+        *black_box(&mutex).lock() += 1;
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("probe +RwLock read/unlock", |o, page: &mut [u8]| {
+        black_box(*black_box(&rwlock).read());
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("probe +atomic fetch_add", |o, page: &mut [u8]| {
+        black_box(&counter).fetch_add(1, Ordering::Relaxed);
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!("probe +iomap_begin/drop (read)", |o, page: &mut [u8]| {
+        drop(black_box(
+            vfile.iomap_begin(o, PAGE as u64, IterFlags::DAX).unwrap(),
+        ));
+        vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+    });
+    v!(
+        "probe +SRCU section + direct_access",
+        |o, page: &mut [u8]| {
+            let section = dev.read_lock();
+            black_box(
+                section
+                    .direct_access(o / PAGE as u64, 1, DaxAccessMode::Access)
+                    .unwrap(),
+            );
+            drop(section);
+            vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
+        }
+    );
+    // Not a probe: the engine called directly, without TestFs::pread's I/O lock,
+    // mounted/unlinked checks (fine here: one thread, nothing else touches the file).
+    v!("minus TestFs::pread wrapper", |o, page: &mut [u8]| {
+        dax_iomap_read(&vfile, &vfile, o, black_box(&mut *page)).unwrap();
+    });
+    let reference = |i: usize| match i {
+        0..=3 => 3,
+        4..=7 => 7,
+        _ => 0,
+    };
+
+    let n = variants.len();
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut diff: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut k = 0usize;
+    // Warm up.
+    for (_, f) in variants.iter_mut() {
+        for _ in 0..BATCH {
+            k = (k + 1) % offsets.len();
+            f(offsets[k], &mut page);
+        }
+    }
+    for round in 0..rounds {
+        let mut t = vec![0.0; n];
+        for j in 0..n {
+            let i = (j + round) % n;
+            let f = &mut variants[i].1;
+            // Untimed pass first: the variants' 8 MiB sets together exceed the L3, so
+            // each batch brings its own back into the cache before it is timed.
+            for _ in 0..WARM {
+                k = (k + 1) % offsets.len();
+                f(offsets[k], &mut page);
+            }
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                k = (k + 1) % offsets.len();
+                f(offsets[k], &mut page);
+            }
+            t[i] = start.elapsed().as_nanos() as f64 / BATCH as f64;
+        }
+        for i in 0..n {
+            ns[i].push(t[i]);
+            diff[i].push(t[i] - t[reference(i)]);
+        }
+    }
+    println!("{rounds} rounds x {BATCH} ops per variant, hot 8 MiB random 4 KiB");
+    println!("| variant | median ns/op | median per-round diff vs ref (ns) | ref |");
+    println!("|---|---:|---:|---|");
+    for i in 0..n {
+        let m = median(&mut ns[i]);
+        let d = median(&mut diff[i]);
+        println!(
+            "| {} | {m:.1} | {d:+.1} | {} |",
+            variants[i].0,
+            variants[reference(i)].0
+        );
+    }
+}
