@@ -578,15 +578,7 @@ fn z_did_zero_reflects_completed_mappings_only() {
         dax_zero_range(&fs, &fs, 10, 10).unwrap_err().errno(),
         libc::EIO
     );
-    let fs = MockFs::new(64, 2 * PAGE);
-    fs.map(IomapType::Mapped, 0, PAGE, 10 * PAGE, IomapFlags::empty());
-    fs.map(
-        IomapType::Mapped,
-        PAGE,
-        PAGE,
-        11 * PAGE,
-        IomapFlags::empty(),
-    );
+    let fs = MockFs::two_single_page_extents(64);
     fs.dev.driver().poison(11 * PAGE, 512).unwrap();
     let e = dax_zero_range(&fs, &fs, 100, PAGE).unwrap_err();
     assert_eq!(e.errno(), libc::EIO);

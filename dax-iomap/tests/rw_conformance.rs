@@ -167,15 +167,7 @@ fn rw_edge47_poisoned_sector_fails_the_whole_read_chunk() {
     let e = dax_iomap_read(&fs, &fs, 0, &mut buf).unwrap_err();
     assert_eq!(e.errno(), libc::EIO);
     // The first page in a mapping of its own: a short count of 4096.
-    let fs = MockFs::new(32, 2 * PAGE);
-    fs.map(IomapType::Mapped, 0, PAGE, 10 * PAGE, IomapFlags::empty());
-    fs.map(
-        IomapType::Mapped,
-        PAGE,
-        PAGE,
-        11 * PAGE,
-        IomapFlags::empty(),
-    );
+    let fs = MockFs::two_single_page_extents(32);
     fs.dev.driver().poison(11 * PAGE + 1024, 512).unwrap();
     assert_eq!(dax_iomap_read(&fs, &fs, 0, &mut buf).unwrap(), PAGE_SIZE);
 }

@@ -55,6 +55,21 @@ impl MockFs {
         }
     }
 
+    /// A file of two pages, each its own MAPPED extent: file page 0 at device page 10,
+    /// file page 1 at device page 11.
+    pub fn two_single_page_extents(dev_pages: u64) -> Self {
+        let fs = MockFs::new(dev_pages, 2 * PAGE);
+        fs.map(IomapType::Mapped, 0, PAGE, 10 * PAGE, IomapFlags::empty());
+        fs.map(
+            IomapType::Mapped,
+            PAGE,
+            PAGE,
+            11 * PAGE,
+            IomapFlags::empty(),
+        );
+        fs
+    }
+
     pub fn with_mapping(mut self) -> Self {
         self.mapping = Some(RecordingMapping::default());
         self
