@@ -120,7 +120,7 @@ where
     loop {
         match it.next() {
             Ok(true) => {
-                let status = unshare_iter(inode, &mut it);
+                let status = unshare_iter(inode, &it);
                 it.set_status(status);
             }
             Ok(false) => return Ok(()),
@@ -130,7 +130,7 @@ where
 }
 
 /// One mapping of an unshare (`dax_unshare_iter`).
-fn unshare_iter<I, O>(inode: &I, it: &mut IomapIter<'_, O>) -> Result<(), DaxError>
+fn unshare_iter<I, O>(inode: &I, it: &IomapIter<'_, O>) -> Result<(), DaxError>
 where
     I: DaxInode + ?Sized,
     O: IomapOps + ?Sized,
@@ -139,7 +139,7 @@ where
         it.advance_full();
         return Ok(());
     }
-    let (dst_map, src_map) = (it.iomap().clone(), it.raw_srcmap().clone());
+    let (dst_map, src_map) = (it.iomap(), it.raw_srcmap());
     let start = it.pos() / PAGE * PAGE;
     let end = (it.pos() + it.length()).div_ceil(PAGE) * PAGE;
     if end == start {
@@ -196,7 +196,7 @@ pub fn dax_dedupe_file_range_compare(
     let mut s = IomapIter::new(src, srcoff, len, IterFlags::DAX)?;
     let mut d = IomapIter::new(dst, dstoff, len, IterFlags::DAX)?;
     while s.next()? && d.next()? {
-        match compare_iter(&mut s, &mut d, &mut same) {
+        match compare_iter(&s, &d, &mut same) {
             Ok(()) => {}
             Err(e) => return Err(e),
         }
@@ -206,12 +206,12 @@ pub fn dax_dedupe_file_range_compare(
 
 /// One round of a dedupe comparison (`dax_range_compare_iter`).
 fn compare_iter(
-    s: &mut IomapIter<'_, dyn IomapOps + '_>,
-    d: &mut IomapIter<'_, dyn IomapOps + '_>,
+    s: &IomapIter<'_, dyn IomapOps + '_>,
+    d: &IomapIter<'_, dyn IomapOps + '_>,
     same: &mut bool,
 ) -> Result<(), DaxError> {
     let n = s.length().min(d.length());
-    let (sm, dm) = (s.iomap().clone(), d.iomap().clone());
+    let (sm, dm) = (s.iomap(), d.iomap());
     match (sm.kind == IomapType::Hole, dm.kind == IomapType::Hole) {
         (true, true) => {
             *same = true;

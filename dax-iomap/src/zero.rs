@@ -32,7 +32,7 @@ where
     loop {
         match it.next() {
             Ok(true) => {
-                let status = zero_iter(inode, &mut it, &mut did_zero);
+                let status = zero_iter(inode, &it, &mut did_zero);
                 it.set_status(status);
             }
             Ok(false) => return Ok(did_zero),
@@ -42,17 +42,13 @@ where
 }
 
 /// One mapping of a zeroing (`dax_zero_iter`).
-fn zero_iter<I, O>(
-    inode: &I,
-    it: &mut IomapIter<'_, O>,
-    did_zero: &mut bool,
-) -> Result<(), DaxError>
+fn zero_iter<I, O>(inode: &I, it: &IomapIter<'_, O>, did_zero: &mut bool) -> Result<(), DaxError>
 where
     I: DaxInode + ?Sized,
     O: IomapOps + ?Sized,
 {
-    let iomap = it.iomap().clone();
-    let srcmap = it.srcmap().clone();
+    let iomap = it.iomap();
+    let srcmap = it.srcmap();
     if matches!(srcmap.kind, IomapType::Hole | IomapType::Unwritten) {
         it.advance_full();
         return Ok(());
@@ -89,7 +85,7 @@ where
                 .map_err(DaxError::mem2blk)?;
             da.fill(offset as usize, 0, size as usize);
             if shared {
-                dax_iomap_copy_around(pos, size, PAGE, &srcmap, &da)?;
+                dax_iomap_copy_around(pos, size, PAGE, srcmap, &da)?;
             } else {
                 da.flush(offset as usize, size as usize);
             }
