@@ -25,7 +25,7 @@
 //! let index = MappingIndex::new();
 //! let mut e = index.grab(3, 0, &mut |_, _| {}).unwrap();   // a locked EMPTY entry
 //! assert_eq!(e.entry().kind, EntryKind::Empty);
-//! e.insert(Entry::real(0, Pfn(0x1000)), true, false, false, &mut |_, _| {});
+//! e.insert(Entry::real(0, Pfn(0x1000)),0, true, false, false, &mut |_, _| {});
 //! drop(e);                                                 // unlock, wake one waiter
 //! assert_eq!(index.nrpages(), 1);
 //! // A PMD fault over a range holding a PTE entry falls back to PTEs.
@@ -155,6 +155,9 @@ pub struct EntryInfo {
     pub locked: bool,
     /// Its marks.
     pub marks: Marks,
+    /// Device page offset of a REAL entry's first page (0 otherwise). The kernel finds
+    /// it from the pfn; dax-rs records it because pfns need not be device offsets.
+    pub pgoff: u64,
 }
 
 /// Why [`MappingIndex::grab`] gave no entry (the internal `VM_FAULT_*` values
@@ -173,6 +176,20 @@ struct Slot {
     entry: Entry,
     locked: bool,
     marks: Marks,
+    /// Device page offset of a REAL entry's first page (0 otherwise).
+    pgoff: u64,
+}
+
+impl Slot {
+    fn info(&self, start: u64) -> EntryInfo {
+        EntryInfo {
+            start,
+            entry: self.entry,
+            locked: self.locked,
+            marks: self.marks,
+            pgoff: self.pgoff,
+        }
+    }
 }
 
 /// A wait queue of one entry key: exclusive waiters and the wake-ups owed to them.
@@ -249,6 +266,9 @@ impl Inner {
 #[derive(Default)]
 pub struct MappingIndex {
     inner: Mutex<Inner>,
+    /// Called under the index lock for every REAL entry that leaves the index (the
+    /// owner of the index uses it to drop device-page ownership).
+    on_remove: Option<fn(&Entry)>,
 }
 
 impl fmt::Debug for MappingIndex {
@@ -267,6 +287,25 @@ impl MappingIndex {
         MappingIndex::default()
     }
 
+    /// An empty index that calls `hook` for every REAL entry removed from it (under
+    /// the index lock, like `dax_disassociate_entry`).
+    pub fn with_remove_hook(hook: fn(&Entry)) -> Self {
+        MappingIndex {
+            inner: Mutex::default(),
+            on_remove: Some(hook),
+        }
+    }
+
+    /// Removes the entry at `key` (waking all its waiters) and reports it to the hook.
+    fn remove_slot(&self, g: &mut Inner, key: u64) {
+        if let Some(slot) = g.remove(key)
+            && slot.entry.kind == EntryKind::Real
+            && let Some(hook) = self.on_remove
+        {
+            hook(&slot.entry);
+        }
+    }
+
     /// Pages covered by all entries, of any kind (`mapping->nrpages`).
     pub fn nrpages(&self) -> u64 {
         self.inner.lock().nrpages
@@ -280,29 +319,13 @@ impl MappingIndex {
     /// A snapshot of every entry, in index order.
     pub fn entries(&self) -> Vec<EntryInfo> {
         let g = self.inner.lock();
-        g.slots
-            .iter()
-            .map(|(&start, s)| EntryInfo {
-                start,
-                entry: s.entry,
-                locked: s.locked,
-                marks: s.marks,
-            })
-            .collect()
+        g.slots.iter().map(|(&start, s)| s.info(start)).collect()
     }
 
     /// The entry covering page `index`, if any.
     pub fn lookup(&self, index: u64) -> Option<EntryInfo> {
         let g = self.inner.lock();
-        g.covering(index).map(|start| {
-            let s = g.slots[&start];
-            EntryInfo {
-                start,
-                entry: s.entry,
-                locked: s.locked,
-                marks: s.marks,
-            }
-        })
+        g.covering(index).map(|start| g.slots[&start].info(start))
     }
 
     /// The first entry of any kind overlapping page range `first ..= last`, as (first
@@ -416,6 +439,7 @@ impl MappingIndex {
                             index: self,
                             start: key,
                             entry: slot.entry,
+                            pgoff: slot.pgoff,
                         });
                     }
                     // Hold the PMD entry's lock while its mappings go, without the
@@ -440,6 +464,7 @@ impl MappingIndex {
                             entry,
                             locked: true,
                             marks: Marks::empty(),
+                            pgoff: 0,
                         },
                     );
                     g.nrpages += entry.pages();
@@ -447,6 +472,7 @@ impl MappingIndex {
                         index: self,
                         start,
                         entry,
+                        pgoff: 0,
                     });
                 }
             }
@@ -456,7 +482,7 @@ impl MappingIndex {
     /// Walks the entries overlapping page range `first ..= last`, waiting for each
     /// locked one, and lets `f` decide what to do with it under the index lock: keep
     /// it (`false`) or remove it (`true`). Entries kept are passed on to the next waiter.
-    fn walk(&self, first: u64, last: u64, mut f: impl FnMut(&mut Slot) -> bool) {
+    fn walk(&self, first: u64, last: u64, mut f: impl FnMut(u64, &mut Slot) -> bool) {
         if last < first {
             return;
         }
@@ -482,9 +508,9 @@ impl MappingIndex {
                 continue;
             }
             let next = key + slot.entry.pages();
-            let remove = f(g.slots.get_mut(&key).expect("present"));
+            let remove = f(key, g.slots.get_mut(&key).expect("present"));
             if remove {
-                g.remove(key);
+                self.remove_slot(&mut g, key);
             } else {
                 Self::put_unlocked(&mut g, key);
             }
@@ -498,7 +524,7 @@ impl MappingIndex {
     /// Clears the DIRTY and TOWRITE marks of every entry overlapping page range
     /// `first ..= last`, waiting for locked entries (`dax_clear_dirty_range`).
     pub fn clear_dirty_range(&self, first: u64, last: u64) {
-        self.walk(first, last, |s| {
+        self.walk(first, last, |_, s| {
             s.marks = Marks::empty();
             false
         });
@@ -510,7 +536,7 @@ impl MappingIndex {
     /// dirty entry stayed, `-EBUSY` in the kernel).
     pub fn invalidate_clean(&self, first: u64, last: u64) -> bool {
         let mut all = true;
-        self.walk(first, last, |s| {
+        self.walk(first, last, |_, s| {
             let clean = s.marks.is_empty();
             all &= clean;
             clean
@@ -521,14 +547,14 @@ impl MappingIndex {
     /// Removes every entry overlapping page range `first ..= last`, dirty or not,
     /// waiting for locked ones (truncation: `dax_delete_mapping_range`).
     pub fn delete_range(&self, first: u64, last: u64) {
-        self.walk(first, last, |_| true);
+        self.walk(first, last, |_, _| true);
     }
 
     /// Removes the entry covering page `index` whatever its marks, waiting for its lock
     /// (`dax_delete_mapping_entry`): false when there was none.
     pub fn delete_entry(&self, index: u64) -> bool {
         let mut removed = false;
-        self.walk(index, index, |_| {
+        self.walk(index, index, |_, _| {
             removed = true;
             true
         });
@@ -539,7 +565,7 @@ impl MappingIndex {
     /// lock (`dax_invalidate_mapping_entry_sync`): true when it was removed.
     pub fn invalidate_entry_sync(&self, index: u64) -> bool {
         let mut removed = false;
-        self.walk(index, index, |s| {
+        self.walk(index, index, |_, s| {
             removed = s.marks.is_empty();
             removed
         });
@@ -565,6 +591,133 @@ impl MappingIndex {
     }
 }
 
+impl MappingIndex {
+    fn locked_at(&self, g: &mut Inner, key: u64) -> LockedEntry<'_> {
+        let slot = g.slots.get_mut(&key).expect("present");
+        slot.locked = true;
+        LockedEntry {
+            index: self,
+            start: key,
+            entry: slot.entry,
+            pgoff: slot.pgoff,
+        }
+    }
+
+    /// Locks the existing entry for page `index` at `order`, waiting while it is
+    /// locked; `None` (after passing the wake-up on) when there is none, a smaller one
+    /// conflicts, or a PTE was asked for and a PMD entry is found (the lookup of
+    /// `dax_insert_pfn_mkwrite`).
+    pub fn lock_existing(&self, index: u64, order: u32) -> Option<LockedEntry<'_>> {
+        let g = self.inner.lock();
+        let (mut g, found) = self.next_unlocked(g, index, order);
+        match found {
+            Found::At(key) if order == 0 && g.slots[&key].entry.is_pmd() => {
+                Self::put_unlocked(&mut g, key);
+                None
+            }
+            Found::At(key) => Some(self.locked_at(&mut g, key)),
+            Found::None | Found::Conflict => None,
+        }
+    }
+
+    /// The first page of every entry overlapping `first ..= last` that carries
+    /// TOWRITE, with its pfn (the writeback walk's snapshot).
+    pub fn towrite_entries(&self, first: u64, last: u64) -> Vec<(u64, Pfn)> {
+        if last < first {
+            return Vec::new();
+        }
+        let g = self.inner.lock();
+        let from = g.covering(first).unwrap_or(first);
+        g.slots
+            .range(from..=last)
+            .filter(|(_, s)| s.marks.contains(Marks::TOWRITE))
+            .map(|(&k, s)| (k, s.entry.pfn))
+            .collect()
+    }
+
+    /// Locks the entry at `start` for writing back, clearing its TOWRITE mark (the
+    /// first half of `dax_writeback_one`). If it is locked, waits, then skips it
+    /// (`Ok(None)`, passing the wake-up on) when it is gone, its pfn is no longer
+    /// `pfn` (the blocks were reallocated) or its TOWRITE mark was cleared by another
+    /// writeback; an EMPTY or ZERO entry found then is [`DaxError::Io`].
+    pub fn lock_for_writeback(
+        &self,
+        start: u64,
+        pfn: Pfn,
+    ) -> Result<Option<LockedEntry<'_>>, dax_core::DaxError> {
+        let mut g = self.inner.lock();
+        let mut waited = false;
+        loop {
+            let Some(key) = g.covering(start) else {
+                if waited {
+                    Self::put_unlocked(&mut g, start);
+                }
+                return Ok(None);
+            };
+            let slot = g.slots[&key];
+            if slot.locked {
+                g = self.wait_on(g, key);
+                waited = true;
+                continue;
+            }
+            if waited {
+                let skip = if slot.entry.pfn != pfn {
+                    Some(Ok(None))
+                } else if slot.entry.kind != EntryKind::Real {
+                    Some(Err(dax_core::DaxError::Io {
+                        what: "writeback found an empty or zero entry marked TOWRITE",
+                    }))
+                } else if !slot.marks.contains(Marks::TOWRITE) {
+                    Some(Ok(None))
+                } else {
+                    None
+                };
+                if let Some(r) = skip {
+                    Self::put_unlocked(&mut g, key);
+                    return r;
+                }
+            }
+            let e = self.locked_at(&mut g, key);
+            g.slots
+                .get_mut(&key)
+                .expect("present")
+                .marks
+                .remove(Marks::TOWRITE);
+            return Ok(Some(e));
+        }
+    }
+
+    /// Locks the entry covering page `index` if it is REAL, waiting while it is
+    /// locked; `None` for no entry, or an EMPTY or ZERO one (the lookup of
+    /// `dax_lock_mapping_entry`).
+    pub fn lock_real(&self, index: u64) -> Option<LockedEntry<'_>> {
+        let mut g = self.inner.lock();
+        loop {
+            let key = g.covering(index)?;
+            let slot = g.slots[&key];
+            if slot.locked {
+                g = self.wait_on(g, key);
+                Self::put_unlocked(&mut g, key);
+                continue;
+            }
+            if slot.entry.kind != EntryKind::Real {
+                return None;
+            }
+            return Some(self.locked_at(&mut g, key));
+        }
+    }
+
+    /// Visits every entry overlapping page range `first ..= last` once, waiting for
+    /// each locked one, without changing any (the walk of
+    /// `dax_layout_busy_page_range`).
+    pub fn for_each(&self, first: u64, last: u64, mut f: impl FnMut(&EntryInfo)) {
+        self.walk(first, last, |key, s| {
+            f(&s.info(key));
+            false
+        });
+    }
+}
+
 /// A locked entry, from [`MappingIndex::grab`]: unlocked when dropped
 /// (`dax_unlock_entry`: clear LOCKED, wake one waiter).
 #[must_use = "the entry is unlocked when this is dropped"]
@@ -572,6 +725,7 @@ pub struct LockedEntry<'a> {
     index: &'a MappingIndex,
     start: u64,
     entry: Entry,
+    pgoff: u64,
 }
 
 impl fmt::Debug for LockedEntry<'_> {
@@ -594,8 +748,32 @@ impl LockedEntry<'_> {
         self.start
     }
 
-    /// Puts a ZERO or REAL entry in place of this one (the index part of
-    /// `dax_insert_entry`): with `shared`, or over a ZERO entry replaced by a non-zero
+    /// Device page offset of a REAL entry's first page (0 otherwise).
+    pub fn pgoff(&self) -> u64 {
+        self.pgoff
+    }
+
+    /// Sets the DIRTY mark (`dax_insert_pfn_mkwrite`'s `xas_set_mark`).
+    pub fn mark_dirty(&self) {
+        let mut g = self.index.inner.lock();
+        if let Some(slot) = g.slots.get_mut(&self.start) {
+            slot.marks |= Marks::DIRTY;
+        }
+    }
+
+    /// Unlocks the entry after clearing its DIRTY mark, waking one waiter (the end of
+    /// `dax_writeback_one`: DIRTY goes only once the flush is done).
+    pub fn unlock_clean(self) {
+        let mut g = self.index.inner.lock();
+        if let Some(slot) = g.slots.get_mut(&self.start) {
+            slot.marks.remove(Marks::DIRTY);
+        }
+        drop(g);
+        // Drop unlocks and wakes one.
+    }
+
+    /// Puts a ZERO or REAL entry (at device page `pgoff`, 0 for ZERO) in place of this
+    /// one (the index part of `dax_insert_entry`): with `shared`, or over a ZERO entry replaced by a non-zero
     /// one, `unmap(first page, pages)` first removes the old entry's user mappings; then
     /// the new value replaces an EMPTY or ZERO entry (or any, with `shared`), while an
     /// existing REAL entry is kept (a PTE fault inside a REAL PMD, a refault). Sets
@@ -604,6 +782,7 @@ impl LockedEntry<'_> {
     pub fn insert(
         &mut self,
         new: Entry,
+        pgoff: u64,
         dirty: bool,
         towrite: bool,
         shared: bool,
@@ -619,7 +798,9 @@ impl LockedEntry<'_> {
             && new.order == old.order
         {
             slot.entry = new;
+            slot.pgoff = pgoff;
             self.entry = new;
+            self.pgoff = pgoff;
         }
         if dirty {
             slot.marks |= Marks::DIRTY;
@@ -634,7 +815,8 @@ impl LockedEntry<'_> {
     /// (the delete-and-wake-all half of `dax_delete_mapping_entry`).
     pub fn delete(self) {
         let mut g = self.index.inner.lock();
-        g.remove(self.start);
+        self.index.remove_slot(&mut g, self.start);
+        drop(g);
         std::mem::forget(self);
     }
 }

@@ -1,15 +1,47 @@
-//! The Linux DAX page-fault engine (`dax_iomap_fault` and friends in `fs/dax.c`) and
-//! its `mmu` backend — being built.
+//! The Linux DAX page-fault engine (`dax_iomap_fault` and friends in `fs/dax.c`), in
+//! userspace, over a page-table trait.
 //!
-//! Present so far: [`MappingIndex`], the per-file index of DAX mapping entries with
-//! the kernel's entry-lock protocol (exclusive waiters, wake-one on unlock, wake-all on
-//! delete, the wake-next baton), `grab_mapping_entry`'s PMD/PTE rules and
-//! `dax_insert_entry`'s replacement rules. Its locks go through a `sync` module so
-//! that a `--cfg loom` build model-checks the protocol.
+//! A filesystem keeps a [`DaxMapping`] per file (its mapping index of entries, the
+//! user mappings of the file, its writeback error state) and answers faults on a
+//! mapping ([`Vma`], registered with [`DaxMapping::mmap`]) by calling
+//! [`dax_iomap_fault`] with its invalidate lock held shared. The engine decides what
+//! to map — a PTE or a PMD of device memory, the zero page for holes, a private
+//! copy-on-write page — and writes it through a [`PageTable`]: [`SimPageTable`] (a
+//! recorded, inspectable simulation) or a real backend.
+//!
+//! Around it: [`dax_finish_sync_fault`] for MAP_SYNC, [`dax_writeback_mapping_range`]
+//! for fsync, [`dax_layout_busy_page_range`] and [`dax_break_layout`] before a
+//! block-map change, and [`mf_dax_kill_procs`] / [`dax_memory_failure`] for poison.
+//! Results are [`VmFault`] bits with the kernel's values.
+//!
+//! The entry-lock protocol (exclusive waiters, wake-one on unlock, wake-all on delete,
+//! the wake-next baton) goes through a `sync` module so that a `--cfg loom` build
+//! model-checks it.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod failure;
+mod fault;
 mod index;
+mod layout;
+mod mapping;
+mod pages;
+mod pagetable;
+mod sim;
 mod sync;
+mod vm;
+mod writeback;
 
+pub use failure::{MfLock, dax_lock_mapping_entry, dax_memory_failure, mf_dax_kill_procs};
+pub use fault::{HUGE_ZERO_PFN, ZERO_PFN, dax_finish_sync_fault, dax_iomap_fault};
 pub use index::{Entry, EntryInfo, EntryKind, GrabError, LockedEntry, MappingIndex, Marks, bits};
+pub use layout::{
+    BreakLayoutWait, ERESTARTSYS, PagePins, dax_break_layout, dax_break_layout_final,
+    dax_break_layout_inode, dax_layout_busy_page, dax_layout_busy_page_range, pin_user_pages,
+};
+pub use mapping::{DaxMapping, FaultStats, MappedVma};
+pub use pages::{clear_page_hwpoison, page_hwpoison, page_pins};
+pub use pagetable::{MapTarget, PageTable, PmdSlot, Pte};
+pub use sim::{SimCalls, SimPageTable, SimTarget};
+pub use vm::{FaultFlags, VmFault, Vma, Vmf};
+pub use writeback::{SyncMode, WritebackControl, dax_writeback_mapping_range};

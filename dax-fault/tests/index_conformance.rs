@@ -87,6 +87,7 @@ fn ent06_edge66_pte_grab_downgrades_a_zero_pmd() {
     let mut e = ix.grab(0, 9, &mut no_unmap()).unwrap();
     e.insert(
         Entry::zero(9, Pfn(0x99000)),
+        0,
         false,
         false,
         false,
@@ -117,6 +118,7 @@ fn ent06_edge68_pte_grab_inside_a_real_pmd_returns_the_pmd() {
     let mut e = ix.grab(0, 9, &mut no_unmap()).unwrap();
     e.insert(
         Entry::real(9, Pfn(0x40000)),
+        0,
         false,
         false,
         false,
@@ -128,6 +130,7 @@ fn ent06_edge68_pte_grab_inside_a_real_pmd_returns_the_pmd() {
     // Inserting a PTE-order value into it keeps the PMD entry, and dirties it whole.
     let kept = e.insert(
         Entry::real(0, Pfn(0x4012c)),
+        0,
         true,
         false,
         false,
@@ -145,22 +148,42 @@ fn ent08_insert_replacement_rules() {
     let ix = MappingIndex::new();
     // EMPTY -> REAL, dirty write: replaced, DIRTY set, nothing unmapped.
     let mut e = ix.grab(1, 0, &mut no_unmap()).unwrap();
-    e.insert(Entry::real(0, Pfn(10)), true, false, false, &mut no_unmap());
+    e.insert(
+        Entry::real(0, Pfn(10)),
+        0,
+        true,
+        false,
+        false,
+        &mut no_unmap(),
+    );
     drop(e);
     assert_eq!(ix.lookup(1).unwrap().marks, Marks::DIRTY);
     // ZERO -> REAL: the zero-page mapping is unmapped first.
     let mut e = ix.grab(2, 0, &mut no_unmap()).unwrap();
-    e.insert(Entry::zero(0, Pfn(1)), false, false, false, &mut no_unmap());
+    e.insert(
+        Entry::zero(0, Pfn(1)),
+        0,
+        false,
+        false,
+        false,
+        &mut no_unmap(),
+    );
     let mut unmapped = vec![];
-    let got = e.insert(Entry::real(0, Pfn(20)), false, false, false, &mut |f, n| {
-        unmapped.push((f, n))
-    });
+    let got = e.insert(
+        Entry::real(0, Pfn(20)),
+        0,
+        false,
+        false,
+        false,
+        &mut |f, n| unmapped.push((f, n)),
+    );
     assert_eq!((got, unmapped), (Entry::real(0, Pfn(20)), vec![(2, 1)]));
     drop(e);
     // REAL -> REAL without SHARED: the old entry stays.
     let mut e = ix.grab(2, 0, &mut no_unmap()).unwrap();
     let got = e.insert(
         Entry::real(0, Pfn(30)),
+        0,
         false,
         false,
         false,
@@ -169,7 +192,7 @@ fn ent08_insert_replacement_rules() {
     assert_eq!(got, Entry::real(0, Pfn(20)));
     // With SHARED (a CoW fault): unmapped, replaced, and TOWRITE set.
     let mut unmapped = vec![];
-    let got = e.insert(Entry::real(0, Pfn(30)), true, true, true, &mut |f, n| {
+    let got = e.insert(Entry::real(0, Pfn(30)), 0, true, true, true, &mut |f, n| {
         unmapped.push((f, n))
     });
     assert_eq!((got, unmapped), (Entry::real(0, Pfn(30)), vec![(2, 1)]));
@@ -182,7 +205,14 @@ fn edge82_invalidate_sync_keeps_dirty_entries_and_removes_clean_ones() {
     // ref: WB/INV, edge 82
     let ix = MappingIndex::new();
     let mut e = ix.grab(4, 0, &mut no_unmap()).unwrap();
-    e.insert(Entry::real(0, Pfn(4)), true, false, false, &mut no_unmap());
+    e.insert(
+        Entry::real(0, Pfn(4)),
+        0,
+        true,
+        false,
+        false,
+        &mut no_unmap(),
+    );
     drop(e);
     assert!(!ix.invalidate_entry_sync(4));
     assert_eq!(ix.nrpages(), 1);
@@ -214,6 +244,7 @@ fn ranges_invalidate_delete_tag_and_probe() {
         let mut e = ix.grab(i, 0, &mut no_unmap()).unwrap();
         e.insert(
             Entry::real(0, Pfn(i)),
+            0,
             i == 2,
             false,
             false,

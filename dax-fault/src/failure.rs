@@ -1,0 +1,118 @@
+//! Memory failure on DAX files: locking the entry of a poisoned file page
+//! (`dax_lock_mapping_entry`, `dax_lock_folio`), and killing the users that map it
+//! (`mf_dax_kill_procs` on the holder path, `mf_generic_kill_procs` without one).
+
+use dax_core::{DaxError, MfFlags, Pfn};
+
+use crate::index::LockedEntry;
+use crate::mapping::DaxMapping;
+use crate::pages::{self, Owner};
+
+/// What [`dax_lock_mapping_entry`] found.
+#[derive(Debug)]
+pub enum MfLock<'a> {
+    /// The mapping is not a DAX mapping (the kernel's 0 cookie): the caller cannot
+    /// handle the page here.
+    NotDax,
+    /// No REAL entry at that index: nothing maps device memory there, so there is
+    /// nobody to kill (the all-ones cookie).
+    NoPage,
+    /// The REAL entry, locked until this is dropped (`dax_unlock_mapping_entry`).
+    Locked(LockedEntry<'a>),
+}
+
+/// Locks the entry of file page `index` for memory-failure handling
+/// (`dax_lock_mapping_entry`): `mapping` is `None` for a file without a DAX mapping.
+pub fn dax_lock_mapping_entry(mapping: Option<&DaxMapping>, index: u64) -> MfLock<'_> {
+    let Some(m) = mapping else {
+        return MfLock::NotDax;
+    };
+    match m.index().lock_real(index) {
+        Some(e) => MfLock::Locked(e),
+        None => MfLock::NoPage,
+    }
+}
+
+/// Kills the users of file pages `index .. index + count` after a media failure
+/// (`mf_dax_kill_procs`): for each page with a REAL entry, flags the device page
+/// HWPoison (not for [`MfFlags::MEM_PRE_REMOVE`]), removes it (the whole PMD when a
+/// huge mapping covers it) from every user mapping, and sends SIGBUS to those users
+/// ([`MappedVma::take_signals`](crate::MappedVma::take_signals)). Pages without a
+/// REAL entry are skipped. [`DaxError::Busy`] (`EBUSY`) when `mapping` is `None`.
+pub fn mf_dax_kill_procs(
+    mapping: Option<&DaxMapping>,
+    index: u64,
+    count: u64,
+    flags: MfFlags,
+) -> Result<(), DaxError> {
+    for i in index..index.saturating_add(count) {
+        match dax_lock_mapping_entry(mapping, i) {
+            MfLock::NotDax => {
+                return Err(DaxError::Busy {
+                    what: "memory failure on a file that is not DAX-mapped",
+                });
+            }
+            MfLock::NoPage => {}
+            MfLock::Locked(e) => {
+                let m = mapping.expect("locked implies a mapping");
+                let entry = e.entry();
+                let pfn = entry.pfn.add(i - e.start());
+                if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
+                    pages::set_hwpoison(pfn);
+                }
+                kill(m, i, entry.pages(), e.start());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Signals every user mapping file page `index` and unmaps the page (the entry's whole
+/// range when it is a PMD entry).
+fn kill(m: &DaxMapping, index: u64, entry_pages: u64, entry_start: u64) {
+    for v in m.vmas() {
+        if let Some((addr, _)) = v.vma().range_of(index, 1) {
+            let mapped = v.page_table().pte(addr).is_some() || v.page_table().pmd(addr).is_huge();
+            if mapped {
+                v.signal(addr);
+            }
+        }
+    }
+    let (first, n) = if entry_pages > 1 {
+        (entry_start, entry_pages)
+    } else {
+        (index, 1)
+    };
+    m.unmap_mapping_pages(first, n, false);
+}
+
+/// Handles a media failure at device page `pfn` without a holder
+/// (`memory_failure` → `mf_generic_kill_procs` via `dax_lock_folio`): finds the
+/// owning file page through the device-page metadata, flags the page HWPoison, kills
+/// the users mapping it. [`DaxError::Busy`] when the page has no single owner (not
+/// mapped, or reflinked by several files).
+pub fn dax_memory_failure(pfn: Pfn, flags: MfFlags) -> Result<(), DaxError> {
+    let busy = || DaxError::Busy {
+        what: "device page has no single owning file",
+    };
+    let Some((Owner::File(weak, start), head, order)) = pages::owner(pfn) else {
+        return Err(busy());
+    };
+    let Some(m) = weak.upgrade() else {
+        return Err(busy());
+    };
+    let index = start + (pfn.0 - head.0);
+    let MfLock::Locked(e) = dax_lock_mapping_entry(Some(&m), index) else {
+        return Err(busy());
+    };
+    if e.entry().pfn != head {
+        // The page moved while we looked: the kernel retries; the owner changed.
+        return Err(busy());
+    }
+    if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
+        pages::set_hwpoison(pfn);
+    }
+    kill(&m, index, 1u64 << order, e.start());
+    drop(e);
+    Ok(())
+}

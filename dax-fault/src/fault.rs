@@ -1,0 +1,505 @@
+//! The DAX page-fault handler (`dax_iomap_fault`, `dax_iomap_pte_fault`,
+//! `dax_iomap_pmd_fault`, `dax_fault_iter`, `dax_fault_cow_page`, `dax_load_hole`,
+//! `dax_pmd_load_hole`, `dax_insert_entry`, `dax_finish_sync_fault`,
+//! `dax_insert_pfn_mkwrite`), and the insertion rules of `vmf_insert_page_mkwrite` and
+//! `vmf_insert_folio_pmd`.
+
+use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, Pfn};
+use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapIter, IomapOps, IomapType, IterFlags};
+
+use crate::index::{Entry, EntryKind, LockedEntry};
+use crate::mapping::DaxMapping;
+use crate::pages;
+use crate::pagetable::{MapTarget, PmdSlot, Pte};
+use crate::vm::{VmFault, Vmf};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+const PMD: u64 = PMD_SIZE as u64;
+
+/// The pfn DAX records for a hole mapped with the shared zero page (`my_zero_pfn`).
+/// It is no device's pfn: device pfns are process addresses shifted by 12 (below
+/// 2^45 on x86-64).
+pub const ZERO_PFN: Pfn = Pfn(1 << 52);
+/// The pfn recorded for a hole mapped with the huge zero page (512-aligned).
+pub const HUGE_ZERO_PFN: Pfn = Pfn((1 << 52) + PMD_PAGES);
+
+/// Handles a page fault on a DAX file (`dax_iomap_fault`): `order` 0 for a 4 KiB (PTE)
+/// fault, 9 for a 2 MiB (PMD) fault; any other order is `VM_FAULT_FALLBACK`.
+///
+/// The caller (the filesystem's fault handler) holds its invalidate lock shared, so
+/// that the size and block map stay put against truncate and hole punch
+/// (`LCK-01`). `inode` gives the size, `ops` the block map. A synchronous write fault
+/// (MAP_SYNC, and the filesystem reports [`IomapFlags::DIRTY`]) returns
+/// [`VmFault::NEEDDSYNC`] with the pfn in `*pfnp`; the caller then makes its metadata
+/// durable and calls [`dax_finish_sync_fault`]. Without `pfnp` that case is
+/// [`VmFault::SIGBUS`]. PTE faults store the block-map error (for example `ENOSPC`
+/// from `iomap_begin`) in `*iomap_errp`, as ext4 uses to retry after a journal commit.
+pub fn dax_iomap_fault<I, O>(
+    vmf: &Vmf<'_>,
+    order: u32,
+    inode: &I,
+    ops: &O,
+    pfnp: Option<&mut Pfn>,
+    iomap_errp: Option<&mut Result<(), DaxError>>,
+) -> VmFault
+where
+    I: DaxInode + ?Sized,
+    O: IomapOps + ?Sized,
+{
+    match order {
+        0 => pte_fault(vmf, inode, ops, pfnp, iomap_errp),
+        PMD_ORDER => pmd_fault(vmf, inode, ops, pfnp),
+        _ => VmFault::FALLBACK,
+    }
+}
+
+fn unmap_for(mapping: &DaxMapping) -> impl FnMut(u64, u64) + '_ {
+    move |first, pages| mapping.unmap_mapping_pages(first, pages, false)
+}
+
+/// `dax_iomap_pte_fault`.
+fn pte_fault<I, O>(
+    vmf: &Vmf<'_>,
+    inode: &I,
+    ops: &O,
+    pfnp: Option<&mut Pfn>,
+    iomap_errp: Option<&mut Result<(), DaxError>>,
+) -> VmFault
+where
+    I: DaxInode + ?Sized,
+    O: IomapOps + ?Sized,
+{
+    let mapping = vmf.vma().mapping();
+    mapping.stats().count_pte();
+    let pos = vmf.pgoff() * PAGE;
+    if pos >= inode.size() {
+        return VmFault::SIGBUS;
+    }
+    let mut flags = IterFlags::DAX | IterFlags::FAULT;
+    if vmf.is_write() && !vmf.is_cow() {
+        flags |= IterFlags::WRITE;
+    }
+    let Ok(mut entry) = mapping
+        .index()
+        .grab(vmf.pgoff(), 0, &mut unmap_for(mapping))
+    else {
+        return VmFault::SIGBUS;
+    };
+    let pt = vmf.vma().page_table();
+    if pt.pmd(vmf.address()).is_huge() {
+        // Raced with a PMD fault: the huge mapping serves this address.
+        return VmFault::NOPAGE;
+    }
+    let mut iter = match IomapIter::new(ops, pos, PAGE, flags) {
+        Ok(it) => it,
+        Err(e) => return VmFault::from_error(&e),
+    };
+    let mut ret = VmFault::empty();
+    let mut pfnp = pfnp;
+    let status = loop {
+        match iter.next() {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+        if iter.length() < PAGE {
+            iter.set_status(Err(DaxError::Io {
+                what: "filesystem mapping shorter than the faulting page",
+            }));
+            continue;
+        }
+        ret = fault_iter(vmf, &iter, &mut entry, false, pfnp.as_deref_mut());
+        if ret != VmFault::SIGBUS && iter.iomap().flags.contains(IomapFlags::NEW) {
+            mapping.stats().count_major();
+            ret |= VmFault::MAJOR;
+        }
+        if !ret.is_error() {
+            // Cannot fail: the length was checked above.
+            let _ = iter.advance(PAGE);
+        }
+    };
+    drop(iter);
+    if ret.is_empty()
+        && let Err(e) = &status
+    {
+        ret = VmFault::from_error(e);
+    }
+    if let Some(p) = iomap_errp {
+        *p = status;
+    }
+    drop(entry);
+    ret
+}
+
+/// `dax_fault_check_fallback`: whether a PMD cannot serve this fault.
+fn pmd_fallback(vmf: &Vmf<'_>, index: u64, max_pgoff: u64) -> bool {
+    let vma = vmf.vma().vma();
+    let colour = PMD_PAGES - 1;
+    ((vmf.address() / PAGE) & colour) != (vmf.pgoff() & colour)
+        || (vmf.is_write() && !vma.is_shared())
+        || !vma.holds_pmd(vmf.address())
+        || (index | colour) >= max_pgoff
+}
+
+/// `dax_iomap_pmd_fault`.
+fn pmd_fault<I, O>(vmf: &Vmf<'_>, inode: &I, ops: &O, pfnp: Option<&mut Pfn>) -> VmFault
+where
+    I: DaxInode + ?Sized,
+    O: IomapOps + ?Sized,
+{
+    let mapping = vmf.vma().mapping();
+    mapping.stats().count_pmd();
+    let addr = vmf.address() & !(PMD - 1);
+    let pt = vmf.vma().page_table();
+    let index = vmf.pgoff() & !(PMD_PAGES - 1);
+    let max_pgoff = inode.size().div_ceil(PAGE);
+    if index >= max_pgoff {
+        return VmFault::SIGBUS;
+    }
+    let fallback = || {
+        pt.split_pmd(addr);
+        mapping.stats().count_fallback();
+        VmFault::FALLBACK
+    };
+    if pmd_fallback(vmf, index, max_pgoff) {
+        return fallback();
+    }
+    let mut entry = match mapping
+        .index()
+        .grab(index, PMD_ORDER, &mut unmap_for(mapping))
+    {
+        Ok(e) => e,
+        Err(_) => return fallback(),
+    };
+    if pt.pmd(addr) == PmdSlot::Table {
+        // A PTE table appeared since the memory manager looked: retry.
+        return VmFault::empty();
+    }
+    let mut flags = IterFlags::DAX | IterFlags::FAULT;
+    if vmf.is_write() {
+        flags |= IterFlags::WRITE;
+    }
+    let Ok(mut iter) = IomapIter::new(ops, index * PAGE, PMD, flags) else {
+        drop(entry);
+        return fallback();
+    };
+    let mut ret = VmFault::FALLBACK;
+    let mut pfnp = pfnp;
+    while let Ok(true) = iter.next() {
+        if iter.length() < PMD {
+            // The extent (or its source) does not cover the aligned 2 MiB: end the
+            // iteration without progress, so `iomap_end` sees 0 bytes.
+            continue;
+        }
+        ret = fault_iter(vmf, &iter, &mut entry, true, pfnp.as_deref_mut());
+        if ret != VmFault::FALLBACK {
+            let _ = iter.advance(PMD);
+        }
+    }
+    drop(iter);
+    drop(entry);
+    if ret == VmFault::FALLBACK {
+        return fallback();
+    }
+    ret
+}
+
+/// `dax_fault_iter`: the fault body for one mapping.
+fn fault_iter<O: IomapOps + ?Sized>(
+    vmf: &Vmf<'_>,
+    iter: &IomapIter<'_, O>,
+    entry: &mut LockedEntry<'_>,
+    pmd: bool,
+    pfnp: Option<&mut Pfn>,
+) -> VmFault {
+    let iomap = iter.iomap();
+    let srcmap = iter.srcmap();
+    let size = if pmd { PMD } else { PAGE };
+    let pos = iter.pos();
+    let write = iter.flags().contains(IterFlags::WRITE);
+    let vma = vmf.vma().vma();
+
+    if !pmd && vmf.is_cow() {
+        return cow_page(vmf, iomap, pos);
+    }
+    if !write && matches!(iomap.kind, IomapType::Unwritten | IomapType::Hole) {
+        return if pmd {
+            pmd_load_hole(vmf, entry)
+        } else {
+            load_hole(vmf, entry)
+        };
+    }
+    if iomap.kind != IomapType::Mapped && !iomap.flags.contains(IomapFlags::SHARED) {
+        return if pmd {
+            VmFault::FALLBACK
+        } else {
+            VmFault::SIGBUS
+        };
+    }
+    let err = |e: &DaxError| {
+        if pmd {
+            VmFault::FALLBACK
+        } else {
+            VmFault::from_error(e)
+        }
+    };
+    let Some(dev) = iomap.dax_dev.as_deref() else {
+        return err(&DaxError::Io {
+            what: "mapped extent without a DAX device",
+        });
+    };
+    let section = dev.read_lock();
+    let pages = size / PAGE;
+    let pgoff = iomap.pgoff(pos);
+    // `dax_iomap_direct_access`.
+    let da = match section.direct_access(pgoff, pages, DaxAccessMode::Access) {
+        Ok(da) if da.pages() < pages => {
+            return err(&DaxError::InvalidArgument {
+                what: "storage behind the fault is not contiguous for its size",
+            });
+        }
+        Ok(da) if !da.pfn().is_aligned(if pmd { PMD_ORDER } else { 0 }) => {
+            return err(&DaxError::InvalidArgument {
+                what: "storage behind a PMD fault is not 2 MiB aligned",
+            });
+        }
+        Ok(da) => da,
+        Err(e) => return err(&e),
+    };
+    let pfn = da.pfn();
+    let sync = write && vma.is_sync() && iomap.flags.contains(IomapFlags::DIRTY);
+    let shared = iomap.flags.contains(IomapFlags::SHARED);
+    insert_entry(
+        vmf,
+        entry,
+        Entry::real(if pmd { PMD_ORDER } else { 0 }, pfn),
+        pgoff,
+        write && !sync,
+        write,
+        shared,
+    );
+    if write
+        && shared
+        && let Err(e) = dax_iomap::dax_iomap_copy_around(pos, size, size, srcmap, &da)
+    {
+        return VmFault::from_error(&e);
+    }
+    drop(section);
+    if sync {
+        return match pfnp {
+            Some(p) => {
+                *p = pfn;
+                VmFault::NEEDDSYNC
+            }
+            None => VmFault::SIGBUS,
+        };
+    }
+    let target = MapTarget { pfn, pgoff, dev };
+    if pmd {
+        insert_pmd(vmf, &target, write)
+    } else {
+        insert_pte(vmf, Some(&target), write)
+    }
+}
+
+/// `dax_insert_entry`: puts the new entry in the index (replacing an EMPTY or ZERO one,
+/// or any with `shared`), moves device-page ownership, and sets the marks.
+fn insert_entry(
+    vmf: &Vmf<'_>,
+    entry: &mut LockedEntry<'_>,
+    new: Entry,
+    pgoff: u64,
+    dirty: bool,
+    write: bool,
+    shared: bool,
+) {
+    let mapping = vmf.vma().mapping();
+    if dirty {
+        mapping.mark_inode_dirty();
+    }
+    let old = entry.entry();
+    let now = entry.insert(
+        new,
+        pgoff,
+        dirty,
+        write && shared,
+        shared,
+        &mut unmap_for(mapping),
+    );
+    if now == new && old != new {
+        if old.kind == EntryKind::Real {
+            pages::disassociate(old.pfn);
+        }
+        if new.kind == EntryKind::Real {
+            pages::associate(new.pfn, new.order, &mapping.arc(), entry.start(), shared);
+        }
+    }
+}
+
+fn pt_error(e: &DaxError) -> VmFault {
+    if e.errno() == libc::ENOMEM {
+        VmFault::OOM
+    } else {
+        VmFault::SIGBUS
+    }
+}
+
+/// `vmf_insert_page_mkwrite`: maps `target` (the zero page when `None`) at the fault
+/// address. An occupied slot is left alone on a read; on a write it must hold the
+/// same page, which is made writable in place.
+fn insert_pte(vmf: &Vmf<'_>, target: Option<&MapTarget<'_>>, write: bool) -> VmFault {
+    let pt = vmf.vma().page_table();
+    let addr = vmf.address();
+    let writable = write && vmf.vma().vma().is_writable();
+    let r = match (pt.pte(addr), target) {
+        (None, Some(t)) => pt.map_pte(addr, t, writable),
+        (None, None) => pt.map_zero_pte(addr),
+        (Some(_), _) if !write => Ok(()),
+        (Some(Pte::Page { pfn, .. }), Some(t)) if pfn == t.pfn => {
+            if writable {
+                pt.mkwrite_pte(addr)
+            } else {
+                Ok(())
+            }
+        }
+        (Some(_), _) => {
+            return VmFault::SIGBUS;
+        }
+    };
+    match r {
+        Ok(()) => VmFault::NOPAGE,
+        Err(e) => pt_error(&e),
+    }
+}
+
+/// `vmf_insert_folio_pmd`: maps the 512 pages of `target` at the 2 MiB-aligned fault
+/// address; an occupied slot is upgraded in place on a write when it maps the same
+/// pages and otherwise left alone.
+fn insert_pmd(vmf: &Vmf<'_>, target: &MapTarget<'_>, write: bool) -> VmFault {
+    let pt = vmf.vma().page_table();
+    let vma = vmf.vma().vma();
+    let addr = vmf.address() & !(PMD - 1);
+    if !vma.holds_pmd(addr) {
+        return VmFault::SIGBUS;
+    }
+    let writable = write && vma.is_writable();
+    let r = match pt.pmd(addr) {
+        PmdSlot::Empty => pt.map_pmd(addr, target, writable),
+        PmdSlot::Huge { pfn, .. } if write && writable && pfn == target.pfn => pt.mkwrite_pmd(addr),
+        _ => Ok(()),
+    };
+    match r {
+        Ok(()) => VmFault::NOPAGE,
+        Err(e) => pt_error(&e),
+    }
+}
+
+/// `dax_load_hole`: a ZERO entry and the zero page, read-only.
+fn load_hole(vmf: &Vmf<'_>, entry: &mut LockedEntry<'_>) -> VmFault {
+    insert_entry(vmf, entry, Entry::zero(0, ZERO_PFN), 0, false, false, false);
+    insert_pte(vmf, None, false)
+}
+
+/// `dax_pmd_load_hole`: a ZERO PMD entry and the huge zero page; FALLBACK if the PMD
+/// slot is no longer empty (the ZERO entry stays, and the PTE retry downgrades it).
+fn pmd_load_hole(vmf: &Vmf<'_>, entry: &mut LockedEntry<'_>) -> VmFault {
+    let pt = vmf.vma().page_table();
+    let addr = vmf.address() & !(PMD - 1);
+    insert_entry(
+        vmf,
+        entry,
+        Entry::zero(PMD_ORDER, HUGE_ZERO_PFN),
+        0,
+        false,
+        false,
+        false,
+    );
+    if pt.pmd(addr) != PmdSlot::Empty {
+        return VmFault::FALLBACK;
+    }
+    match pt.map_huge_zero(addr) {
+        Ok(()) => VmFault::NOPAGE,
+        Err(_) => VmFault::FALLBACK,
+    }
+}
+
+/// `dax_fault_cow_page`: fills a private page (zeros for a hole or unwritten extent,
+/// a copy of the storage for a mapped one) and maps it; the entry stays EMPTY.
+fn cow_page(vmf: &Vmf<'_>, iomap: &Iomap, pos: u64) -> VmFault {
+    let mut page = Box::new([0u8; PAGE_SIZE]);
+    match iomap.kind {
+        IomapType::Hole | IomapType::Unwritten => {}
+        IomapType::Mapped => {
+            let Some(dev) = iomap.dax_dev.as_deref() else {
+                return VmFault::SIGBUS;
+            };
+            let section = dev.read_lock();
+            match section.direct_access(iomap.pgoff(pos), 1, DaxAccessMode::Access) {
+                Ok(da) => {
+                    if da.copy_to(0, &mut page[..]) != PAGE_SIZE {
+                        return VmFault::SIGBUS;
+                    }
+                }
+                Err(e) => return VmFault::from_error(&e),
+            }
+        }
+        _ => return VmFault::SIGBUS,
+    }
+    let pt = vmf.vma().page_table();
+    if pt.pte(vmf.address()).is_some() {
+        return VmFault::NOPAGE;
+    }
+    match pt.map_private(vmf.address(), &page) {
+        Ok(()) => VmFault::DONE_COW,
+        Err(e) => pt_error(&e),
+    }
+}
+
+/// Completes a synchronous write fault (`dax_finish_sync_fault`): `fsync(start, end)`
+/// makes the file's metadata for bytes `start ..= end` durable (the faulting page's
+/// range, `PAGE_SIZE << order` long: for a PMD fault not 2 MiB aligned, as in the
+/// kernel); if it fails the fault is SIGBUS and nothing is mapped. Then the entry is
+/// found again and, if it is still there, marked DIRTY and mapped writable at `pfn`
+/// (`dax_insert_pfn_mkwrite`); if it went away meanwhile (a truncate) the result is
+/// NOPAGE and the access faults again.
+///
+/// Called with the same filesystem locks as the fault (`LCK-03`).
+pub fn dax_finish_sync_fault(
+    vmf: &Vmf<'_>,
+    order: u32,
+    pfn: Pfn,
+    fsync: impl FnOnce(u64, u64) -> Result<(), DaxError>,
+) -> VmFault {
+    let start = vmf.pgoff() * PAGE;
+    let len = PAGE << order;
+    if fsync(start, start + len - 1).is_err() {
+        return VmFault::SIGBUS;
+    }
+    insert_pfn_mkwrite(vmf, pfn, order)
+}
+
+/// `dax_insert_pfn_mkwrite`.
+fn insert_pfn_mkwrite(vmf: &Vmf<'_>, pfn: Pfn, order: u32) -> VmFault {
+    let mapping = vmf.vma().mapping();
+    if order != 0 && order != PMD_ORDER {
+        return VmFault::FALLBACK;
+    }
+    let Some(entry) = mapping.index().lock_existing(vmf.pgoff(), order) else {
+        return VmFault::NOPAGE;
+    };
+    entry.mark_dirty();
+    let e = entry.entry();
+    let dev = mapping.device();
+    let target = MapTarget {
+        pfn,
+        pgoff: entry.pgoff() + (pfn.0.wrapping_sub(e.pfn.0) & (e.pages() - 1)),
+        dev,
+    };
+    let ret = if order == 0 {
+        insert_pte(vmf, Some(&target), true)
+    } else {
+        insert_pmd(vmf, &target, true)
+    };
+    drop(entry);
+    ret
+}

@@ -1,0 +1,178 @@
+//! Layout breaking: finding device pages of a file that something other than a page
+//! table still references (`dax_layout_busy_page_range`), and waiting until they are
+//! released before the filesystem changes its block map (`dax_break_layout`,
+//! `dax_break_layout_final`). Pins ([`pin_user_pages`]) stand in for
+//! `get_user_pages` and DMA references.
+
+use std::time::Duration;
+
+use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
+
+use crate::index::EntryKind;
+use crate::mapping::{DaxMapping, MappedVma};
+use crate::pages;
+use crate::pagetable::{PmdSlot, Pte};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+const PMD: u64 = PMD_SIZE as u64;
+
+/// `ERESTARTSYS`: the kernel's "restart the system call" (512), what an interrupted
+/// or non-blocking layout break returns.
+pub const ERESTARTSYS: i32 = 512;
+
+fn restart(what: &'static str) -> DaxError {
+    DaxError::Os {
+        errno: ERESTARTSYS,
+        what,
+    }
+}
+
+/// References on device pages taken by [`pin_user_pages`] (what `get_user_pages`
+/// gives a driver doing DMA); released when dropped (`unpin_user_pages`).
+#[derive(Debug)]
+#[must_use = "the pages are unpinned when this is dropped"]
+pub struct PagePins {
+    pfns: Vec<Pfn>,
+}
+
+impl PagePins {
+    /// The pinned pages, in address order.
+    pub fn pfns(&self) -> &[Pfn] {
+        &self.pfns
+    }
+}
+
+impl Drop for PagePins {
+    fn drop(&mut self) {
+        for &p in &self.pfns {
+            pages::unpin(p);
+        }
+    }
+}
+
+/// Pins the device pages mapped at `addr .. addr + pages * 4096` in `vma`
+/// (`pin_user_pages` on already-faulted pages): each must be mapped to device memory
+/// (and writable if `write`), else [`DaxError::Fault`] (`EFAULT`) and nothing stays
+/// pinned. Fault the range in first.
+pub fn pin_user_pages(
+    vma: &MappedVma,
+    addr: u64,
+    pages: u64,
+    write: bool,
+) -> Result<PagePins, DaxError> {
+    let fault = || DaxError::Fault {
+        what: "pinned address is not mapped to device memory",
+    };
+    let mut pins = PagePins { pfns: Vec::new() };
+    let pt = vma.page_table();
+    for i in 0..pages {
+        let a = addr
+            .checked_add(i * PAGE)
+            .filter(|&a| vma.vma().contains(a))
+            .ok_or_else(fault)?;
+        let (pfn, writable) = match pt.pmd(a) {
+            PmdSlot::Huge { pfn, writable, .. } => (pfn.add((a & (PMD - 1)) / PAGE), writable),
+            _ => match pt.pte(a) {
+                Some(Pte::Page { pfn, writable, .. }) => (pfn, writable),
+                _ => return Err(fault()),
+            },
+        };
+        if write && !writable {
+            return Err(fault());
+        }
+        pages::pin(pfn);
+        pins.pfns.push(pfn);
+    }
+    Ok(pins)
+}
+
+/// Unmaps file bytes `start ..= end` from every user mapping and returns the first
+/// device page of a REAL entry in range that is still referenced beyond its mappings
+/// (`dax_layout_busy_page_range`); `end == u64::MAX` or `i64::MAX` means to the end.
+///
+/// The caller holds the locks that keep new faults out of the range (the invalidate
+/// lock, exclusively).
+pub fn dax_layout_busy_page_range(mapping: &DaxMapping, start: u64, end: u64) -> Option<Pfn> {
+    if end < start {
+        return None;
+    }
+    let first = start / PAGE;
+    let last = if end >= i64::MAX as u64 {
+        u64::MAX / PAGE
+    } else {
+        end / PAGE
+    };
+    mapping.unmap_mapping_pages(first, last - first + 1, false);
+    let mut busy = None;
+    mapping.index().for_each(first, last, |e| {
+        if busy.is_none() && e.entry.kind == EntryKind::Real {
+            busy = pages::first_pinned(e.entry.pfn, e.entry.pages());
+        }
+    });
+    busy
+}
+
+/// [`dax_layout_busy_page_range`] over the whole file (`dax_layout_busy_page`).
+pub fn dax_layout_busy_page(mapping: &DaxMapping) -> Option<Pfn> {
+    dax_layout_busy_page_range(mapping, 0, u64::MAX)
+}
+
+/// The "schedule" step a filesystem gives [`dax_break_layout`]: called while a page is
+/// busy with a `wait` function that sleeps until the page may be idle; the filesystem
+/// drops its exclusive lock around `wait()` and retakes it (ext4's
+/// `ext4_wait_dax_page`, XFS's `xfs_wait_dax_page`). Returning an error (a signal,
+/// [`DaxError::Interrupted`]) stops the break.
+pub type BreakLayoutWait<'a> = &'a mut dyn FnMut(&dyn Fn()) -> Result<(), DaxError>;
+
+/// Breaks the DAX layout of file bytes `start ..= end` before a block-map change
+/// (`dax_break_layout`): until no device page in range is busy, unmaps the range and
+/// waits through `cb` for the busy page to be released; then deletes every entry in
+/// range.
+///
+/// Without `cb` a busy page is `ERESTARTSYS` at once (a non-blocking caller); an
+/// error from `cb` is returned as `ERESTARTSYS` too. In both cases the entries stay.
+#[must_use = "a failed layout break leaves the entries in place"]
+pub fn dax_break_layout(
+    mapping: &DaxMapping,
+    start: u64,
+    end: u64,
+    mut cb: Option<BreakLayoutWait<'_>>,
+) -> Result<(), DaxError> {
+    while let Some(busy) = dax_layout_busy_page_range(mapping, start, end) {
+        let Some(cb) = cb.as_mut() else {
+            return Err(restart("busy DAX page and no wait callback"));
+        };
+        let wait = || {
+            pages::wait_idle(busy, Duration::from_millis(10));
+        };
+        if cb(&wait).is_err() {
+            return Err(restart("layout break interrupted while waiting"));
+        }
+    }
+    let first = start / PAGE;
+    let last = if end >= i64::MAX as u64 {
+        u64::MAX / PAGE
+    } else {
+        end / PAGE
+    };
+    mapping.index().delete_range(first, last);
+    Ok(())
+}
+
+/// [`dax_break_layout`] over the whole file (`dax_break_layout_inode`).
+#[must_use = "a failed layout break leaves the entries in place"]
+pub fn dax_break_layout_inode(
+    mapping: &DaxMapping,
+    cb: Option<BreakLayoutWait<'_>>,
+) -> Result<(), DaxError> {
+    dax_break_layout(mapping, 0, u64::MAX, cb)
+}
+
+/// Waits, uninterruptibly and without a callback, until no page of the file is busy,
+/// then deletes every entry (`dax_break_layout_final`, at inode eviction).
+pub fn dax_break_layout_final(mapping: &DaxMapping) {
+    while let Some(busy) = dax_layout_busy_page(mapping) {
+        pages::wait_idle(busy, Duration::from_millis(10));
+    }
+    mapping.index().delete_range(0, u64::MAX / PAGE);
+}

@@ -1,0 +1,328 @@
+//! [`DaxMapping`]: a DAX file's `struct address_space` — its index of mapping entries,
+//! the user mappings of the file (`i_mmap`), its writeback error state and the
+//! counters a test inspects — and [`MappedVma`], one user mapping of the file.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use dax_core::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
+use dax_iomap::MappingOps;
+use parking_lot::Mutex;
+
+use crate::index::{Entry, EntryKind, MappingIndex};
+use crate::pages;
+use crate::pagetable::PageTable;
+use crate::vm::Vma;
+use crate::writeback::{WritebackControl, dax_writeback_mapping_range};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+fn disassociate_removed(e: &Entry) {
+    if e.kind == EntryKind::Real {
+        pages::disassociate(e.pfn);
+    }
+}
+
+/// Counters of what the engine did to one file (the kernel's vm events, per file).
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    pte_faults: AtomicU64,
+    pmd_faults: AtomicU64,
+    fallbacks: AtomicU64,
+    major: AtomicU64,
+}
+
+impl FaultStats {
+    /// PTE faults handled (`dax_iomap_pte_fault` calls).
+    pub fn pte_faults(&self) -> u64 {
+        self.pte_faults.load(Ordering::Relaxed)
+    }
+
+    /// PMD faults handled (`dax_iomap_pmd_fault` calls).
+    pub fn pmd_faults(&self) -> u64 {
+        self.pmd_faults.load(Ordering::Relaxed)
+    }
+
+    /// PMD faults that fell back to PTEs (`THP_FAULT_FALLBACK`).
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Major faults (`PGMAJFAULT`: the fault allocated storage).
+    pub fn major(&self) -> u64 {
+        self.major.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_pte(&self) {
+        self.pte_faults.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_pmd(&self) {
+        self.pmd_faults.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_fallback(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_major(&self) {
+        self.major.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A DAX file's mapping (`struct address_space` as fs/dax.c uses it): the
+/// [`MappingIndex`] of its entries, the device they point into, the user mappings of
+/// the file, and its writeback error sequence.
+///
+/// A filesystem keeps one per inode (in an `Arc`) and returns it from
+/// [`DaxInode::mapping`](dax_iomap::DaxInode::mapping) so that reads, writes and
+/// zeroing invalidate what they must; user mappings are added with
+/// [`DaxMapping::mmap`].
+pub struct DaxMapping {
+    index: MappingIndex,
+    dev: Arc<DaxDevice>,
+    block_size: u64,
+    vmas: Mutex<Vec<Weak<MappedVma>>>,
+    /// `I_DIRTY_PAGES`: set when an entry is dirtied (`__mark_inode_dirty`).
+    dirty_pages: AtomicBool,
+    /// Writeback errors (`mapping->wb_err` as an errseq): a counter bumped on each
+    /// error, and the last error.
+    wb_seq: AtomicU64,
+    wb_err: Mutex<Option<DaxError>>,
+    stats: FaultStats,
+    this: Weak<DaxMapping>,
+}
+
+impl fmt::Debug for DaxMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DaxMapping")
+            .field("index", &self.index)
+            .field("block_size", &self.block_size)
+            .field("vmas", &self.vmas().len())
+            .finish()
+    }
+}
+
+impl DaxMapping {
+    /// The mapping of a file on `dev` with 4 KiB blocks.
+    pub fn new(dev: Arc<DaxDevice>) -> Arc<DaxMapping> {
+        DaxMapping::with_block_size(dev, PAGE)
+    }
+
+    /// The mapping of a file whose block size is `block_size` (`i_blocksize`); DAX
+    /// writeback refuses anything but 4 KiB ([`dax_writeback_mapping_range`]).
+    pub fn with_block_size(dev: Arc<DaxDevice>, block_size: u64) -> Arc<DaxMapping> {
+        Arc::new_cyclic(|this| DaxMapping {
+            index: MappingIndex::with_remove_hook(disassociate_removed),
+            dev,
+            block_size,
+            vmas: Mutex::new(Vec::new()),
+            dirty_pages: AtomicBool::new(false),
+            wb_seq: AtomicU64::new(0),
+            wb_err: Mutex::new(None),
+            stats: FaultStats::default(),
+            this: this.clone(),
+        })
+    }
+
+    /// The index of entries (`mapping->i_pages`).
+    pub fn index(&self) -> &MappingIndex {
+        &self.index
+    }
+
+    /// The device the file's blocks live on.
+    pub fn device(&self) -> &Arc<DaxDevice> {
+        &self.dev
+    }
+
+    /// The file's block size (`i_blocksize`).
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// What the engine did to this file.
+    pub fn stats(&self) -> &FaultStats {
+        &self.stats
+    }
+
+    pub(crate) fn arc(&self) -> Arc<DaxMapping> {
+        self.this.upgrade().expect("a DaxMapping lives in an Arc")
+    }
+
+    /// Adds a user mapping of the file (`mmap` of a DAX file): `vma` in the address
+    /// space `pt`. The mapping lasts until the returned handle is dropped (`munmap`),
+    /// which removes its page-table entries.
+    ///
+    /// [`DaxError::NotSupported`] (`EOPNOTSUPP`) for a `MAP_SYNC` mapping on a device
+    /// that cannot honour it (`daxdev_mapping_supported`: the device must be
+    /// synchronous, and MAP_SYNC needs `MAP_SHARED`).
+    pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
+        if !self.dev.mapping_supported(vma.is_sync(), true) {
+            return Err(DaxError::NotSupported {
+                what: "MAP_SYNC needs a synchronous DAX device",
+            });
+        }
+        if vma.is_sync() && !vma.is_shared() {
+            return Err(DaxError::NotSupported {
+                what: "MAP_SYNC needs a shared mapping",
+            });
+        }
+        let m = Arc::new(MappedVma {
+            vma,
+            pt,
+            mapping: self.arc(),
+            signals: Mutex::new(Vec::new()),
+        });
+        let mut v = self.vmas.lock();
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(&m));
+        Ok(m)
+    }
+
+    /// The live user mappings of the file (`i_mmap`).
+    pub fn vmas(&self) -> Vec<Arc<MappedVma>> {
+        self.vmas.lock().iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Removes file pages `first .. first + count` from every user mapping
+    /// (`unmap_mapping_pages`); private copy-on-write pages stay unless `even_cows`.
+    pub fn unmap_mapping_pages(&self, first: u64, count: u64, even_cows: bool) {
+        for m in self.vmas() {
+            if let Some((addr, len)) = m.vma.range_of(first, count) {
+                m.pt.unmap(addr, len, even_cows);
+            }
+        }
+    }
+
+    /// Write-protects and cleans, in every shared user mapping, file pages
+    /// `index .. index + count` that map device pages from `pfn` (`dax_entry_mkclean`).
+    pub(crate) fn mkclean(&self, index: u64, count: u64, pfn: Pfn) {
+        for m in self.vmas() {
+            if !m.vma.is_shared() {
+                continue;
+            }
+            if let Some((addr, len)) = m.vma.range_of(index, count) {
+                m.pt.wrprotect(addr, len, pfn, count);
+            }
+        }
+    }
+
+    /// Whether an entry was dirtied since the flag was last taken (`I_DIRTY_PAGES`).
+    pub fn inode_dirty(&self) -> bool {
+        self.dirty_pages.load(Ordering::Acquire)
+    }
+
+    /// Takes the dirty-pages flag (what `sync` does before writing the inode back).
+    pub fn take_inode_dirty(&self) -> bool {
+        self.dirty_pages.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn mark_inode_dirty(&self) {
+        if !self.dirty_pages.load(Ordering::Relaxed) {
+            self.dirty_pages.store(true, Ordering::Release);
+        }
+    }
+
+    /// Records a writeback error (`mapping_set_error`).
+    pub fn set_wb_error(&self, err: DaxError) {
+        *self.wb_err.lock() = Some(err);
+        self.wb_seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current writeback error cursor (`filemap_sample_wb_err`, taken when a file
+    /// is opened).
+    pub fn sample_wb_err(&self) -> u64 {
+        self.wb_seq.load(Ordering::Acquire)
+    }
+
+    /// Reports a writeback error recorded since `*since` once, and moves the cursor
+    /// (`file_check_and_advance_wb_err`).
+    pub fn check_and_advance_wb_err(&self, since: &mut u64) -> Result<(), DaxError> {
+        let now = self.wb_seq.load(Ordering::Acquire);
+        if now == *since {
+            return Ok(());
+        }
+        *since = now;
+        match self.wb_err.lock().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl MappingOps for DaxMapping {
+    fn clear_dirty_range(&self, first: u64, last: u64) {
+        self.index.clear_dirty_range(first, last);
+    }
+
+    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
+        let all = self.index.invalidate_clean(first, last);
+        self.unmap_mapping_pages(first, last - first + 1, false);
+        if all {
+            Ok(())
+        } else {
+            Err(DaxError::Busy {
+                what: "dirty DAX entries kept in the invalidated range",
+            })
+        }
+    }
+
+    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError> {
+        dax_writeback_mapping_range(self, &self.dev, &WritebackControl::sync_all(start, end))
+    }
+
+    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)> {
+        self.index.next_entry(first, last)
+    }
+}
+
+/// One user mapping of a file (a `vm_area_struct` in the file's `i_mmap`): the
+/// [`Vma`], the address space it lives in, and the SIGBUS signals memory failure sent
+/// to its users. From [`DaxMapping::mmap`]; dropping it unmaps it (`munmap`).
+pub struct MappedVma {
+    vma: Vma,
+    pt: Arc<dyn PageTable>,
+    mapping: Arc<DaxMapping>,
+    signals: Mutex<Vec<u64>>,
+}
+
+impl fmt::Debug for MappedVma {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MappedVma").field("vma", &self.vma).finish()
+    }
+}
+
+impl MappedVma {
+    /// The mapping's geometry and flags.
+    pub fn vma(&self) -> &Vma {
+        &self.vma
+    }
+
+    /// The address space's page table.
+    pub fn page_table(&self) -> &Arc<dyn PageTable> {
+        &self.pt
+    }
+
+    /// The file mapping it shows.
+    pub fn mapping(&self) -> &Arc<DaxMapping> {
+        &self.mapping
+    }
+
+    /// Records a SIGBUS (`BUS_MCEERR_AR`) for an access at `addr`
+    /// (`kill_procs` of memory failure).
+    pub(crate) fn signal(&self, addr: u64) {
+        self.signals.lock().push(addr);
+    }
+
+    /// Takes the addresses memory failure sent SIGBUS for, oldest first.
+    pub fn take_signals(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.signals.lock())
+    }
+}
+
+impl Drop for MappedVma {
+    fn drop(&mut self) {
+        self.pt.release(self.vma.start(), self.vma.len());
+    }
+}

@@ -1,0 +1,111 @@
+//! Writeback of a DAX file's mappings (`dax_writeback_mapping_range`,
+//! `dax_writeback_one`): data is already on the device, so writeback only writes the
+//! CPU cache back for entries that were written through a mapping, and write-protects
+//! those mappings so the next store is seen again.
+
+use dax_core::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE, Pfn};
+
+use crate::mapping::DaxMapping;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+/// Which kind of writeback pass (`enum writeback_sync_modes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Background or periodic writeback (`WB_SYNC_NONE`): DAX does nothing.
+    None,
+    /// A data-integrity pass (`WB_SYNC_ALL`: fsync, sync, msync(MS_SYNC)).
+    All,
+}
+
+/// What to write back (`struct writeback_control`, the fields DAX reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WritebackControl {
+    /// The kind of pass.
+    pub sync_mode: SyncMode,
+    /// First byte of the range.
+    pub range_start: u64,
+    /// Last byte of the range, inclusive (`u64::MAX` or `i64::MAX`: to the end).
+    pub range_end: u64,
+}
+
+impl WritebackControl {
+    /// A data-integrity pass over bytes `start ..= end`.
+    pub fn sync_all(start: u64, end: u64) -> Self {
+        WritebackControl {
+            sync_mode: SyncMode::All,
+            range_start: start,
+            range_end: end,
+        }
+    }
+
+    /// A background pass over the whole file.
+    pub fn background() -> Self {
+        WritebackControl {
+            sync_mode: SyncMode::None,
+            range_start: 0,
+            range_end: u64::MAX,
+        }
+    }
+}
+
+/// Writes back the dirty entries of `mapping` in `wbc`'s range
+/// (`dax_writeback_mapping_range`, the DAX `writepages`).
+///
+/// [`DaxError::Io`] if the file's block size is not 4 KiB. Nothing happens (and
+/// `Ok`) when the mapping has no entries or the pass is not data-integrity. Otherwise
+/// every DIRTY entry in range is tagged TOWRITE, then each tagged entry is locked, its
+/// user mappings write-protected and cleaned, its whole device range (4 KiB or 2 MiB,
+/// even if the range starts inside it) written back from the CPU cache, and its DIRTY
+/// mark cleared before it is unlocked. The first error stops the walk, is recorded in
+/// the mapping's writeback error state and returned.
+pub fn dax_writeback_mapping_range(
+    mapping: &DaxMapping,
+    dev: &DaxDevice,
+    wbc: &WritebackControl,
+) -> Result<(), DaxError> {
+    if mapping.block_size() != PAGE {
+        return Err(DaxError::Io {
+            what: "DAX writeback needs 4 KiB blocks",
+        });
+    }
+    let index = mapping.index();
+    if index.is_empty() || wbc.sync_mode != SyncMode::All || wbc.range_end < wbc.range_start {
+        return Ok(());
+    }
+    let first = wbc.range_start / PAGE;
+    let last = wbc.range_end / PAGE;
+    index.tag_towrite(first, last);
+    for (start, pfn) in index.towrite_entries(first, last) {
+        if let Err(e) = writeback_one(mapping, dev, start, pfn) {
+            mapping.set_wb_error(e.clone());
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `dax_writeback_one` for the entry starting at page `start` seen with `pfn`.
+fn writeback_one(
+    mapping: &DaxMapping,
+    dev: &DaxDevice,
+    start: u64,
+    pfn: Pfn,
+) -> Result<(), DaxError> {
+    let Some(entry) = mapping.index().lock_for_writeback(start, pfn)? else {
+        return Ok(());
+    };
+    let count = entry.entry().pages();
+    let index = entry.start();
+    mapping.mkclean(index, count, entry.entry().pfn);
+    {
+        let section = dev.read_lock();
+        // RecoveryWrite: a poisoned page has nothing in the cache worth writing back,
+        // but the rest of the entry does; a dead device has nothing to flush.
+        if let Ok(da) = section.direct_access(entry.pgoff(), count, DaxAccessMode::RecoveryWrite) {
+            da.flush(0, (count * PAGE) as usize);
+        }
+    }
+    entry.unlock_clean();
+    Ok(())
+}
