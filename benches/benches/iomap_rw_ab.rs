@@ -142,9 +142,7 @@ fn main() {
         vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
     });
     v!("probe +iomap_begin/drop (read)", |o, page: &mut [u8]| {
-        drop(black_box(
-            vfile.iomap_begin(o, PAGE as u64, IterFlags::DAX).unwrap(),
-        ));
+        black_box(vfile.iomap_begin(o, PAGE as u64, IterFlags::DAX).unwrap());
         vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();
     });
     v!(

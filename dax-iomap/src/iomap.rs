@@ -4,7 +4,6 @@
 //! [`DaxInode`] (what the DAX core reads from an inode).
 
 use std::fmt;
-use std::sync::Arc;
 
 use dax_core::{DaxDevice, DaxError};
 
@@ -118,8 +117,14 @@ bitflags::bitflags! {
 ///
 /// Filesystems fill one in [`IomapOps::iomap_begin`]. `Iomap::default()` is the
 /// kernel's zero-initialised map: a HOLE of length 0 with no device.
-#[derive(Clone, Default)]
-pub struct Iomap {
+///
+/// The map borrows its device for `'a`, as the kernel's `struct iomap` holds a plain
+/// `struct dax_device *` whose lifetime the filesystem guarantees: no reference count
+/// is taken per mapping. `'a` is the borrow of the filesystem's inode handle that
+/// answered `iomap_begin`, so a map cannot outlive the filesystem that made it. Plain
+/// data like the kernel's, it is `Copy`.
+#[derive(Clone, Copy, Default)]
+pub struct Iomap<'a> {
     /// Device byte address of file byte `offset` ([`IOMAP_NULL_ADDR`] when none). For
     /// DAX, `addr - offset` must be a multiple of the page size.
     pub addr: u64,
@@ -133,8 +138,9 @@ pub struct Iomap {
     /// Flags (`flags`).
     pub flags: IomapFlags,
     /// The DAX device `addr` points into (`dax_dev`); needed for MAPPED and
-    /// UNWRITTEN mappings and SHARED destinations.
-    pub dax_dev: Option<Arc<DaxDevice>>,
+    /// UNWRITTEN mappings and SHARED destinations. Borrowed, not counted: the
+    /// filesystem keeps the device alive while its inode handle is borrowed.
+    pub dax_dev: Option<&'a DaxDevice>,
     /// The filesystem's sequence number for revalidation (`validity_cookie`). DAX
     /// never consults it (fsdax needs no revalidation), but it is carried for callers.
     pub validity_cookie: u64,
@@ -143,11 +149,11 @@ pub struct Iomap {
 }
 
 /// Mappings are equal when every field is, the device by identity.
-impl PartialEq for Iomap {
+impl PartialEq for Iomap<'_> {
     fn eq(&self, o: &Self) -> bool {
-        let same_dev = match (&self.dax_dev, &o.dax_dev) {
+        let same_dev = match (self.dax_dev, o.dax_dev) {
             (None, None) => true,
-            (Some(a), Some(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
             _ => false,
         };
         same_dev
@@ -157,9 +163,9 @@ impl PartialEq for Iomap {
     }
 }
 
-impl Eq for Iomap {}
+impl Eq for Iomap<'_> {}
 
-impl fmt::Debug for Iomap {
+impl fmt::Debug for Iomap<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iomap")
             .field("addr", &format_args!("{:#x}", self.addr))
@@ -172,9 +178,9 @@ impl fmt::Debug for Iomap {
     }
 }
 
-impl Iomap {
+impl<'a> Iomap<'a> {
     /// A hole over `offset .. offset + length`.
-    pub fn hole(offset: u64, length: u64) -> Iomap {
+    pub fn hole(offset: u64, length: u64) -> Iomap<'a> {
         Iomap {
             addr: IOMAP_NULL_ADDR,
             offset,
@@ -185,7 +191,7 @@ impl Iomap {
     }
 
     /// A mapping of `offset .. offset + length` to device bytes at `addr` of `dev`.
-    pub fn mapped(offset: u64, length: u64, addr: u64, dev: Arc<DaxDevice>) -> Iomap {
+    pub fn mapped(offset: u64, length: u64, addr: u64, dev: &'a DaxDevice) -> Iomap<'a> {
         Iomap {
             addr,
             offset,
@@ -224,12 +230,16 @@ pub trait IomapOps {
     /// with `offset <= pos < offset + length` (it may be shorter or longer than
     /// `length`), and for copy-on-write a source map with the old data (`None` when
     /// there is none, or the old data is a hole). An error aborts the operation.
+    ///
+    /// The maps borrow from `self` (their [`Iomap::dax_dev`] is a plain reference, as
+    /// the kernel's `iomap->dax_dev` is a plain pointer): the device must live at
+    /// least as long as the handle is borrowed.
     fn iomap_begin(
         &self,
         pos: u64,
         length: u64,
         flags: IterFlags,
-    ) -> Result<(Iomap, Option<Iomap>), DaxError>;
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError>;
 
     /// Ends the use of a mapping (`iomap_end`): `pos` is where its use began,
     /// `length` the bytes of it the operation covered, `written` the bytes it actually
@@ -240,7 +250,7 @@ pub trait IomapOps {
         length: u64,
         written: u64,
         flags: IterFlags,
-        iomap: &Iomap,
+        iomap: &Iomap<'_>,
     ) -> Result<(), DaxError> {
         let _ = (pos, length, written, flags, iomap);
         Ok(())

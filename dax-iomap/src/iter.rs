@@ -11,7 +11,7 @@
 //! # use dax_iomap::{Iomap, IomapIter, IomapOps, IterFlags};
 //! struct AllHoles;
 //! impl IomapOps for AllHoles {
-//!     fn iomap_begin(&self, pos: u64, len: u64, _f: IterFlags) -> Result<(Iomap, Option<Iomap>), DaxError> {
+//!     fn iomap_begin(&self, pos: u64, len: u64, _f: IterFlags) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
 //!         Ok((Iomap::hole(pos, len.min(4096)), None))
 //!     }
 //! }
@@ -56,21 +56,21 @@ pub const MAX_STALE_RETRIES: u32 = 1000;
 pub struct IomapIter<'a, O: IomapOps + ?Sized> {
     ops: &'a O,
     // The position is in cells so that a body can advance (`&self`) while it holds
-    // borrows of the mapping: no clone of the mapping (and its device `Arc`) per call.
+    // borrows of the mapping: no copy of the mapping per call.
     pos: Cell<u64>,
     len: Cell<u64>,
     start_pos: u64,
     iter_start_pos: u64,
     status: Result<(), DaxError>,
     flags: IterFlags,
-    iomap: Iomap,
-    srcmap: Iomap,
+    iomap: Iomap<'a>,
+    srcmap: Iomap<'a>,
     active: bool,
     finished: bool,
     stale_retries: u32,
 }
 
-fn invalid(pos: u64, m: &Iomap, reason: &'static str) -> DaxError {
+fn invalid(pos: u64, m: &Iomap<'_>, reason: &'static str) -> DaxError {
     DaxError::InvalidMapping {
         pos,
         offset: m.offset,
@@ -81,7 +81,7 @@ fn invalid(pos: u64, m: &Iomap, reason: &'static str) -> DaxError {
 }
 
 /// Checks one mapping returned for position `pos` (`source`: it is a source map).
-fn validate(pos: u64, m: &Iomap, flags: IterFlags, source: bool) -> Result<(), DaxError> {
+fn validate(pos: u64, m: &Iomap<'_>, flags: IterFlags, source: bool) -> Result<(), DaxError> {
     if m.length == 0 {
         return Err(invalid(pos, m, "zero length"));
     }
@@ -110,7 +110,7 @@ fn validate(pos: u64, m: &Iomap, flags: IterFlags, source: bool) -> Result<(), D
     }
     let needs_storage = m.has_storage() || m.flags.contains(IomapFlags::SHARED);
     if flags.contains(IterFlags::DAX) && needs_storage {
-        let Some(dev) = &m.dax_dev else {
+        let Some(dev) = m.dax_dev else {
             return Err(invalid(pos, m, "mapping with storage has no DAX device"));
         };
         if m.addr == crate::IOMAP_NULL_ADDR {
@@ -349,18 +349,18 @@ impl<'a, O: IomapOps + ?Sized> IomapIter<'a, O> {
     }
 
     /// The current mapping (`iter->iomap`).
-    pub fn iomap(&self) -> &Iomap {
+    pub fn iomap(&self) -> &Iomap<'a> {
         &self.iomap
     }
 
     /// The raw source map (`iter->srcmap`): a HOLE when there is none.
-    pub fn raw_srcmap(&self) -> &Iomap {
+    pub fn raw_srcmap(&self) -> &Iomap<'a> {
         &self.srcmap
     }
 
     /// The source of the data (`iomap_iter_srcmap`): the source map if it is not a
     /// hole, else the mapping itself.
-    pub fn srcmap(&self) -> &Iomap {
+    pub fn srcmap(&self) -> &Iomap<'a> {
         if self.srcmap.kind != IomapType::Hole {
             &self.srcmap
         } else {

@@ -127,7 +127,7 @@ where
     {
         m.write_and_wait_range(0, MAX_FILE_SIZE)?;
     }
-    let mut prev: Option<Iomap> = None;
+    let mut prev: Option<Iomap<'_>> = None;
     let mut it = IomapIter::new(ops, start, len, IterFlags::REPORT)?;
     let result = loop {
         match it.next() {
@@ -136,7 +136,7 @@ where
                     it.advance_full();
                     continue;
                 }
-                let full = match prev.replace(it.iomap().clone()) {
+                let full = match prev.replace(*it.iomap()) {
                     Some(p) => fill(fiemap, &p, FiemapExtentFlags::empty()),
                     None => false,
                 };
@@ -160,7 +160,7 @@ where
 
 /// Adds one mapping to the answer (`iomap_to_fiemap` + `fiemap_fill_next_extent`);
 /// returns true when the array is full (or the extent was the last).
-fn fill(fiemap: &mut Fiemap, m: &Iomap, extra: FiemapExtentFlags) -> bool {
+fn fill(fiemap: &mut Fiemap, m: &Iomap<'_>, extra: FiemapExtentFlags) -> bool {
     let mut flags = extra;
     match m.kind {
         IomapType::Hole => return false,

@@ -134,7 +134,7 @@ where
         invalidate_for_write(inode, it.pos(), end, cow);
     }
     let srcmap = it.srcmap();
-    let Some(dev) = iomap.dax_dev.as_ref() else {
+    let Some(dev) = iomap.dax_dev else {
         return Err(DaxError::Io {
             what: "DAX I/O over a mapping without a device",
         });

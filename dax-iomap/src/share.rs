@@ -24,7 +24,7 @@ pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
     pos: u64,
     length: u64,
     align: u64,
-    srcmap: &Iomap,
+    srcmap: &Iomap<'_>,
     dst: &DirectAccess<'_, D>,
 ) -> Result<(), DaxError> {
     if align < PAGE || !align.is_power_of_two() {
@@ -64,7 +64,7 @@ pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
         return Ok(());
     }
 
-    let Some(dev) = srcmap.dax_dev.as_ref() else {
+    let Some(dev) = srcmap.dax_dev else {
         return Err(DaxError::Io {
             what: "copy-on-write source has no DAX device",
         });
@@ -149,7 +149,7 @@ where
     if let Some(mapping) = inode.mapping() {
         let _ = mapping.invalidate_range(start / PAGE, end / PAGE - 1);
     }
-    let (Some(ddev), Some(sdev)) = (&dst_map.dax_dev, &src_map.dax_dev) else {
+    let (Some(ddev), Some(sdev)) = (dst_map.dax_dev, src_map.dax_dev) else {
         return Err(DaxError::Io {
             what: "unshare mapping without a device",
         });
@@ -224,7 +224,7 @@ fn compare_iter(
         }
         (false, false) => {}
     }
-    let (Some(sdev), Some(ddev)) = (&sm.dax_dev, &dm.dax_dev) else {
+    let (Some(sdev), Some(ddev)) = (sm.dax_dev, dm.dax_dev) else {
         return Err(DaxError::Io {
             what: "dedupe mapping without a device",
         });

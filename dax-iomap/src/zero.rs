@@ -66,7 +66,7 @@ where
         let last_byte = it.pos() + it.length() - 1;
         let _ = mapping.invalidate_range(it.pos() / PAGE, last_byte / PAGE);
     }
-    let Some(dev) = iomap.dax_dev.as_ref() else {
+    let Some(dev) = iomap.dax_dev else {
         return Err(DaxError::Io {
             what: "zeroing a mapping without a device",
         });

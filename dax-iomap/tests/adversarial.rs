@@ -44,8 +44,8 @@ impl Adversary {
     }
 
     /// A valid mapping for `pos`, then 0 (40%), 1 (40%) or 2-4 (20%) corruptions.
-    fn random_map(&self, pos: u64, len: u64) -> Iomap {
-        let dev: Arc<DaxDevice> = self.dev.clone();
+    fn random_map(&self, pos: u64, len: u64) -> Iomap<'_> {
+        let dev: &DaxDevice = &*self.dev;
         let offset = pos / PAGE * PAGE;
         let pages = 1 + self.num(8);
         let mut m = Iomap {
@@ -102,7 +102,7 @@ impl Adversary {
     /// The device bytes the engine may write through `m` asked for at `pos`: from the
     /// page holding `pos` (copy-around fills the head of that page; never before the
     /// extent) to exactly the extent's end.
-    fn allow(&self, m: &Iomap, pos: u64) {
+    fn allow(&self, m: &Iomap<'_>, pos: u64) {
         if m.addr == u64::MAX || m.length == 0 || pos < m.offset {
             return;
         }
@@ -119,7 +119,7 @@ impl IomapOps for Adversary {
         pos: u64,
         len: u64,
         _flags: IterFlags,
-    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         {
             let mut c = self.calls.lock();
             *c += 1;
@@ -145,7 +145,7 @@ impl IomapOps for Adversary {
         _length: u64,
         _written: u64,
         _flags: IterFlags,
-        _iomap: &Iomap,
+        _iomap: &Iomap<'_>,
     ) -> Result<(), DaxError> {
         if self.num(8) == 0 {
             Err(DaxError::Io {

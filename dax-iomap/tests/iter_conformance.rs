@@ -120,7 +120,7 @@ fn iom_edge37_srcmap_shorter_than_iomap_limits_the_length() {
     };
     fs.push(common::Extent {
         map,
-        src: Some(src.clone()),
+        src: Some(src),
     });
     let flags = F | IterFlags::WRITE;
     let mut it = IomapIter::new(&fs, 0, 4 * PAGE, flags).unwrap();
@@ -231,20 +231,20 @@ fn ranges_past_the_largest_offset_are_einval() {
 }
 
 /// An IomapOps that returns one fixed answer.
-struct Fixed(Iomap, Option<Iomap>);
+struct Fixed<'d>(Iomap<'d>, Option<Iomap<'d>>);
 
-impl IomapOps for Fixed {
+impl IomapOps for Fixed<'_> {
     fn iomap_begin(
         &self,
         _: u64,
         _: u64,
         _: IterFlags,
-    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
-        Ok((self.0.clone(), self.1.clone()))
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
+        Ok((self.0, self.1))
     }
 }
 
-fn reason(ops: &Fixed, pos: u64, flags: IterFlags) -> &'static str {
+fn reason(ops: &Fixed<'_>, pos: u64, flags: IterFlags) -> &'static str {
     let mut it = IomapIter::new(ops, pos, PAGE, flags).unwrap();
     match it.next() {
         Err(DaxError::InvalidMapping { reason, .. }) => reason,
@@ -256,10 +256,10 @@ fn reason(ops: &Fixed, pos: u64, flags: IterFlags) -> &'static str {
 fn invalid_mappings_are_refused_with_eio() {
     let fs = MockFs::new(16, 16 * PAGE);
     let dev = fs.dyn_dev();
-    let good = Iomap::mapped(0, PAGE, 0, dev.clone());
+    let good = Iomap::mapped(0, PAGE, 0, dev);
     let w = F | IterFlags::WRITE;
-    let with = |f: &dyn Fn(&mut Iomap)| {
-        let mut m = good.clone();
+    let with = |f: &dyn Fn(&mut Iomap<'_>)| {
+        let mut m = good;
         f(&mut m);
         Fixed(m, None)
     };
@@ -307,27 +307,28 @@ fn invalid_mappings_are_refused_with_eio() {
         reason(&with(&|m| m.addr = u64::MAX - 4095), 0, F),
         "mapping runs past the end of the device"
     );
-    let src = Some(Iomap::mapped(0, PAGE, PAGE, dev.clone()));
+    let src_map = Iomap::mapped(0, PAGE, PAGE, dev);
+    let src = Some(src_map);
     assert_eq!(
-        reason(&Fixed(good.clone(), src.clone()), 0, w),
+        reason(&Fixed(good, src), 0, w),
         "source map for a destination that is not SHARED"
     );
-    let mut shared = good.clone();
+    let mut shared = good;
     shared.flags = IomapFlags::SHARED;
     assert_eq!(
-        reason(&Fixed(shared.clone(), src.clone()), 0, F),
+        reason(&Fixed(shared, src), 0, F),
         "source map on an operation that never copies"
     );
-    let mut shared_src = src.clone().unwrap();
+    let mut shared_src = src_map;
     shared_src.flags = IomapFlags::SHARED;
     assert_eq!(
-        reason(&Fixed(shared.clone(), Some(shared_src)), 0, w),
+        reason(&Fixed(shared, Some(shared_src)), 0, w),
         "source map flagged SHARED"
     );
-    let mut bad_src = src.clone().unwrap();
+    let mut bad_src = src_map;
     bad_src.offset = PAGE;
     assert_eq!(
-        reason(&Fixed(shared.clone(), Some(bad_src)), 0, w),
+        reason(&Fixed(shared, Some(bad_src)), 0, w),
         "mapping does not cover the position"
     );
     // The same mappings are fine where they are valid.
@@ -338,7 +339,7 @@ fn invalid_mappings_are_refused_with_eio() {
     let far = Fixed(
         Iomap {
             addr: 1 << 50,
-            ..good.clone()
+            ..good
         },
         None,
     );

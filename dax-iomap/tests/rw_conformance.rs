@@ -461,7 +461,7 @@ fn c01_copy_around_directly_for_page_and_pmd_alignment() {
             src_bytes[..align as usize],
             "copy-all {align}"
         );
-        let mut zero_src = src.clone();
+        let mut zero_src = src;
         zero_src.kind = IomapType::Unwritten;
         dax_iomap_copy_around(0, align, align, &zero_src, &dst).unwrap();
         assert!(

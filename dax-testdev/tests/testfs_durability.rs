@@ -84,7 +84,8 @@ fn blocks_freed_after_fsync_keep_their_data_for_a_crash() {
     let fs = TestFs::open(dev.clone()).unwrap();
     let a = fs.lookup("a").unwrap();
     assert_eq!(fs.stat(a).unwrap().size, B);
-    let (m, _) = fs.inode(a).unwrap().iomap_begin(0, B, R).unwrap();
+    let inode = fs.inode(a).unwrap();
+    let (m, _) = inode.iomap_begin(0, B, R).unwrap();
     assert_eq!(m.addr, old);
     assert_eq!(peek(&dev, old, 4), b"AAAA");
 }

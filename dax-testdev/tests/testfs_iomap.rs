@@ -12,7 +12,8 @@ use testfs_common::*;
 fn empty_file_reads_as_one_hole_up_to_the_size_limit() {
     let (_dev, fs) = mem_fs(8 << 20);
     let ino = fs.create("f").unwrap();
-    let (m, src) = fs.inode(ino).unwrap().iomap_begin(5000, 10, R).unwrap();
+    let inode = fs.inode(ino).unwrap();
+    let (m, src) = inode.iomap_begin(5000, 10, R).unwrap();
     assert_eq!(src, None);
     assert_eq!(
         (m.kind, m.offset, m.addr),
@@ -41,7 +42,7 @@ fn write_into_a_hole_allocates_blocks_zeroed_through_the_driver() {
     );
     assert_eq!(m.addr, data_start * B);
     assert!(std::ptr::addr_eq(
-        std::sync::Arc::as_ptr(m.dax_dev.as_ref().unwrap()),
+        m.dax_dev.unwrap(),
         std::sync::Arc::as_ptr(&dev)
     ));
     assert_eq!(dev.driver().calls(DevOp::ZeroPageRange) - zeroes_before, 4);
@@ -55,7 +56,8 @@ fn new_blocks_have_their_poison_cleared() {
     let first = fs.layout().data_start * B;
     dev.driver().poison(first + 512, 512).unwrap();
     let ino = fs.create("f").unwrap();
-    let (m, _) = fs.inode(ino).unwrap().iomap_begin(0, B, W).unwrap();
+    let inode = fs.inode(ino).unwrap();
+    let (m, _) = inode.iomap_begin(0, B, W).unwrap();
     assert_eq!(m.addr, first);
     assert!(!dev.driver().is_poisoned(first, B));
     assert!(dev.driver().badblocks().is_empty());
@@ -234,18 +236,16 @@ fn short_write_frees_unwritten_new_blocks_past_eof() {
 fn large_writes_get_2mib_aligned_blocks_small_files_first_fit() {
     let (_dev, fs) = mem_fs(16 << 20);
     let small = fs.create("small").unwrap();
-    let (s, _) = fs.inode(small).unwrap().iomap_begin(0, B, W).unwrap();
+    let small = fs.inode(small).unwrap();
+    let (s, _) = small.iomap_begin(0, B, W).unwrap();
     assert_eq!(s.addr / B, fs.layout().data_start);
     let big = fs.create("big").unwrap();
     let pmd = PMD_SIZE as u64;
-    let (m, _) = fs.inode(big).unwrap().iomap_begin(0, pmd, W).unwrap();
+    let big = fs.inode(big).unwrap();
+    let (m, _) = big.iomap_begin(0, pmd, W).unwrap();
     assert_eq!((m.addr % pmd, m.length), (0, pmd));
     // A small write in a file that is already large lands congruent to its offset.
-    let (m2, _) = fs
-        .inode(big)
-        .unwrap()
-        .iomap_begin(3 * pmd + 5 * B, B, W)
-        .unwrap();
+    let (m2, _) = big.iomap_begin(3 * pmd + 5 * B, B, W).unwrap();
     assert_eq!(m2.addr % pmd, 5 * B);
 }
 
@@ -277,11 +277,11 @@ fn bogus_iomap_end_calls_change_nothing() {
     let (m, _) = inode.iomap_begin(0, 2 * B, W).unwrap();
     inode.iomap_end(0, 2 * B, 2 * B, W, &m).unwrap();
     let before = fs.extents(ino).unwrap();
-    let mut fake = m.clone();
+    let mut fake = m;
     fake.flags |= IomapFlags::SHARED;
     fake.private = u64::MAX;
     inode.iomap_end(0, 2 * B, 0, W, &fake).unwrap();
-    let mut fake2 = m.clone();
+    let mut fake2 = m;
     fake2.addr += B;
     inode.iomap_end(0, 2 * B, 0, W, &fake2).unwrap();
     assert_eq!(fs.extents(ino).unwrap(), before);

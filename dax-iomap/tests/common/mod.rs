@@ -20,17 +20,40 @@ pub struct EndCall {
     pub flags: IterFlags,
 }
 
-/// One scripted extent: a mapping and an optional source map.
-#[derive(Clone)]
-pub struct Extent {
-    pub map: Iomap,
-    pub src: Option<Iomap>,
+/// One scripted extent: a mapping and an optional source map. Their devices, if
+/// any, must be the MockFs's own (see [`MockFs::push`]).
+#[derive(Clone, Copy)]
+pub struct Extent<'a> {
+    pub map: Iomap<'a>,
+    pub src: Option<Iomap<'a>>,
+}
+
+/// An extent as stored: the maps without their device borrow (a map borrows the
+/// filesystem that answers it, so the filesystem cannot hold one) and whether each
+/// had the MockFs's device, reattached by `iomap_begin`.
+#[derive(Clone, Copy)]
+pub struct StoredExtent {
+    map: Iomap<'static>,
+    map_dev: bool,
+    src: Option<(Iomap<'static>, bool)>,
+}
+
+/// `m` without its device, and whether it had one (which must be `dev`).
+fn strip(m: Iomap<'_>, dev: &DaxDevice) -> (Iomap<'static>, bool) {
+    let had = m.dax_dev.is_some_and(|d| {
+        assert!(
+            std::ptr::eq(d, dev),
+            "MockFs extents use the MockFs's device"
+        );
+        true
+    });
+    (Iomap { dax_dev: None, ..m }, had)
 }
 
 pub struct MockFs {
     pub dev: Arc<DaxDevice<MemDevice>>,
     pub size: Mutex<u64>,
-    pub extents: Mutex<Vec<Extent>>,
+    pub extents: Mutex<Vec<StoredExtent>>,
     pub begins: Mutex<Vec<(u64, u64, IterFlags)>>,
     pub ends: Mutex<Vec<EndCall>>,
     /// Fail the begin call number N (0-based) with this error.
@@ -75,8 +98,8 @@ impl MockFs {
         self
     }
 
-    pub fn dyn_dev(&self) -> Arc<DaxDevice> {
-        self.dev.clone()
+    pub fn dyn_dev(&self) -> &DaxDevice {
+        &*self.dev
     }
 
     /// Adds a mapping of file `[offset, offset+len)` to device byte `addr`.
@@ -116,9 +139,12 @@ impl MockFs {
         self.push(Extent { map, src });
     }
 
-    pub fn push(&self, e: Extent) {
+    /// Adds an extent; its maps' devices, if any, must be [`Self::dyn_dev`].
+    pub fn push(&self, e: Extent<'_>) {
+        let (map, map_dev) = strip(e.map, self.dyn_dev());
+        let src = e.src.map(|s| strip(s, self.dyn_dev()));
         let mut v = self.extents.lock();
-        v.push(e);
+        v.push(StoredExtent { map, map_dev, src });
         v.sort_by_key(|e| e.map.offset);
     }
 
@@ -143,7 +169,7 @@ impl IomapOps for MockFs {
         pos: u64,
         length: u64,
         flags: IterFlags,
-    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         let n = {
             let mut b = self.begins.lock();
             b.push((pos, length, flags));
@@ -159,7 +185,11 @@ impl IomapOps for MockFs {
             .iter()
             .find(|e| e.map.offset <= pos && pos < e.map.end())
         {
-            return Ok((e.map.clone(), e.src.clone()));
+            let dev = |(m, has_dev): (Iomap<'static>, bool)| Iomap {
+                dax_dev: has_dev.then(|| self.dyn_dev()),
+                ..m
+            };
+            return Ok((dev((e.map, e.map_dev)), e.src.map(dev)));
         }
         // A hole up to the next extent (or a long way).
         let next = ext
@@ -176,7 +206,7 @@ impl IomapOps for MockFs {
         length: u64,
         written: u64,
         flags: IterFlags,
-        _iomap: &Iomap,
+        _iomap: &Iomap<'_>,
     ) -> Result<(), DaxError> {
         self.ends.lock().push(EndCall {
             pos,

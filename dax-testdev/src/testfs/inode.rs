@@ -114,24 +114,26 @@ impl TestInode {
         &self.core
     }
 
-    fn map(&self, kind: IomapType, fb: u64, dev: u64, n: u64, flags: IomapFlags) -> Iomap {
+    /// A mapping of `n` blocks at file block `fb` to device block `dev`. It borrows
+    /// the device from the handle: the handle's `Arc<Shared>` keeps it alive.
+    fn map(&self, kind: IomapType, fb: u64, dev: u64, n: u64, flags: IomapFlags) -> Iomap<'_> {
         Iomap {
             addr: dev * B,
             offset: fb * B,
             length: n * B,
             kind,
             flags,
-            dax_dev: Some(self.fs.dev.clone()),
+            dax_dev: Some(&*self.fs.dev),
             ..Iomap::default()
         }
     }
 
-    fn hole(fb: u64, len: Option<u64>) -> Iomap {
+    fn hole<'a>(fb: u64, len: Option<u64>) -> Iomap<'a> {
         Iomap::hole(fb * B, len.unwrap_or(MAX_FILE_BLOCKS - fb) * B)
     }
 
     /// A read-type answer: the blocks as they are.
-    fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap, DaxError> {
+    fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap<'_>, DaxError> {
         let mut guard = self.fs.lock_meta(nowait)?;
         let meta = &mut *guard;
         let im = meta.inodes.get(&self.core.ino).ok_or_else(enoent)?;
@@ -168,7 +170,7 @@ impl TestInode {
         fb: u64,
         want: u64,
         flags: IterFlags,
-    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         let nowait = flags.contains(IterFlags::NOWAIT);
         let write = flags.contains(IterFlags::WRITE);
         let ino = self.core.ino;
@@ -316,7 +318,7 @@ impl TestInode {
 
     /// Ends a CoW: remaps the written blocks into the file (`xfs_reflink_end_cow`) or
     /// cancels the reservation (`xfs_reflink_cancel_cow_range`).
-    fn cow_end(&self, pos: u64, length: u64, written: u64, iomap: &Iomap) {
+    fn cow_end(&self, pos: u64, length: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
         let meta: &mut Meta = &mut guard;
         let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
@@ -361,7 +363,7 @@ impl TestInode {
 
     /// After a short write, frees the blocks this mapping allocated past EOF that were
     /// not written (ext2's `ext2_write_failed`).
-    fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap) {
+    fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
         let meta: &mut Meta = &mut guard;
         let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
@@ -411,7 +413,7 @@ impl IomapOps for TestInode {
         pos: u64,
         length: u64,
         flags: IterFlags,
-    ) -> Result<(Iomap, Option<Iomap>), DaxError> {
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         self.fs.check_mounted()?;
         if pos > MAX_FILE_SIZE {
             return Err(DaxError::InvalidArgument {
@@ -437,7 +439,7 @@ impl IomapOps for TestInode {
         length: u64,
         written: u64,
         flags: IterFlags,
-        iomap: &Iomap,
+        iomap: &Iomap<'_>,
     ) -> Result<(), DaxError> {
         let writes = flags.intersects(IterFlags::WRITE | IterFlags::ZERO);
         if writes && iomap.flags.contains(IomapFlags::SHARED) && iomap.private >= PRIV_COW_BASE {

@@ -67,11 +67,8 @@ fn sharing_raises_refcounts_and_flags_both_files() {
     }
     assert_eq!(fs.stat(b).unwrap().size, 4 * B);
     // A read of a shared extent says so (XFS's read iomap for DAX inodes).
-    let (m, _) = fs
-        .inode(b)
-        .unwrap()
-        .iomap_begin(0, B, IterFlags::DAX)
-        .unwrap();
+    let inode = fs.inode(b).unwrap();
+    let (m, _) = inode.iomap_begin(0, B, IterFlags::DAX).unwrap();
     assert_eq!(
         (m.kind, m.flags, m.addr),
         (IomapType::Mapped, IomapFlags::SHARED, blk * B)
@@ -152,7 +149,8 @@ fn cow_end_remaps_written_blocks_and_drops_the_old_references() {
         2
     );
     // A later write to the partner's now-unshared blocks is an ordinary overwrite.
-    let (m, src) = fs.inode(a).unwrap().iomap_begin(B, B, W).unwrap();
+    let inode = fs.inode(a).unwrap();
+    let (m, src) = inode.iomap_begin(B, B, W).unwrap();
     assert_eq!(
         (m.addr, src, m.flags.contains(IomapFlags::SHARED)),
         ((blk + 1) * B, None, false)
@@ -190,9 +188,10 @@ fn zeroing_shared_mapped_blocks_copies_on_write_but_unwritten_and_holes_never_al
     fs.share_blocks(u, 0, c, 0, 2, Some(4 * B)).unwrap();
     let z = IterFlags::DAX | IterFlags::ZERO;
     let free = fs.statfs().free;
-    let (m, src) = fs.inode(c).unwrap().iomap_begin(0, 2 * B, z).unwrap();
+    let inode = fs.inode(c).unwrap();
+    let (m, src) = inode.iomap_begin(0, 2 * B, z).unwrap();
     assert_eq!((m.kind, src), (IomapType::Unwritten, None));
-    let (m, _) = fs.inode(c).unwrap().iomap_begin(2 * B, B, z).unwrap();
+    let (m, _) = inode.iomap_begin(2 * B, B, z).unwrap();
     assert_eq!(m.kind, IomapType::Hole);
     assert_eq!(fs.statfs().free, free);
     let inode = fs.inode(b).unwrap();
@@ -210,7 +209,8 @@ fn write_into_shared_unwritten_blocks_copies_with_an_unwritten_source() {
     fs.fallocate(u, FallocMode::empty(), 0, 2 * B).unwrap();
     let c = fs.create("c").unwrap();
     fs.share_blocks(u, 0, c, 0, 2, Some(2 * B)).unwrap();
-    let (m, src) = fs.inode(c).unwrap().iomap_begin(0, B, W).unwrap();
+    let inode = fs.inode(c).unwrap();
+    let (m, src) = inode.iomap_begin(0, B, W).unwrap();
     assert!(m.flags.contains(IomapFlags::SHARED));
     assert_eq!(src.unwrap().kind, IomapType::Unwritten);
 }
@@ -241,11 +241,8 @@ fn shared_extents_and_refcounts_survive_a_checkpoint_and_reopen() {
     let fs = TestFs::open(dev.clone()).unwrap();
     assert_eq!(fs.block_refcount(blk), 2);
     assert!(fs.extents(fs.lookup("b").unwrap()).unwrap()[0].shared);
-    let (m, src) = fs
-        .inode(fs.lookup("b").unwrap())
-        .unwrap()
-        .iomap_begin(0, B, W)
-        .unwrap();
+    let inode = fs.inode(fs.lookup("b").unwrap()).unwrap();
+    let (m, src) = inode.iomap_begin(0, B, W).unwrap();
     assert!(m.flags.contains(IomapFlags::SHARED) && src.is_some());
 }
 
