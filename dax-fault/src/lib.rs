@@ -39,7 +39,7 @@ pub use layout::{
     BreakLayoutWait, ERESTARTSYS, PagePins, dax_break_layout, dax_break_layout_final,
     dax_break_layout_inode, dax_layout_busy_page, dax_layout_busy_page_range, pin_user_pages,
 };
-pub use mapping::{DaxMapping, FaultStats, MappedVma};
+pub use mapping::{DaxMapping, FaultStats, MappedVma, VmOps};
 pub use pages::{clear_page_hwpoison, page_hwpoison, page_pins};
 pub use pagetable::{MapTarget, PageTable, PmdSlot, Pte};
 pub use sim::{SimCalls, SimPageTable, SimTarget};

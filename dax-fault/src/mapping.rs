@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::index::{Entry, EntryKind, MappingIndex};
 use crate::pages;
 use crate::pagetable::PageTable;
-use crate::vm::Vma;
+use crate::vm::{VmFault, Vma, Vmf};
 use crate::writeback::{WritebackControl, dax_writeback_mapping_range};
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -158,6 +158,27 @@ impl DaxMapping {
     /// that cannot honour it (`daxdev_mapping_supported`: the device must be
     /// synchronous, and MAP_SYNC needs `MAP_SHARED`).
     pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
+        self.mmap_inner(vma, pt, None)
+    }
+
+    /// [`DaxMapping::mmap`] with the filesystem's fault handler attached (the VMA's
+    /// `vm_ops`), which a memory manager ([`SimPageTable::access`](crate::SimPageTable::access),
+    /// the `mmu` backend) calls on faults.
+    pub fn mmap_with(
+        &self,
+        vma: Vma,
+        pt: Arc<dyn PageTable>,
+        ops: Arc<dyn VmOps>,
+    ) -> Result<Arc<MappedVma>, DaxError> {
+        self.mmap_inner(vma, pt, Some(ops))
+    }
+
+    fn mmap_inner(
+        &self,
+        vma: Vma,
+        pt: Arc<dyn PageTable>,
+        ops: Option<Arc<dyn VmOps>>,
+    ) -> Result<Arc<MappedVma>, DaxError> {
         if !self.dev.mapping_supported(vma.is_sync(), true) {
             return Err(DaxError::NotSupported {
                 what: "MAP_SYNC needs a synchronous DAX device",
@@ -172,6 +193,7 @@ impl DaxMapping {
             vma,
             pt,
             mapping: self.arc(),
+            ops,
             signals: Mutex::new(Vec::new()),
         });
         let mut v = self.vmas.lock();
@@ -284,7 +306,18 @@ pub struct MappedVma {
     vma: Vma,
     pt: Arc<dyn PageTable>,
     mapping: Arc<DaxMapping>,
+    ops: Option<Arc<dyn VmOps>>,
     signals: Mutex<Vec<u64>>,
+}
+
+/// A filesystem's fault handler for its DAX mappings (`vm_operations_struct`: for DAX
+/// files `fault`, `huge_fault`, `page_mkwrite` and `pfn_mkwrite` all lead here, as in
+/// ext4 and XFS). It takes its locks (the invalidate lock shared) and calls
+/// [`dax_iomap_fault`](crate::dax_iomap_fault), then
+/// [`dax_finish_sync_fault`](crate::dax_finish_sync_fault) on NEEDDSYNC.
+pub trait VmOps: Send + Sync {
+    /// Handles a fault of `order` 0 (PTE) or 9 (PMD).
+    fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault;
 }
 
 impl fmt::Debug for MappedVma {
@@ -307,6 +340,11 @@ impl MappedVma {
     /// The file mapping it shows.
     pub fn mapping(&self) -> &Arc<DaxMapping> {
         &self.mapping
+    }
+
+    /// The filesystem's fault handler, if one was attached ([`DaxMapping::mmap_with`]).
+    pub fn ops(&self) -> Option<&Arc<dyn VmOps>> {
+        self.ops.as_ref()
     }
 
     /// Records a SIGBUS (`BUS_MCEERR_AR`) for an access at `addr`

@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use dax_core::{DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
+use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, Pfn};
 use parking_lot::Mutex;
 
+use crate::mapping::MappedVma;
 use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
+use crate::vm::{FaultFlags, VmFault, Vmf};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
@@ -527,5 +529,187 @@ impl PageTable for SimPageTable {
                 *dirty = false;
             }
         }
+    }
+}
+
+impl SimTarget {
+    /// Whether a store reaches it without a fault.
+    pub fn is_writable(&self) -> bool {
+        match *self {
+            SimTarget::Device { writable, .. } | SimTarget::Private { writable } => writable,
+            SimTarget::Zero => false,
+        }
+    }
+}
+
+/// How many faults one simulated access may take before it is declared stuck.
+const MAX_FAULTS_PER_ACCESS: usize = 32;
+
+impl SimPageTable {
+    /// Makes one access to `addr` in `vma` possible, faulting as the kernel's memory
+    /// manager does (`handle_mm_fault`, §2.7.1 of the reference): a PMD fault first
+    /// when the mapping allows huge pages and the PMD slot is empty, PTE faults after a
+    /// FALLBACK; a store to a read-only page of a shared mapping goes to the handler
+    /// as a `MKWRITE` write fault, one to a private mapping is copied by the memory
+    /// manager itself (`wp_page_copy`) without the handler. Retries after NOPAGE,
+    /// DONE_COW and 0. `vma` must live in this page table and have a handler
+    /// ([`DaxMapping::mmap_with`](crate::DaxMapping::mmap_with)).
+    ///
+    /// Returns what the address reaches, or the fault result that would kill the
+    /// access: SIGSEGV for a store to a read-only mapping, the handler's error bits
+    /// (SIGBUS, HWPOISON, OOM), SIGBUS for a NEEDDSYNC the handler did not finish, no
+    /// handler, or an access that still faults after 32 tries.
+    pub fn access(&self, vma: &MappedVma, addr: u64, write: bool) -> Result<SimTarget, VmFault> {
+        let v = vma.vma();
+        if !v.contains(addr) {
+            return Err(VmFault::SIGSEGV);
+        }
+        if write && !v.is_writable() {
+            return Err(VmFault::SIGSEGV);
+        }
+        let Some(ops) = vma.ops() else {
+            return Err(VmFault::SIGBUS);
+        };
+        let page = addr & !(PAGE - 1);
+        let pmd = addr & !(PMD - 1);
+        let wflags = if write {
+            FaultFlags::WRITE
+        } else {
+            FaultFlags::empty()
+        };
+        let call = |flags: FaultFlags, order: u32| -> VmFault {
+            match Vmf::new(vma, addr, flags | FaultFlags::USER) {
+                Ok(vmf) => ops.fault(&vmf, order),
+                Err(_) => VmFault::SIGSEGV,
+            }
+        };
+        for _ in 0..MAX_FAULTS_PER_ACCESS {
+            let ret = match self.resolve(addr) {
+                Some(t) if !write || t.is_writable() => {
+                    if write {
+                        self.touch_write(addr);
+                    }
+                    return Ok(t);
+                }
+                Some(t) => {
+                    let huge = self.pmd(addr).is_huge();
+                    if !v.is_shared() {
+                        if huge {
+                            self.split_pmd(pmd);
+                            continue;
+                        }
+                        let mut data = Box::new([0u8; PAGE_SIZE]);
+                        self.read_target(vma, page, t, 0, &mut data[..])?;
+                        self.cow_in_place(page, &data);
+                        continue;
+                    }
+                    if huge {
+                        let r = call(FaultFlags::WRITE | FaultFlags::MKWRITE, PMD_ORDER);
+                        if r != VmFault::FALLBACK {
+                            r
+                        } else {
+                            self.split_pmd(pmd);
+                            call(FaultFlags::WRITE, 0)
+                        }
+                    } else {
+                        call(FaultFlags::WRITE | FaultFlags::MKWRITE, 0)
+                    }
+                }
+                None => {
+                    if v.is_huge() && self.pmd(addr) == PmdSlot::Empty {
+                        let r = call(wflags, PMD_ORDER);
+                        if r != VmFault::FALLBACK {
+                            r
+                        } else {
+                            call(wflags, 0)
+                        }
+                    } else {
+                        call(wflags, 0)
+                    }
+                }
+            };
+            if ret.is_error() {
+                return Err(ret & VmFault::ERROR);
+            }
+            if ret.contains(VmFault::NEEDDSYNC) {
+                return Err(VmFault::SIGBUS);
+            }
+        }
+        Err(VmFault::SIGBUS)
+    }
+
+    fn read_target(
+        &self,
+        vma: &MappedVma,
+        page: u64,
+        t: SimTarget,
+        off: usize,
+        buf: &mut [u8],
+    ) -> Result<(), VmFault> {
+        match t {
+            SimTarget::Zero => buf.fill(0),
+            SimTarget::Private { .. } => {
+                if !self.read_private(page, off, buf) {
+                    return Err(VmFault::SIGBUS);
+                }
+            }
+            SimTarget::Device { pgoff, .. } => {
+                let dev = vma.mapping().device();
+                let section = dev.read_lock();
+                let da = section
+                    .direct_access(pgoff, 1, DaxAccessMode::Access)
+                    .map_err(|e| VmFault::from_error(&e))?;
+                if da.copy_to(off, buf) != buf.len() {
+                    return Err(VmFault::HWPOISON);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads `buf.len()` bytes from `addr` through `vma`, faulting as needed (see
+    /// [`access`](Self::access)); stops at the first page whose access fails.
+    pub fn read(&self, vma: &MappedVma, addr: u64, buf: &mut [u8]) -> Result<(), VmFault> {
+        let mut done = 0;
+        while done < buf.len() {
+            let a = addr + done as u64;
+            let off = (a % PAGE) as usize;
+            let n = (PAGE_SIZE - off).min(buf.len() - done);
+            let t = self.access(vma, a, false)?;
+            self.read_target(vma, a & !(PAGE - 1), t, off, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Stores `data` at `addr` through `vma`, faulting as needed (see
+    /// [`access`](Self::access)); stops at the first page whose access fails.
+    pub fn write(&self, vma: &MappedVma, addr: u64, data: &[u8]) -> Result<(), VmFault> {
+        let mut done = 0;
+        while done < data.len() {
+            let a = addr + done as u64;
+            let off = (a % PAGE) as usize;
+            let n = (PAGE_SIZE - off).min(data.len() - done);
+            match self.access(vma, a, true)? {
+                SimTarget::Device { pgoff, .. } => {
+                    let dev = vma.mapping().device();
+                    let section = dev.read_lock();
+                    let da = section
+                        .direct_access(pgoff, 1, DaxAccessMode::Access)
+                        .map_err(|e| VmFault::from_error(&e))?;
+                    if da.copy_from(off, &data[done..done + n]) != n {
+                        return Err(VmFault::SIGBUS);
+                    }
+                }
+                SimTarget::Private { .. } => {
+                    if !self.write_private(a & !(PAGE - 1), off, &data[done..done + n]) {
+                        return Err(VmFault::SIGBUS);
+                    }
+                }
+                SimTarget::Zero => return Err(VmFault::SIGBUS),
+            }
+            done += n;
+        }
+        Ok(())
     }
 }
