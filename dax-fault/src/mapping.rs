@@ -210,9 +210,20 @@ impl DaxMapping {
     /// Removes file pages `first .. first + count` from every user mapping
     /// (`unmap_mapping_pages`); private copy-on-write pages stay unless `even_cows`.
     pub fn unmap_mapping_pages(&self, first: u64, count: u64, even_cows: bool) {
-        for m in self.vmas() {
+        self.for_each_vma(|m| {
             if let Some((addr, len)) = m.vma.range_of(first, count) {
                 m.pt.unmap(addr, len, even_cows);
+            }
+        });
+    }
+
+    /// Calls `f` on every live user mapping, under the `i_mmap` lock (`f` must not
+    /// map or unmap files).
+    fn for_each_vma(&self, mut f: impl FnMut(&MappedVma)) {
+        let v = self.vmas.lock();
+        for w in v.iter() {
+            if let Some(m) = w.upgrade() {
+                f(&m);
             }
         }
     }
@@ -220,14 +231,13 @@ impl DaxMapping {
     /// Write-protects and cleans, in every shared user mapping, file pages
     /// `index .. index + count` that map device pages from `pfn` (`dax_entry_mkclean`).
     pub(crate) fn mkclean(&self, index: u64, count: u64, pfn: Pfn) {
-        for m in self.vmas() {
-            if !m.vma.is_shared() {
-                continue;
-            }
-            if let Some((addr, len)) = m.vma.range_of(index, count) {
+        self.for_each_vma(|m| {
+            if m.vma.is_shared()
+                && let Some((addr, len)) = m.vma.range_of(index, count)
+            {
                 m.pt.wrprotect(addr, len, pfn, count);
             }
-        }
+        });
     }
 
     /// Whether an entry was dirtied since the flag was last taken (`I_DIRTY_PAGES`).
@@ -279,6 +289,9 @@ impl MappingOps for DaxMapping {
     }
 
     fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
+        if last < first {
+            return Ok(());
+        }
         let all = self.index.invalidate_clean(first, last);
         self.unmap_mapping_pages(first, last - first + 1, false);
         if all {

@@ -4,7 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use dax_core::{DaxAccessMode, DaxDevice, DaxError, DaxHolder, FsDax, MfFlags, PMD_SIZE};
+use dax_core::{
+    DaxAccessMode, DaxDevice, DaxError, DaxHolder, FsDax, MfFlags, PAGE_SIZE, PMD_SIZE,
+};
+use dax_fault::{
+    WritebackControl, dax_break_layout_final, dax_break_layout_inode, dax_writeback_mapping_range,
+};
 use dax_iomap::{
     Fiemap, MAX_FILE_SIZE, RemapFile, RemapFlags, dax_file_unshare, dax_iomap_read,
     dax_iomap_write, dax_remap_file_range_prep, dax_truncate_page, dax_zero_range, iomap_fiemap,
@@ -15,6 +20,7 @@ use super::alloc::{AllocHint, Allocator, PMD_BLOCKS};
 use super::extent::{Extent, ExtentMap, Lookup};
 use super::format::{self, CKPT_HEADER, Image, InodeRecord, SB_LEN, Superblock};
 use super::inode::{InodeCore, TestInode};
+use super::mmap::break_layouts;
 use super::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 use super::{B, BLOCK_SIZE, MAX_FILE_BLOCKS, check_name};
 
@@ -374,10 +380,9 @@ impl Shared {
 
     /// Writes a checkpoint of `meta` (which the caller holds locked) and commits it.
     pub(crate) fn checkpoint_locked(&self, meta: &mut Meta) -> Result<(), DaxError> {
-        // Data (written with non-temporal stores by the engine) before the metadata
-        // that makes it reachable.
-        // FAULT-ENGINE: fsync must first write back dirty mapped pages
-        // (`dax_writeback_mapping_range`) of the file(s) being synced.
+        // Data (written with non-temporal stores by the engine, or written back from
+        // the CPU cache by `dax_writeback_mapping_range` before this) before the
+        // metadata that makes it reachable.
         self.dev.flush()?;
         let image = meta.image();
         let generation = meta.generation + 1;
@@ -580,7 +585,7 @@ impl TestFs {
             meta.inodes.insert(
                 rec.ino,
                 InodeMeta {
-                    core: Arc::new(InodeCore::new(rec.ino, rec.size)),
+                    core: Arc::new(InodeCore::new(rec.ino, rec.size, dev.clone())),
                     name: rec.name,
                     extents: rec.extents,
                     dirty: false,
@@ -645,7 +650,7 @@ impl TestFs {
         meta.inodes.insert(
             ino,
             InodeMeta {
-                core: Arc::new(InodeCore::new(ino, 0)),
+                core: Arc::new(InodeCore::new(ino, 0, self.shared.dev.clone())),
                 name: name.to_owned(),
                 extents: ExtentMap::new(),
                 dirty: true,
@@ -681,8 +686,10 @@ impl TestFs {
         let inode = self.inode(ino)?;
         let _io = inode.core().io.write();
         let _inval = inode.core().invalidate.write();
-        // FAULT-ENGINE: evicting the inode drops its mapping entries and waits for
-        // pinned pages (`dax_break_layout_final`, `truncate_inode_pages_final`).
+        // The blocks are freed now (TestFs has no open-file references), so do what
+        // eviction does first: unmap the file everywhere, wait for pinned pages, drop
+        // every entry (`dax_break_layout_final`).
+        dax_break_layout_final(&inode.core().mapping);
         let mut meta = self.shared.meta.lock();
         if meta.names.get(name) != Some(&ino.0) {
             return Err(enoent());
@@ -883,16 +890,14 @@ impl TestFs {
         check_range(size, 0)?;
         let inode = self.inode(ino)?;
         let _io = inode.core().io.write();
-        let _inval = inode.core().invalidate.write();
+        let mut inval = Some(inode.core().invalidate.write());
         self.check_live(&inode)?;
-        // FAULT-ENGINE: break DAX layouts here (`dax_break_layout_inode`).
+        break_layouts(inode.core(), &mut inval)?;
         let old = inode.core().size();
         if size < old {
             if !size.is_multiple_of(B) && self.has_mapped(&inode, size, size.next_multiple_of(B))? {
                 dax_truncate_page(&inode, &inode, size)?;
             }
-            // FAULT-ENGINE: `truncate_setsize` unmaps and deletes the mapping entries
-            // past the new EOF before the blocks are freed.
             let mut meta = self.shared.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
@@ -900,6 +905,13 @@ impl TestFs {
             let fb = size.div_ceil(B);
             let removed = im.extents.remove(fb, MAX_FILE_BLOCKS - fb);
             meta.release_pieces(&removed);
+            drop(meta);
+            // `truncate_pagecache`: private copies past the new EOF go too.
+            let first = size.div_ceil(PAGE_SIZE as u64);
+            inode
+                .core()
+                .mapping
+                .unmap_mapping_pages(first, u64::MAX - first, true);
         } else if size > old {
             self.zero_gap(&inode, old, size)?;
             let mut meta = self.shared.meta.lock();
@@ -970,10 +982,13 @@ impl TestFs {
 
         let inode = self.inode(ino)?;
         let _io = inode.core().io.write();
-        let _inval = inode.core().invalidate.write();
+        let mut inval = Some(inode.core().invalidate.write());
         self.check_live(&inode)?;
-        // FAULT-ENGINE: break DAX layouts and invalidate mapping entries of the range
-        // before blocks are freed or replaced (`dax_break_layout`, truncate_pagecache_range).
+        if !op.is_empty() {
+            // Blocks will be freed, replaced or copied: no mapping may keep pointing
+            // at them (ext4_punch_hole, xfs_file_fallocate: break layouts first).
+            break_layouts(inode.core(), &mut inval)?;
+        }
         let (fb_in, fb_out) = (pos.div_ceil(B), end / B); // whole blocks inside
         let (fb_lo, fb_hi) = (pos / B, end.div_ceil(B)); // blocks touched
         if op == FallocMode::PUNCH_HOLE || op == FallocMode::ZERO_RANGE {
@@ -986,6 +1001,11 @@ impl TestFs {
             }
             if fb_in < fb_out {
                 self.punch_blocks(&inode, fb_in, fb_out - fb_in)?;
+                // `truncate_pagecache_range`: private copies of the range go too.
+                inode
+                    .core()
+                    .mapping
+                    .unmap_mapping_pages(fb_in, fb_out - fb_in, true);
                 if op == FallocMode::ZERO_RANGE {
                     self.alloc_unwritten(&inode, fb_in, fb_out - fb_in)?;
                 }
@@ -1023,14 +1043,27 @@ impl TestFs {
     /// Makes the file durable (`fsync(2)`): like a journal commit, it checkpoints the
     /// whole filesystem. `ENOENT` for an unknown inode.
     pub fn fsync(&self, ino: Ino) -> Result<(), DaxError> {
-        let _inode = self.inode(ino)?;
-        // FAULT-ENGINE: `dax_writeback_mapping_range` for this file's dirty mappings.
-        self.sync()
+        let inode = self.inode(ino)?;
+        self.shared.fsync_inode(inode.core())
     }
 
-    /// Checkpoints all metadata (`sync_fs`).
+    /// Writes back every file's mapped data, then checkpoints all metadata (`sync(2)`:
+    /// `writeback_inodes_sb` with `WB_SYNC_ALL`, then `sync_fs`).
     pub fn sync(&self) -> Result<(), DaxError> {
         self.shared.check_mounted()?;
+        let cores: Vec<_> = {
+            let meta = self.shared.meta.lock();
+            meta.inodes.values().map(|im| im.core.clone()).collect()
+        };
+        for core in cores {
+            if !core.mapping.index().is_empty() {
+                dax_writeback_mapping_range(
+                    &core.mapping,
+                    &self.shared.dev,
+                    &WritebackControl::sync_all(0, u64::MAX),
+                )?;
+            }
+        }
         let mut meta = self.shared.meta.lock();
         self.shared.checkpoint_locked(&mut meta)
     }
@@ -1189,7 +1222,16 @@ impl TestFs {
         let _inval2 = (src != dst).then(|| second.core().invalidate.write());
         self.check_live(&s)?;
         self.check_live(&d)?;
-        // FAULT-ENGINE: break DAX layouts of both files here.
+        // Break both files' layouts (`xfs_iolock_two_inodes_and_break_layout`): the
+        // source's blocks become shared, so no writable mapping of them may survive,
+        // and the destination's blocks are replaced. Waiting keeps the locks (a pin
+        // holder never needs them here).
+        let mut wait = |sleep: &dyn Fn()| {
+            sleep();
+            Ok(())
+        };
+        dax_break_layout_inode(&s.core().mapping, Some(&mut wait))?;
+        dax_break_layout_inode(&d.core().mapping, Some(&mut wait))?;
         let len = dax_remap_file_range_prep(
             &remap_side(&s),
             src_off,
@@ -1230,7 +1272,6 @@ impl TestFs {
 
         let grow_to = (!flags.contains(RemapFlags::DEDUP)).then_some(dst_end);
         self.share_blocks(src, sfb, dst, dfb, nb, grow_to)?;
-        // FAULT-ENGINE: invalidate the destination's mapping entries of the range.
         Ok(len)
     }
 

@@ -6,7 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use dax_core::DaxError;
+use dax_core::{DaxDevice, DaxError};
+use dax_fault::DaxMapping;
 use dax_iomap::{
     DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,
 };
@@ -27,16 +28,19 @@ pub(crate) struct InodeCore {
     /// Set by unlink while it holds the I/O lock exclusively, so anyone holding the I/O
     /// lock can test it without the metadata lock.
     unlinked: AtomicBool,
+    /// The file's DAX mapping (`inode->i_mapping`): entries and user mappings.
+    pub(crate) mapping: Arc<DaxMapping>,
 }
 
 impl InodeCore {
-    pub(crate) fn new(ino: u64, size: u64) -> Self {
+    pub(crate) fn new(ino: u64, size: u64, dev: Arc<DaxDevice>) -> Self {
         InodeCore {
             ino,
             size: AtomicU64::new(size),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
             unlinked: AtomicBool::new(false),
+            mapping: DaxMapping::new(dev),
         }
     }
 
@@ -103,6 +107,11 @@ enum Plan {
 impl TestInode {
     pub(crate) fn new(fs: Arc<Shared>, core: Arc<InodeCore>) -> Self {
         TestInode { fs, core }
+    }
+
+    /// The filesystem state this handle belongs to.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.fs
     }
 
     /// The inode number.
@@ -400,10 +409,7 @@ impl DaxInode for TestInode {
     }
 
     fn mapping(&self) -> Option<&dyn MappingOps> {
-        // FAULT-ENGINE: return the file's DAX mapping index here once dax-fault
-        // provides one (store it in `InodeCore`, created with the inode). Until then
-        // no user mapping exists, so there is nothing to invalidate or write back.
-        None
+        Some(&*self.core.mapping)
     }
 }
 

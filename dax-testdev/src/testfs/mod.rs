@@ -151,8 +151,10 @@
 //!    seek; exclusive for writes, truncate, fallocate, reflink/dedupe and unlink;
 //! 2. the per-inode **invalidate lock** (`mapping->invalidate_lock`, XFS MMAPLOCK):
 //!    exclusive for truncate, fallocate (punch, zero range...), reflink/dedupe and
-//!    unlink; page faults will take it shared once the fault engine exists;
-//! 3. *(reserved: DAX mapping-entry locks, taken by the engine)*;
+//!    unlink, which break DAX layouts under it before changing the block map; shared
+//!    for page faults, for the whole fault including a MAP_SYNC fsync;
+//! 3. DAX mapping-entry locks, taken by the engine (faults, writeback, layout
+//!    breaking, invalidation from writes);
 //! 4. the filesystem-wide **metadata lock** (namespace, inodes, extent maps, allocator,
 //!    CoW reservations, checkpointing; XFS ILOCK plus AGF), innermost, taken only
 //!    inside TestFs for short critical sections and never held across an engine call.
@@ -178,6 +180,7 @@ mod extent;
 mod format;
 mod fs;
 mod inode;
+mod mmap;
 mod rangeset;
 mod sync;
 

@@ -1,0 +1,108 @@
+//! Memory mappings of TestFs files: `mmap`, the fault handler (modelled on ext4's
+//! `ext4_dax_huge_fault` and XFS's `xfs_dax_fault`), layout breaking before block-map
+//! changes (`ext4_break_layouts`) and writeback of mapped data at fsync.
+
+use std::sync::Arc;
+
+use dax_core::{DaxError, Pfn};
+use dax_fault::{
+    DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, WritebackControl,
+    dax_break_layout_inode, dax_finish_sync_fault, dax_iomap_fault, dax_writeback_mapping_range,
+};
+use parking_lot::RwLockWriteGuard;
+
+use super::Ino;
+use super::fs::{Shared, TestFs, enoent};
+use super::inode::{InodeCore, TestInode};
+
+impl TestFs {
+    /// Maps file `ino` (`mmap(2)` of a DAX file): `vma` in the address space `pt`, with
+    /// TestFs's fault handler attached. The mapping lives until the returned handle is
+    /// dropped. `EOPNOTSUPP` for MAP_SYNC on a device that is not synchronous,
+    /// `ENOENT` for an unknown inode.
+    pub fn mmap(
+        &self,
+        ino: Ino,
+        vma: Vma,
+        pt: Arc<dyn PageTable>,
+    ) -> Result<Arc<MappedVma>, DaxError> {
+        self.inode(ino)?.mmap(vma, pt)
+    }
+}
+
+impl TestInode {
+    /// [`TestFs::mmap`] through an inode handle.
+    pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
+        self.shared().check_mounted()?;
+        if self.core().is_unlinked() {
+            return Err(enoent());
+        }
+        let ops: Arc<dyn VmOps> = Arc::new(self.clone());
+        self.core().mapping.mmap_with(vma, pt, ops)
+    }
+
+    /// The file's DAX mapping: its index of entries and its user mappings.
+    pub fn dax_mapping(&self) -> &Arc<DaxMapping> {
+        &self.core().mapping
+    }
+}
+
+impl VmOps for TestInode {
+    /// The fault handler: the invalidate lock shared for the whole fault (`LCK-01`,
+    /// `LCK-03`), [`dax_iomap_fault`], and for a synchronous write fault
+    /// [`dax_finish_sync_fault`] with an fsync of the file (which checkpoints the
+    /// metadata that makes the page reachable). SIGBUS once the file is unlinked or
+    /// the filesystem unmounted.
+    fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault {
+        if self.shared().check_mounted().is_err() {
+            return VmFault::SIGBUS;
+        }
+        let write = vmf.is_write() && vmf.vma().vma().is_shared();
+        let _inval = self.core().invalidate.read();
+        if self.core().is_unlinked() {
+            return VmFault::SIGBUS;
+        }
+        let mut pfn = Pfn(0);
+        let mut err = Ok(());
+        let ret = dax_iomap_fault(vmf, order, self, self, Some(&mut pfn), Some(&mut err));
+        if write && ret.contains(VmFault::NEEDDSYNC) {
+            return dax_finish_sync_fault(vmf, order, pfn, |_, _| {
+                self.shared().fsync_inode(self.core())
+            });
+        }
+        ret
+    }
+}
+
+impl Shared {
+    /// Writes back the file's dirty mapped data, then checkpoints (fsync: data before
+    /// the metadata that makes it reachable).
+    pub(crate) fn fsync_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
+        self.check_mounted()?;
+        dax_writeback_mapping_range(
+            &core.mapping,
+            &self.dev,
+            &WritebackControl::sync_all(0, u64::MAX),
+        )?;
+        let mut meta = self.meta.lock();
+        self.checkpoint_locked(&mut meta)
+    }
+}
+
+/// Breaks the DAX layout of the whole file before its block map changes
+/// (`ext4_break_layouts`): unmaps it everywhere, waits for pinned pages to be
+/// released — dropping the invalidate lock `inval` while it sleeps and retaking it, as
+/// `ext4_wait_dax_page` does, so a pinning thread that faults can finish — and deletes
+/// every entry. The caller holds the I/O lock exclusively.
+pub(crate) fn break_layouts<'a>(
+    core: &'a InodeCore,
+    inval: &mut Option<RwLockWriteGuard<'a, ()>>,
+) -> Result<(), DaxError> {
+    let mut wait = |sleep: &dyn Fn()| {
+        *inval = None;
+        sleep();
+        *inval = Some(core.invalidate.write());
+        Ok(())
+    };
+    dax_break_layout_inode(&core.mapping, Some(&mut wait))
+}
