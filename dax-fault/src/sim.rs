@@ -2,7 +2,7 @@
 //! and count every call, for conformance tests and for measuring the engine without
 //! the kernel.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, Pfn};
@@ -53,11 +53,24 @@ struct SimHuge {
     pgoff: u64,
 }
 
+/// What one 2 MiB slot holds: a table of 512 PTE slots (kept once created, as the
+/// kernel keeps page tables until munmap) or a huge mapping.
+enum Dir {
+    Table(Box<[Option<SimPte>; PMD_PAGES as usize]>),
+    Huge(SimHuge),
+}
+
+fn pmd_of(addr: u64) -> u64 {
+    addr & !(PMD - 1)
+}
+
+fn slot_of(addr: u64) -> usize {
+    ((addr & (PMD - 1)) / PAGE) as usize
+}
+
 #[derive(Default)]
 struct State {
-    ptes: BTreeMap<u64, SimPte>,
-    huge: BTreeMap<u64, SimHuge>,
-    tables: BTreeSet<u64>,
+    dirs: BTreeMap<u64, Dir>,
     private: BTreeMap<u64, Box<[u8; PAGE_SIZE]>>,
     calls: SimCalls,
     fail_next: Option<DaxError>,
@@ -69,6 +82,74 @@ impl State {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    fn pte(&self, addr: u64) -> Option<&SimPte> {
+        match self.dirs.get(&pmd_of(addr)) {
+            Some(Dir::Table(t)) => t[slot_of(addr)].as_ref(),
+            _ => None,
+        }
+    }
+
+    fn pte_mut(&mut self, addr: u64) -> Option<&mut SimPte> {
+        match self.dirs.get_mut(&pmd_of(addr)) {
+            Some(Dir::Table(t)) => t[slot_of(addr)].as_mut(),
+            _ => None,
+        }
+    }
+
+    fn huge_mut(&mut self, addr: u64) -> Option<&mut SimHuge> {
+        match self.dirs.get_mut(&pmd_of(addr)) {
+            Some(Dir::Huge(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The empty PTE slot for `addr`, creating its table; `Busy` if the slot is
+    /// populated or a huge mapping covers it.
+    fn empty_slot(&mut self, addr: u64) -> Result<&mut Option<SimPte>, DaxError> {
+        let dir = self
+            .dirs
+            .entry(pmd_of(addr))
+            .or_insert_with(|| Dir::Table(Box::new([None; PMD_PAGES as usize])));
+        match dir {
+            Dir::Table(t) if t[slot_of(addr)].is_none() => Ok(&mut t[slot_of(addr)]),
+            _ => Err(occupied()),
+        }
+    }
+
+    /// Sets the PTE at `addr` (overwriting), creating its table.
+    fn set_pte(&mut self, addr: u64, pte: SimPte) {
+        let dir = self
+            .dirs
+            .entry(pmd_of(addr))
+            .or_insert_with(|| Dir::Table(Box::new([None; PMD_PAGES as usize])));
+        if let Dir::Huge(_) = dir {
+            *dir = Dir::Table(Box::new([None; PMD_PAGES as usize]));
+        }
+        if let Dir::Table(t) = dir {
+            t[slot_of(addr)] = Some(pte);
+        }
+    }
+
+    /// Calls `f` on every populated PTE slot in `addr .. end`.
+    fn each_pte(&mut self, addr: u64, end: u64, mut f: impl FnMut(u64, &mut Option<SimPte>)) {
+        for (&base, dir) in self.dirs.range_mut(pmd_of(addr)..end) {
+            if let Dir::Table(t) = dir {
+                for (i, slot) in t.iter_mut().enumerate() {
+                    let a = base + i as u64 * PAGE;
+                    if a >= addr && a < end && slot.is_some() {
+                        f(a, slot);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn occupied() -> DaxError {
+    DaxError::Busy {
+        what: "simulated page-table slot already populated",
     }
 }
 
@@ -93,8 +174,8 @@ pub enum SimTarget {
     },
 }
 
-/// A simulated address space: a map of PTE and PMD slots, each recording what it maps,
-/// plus call counters.
+/// A simulated address space: 2 MiB slots each holding a table of 512 PTE slots or a
+/// huge mapping, each slot recording what it maps, plus call counters.
 ///
 /// A PTE table, once created for a 2 MiB block, stays until
 /// [`free_tables`](Self::free_tables) (what `munmap` does), as in the kernel, so a
@@ -109,16 +190,9 @@ impl fmt::Debug for SimPageTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state.lock();
         f.debug_struct("SimPageTable")
-            .field("ptes", &s.ptes.len())
-            .field("huge", &s.huge.len())
-            .field("tables", &s.tables.len())
+            .field("pmd_slots", &s.dirs.len())
+            .field("private_pages", &s.private.len())
             .finish()
-    }
-}
-
-fn occupied() -> DaxError {
-    DaxError::Busy {
-        what: "simulated page-table slot already populated",
     }
 }
 
@@ -141,30 +215,44 @@ impl SimPageTable {
 
     /// Every populated PTE, by address.
     pub fn ptes(&self) -> Vec<(u64, Pte)> {
-        let s = self.state.lock();
-        s.ptes.iter().map(|(&a, p)| (a, p.pte)).collect()
+        let mut s = self.state.lock();
+        let mut v = Vec::new();
+        s.each_pte(0, u64::MAX, |a, p| v.push((a, p.expect("populated").pte)));
+        v
     }
 
     /// Every huge mapping, by address.
     pub fn huge(&self) -> Vec<(u64, PmdSlot)> {
         let s = self.state.lock();
-        s.huge.iter().map(|(&a, h)| (a, h.slot)).collect()
+        s.dirs
+            .iter()
+            .filter_map(|(&a, d)| match d {
+                Dir::Huge(h) => Some((a, h.slot)),
+                Dir::Table(_) => None,
+            })
+            .collect()
     }
 
     /// Whether anything (PTE or huge) is mapped in `addr .. addr + len`.
     pub fn any_mapped(&self, addr: u64, len: u64) -> bool {
-        let s = self.state.lock();
+        let mut s = self.state.lock();
         let end = addr.saturating_add(len);
-        s.ptes.range(addr..end).next().is_some()
-            || s.huge.range(addr & !(PMD - 1)..end).next().is_some()
+        if s.dirs
+            .range(pmd_of(addr)..end)
+            .any(|(_, d)| matches!(d, Dir::Huge(_)))
+        {
+            return true;
+        }
+        let mut any = false;
+        s.each_pte(addr, end, |_, _| any = true);
+        any
     }
 
     /// What `addr` reaches now, without faulting.
     pub fn resolve(&self, addr: u64) -> Option<SimTarget> {
         let s = self.state.lock();
-        let pmd = addr & !(PMD - 1);
-        if let Some(h) = s.huge.get(&pmd) {
-            let page = (addr - pmd) / PAGE;
+        if let Some(Dir::Huge(h)) = s.dirs.get(&pmd_of(addr)) {
+            let page = slot_of(addr) as u64;
             return Some(match h.slot {
                 PmdSlot::Huge { pfn, writable, .. } => SimTarget::Device {
                     pgoff: h.pgoff + page,
@@ -174,7 +262,7 @@ impl SimPageTable {
                 _ => SimTarget::Zero,
             });
         }
-        let p = s.ptes.get(&(addr & !(PAGE - 1)))?;
+        let p = s.pte(addr)?;
         Some(match p.pte {
             Pte::Page { pfn, writable, .. } => SimTarget::Device {
                 pgoff: p.pgoff,
@@ -216,8 +304,7 @@ impl SimPageTable {
     /// it is writable; returns whether it was).
     pub fn touch_write(&self, addr: u64) -> bool {
         let mut s = self.state.lock();
-        let pmd = addr & !(PMD - 1);
-        if let Some(h) = s.huge.get_mut(&pmd) {
+        if let Some(h) = s.huge_mut(addr) {
             if let PmdSlot::Huge {
                 writable: true,
                 dirty,
@@ -229,7 +316,7 @@ impl SimPageTable {
             }
             return false;
         }
-        match s.ptes.get_mut(&(addr & !(PAGE - 1))) {
+        match s.pte_mut(addr) {
             Some(SimPte {
                 pte:
                     Pte::Page {
@@ -258,23 +345,23 @@ impl SimPageTable {
         let end = addr.saturating_add(len);
         let first = addr.next_multiple_of(PMD);
         let gone: Vec<u64> = s
-            .tables
+            .dirs
             .range(first..end)
-            .copied()
+            .map(|(&t, _)| t)
             .filter(|&t| t + PMD <= end)
             .collect();
         for t in gone {
-            s.tables.remove(&t);
+            s.dirs.remove(&t);
         }
     }
 
-    /// Replaces the private page at `addr` (or maps a new one) with a writable copy of
+    /// Replaces the page at `addr` (or maps a new one) with a writable private copy of
     /// `data`: the memory manager's own copy-on-write of a read-only page in a
     /// `MAP_PRIVATE` mapping (`wp_page_copy`), which never reaches DAX.
     pub fn cow_in_place(&self, addr: u64, data: &[u8; PAGE_SIZE]) {
         let mut s = self.state.lock();
         let addr = addr & !(PAGE - 1);
-        s.ptes.insert(
+        s.set_pte(
             addr,
             SimPte {
                 pte: Pte::Private { writable: true },
@@ -282,29 +369,19 @@ impl SimPageTable {
             },
         );
         s.private.insert(addr, Box::new(*data));
-        s.tables.insert(addr & !(PMD - 1));
     }
 }
 
 impl PageTable for SimPageTable {
     fn pte(&self, addr: u64) -> Option<Pte> {
-        let s = self.state.lock();
-        if s.huge.contains_key(&(addr & !(PMD - 1))) {
-            return None;
-        }
-        s.ptes.get(&(addr & !(PAGE - 1))).map(|p| p.pte)
+        self.state.lock().pte(addr).map(|p| p.pte)
     }
 
     fn pmd(&self, addr: u64) -> PmdSlot {
-        let s = self.state.lock();
-        let pmd = addr & !(PMD - 1);
-        if let Some(h) = s.huge.get(&pmd) {
-            return h.slot;
-        }
-        if s.tables.contains(&pmd) {
-            PmdSlot::Table
-        } else {
-            PmdSlot::Empty
+        match self.state.lock().dirs.get(&pmd_of(addr)) {
+            Some(Dir::Huge(h)) => h.slot,
+            Some(Dir::Table(_)) => PmdSlot::Table,
+            None => PmdSlot::Empty,
         }
     }
 
@@ -312,21 +389,14 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.map_pte += 1;
         s.take_failure()?;
-        if s.ptes.contains_key(&addr) || s.huge.contains_key(&(addr & !(PMD - 1))) {
-            return Err(occupied());
-        }
-        s.tables.insert(addr & !(PMD - 1));
-        s.ptes.insert(
-            addr,
-            SimPte {
-                pte: Pte::Page {
-                    pfn: target.pfn,
-                    writable,
-                    dirty: writable,
-                },
-                pgoff: target.pgoff,
+        *s.empty_slot(addr)? = Some(SimPte {
+            pte: Pte::Page {
+                pfn: target.pfn,
+                writable,
+                dirty: writable,
             },
-        );
+            pgoff: target.pgoff,
+        });
         Ok(())
     }
 
@@ -334,17 +404,10 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.map_zero_pte += 1;
         s.take_failure()?;
-        if s.ptes.contains_key(&addr) || s.huge.contains_key(&(addr & !(PMD - 1))) {
-            return Err(occupied());
-        }
-        s.tables.insert(addr & !(PMD - 1));
-        s.ptes.insert(
-            addr,
-            SimPte {
-                pte: Pte::Zero,
-                pgoff: 0,
-            },
-        );
+        *s.empty_slot(addr)? = Some(SimPte {
+            pte: Pte::Zero,
+            pgoff: 0,
+        });
         Ok(())
     }
 
@@ -352,7 +415,7 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.mkwrite_pte += 1;
         s.take_failure()?;
-        match s.ptes.get_mut(&addr) {
+        match s.pte_mut(addr) {
             Some(SimPte {
                 pte: Pte::Page {
                     writable, dirty, ..
@@ -373,19 +436,19 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.map_pmd += 1;
         s.take_failure()?;
-        if s.huge.contains_key(&addr) || s.tables.contains(&addr) {
+        if s.dirs.contains_key(&addr) {
             return Err(occupied());
         }
-        s.huge.insert(
+        s.dirs.insert(
             addr,
-            SimHuge {
+            Dir::Huge(SimHuge {
                 slot: PmdSlot::Huge {
                     pfn: target.pfn,
                     writable,
                     dirty: writable,
                 },
                 pgoff: target.pgoff,
-            },
+            }),
         );
         Ok(())
     }
@@ -394,15 +457,15 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.map_huge_zero += 1;
         s.take_failure()?;
-        if s.huge.contains_key(&addr) || s.tables.contains(&addr) {
+        if s.dirs.contains_key(&addr) {
             return Err(occupied());
         }
-        s.huge.insert(
+        s.dirs.insert(
             addr,
-            SimHuge {
+            Dir::Huge(SimHuge {
                 slot: PmdSlot::HugeZero,
                 pgoff: 0,
-            },
+            }),
         );
         Ok(())
     }
@@ -411,7 +474,7 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.mkwrite_pmd += 1;
         s.take_failure()?;
-        match s.huge.get_mut(&addr) {
+        match s.huge_mut(addr) {
             Some(SimHuge {
                 slot: PmdSlot::Huge {
                     writable, dirty, ..
@@ -432,17 +495,10 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.map_private += 1;
         s.take_failure()?;
-        if s.ptes.contains_key(&addr) || s.huge.contains_key(&(addr & !(PMD - 1))) {
-            return Err(occupied());
-        }
-        s.tables.insert(addr & !(PMD - 1));
-        s.ptes.insert(
-            addr,
-            SimPte {
-                pte: Pte::Private { writable: true },
-                pgoff: 0,
-            },
-        );
+        *s.empty_slot(addr)? = Some(SimPte {
+            pte: Pte::Private { writable: true },
+            pgoff: 0,
+        });
         s.private.insert(addr, Box::new(*data));
         Ok(())
     }
@@ -450,49 +506,56 @@ impl PageTable for SimPageTable {
     fn split_pmd(&self, addr: u64) {
         let mut s = self.state.lock();
         s.calls.split_pmd += 1;
-        if let Some(SimHuge {
-            slot: PmdSlot::HugeZero,
-            ..
-        }) = s.huge.remove(&addr)
-        {
-            {
-                s.tables.insert(addr);
-                for i in 0..PMD_PAGES {
-                    s.ptes.insert(
-                        addr + i * PAGE,
-                        SimPte {
-                            pte: Pte::Zero,
-                            pgoff: 0,
-                        },
-                    );
-                }
-            }
+        let zero = match s.dirs.get(&addr) {
+            Some(Dir::Huge(h)) => h.slot == PmdSlot::HugeZero,
+            _ => return,
+        };
+        if zero {
+            let z = Some(SimPte {
+                pte: Pte::Zero,
+                pgoff: 0,
+            });
+            s.dirs
+                .insert(addr, Dir::Table(Box::new([z; PMD_PAGES as usize])));
+        } else {
+            s.dirs.remove(&addr);
         }
     }
 
     fn unmap(&self, addr: u64, len: u64, even_cows: bool) {
-        let mut s = self.state.lock();
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
         s.calls.unmap += 1;
         let end = addr.saturating_add(len);
         let huge: Vec<u64> = s
-            .huge
-            .range(addr & !(PMD - 1)..end)
+            .dirs
+            .range(pmd_of(addr)..end)
+            .filter(|(_, d)| matches!(d, Dir::Huge(_)))
             .map(|(&a, _)| a)
             .collect();
         for a in huge {
-            s.huge.remove(&a);
+            s.dirs.remove(&a);
         }
-        let ptes: Vec<(u64, bool)> = s
-            .ptes
-            .range(addr..end)
-            .map(|(&a, p)| (a, matches!(p.pte, Pte::Private { .. })))
-            .collect();
-        for (a, private) in ptes {
-            if private && !even_cows {
-                continue;
+        let private = &mut s.private;
+        for (&base, dir) in s.dirs.range_mut(pmd_of(addr)..end) {
+            if let Dir::Table(t) = dir {
+                for (i, slot) in t.iter_mut().enumerate() {
+                    let a = base + i as u64 * PAGE;
+                    if a < addr || a >= end {
+                        continue;
+                    }
+                    if let Some(p) = slot {
+                        let is_private = matches!(p.pte, Pte::Private { .. });
+                        if is_private && !even_cows {
+                            continue;
+                        }
+                        if is_private {
+                            private.remove(&a);
+                        }
+                        *slot = None;
+                    }
+                }
             }
-            s.ptes.remove(&a);
-            s.private.remove(&a);
         }
     }
 
@@ -505,30 +568,38 @@ impl PageTable for SimPageTable {
         s.calls.wrprotect += 1;
         let end = addr.saturating_add(len);
         let in_range = |pfn: Pfn| pfn >= first && pfn.0 < first.0 + pages;
-        for (_, h) in s.huge.range_mut(addr & !(PMD - 1)..end) {
-            if let PmdSlot::Huge {
-                pfn,
-                writable,
-                dirty,
-            } = &mut h.slot
+        for (_, d) in s.dirs.range_mut(pmd_of(addr)..end) {
+            if let Dir::Huge(SimHuge {
+                slot:
+                    PmdSlot::Huge {
+                        pfn,
+                        writable,
+                        dirty,
+                    },
+                ..
+            }) = d
                 && (in_range(*pfn) || (first >= *pfn && first.0 < pfn.0 + PMD_PAGES))
             {
                 *writable = false;
                 *dirty = false;
             }
         }
-        for (_, p) in s.ptes.range_mut(addr..end) {
-            if let Pte::Page {
-                pfn,
-                writable,
-                dirty,
-            } = &mut p.pte
+        s.each_pte(addr, end, |_, slot| {
+            if let Some(SimPte {
+                pte:
+                    Pte::Page {
+                        pfn,
+                        writable,
+                        dirty,
+                    },
+                ..
+            }) = slot
                 && in_range(*pfn)
             {
                 *writable = false;
                 *dirty = false;
             }
-        }
+        });
     }
 }
 
