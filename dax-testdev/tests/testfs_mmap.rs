@@ -241,7 +241,11 @@ fn map_sync_write_faults_checkpoint_before_the_page_is_writable() {
     assert_eq!(vma.mapping().index().lookup(0).unwrap().marks, Marks::DIRTY);
 
     // MAP_SYNC needs a synchronous device (virtio-pmem is not).
-    let d2 = MemDevice::builder().size(16 << 20).synchronous(false).build().unwrap();
+    let d2 = MemDevice::builder()
+        .size(16 << 20)
+        .synchronous(false)
+        .build()
+        .unwrap();
     let fs2 = TestFs::mkfs(d2).unwrap();
     let i2 = fs2.create("g").unwrap();
     let err = fs2.mmap(
@@ -288,4 +292,64 @@ fn private_mappings_copy_on_write_and_never_change_the_file() {
     let mut mine = [0u8; 4];
     pt.read(&vma, BASE + 10, &mut mine).unwrap();
     assert_eq!(&mine, b"mine");
+}
+
+#[test]
+fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
+    // MF-05 through the holder path: the device reports a failed pfn, TestFs finds
+    // the owning file page and the engine unmaps it and signals its users.
+    let (dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &pattern(6, 0, 4 * B as usize)).unwrap();
+    let other = fs.create("g").unwrap();
+    fs.write(other, 0, &pattern(7, 0, B as usize)).unwrap();
+    let pt = Arc::new(SimPageTable::new());
+    let vma = fs.mmap(ino, shared_rw(4 * B), pt.clone()).unwrap();
+    let vma2 = fs
+        .mmap(other, Vma::new(BASE + PMD, B, 0).unwrap(), pt.clone())
+        .unwrap();
+    let mut b = [0u8; 1];
+    for p in 0..4 {
+        pt.read(&vma, BASE + p * B, &mut b).unwrap();
+    }
+    pt.read(&vma2, BASE + PMD, &mut b).unwrap();
+    let Some(SimTarget::Device { pfn, pgoff, .. }) = pt.resolve(BASE + 2 * B) else {
+        panic!("page 2 is mapped to the device");
+    };
+    dev.driver().poison(pgoff * B, B).unwrap();
+    dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty()).unwrap();
+
+    assert_eq!(vma.take_signals(), vec![BASE + 2 * B]);
+    assert!(vma2.take_signals().is_empty(), "the other file is untouched");
+    assert!(dax_fault::page_hwpoison(pfn));
+    assert_eq!(pt.resolve(BASE + 2 * B), None, "the poisoned page is unmapped");
+    assert!(pt.resolve(BASE + B).is_some(), "its neighbours stay");
+    // Touching it again faults and the poison answers.
+    assert_eq!(pt.read(&vma, BASE + 2 * B, &mut b), Err(VmFault::HWPOISON));
+    // A write(2) over the whole page clears the poison (recovery write) and the
+    // mapping works again.
+    fs.write(ino, 2 * B, &pattern(8, 0, B as usize)).unwrap();
+    pt.read(&vma, BASE + 2 * B, &mut b).unwrap();
+    assert_eq!(b[0], pattern(8, 0, 1)[0]);
+    dax_fault::clear_page_hwpoison(pfn);
+}
+
+#[test]
+fn device_removal_unmaps_every_file_without_flagging_poison() {
+    // Edge 101: the pre-remove notification signals and unmaps users, flags nothing.
+    let (dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &pattern(9, 0, 2 * B as usize)).unwrap();
+    let pt = Arc::new(SimPageTable::new());
+    let vma = fs.mmap(ino, shared_rw(2 * B), pt.clone()).unwrap();
+    let mut b = [0u8; 1];
+    pt.read(&vma, BASE, &mut b).unwrap();
+    let Some(SimTarget::Device { pfn, .. }) = pt.resolve(BASE) else {
+        panic!("mapped");
+    };
+    dev.kill();
+    assert_eq!(vma.take_signals(), vec![BASE]);
+    assert!(!pt.any_mapped(BASE, 2 * B));
+    assert!(!dax_fault::page_hwpoison(pfn));
+    assert_eq!(pt.read(&vma, BASE, &mut b), Err(VmFault::SIGBUS));
 }

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use dax_core::{
     DaxAccessMode, DaxDevice, DaxError, DaxHolder, FsDax, MfFlags, PAGE_SIZE, PMD_SIZE,
 };
 use dax_fault::{
     WritebackControl, dax_break_layout_final, dax_break_layout_inode, dax_writeback_mapping_range,
+    mf_dax_kill_procs,
 };
 use dax_iomap::{
     Fiemap, MAX_FILE_SIZE, RemapFile, RemapFlags, dax_file_unshare, dax_iomap_read,
@@ -216,18 +217,68 @@ pub(crate) struct Shared {
     _claim: FsDax,
 }
 
-/// TestFs's answer to media-failure notifications.
-struct Holder;
+/// TestFs's answer to media-failure notifications (`xfs_dax_notify_failure`): it
+/// finds the files whose blocks lie in the failed range by scanning the extent maps
+/// (TestFs's stand-in for XFS's reverse-mapping btree) and kills the users mapping
+/// them ([`mf_dax_kill_procs`]).
+pub(crate) struct Holder {
+    fs: OnceLock<Weak<Shared>>,
+}
 
 impl DaxHolder for Holder {
     fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), DaxError> {
-        let _ = (offset, len, flags);
-        // MEMORY-FAILURE: with a reverse map (XFS rmapbt) TestFs could find the files
-        // owning device bytes `offset .. offset + len` and kill the processes mapping
-        // them (`xfs_dax_notify_failure`). Without one, let the generic path handle it.
-        Err(DaxError::NotSupported {
-            what: "TestFs has no reverse map; use the generic memory-failure path",
-        })
+        let Some(shared) = self.fs.get().and_then(Weak::upgrade) else {
+            return Err(DaxError::Io {
+                what: "TestFs is not mounted yet",
+            });
+        };
+        let pre_remove = flags.contains(MfFlags::MEM_PRE_REMOVE);
+        let first = offset / B;
+        let end = if len == u64::MAX {
+            u64::MAX
+        } else {
+            offset.saturating_add(len).div_ceil(B)
+        };
+        if first >= shared.sb.total_blocks {
+            return Err(DaxError::Os {
+                errno: libc::ENXIO,
+                what: "failed range lies outside the filesystem",
+            });
+        }
+        let metadata_hit = first < shared.sb.data_start();
+        // (mapping, first file page, pages) of every file block in the range.
+        let mut hits = Vec::new();
+        {
+            let meta = shared.meta.lock();
+            for im in meta.inodes.values() {
+                for (fb, e) in im.extents.iter() {
+                    let (lo, hi) = (e.dev.max(first), (e.dev + e.len).min(end));
+                    if lo < hi {
+                        hits.push((im.core.clone(), fb + (lo - e.dev), hi - lo));
+                    }
+                }
+            }
+        }
+        for (core, page, count) in hits {
+            mf_dax_kill_procs(Some(&core.mapping), page, count, flags)?;
+            if pre_remove {
+                // Dirty entries stay (EBUSY), as in `invalidate_inode_pages2_range`.
+                let _ =
+                    dax_iomap::MappingOps::invalidate_range(&*core.mapping, page, page + count - 1);
+            }
+        }
+        if pre_remove {
+            // The device is going away: shut down, as XFS does.
+            shared.unmounted.store(true, Ordering::Release);
+            return Ok(());
+        }
+        if metadata_hit {
+            return Err(DaxError::Os {
+                errno: libc::EUCLEAN,
+                what: "media failure in TestFs metadata",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -502,7 +553,7 @@ impl TestFs {
                 "device too small for a TestFs with this checkpoint size",
             ));
         }
-        let claim = Self::claim(&dev, total)?;
+        let (claim, holder) = Self::claim(&dev, total)?;
         let sb = Superblock {
             fs_id: fs_id_seed(),
             total_blocks: total,
@@ -529,13 +580,20 @@ impl TestFs {
             let mut meta = shared.meta.lock();
             shared.checkpoint_locked(&mut meta)?; // generation 1, slot 1
         }
-        Ok(TestFs {
-            shared: Arc::new(shared),
-        })
+        Ok(Self::mounted(shared, &holder))
     }
 
-    fn claim(dev: &Arc<DaxDevice>, total: u64) -> Result<FsDax, DaxError> {
-        dev.fs_dax_get(0, total * B, Some(Arc::new(Holder)))
+    fn claim(dev: &Arc<DaxDevice>, total: u64) -> Result<(FsDax, Arc<Holder>), DaxError> {
+        let holder = Arc::new(Holder {
+            fs: OnceLock::new(),
+        });
+        Ok((dev.fs_dax_get(0, total * B, Some(holder.clone()))?, holder))
+    }
+
+    fn mounted(shared: Shared, holder: &Holder) -> TestFs {
+        let shared = Arc::new(shared);
+        let _ = holder.fs.set(Arc::downgrade(&shared));
+        TestFs { shared }
     }
 
     /// Mounts the TestFs on `dev` from its newest valid checkpoint.
@@ -544,7 +602,7 @@ impl TestFs {
     /// `EIO` on poison in the superblock, `EBUSY` when the device is already mounted.
     pub fn open(dev: Arc<DaxDevice>) -> Result<TestFs, DaxError> {
         let total = dev.driver().nr_pages();
-        let claim = Self::claim(&dev, total)?;
+        let (claim, holder) = Self::claim(&dev, total)?;
         let sb = Superblock::decode(&Shared::read_meta(&dev, 0, SB_LEN)?, total)?;
         let max_payload = sb.slot_blocks * B - CKPT_HEADER as u64;
         let mut candidates = Vec::new();
@@ -594,15 +652,14 @@ impl TestFs {
                 },
             );
         }
-        Ok(TestFs {
-            shared: Arc::new(Shared {
-                dev,
-                sb,
-                meta: Mutex::new(meta),
-                unmounted: AtomicBool::new(false),
-                _claim: claim,
-            }),
-        })
+        let shared = Shared {
+            dev,
+            sb,
+            meta: Mutex::new(meta),
+            unmounted: AtomicBool::new(false),
+            _claim: claim,
+        };
+        Ok(Self::mounted(shared, &holder))
     }
 
     /// Checkpoints and unmounts (`sync_fs` + `kill_sb`). [`TestInode`] handles still
