@@ -54,3 +54,52 @@ fn delete_while_others_wait_wakes_them_all() {
         assert!(!ix.lookup(0).unwrap().locked);
     });
 }
+
+#[test]
+fn writeback_waiting_on_a_deleted_entry_skips_it() {
+    // Edge 80 / 2.11.4: writeback finds the entry locked by a fault, waits; the
+    // holder deletes it (truncate); writeback must wake and skip, never deadlock.
+    use dax_core::Pfn;
+    use dax_fault::Entry;
+    loom::model(|| {
+        let ix = Arc::new(MappingIndex::new());
+        let mut e = ix.grab(0, 0, &mut |_, _| {}).unwrap();
+        e.insert(
+            Entry::real(0, Pfn(512)),
+            0,
+            true,
+            false,
+            false,
+            &mut |_, _| {},
+        );
+        assert_eq!(ix.tag_towrite(0, 0), 1);
+        let ix2 = ix.clone();
+        let wb = loom::thread::spawn(move || {
+            let got = ix2.lock_for_writeback(0, Pfn(512)).unwrap();
+            got.is_some()
+        });
+        e.delete();
+        // Either writeback never saw the entry locked and found nothing, or it waited
+        // and found it gone: it never locks a deleted entry.
+        assert!(!wb.join().unwrap());
+        assert!(ix.is_empty());
+    });
+}
+
+#[test]
+fn pmd_and_pte_grabs_on_one_range_settle_on_the_pte() {
+    // 2.11.3: a PMD grab and a PTE grab over the same 2 MiB. Whatever the order, the
+    // PTE entry wins (a PMD never evicts a PTE; a PTE downgrades an empty PMD) and
+    // nobody deadlocks.
+    loom::model(|| {
+        let ix = Arc::new(MappingIndex::new());
+        let (a, b) = (ix.clone(), ix.clone());
+        let pmd = loom::thread::spawn(move || a.grab(0, 9, &mut |_, _| {}).map(drop).is_ok());
+        let pte = loom::thread::spawn(move || drop(b.grab(5, 0, &mut |_, _| {}).unwrap()));
+        let _ = pmd.join().unwrap();
+        pte.join().unwrap();
+        let e = ix.lookup(5).unwrap();
+        assert_eq!((e.start, e.entry.order, e.locked), (5, 0, false));
+        assert_eq!(ix.nrpages(), 1);
+    });
+}
