@@ -2,8 +2,9 @@
 //! `cargo run --release -p dax-testdev --example tour`.
 //!
 //! Today: a device, direct access, poison and its recovery, a filesystem doing
-//! read/write through `dax_iomap_rw` (holes, copy-on-write, poison), and the device's
-//! death.
+//! read/write through `dax_iomap_rw` (holes, copy-on-write, poison), files mapped
+//! through the fault engine into a simulated address space (PTE and PMD faults, the
+//! zero page, mkwrite, writeback, MAP_SYNC, memory failure), and the device's death.
 
 use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE};
 use dax_iomap::Fiemap;
@@ -90,7 +91,10 @@ fn main() -> Result<(), DaxError> {
     // 5. A filesystem: TestFs on a second device, read/write through dax_iomap_rw.
     filesystem()?;
 
-    // 6. Death: kill waits for readers, then everything answers ENXIO.
+    // 6. Mappings: the fault engine maps TestFs files into a simulated address space.
+    mappings()?;
+
+    // 7. Death: kill waits for readers, then everything answers ENXIO.
     dev.kill();
     let e = dev
         .read_lock()
@@ -163,6 +167,98 @@ fn filesystem() -> Result<(), DaxError> {
     );
     fs.fsync(a)?;
     Ok(())
+}
+
+/// Files mapped through `dax_iomap_fault` into a `SimPageTable`.
+fn mappings() -> Result<(), DaxError> {
+    use std::sync::Arc;
+
+    use dax_fault::{PageTable, SimPageTable, SimTarget, Vma};
+
+    const K: u64 = 4096;
+    const BASE: u64 = 0x7000_0000_0000;
+    println!("\n-- mappings: TestFs files faulted into a simulated address space --");
+    let dev = MemDevice::builder().size(32 << 20).build()?;
+    let fs = TestFs::mkfs(dev.clone())?;
+    let pt = Arc::new(SimPageTable::new());
+    let slot = |addr: u64| match (pt.pmd(addr), pt.pte(addr)) {
+        (p, _) if p.is_huge() => format!("{p:?}"),
+        (_, Some(p)) => format!("{p:?}"),
+        _ => "empty".to_owned(),
+    };
+
+    // A small file with a hole: the hole maps the zero page until a store.
+    let f = fs.create("small")?;
+    fs.write(f, 0, b"hello, mapping")?;
+    fs.truncate(f, 4 * K)?;
+    fs.fallocate(f, FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE, K, K)?;
+    let vma = fs.mmap(f, Vma::new(BASE, 4 * K, 0)?.writable(true), pt.clone())?;
+    let mut buf = [0u8; 14];
+    pt.read(&vma, BASE, &mut buf).map_err(fault_err)?;
+    println!(
+        "load from page 0 reads {:?}; slot {}",
+        String::from_utf8_lossy(&buf),
+        slot(BASE)
+    );
+    pt.write(&vma, BASE, b"HELLO").map_err(fault_err)?;
+    println!("store to page 0 (mkwrite in place): slot {}", slot(BASE));
+    pt.read(&vma, BASE + K, &mut buf).map_err(fault_err)?;
+    println!("load from the hole at page 1: slot {}", slot(BASE + K));
+    pt.write(&vma, BASE + K, b"filled").map_err(fault_err)?;
+    println!(
+        "store into the hole allocates a block: slot {}, file blocks {}",
+        slot(BASE + K),
+        fs.stat(f)?.blocks
+    );
+    for e in vma.mapping().index().entries() {
+        println!(
+            "  index entry at page {}: {:?} order {} marks {:?}",
+            e.start, e.entry.kind, e.entry.order, e.marks
+        );
+    }
+    fs.fsync(f)?;
+    println!(
+        "after fsync: slot {} (write-protected, entries clean)",
+        slot(BASE)
+    );
+
+    // A 2 MiB-aligned file: one PMD fault maps all of it.
+    let big = fs.create("big")?;
+    fs.write(big, 0, &vec![b'B'; 2 << 20])?;
+    let vb = fs.mmap(big, Vma::new(BASE + (4 << 20), 2 << 20, 0)?, pt.clone())?;
+    pt.read(&vb, BASE + (4 << 20) + 12345, &mut buf[..1])
+        .map_err(fault_err)?;
+    println!(
+        "load from a 2 MiB file: slot {}; nrpages {}",
+        slot(BASE + (4 << 20)),
+        vb.mapping().index().nrpages()
+    );
+
+    // Memory failure: poison under a mapped page, reported by the device.
+    let Some(SimTarget::Device { pfn, pgoff, .. }) = pt.resolve(BASE) else {
+        unreachable!("page 0 is mapped");
+    };
+    dev.driver().poison(pgoff * K, K)?;
+    dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty())?;
+    println!(
+        "memory failure at pfn {:#x}: SIGBUS sent for {:x?}; slot now {}; next load -> {:?}",
+        pfn.0,
+        vma.take_signals(),
+        slot(BASE),
+        pt.read(&vma, BASE, &mut buf).unwrap_err()
+    );
+    println!("fault counters: {:?}", vma.mapping().stats());
+    Ok(())
+}
+
+fn fault_err(r: dax_fault::VmFault) -> DaxError {
+    DaxError::Io {
+        what: if r.contains(dax_fault::VmFault::HWPOISON) {
+            "a mapped access hit poison (SIGBUS)"
+        } else {
+            "a mapped access failed (SIGBUS)"
+        },
+    }
 }
 
 fn indent(s: &str) -> String {

@@ -320,9 +320,16 @@ fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
     dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty()).unwrap();
 
     assert_eq!(vma.take_signals(), vec![BASE + 2 * B]);
-    assert!(vma2.take_signals().is_empty(), "the other file is untouched");
+    assert!(
+        vma2.take_signals().is_empty(),
+        "the other file is untouched"
+    );
     assert!(dax_fault::page_hwpoison(pfn));
-    assert_eq!(pt.resolve(BASE + 2 * B), None, "the poisoned page is unmapped");
+    assert_eq!(
+        pt.resolve(BASE + 2 * B),
+        None,
+        "the poisoned page is unmapped"
+    );
     assert!(pt.resolve(BASE + B).is_some(), "its neighbours stay");
     // Touching it again faults and the poison answers.
     assert_eq!(pt.read(&vma, BASE + 2 * B, &mut b), Err(VmFault::HWPOISON));
