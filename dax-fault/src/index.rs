@@ -639,7 +639,7 @@ impl MappingIndex {
     /// first half of `dax_writeback_one`). If it is locked, waits, then skips it
     /// (`Ok(None)`, passing the wake-up on) when it is gone, its pfn is no longer
     /// `pfn` (the blocks were reallocated) or its TOWRITE mark was cleared by another
-    /// writeback; an EMPTY or ZERO entry found then is [`DaxError::Io`].
+    /// writeback; an EMPTY or ZERO entry found then is [`DaxError::Io`](dax_core::DaxError::Io).
     pub fn lock_for_writeback(
         &self,
         start: u64,

@@ -23,6 +23,7 @@
 mod failure;
 mod fault;
 mod index;
+mod invalidate;
 mod layout;
 mod mapping;
 mod pages;
@@ -35,6 +36,9 @@ mod writeback;
 pub use failure::{MfLock, dax_lock_mapping_entry, dax_memory_failure, mf_dax_kill_procs};
 pub use fault::{HUGE_ZERO_PFN, ZERO_PFN, dax_finish_sync_fault, dax_iomap_fault};
 pub use index::{Entry, EntryInfo, EntryKind, GrabError, LockedEntry, MappingIndex, Marks, bits};
+pub use invalidate::{
+    dax_delete_mapping_entry, dax_delete_mapping_range, dax_invalidate_mapping_entry_sync,
+};
 pub use layout::{
     BreakLayoutWait, ERESTARTSYS, PagePins, dax_break_layout, dax_break_layout_final,
     dax_break_layout_inode, dax_layout_busy_page, dax_layout_busy_page_range, pin_user_pages,

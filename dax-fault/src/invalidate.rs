@@ -1,0 +1,39 @@
+//! Removing entries from a DAX file's index (`dax_delete_mapping_entry`,
+//! `dax_delete_mapping_range`, `dax_invalidate_mapping_entry_sync`). None of these
+//! unmaps user page tables: callers do that first ([`DaxMapping::unmap_mapping_pages`],
+//! or [`dax_break_layout`](crate::dax_break_layout), which does both).
+
+use dax_core::PAGE_SIZE;
+
+use crate::mapping::DaxMapping;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+/// Removes the entry covering file page `index` whatever its marks, waiting for its
+/// lock (`dax_delete_mapping_entry`, truncation). False when there was none (the
+/// kernel warns: callers only ask for indices where they saw an entry).
+pub fn dax_delete_mapping_entry(mapping: &DaxMapping, index: u64) -> bool {
+    mapping.index().delete_entry(index)
+}
+
+/// Removes every entry overlapping file bytes `start ..= end`, dirty or not, waiting
+/// for locked ones (`dax_delete_mapping_range`); `end` of `i64::MAX` or more means to
+/// the end of the file.
+pub fn dax_delete_mapping_range(mapping: &DaxMapping, start: u64, end: u64) {
+    if end < start {
+        return;
+    }
+    let last = if end >= i64::MAX as u64 {
+        u64::MAX / PAGE
+    } else {
+        end / PAGE
+    };
+    mapping.index().delete_range(start / PAGE, last);
+}
+
+/// Removes the entry covering file page `index` only if it carries neither DIRTY nor
+/// TOWRITE, waiting for its lock (`dax_invalidate_mapping_entry_sync`): true when it
+/// was removed, false when it was kept or absent.
+pub fn dax_invalidate_mapping_entry_sync(mapping: &DaxMapping, index: u64) -> bool {
+    mapping.index().invalidate_entry_sync(index)
+}
