@@ -26,6 +26,7 @@ mod index;
 mod invalidate;
 mod layout;
 mod mapping;
+mod mm;
 mod pages;
 mod pagetable;
 mod sim;

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, Pfn};
+use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
 use parking_lot::Mutex;
 
 use crate::mapping::MappedVma;
 use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
-use crate::vm::{FaultFlags, VmFault, Vmf};
+use crate::mm::{MmSpace, handle_mm_fault};
+use crate::vm::VmFault;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
@@ -613,8 +614,20 @@ impl SimTarget {
     }
 }
 
-/// How many faults one simulated access may take before it is declared stuck.
-const MAX_FAULTS_PER_ACCESS: usize = 32;
+impl MmSpace for SimPageTable {
+    fn present(&self, addr: u64) -> Option<bool> {
+        self.resolve(addr).map(|t| t.is_writable())
+    }
+
+    fn cow_private(&self, vma: &MappedVma, addr: u64) -> Result<(), VmFault> {
+        let page = addr & !(PAGE - 1);
+        let t = self.resolve(addr).ok_or(VmFault::SIGBUS)?;
+        let mut data = Box::new([0u8; PAGE_SIZE]);
+        self.read_target(vma, page, t, 0, &mut data[..])?;
+        self.cow_in_place(page, &data);
+        Ok(())
+    }
+}
 
 impl SimPageTable {
     /// Makes one access to `addr` in `vma` possible, faulting as the kernel's memory
@@ -631,82 +644,11 @@ impl SimPageTable {
     /// (SIGBUS, HWPOISON, OOM), SIGBUS for a NEEDDSYNC the handler did not finish, no
     /// handler, or an access that still faults after 32 tries.
     pub fn access(&self, vma: &MappedVma, addr: u64, write: bool) -> Result<SimTarget, VmFault> {
-        let v = vma.vma();
-        if !v.contains(addr) {
-            return Err(VmFault::SIGSEGV);
+        handle_mm_fault(self, vma, addr, write)?;
+        if write {
+            self.touch_write(addr);
         }
-        if write && !v.is_writable() {
-            return Err(VmFault::SIGSEGV);
-        }
-        let Some(ops) = vma.ops() else {
-            return Err(VmFault::SIGBUS);
-        };
-        let page = addr & !(PAGE - 1);
-        let pmd = addr & !(PMD - 1);
-        let wflags = if write {
-            FaultFlags::WRITE
-        } else {
-            FaultFlags::empty()
-        };
-        let call = |flags: FaultFlags, order: u32| -> VmFault {
-            match Vmf::new(vma, addr, flags | FaultFlags::USER) {
-                Ok(vmf) => ops.fault(&vmf, order),
-                Err(_) => VmFault::SIGSEGV,
-            }
-        };
-        for _ in 0..MAX_FAULTS_PER_ACCESS {
-            let ret = match self.resolve(addr) {
-                Some(t) if !write || t.is_writable() => {
-                    if write {
-                        self.touch_write(addr);
-                    }
-                    return Ok(t);
-                }
-                Some(t) => {
-                    let huge = self.pmd(addr).is_huge();
-                    if !v.is_shared() {
-                        if huge {
-                            self.split_pmd(pmd);
-                            continue;
-                        }
-                        let mut data = Box::new([0u8; PAGE_SIZE]);
-                        self.read_target(vma, page, t, 0, &mut data[..])?;
-                        self.cow_in_place(page, &data);
-                        continue;
-                    }
-                    if huge {
-                        let r = call(FaultFlags::WRITE | FaultFlags::MKWRITE, PMD_ORDER);
-                        if r != VmFault::FALLBACK {
-                            r
-                        } else {
-                            self.split_pmd(pmd);
-                            call(FaultFlags::WRITE, 0)
-                        }
-                    } else {
-                        call(FaultFlags::WRITE | FaultFlags::MKWRITE, 0)
-                    }
-                }
-                None => {
-                    if v.is_huge() && self.pmd(addr) == PmdSlot::Empty {
-                        let r = call(wflags, PMD_ORDER);
-                        if r != VmFault::FALLBACK {
-                            r
-                        } else {
-                            call(wflags, 0)
-                        }
-                    } else {
-                        call(wflags, 0)
-                    }
-                }
-            };
-            if ret.is_error() {
-                return Err(ret & VmFault::ERROR);
-            }
-            if ret.contains(VmFault::NEEDDSYNC) {
-                return Err(VmFault::SIGBUS);
-            }
-        }
-        Err(VmFault::SIGBUS)
+        self.resolve(addr).ok_or(VmFault::SIGBUS)
     }
 
     fn read_target(
