@@ -18,6 +18,8 @@
 //! the wake-next baton) goes through a `sync` module so that a `--cfg loom` build
 //! model-checks it.
 #![deny(unsafe_code)]
+// `unsafe` is allowed only in `mmu::sys` (and one documented dereference in
+// `mmu::space`).
 #![warn(missing_docs)]
 
 mod failure;
@@ -27,6 +29,8 @@ mod invalidate;
 mod layout;
 mod mapping;
 mod mm;
+#[cfg(target_os = "linux")]
+pub mod mmu;
 mod pages;
 mod pagetable;
 mod sim;

@@ -9,8 +9,8 @@ use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
 use parking_lot::Mutex;
 
 use crate::mapping::MappedVma;
-use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
 use crate::mm::{MmSpace, handle_mm_fault};
+use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
 use crate::vm::VmFault;
 
 const PAGE: u64 = PAGE_SIZE as u64;

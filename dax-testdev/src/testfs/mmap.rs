@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use dax_core::{DaxError, Pfn};
+use dax_fault::mmu::{MapOptions, MmuMapping};
 use dax_fault::{
     DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, WritebackControl,
     dax_break_layout_inode, dax_finish_sync_fault, dax_iomap_fault, dax_writeback_mapping_range,
@@ -30,7 +31,38 @@ impl TestFs {
     }
 }
 
+impl TestFs {
+    /// Maps `len` bytes of file `ino` from file page `pgoff` into this process for
+    /// real ([`MmuMapping`]): loads and stores on the returned pointer go to device
+    /// memory, faults are served by the engine through TestFs's fault handler.
+    /// Errors as [`TestFs::mmap`], plus [`MmuMapping::map`]'s.
+    pub fn mmap_real(
+        &self,
+        ino: Ino,
+        pgoff: u64,
+        len: u64,
+        opts: MapOptions,
+    ) -> Result<MmuMapping, DaxError> {
+        self.inode(ino)?.mmap_real(pgoff, len, opts)
+    }
+}
+
 impl TestInode {
+    /// [`TestFs::mmap_real`] through an inode handle.
+    pub fn mmap_real(
+        &self,
+        pgoff: u64,
+        len: u64,
+        opts: MapOptions,
+    ) -> Result<MmuMapping, DaxError> {
+        self.shared().check_mounted()?;
+        if self.core().is_unlinked() {
+            return Err(enoent());
+        }
+        let ops: Arc<dyn VmOps> = Arc::new(self.clone());
+        MmuMapping::map(&self.core().mapping, ops, pgoff, len, opts)
+    }
+
     /// [`TestFs::mmap`] through an inode handle.
     pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
         self.shared().check_mounted()?;
