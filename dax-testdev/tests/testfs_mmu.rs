@@ -53,7 +53,15 @@ fn loads_and_stores_through_the_pointer_reach_the_file() {
     assert_eq!((e.entry.kind, e.marks), (EntryKind::Real, Marks::DIRTY));
     // msync writes back and write-protects: the next store faults (mkwrite) again.
     m.msync(0, m.len()).unwrap();
-    assert!(m.vma().mapping().index().lookup(1).unwrap().marks.is_empty());
+    assert!(
+        m.vma()
+            .mapping()
+            .index()
+            .lookup(1)
+            .unwrap()
+            .marks
+            .is_empty()
+    );
     poke_at(&m, 5002, 1);
     assert_eq!(
         m.vma().mapping().index().lookup(1).unwrap().marks,
@@ -122,4 +130,256 @@ fn kernel_accesses_work_after_populate() {
     let mut b = [0u8; 15];
     fs.read(src, 0, &mut b).unwrap();
     assert_eq!(&b, b"from the kernel");
+}
+
+// ---- SIGBUS, in a child process ----
+
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+static BUS_ADDR: AtomicU64 = AtomicU64::new(0);
+static BUS_CODE: AtomicI32 = AtomicI32::new(0);
+
+/// A SIGBUS handler that records the address and code, then "recovers" by mapping a
+/// fresh zero page over the faulting page so the access can complete.
+extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SIGBUS.
+    let (addr, code) = unsafe { ((*info).si_addr() as u64, (*info).si_code) };
+    BUS_ADDR.store(addr, Ordering::SeqCst);
+    BUS_CODE.store(code, Ordering::SeqCst);
+    let page = addr & !(B - 1);
+    // SAFETY: replaces one page of the test's own mapping with anonymous memory.
+    unsafe {
+        libc::mmap(
+            page as *mut libc::c_void,
+            B as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+    }
+}
+
+fn install_sigbus_handler() {
+    // SAFETY: installing a SA_SIGINFO handler with a valid action.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_sigbus as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut act.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
+    }
+}
+
+/// Runs the ignored test `name` of this binary in a child process and returns its
+/// exit status and output.
+fn run_child(name: &str) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, text)
+}
+
+#[test]
+#[ignore = "run by sigbus_on_poison_is_delivered_and_recoverable in a child process"]
+fn child_poison() {
+    install_sigbus_handler();
+    let (dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    let data = pattern(4, 0, 2 * B as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let blk = fs.extents(ino).unwrap()[0].dev_block;
+    dev.driver().poison((blk + 1) * B + 512, 512).unwrap();
+    let m = fs.mmap_real(ino, 0, 2 * B, MapOptions::default()).unwrap();
+    assert_eq!(peek_at(&m, 10), data[10], "the clean page maps");
+    let v = peek_at(&m, B as usize + 100);
+    let want = m.as_ptr() as u64 + B + 100;
+    println!(
+        "CHILD sigbus addr_ok={} code={} value={v}",
+        BUS_ADDR.load(Ordering::SeqCst) == want,
+        BUS_CODE.load(Ordering::SeqCst)
+    );
+    drop(m);
+    // Clear the poison with a whole-page write; a new mapping works again.
+    fs.write(ino, B, &pattern(5, 0, B as usize)).unwrap();
+    let m = fs.mmap_real(ino, 0, 2 * B, MapOptions::default()).unwrap();
+    println!(
+        "CHILD after-clear ok={}",
+        peek_at(&m, B as usize + 100) == pattern(5, 0, 101)[100]
+    );
+}
+
+#[test]
+fn sigbus_on_poison_is_delivered_and_recoverable() {
+    let (status, out) = run_child("child_poison");
+    assert!(status.success(), "child failed: {out}");
+    assert!(
+        out.contains(&format!(
+            "CHILD sigbus addr_ok=true code={} value=0",
+            libc::BUS_MCEERR_AR
+        )),
+        "{out}"
+    );
+    assert!(out.contains("CHILD after-clear ok=true"), "{out}");
+}
+
+#[test]
+#[ignore = "run by sigbus_past_eof_after_truncate in a child process"]
+fn child_past_eof() {
+    install_sigbus_handler();
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &pattern(6, 0, 4 * B as usize)).unwrap();
+    let m = fs.mmap_real(ino, 0, 4 * B, rw()).unwrap();
+    poke_at(&m, 3 * B as usize, 1);
+    fs.truncate(ino, B).unwrap();
+    let v = peek_at(&m, 3 * B as usize + 5);
+    let want = m.as_ptr() as u64 + 3 * B + 5;
+    println!(
+        "CHILD eof addr_ok={} code={} value={v} inside={}",
+        BUS_ADDR.load(Ordering::SeqCst) == want,
+        BUS_CODE.load(Ordering::SeqCst),
+        peek_at(&m, 5) == pattern(6, 0, 6)[5]
+    );
+}
+
+#[test]
+fn sigbus_past_eof_after_truncate() {
+    let (status, out) = run_child("child_past_eof");
+    assert!(status.success(), "child failed: {out}");
+    assert!(
+        out.contains(&format!(
+            "CHILD eof addr_ok=true code={} value=0 inside=true",
+            libc::BUS_ADRERR
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_write_syscall_whose_source_is_a_mapping_of_the_same_file_works() {
+    // xfstests' mmap-rw-fault: dax_iomap_rw copies from a buffer that is itself a
+    // DAX mapping of the same file; the copy faults inside the engine.
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    let data = pattern(7, 0, 4 * B as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let m = fs.mmap_real(ino, 0, 4 * B, rw()).unwrap();
+    // SAFETY: the mapping lives across the borrow and nothing writes it meanwhile
+    // except the call below, which writes other pages of the file than it reads.
+    let src = unsafe { std::slice::from_raw_parts(m.as_ptr(), 2 * B as usize) };
+    assert_eq!(fs.write(ino, 2 * B, src).unwrap(), 2 * B as usize);
+    let mut back = vec![0u8; 2 * B as usize];
+    fs.read(ino, 2 * B, &mut back).unwrap();
+    assert_eq!(back, data[..2 * B as usize]);
+    // And read(2) into a mapping of the same file.
+    let m2 = fs.mmap_real(ino, 0, 4 * B, rw()).unwrap();
+    // SAFETY: as above; the read fills pages 0..1 of the mapping from pages 2..3.
+    let dst = unsafe { std::slice::from_raw_parts_mut(m2.as_ptr(), B as usize) };
+    assert_eq!(fs.read(ino, 3 * B, dst).unwrap(), B as usize);
+    let mut page0 = vec![0u8; B as usize];
+    fs.read(ino, 0, &mut page0).unwrap();
+    assert_eq!(page0, data[B as usize..2 * B as usize]);
+}
+
+#[test]
+#[ignore = "run by stack_overflow_report_survives_the_handler in a child process"]
+fn child_stack_overflow() {
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &[1u8; 4096]).unwrap();
+    let m = fs.mmap_real(ino, 0, B, MapOptions::default()).unwrap();
+    assert_eq!(peek_at(&m, 0), 1, "the handler is installed and serving");
+    #[allow(unconditional_recursion)]
+    fn deep(n: u64) -> u64 {
+        let buf = [n as u8; 1024];
+        std::hint::black_box(&buf);
+        deep(n + 1) + buf[0] as u64
+    }
+    std::thread::spawn(|| deep(0)).join().unwrap();
+}
+
+#[test]
+fn stack_overflow_report_survives_the_handler() {
+    // SIGSEGVs that are not ours go to the previous handler: Rust's own report.
+    let (status, out) = run_child("child_stack_overflow");
+    assert!(!status.success());
+    assert!(out.contains("has overflowed its stack"), "{out}");
+}
+
+#[test]
+fn misaligned_or_fragmented_files_fall_back_to_ptes_within_extents() {
+    let (_dev, fs) = mem_fs(32 << 20);
+    let ino = fs.create("f").unwrap();
+    let data = pattern(8, 0, PMD as usize);
+    // Fragment: the two halves of the 2 MiB land in different places because another
+    // file takes the blocks after the first half.
+    let half = PMD as usize / 2;
+    fs.write(ino, 0, &data[..half]).unwrap();
+    let other = fs.create("other").unwrap();
+    fs.write(other, 0, &data[..half]).unwrap();
+    fs.write(ino, half as u64, &data[half..]).unwrap();
+    let ext = fs.extents(ino).unwrap();
+    assert!(ext.len() >= 2, "fragmented: {ext:?}");
+    let m = fs.mmap_real(ino, 0, PMD, MapOptions::default()).unwrap();
+    for p in 0..512usize {
+        assert_eq!(
+            peek_at(&m, p * B as usize + 9),
+            data[p * B as usize + 9],
+            "page {p}"
+        );
+    }
+    let s = m.stats();
+    assert_eq!((s.pmd, s.pte), (0, 512), "{s:?}");
+    assert!(s.fallback >= 1);
+
+    // Misaligned: file page 1 at a 2 MiB-aligned address (colour mismatch).
+    let g = fs.create("g").unwrap();
+    fs.write(g, 0, &pattern(9, 0, 2 * PMD as usize)).unwrap();
+    let m = fs.mmap_real(g, 1, PMD, MapOptions::default()).unwrap();
+    assert_eq!(peek_at(&m, 0), pattern(9, 0, B as usize + 1)[B as usize]);
+    let s = m.stats();
+    assert_eq!((s.pmd, s.pte), (0, 1), "{s:?}");
+}
+
+#[test]
+fn needs_hugetlb_aligned_file_is_served_by_pmd_faults_only() {
+    let dev = match dax_testdev::MemDevice::builder()
+        .size(128 << 20)
+        .backing(dax_testdev::Backing::HugetlbMemfd)
+        .build()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            println!(
+                "skipping: no hugetlb-backed device ({e}); reserve 2 MiB pages with sysctl vm.nr_hugepages"
+            );
+            return;
+        }
+    };
+    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
+    let ino = fs.create("f").unwrap();
+    let len = 64u64 << 20;
+    let blocks: Vec<Vec<u8>> = (0..len / PMD)
+        .map(|i| pattern(i as u8, 0, PMD as usize))
+        .collect();
+    for (i, b) in blocks.iter().enumerate() {
+        fs.write(ino, i as u64 * PMD, b).unwrap();
+    }
+    let m = fs.mmap_real(ino, 0, len, rw()).unwrap();
+    for off in (0..len as usize).step_by(B as usize) {
+        let want = blocks[off / PMD as usize][off % PMD as usize];
+        assert_eq!(peek_at(&m, off), want, "offset {off}");
+    }
+    let s = m.stats();
+    assert_eq!((s.pmd, s.pte, s.fallback), (32, 0, 0), "{s:?}");
 }
