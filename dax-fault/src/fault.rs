@@ -90,7 +90,20 @@ where
         // Raced with a PMD fault: the huge mapping serves this address.
         return VmFault::NOPAGE;
     }
-    let mut iter = match IomapIter::new(ops, pos, PAGE, flags) {
+    // Fault-around (off with the kernel's default of 1 page): a read fault asks the
+    // filesystem for the run it may map at once and stops after this one mapping.
+    let around = if flags.contains(IterFlags::WRITE) || vmf.is_cow() {
+        0
+    } else {
+        let eof_pages = inode.size().div_ceil(PAGE).saturating_sub(vmf.pgoff() + 1);
+        let vma_pages = (vmf.vma().vma().end() - vmf.address()) / PAGE - 1;
+        let block_pages = (PMD - vmf.address() % PMD) / PAGE - 1;
+        (pt.fault_around().saturating_sub(1))
+            .min(eof_pages)
+            .min(vma_pages)
+            .min(block_pages)
+    };
+    let mut iter = match IomapIter::new(ops, pos, PAGE * (1 + around), flags) {
         Ok(it) => it,
         Err(e) => return VmFault::from_error(&e),
     };
@@ -108,7 +121,7 @@ where
             }));
             continue;
         }
-        ret = fault_iter(vmf, &iter, &mut entry, false, pfnp.as_deref_mut());
+        ret = fault_iter(vmf, &iter, &mut entry, false, pfnp.as_deref_mut(), around);
         if ret != VmFault::SIGBUS && iter.iomap().flags.contains(IomapFlags::NEW) {
             mapping.stats().count_major();
             ret |= VmFault::MAJOR;
@@ -116,6 +129,10 @@ where
         if !ret.is_error() {
             // Cannot fail: the length was checked above.
             let _ = iter.advance(PAGE);
+        }
+        if around > 0 {
+            // The fault is one page; the run was only a hint to the filesystem.
+            break Ok(());
         }
     };
     drop(iter);
@@ -191,7 +208,7 @@ where
             // iteration without progress, so `iomap_end` sees 0 bytes.
             continue;
         }
-        ret = fault_iter(vmf, &iter, &mut entry, true, pfnp.as_deref_mut());
+        ret = fault_iter(vmf, &iter, &mut entry, true, pfnp.as_deref_mut(), 0);
         if ret != VmFault::FALLBACK {
             let _ = iter.advance(PMD);
         }
@@ -205,12 +222,16 @@ where
 }
 
 /// `dax_fault_iter`: the fault body for one mapping.
+///
+/// `around_limit`: pages after the faulting one that fault-around may map (bounded by
+/// EOF and the VMA end; 0 for PMD faults).
 fn fault_iter<O: IomapOps + ?Sized>(
     vmf: &Vmf<'_>,
     iter: &IomapIter<'_, O>,
     entry: &mut LockedEntry<'_>,
     pmd: bool,
     pfnp: Option<&mut Pfn>,
+    around_limit: u64,
 ) -> VmFault {
     let iomap = iter.iomap();
     let srcmap = iter.srcmap();
@@ -251,8 +272,29 @@ fn fault_iter<O: IomapOps + ?Sized>(
     let section = dev.read_lock();
     let pages = size / PAGE;
     let pgoff = iomap.pgoff(pos);
-    // `dax_iomap_direct_access`.
-    let da = match section.direct_access(pgoff, pages, DaxAccessMode::Access) {
+    // Fault-around (a dax-rs extension, off unless the page table asks for it): a read
+    // fault on a mapped extent may also map the following pages of the extent, up to
+    // the end of the 2 MiB block of addresses.
+    let mut around = if !pmd && !write && iomap.kind == IomapType::Mapped {
+        let pt = vmf.vma().page_table();
+        let in_extent = (iomap.end().saturating_sub(pos) / PAGE).saturating_sub(1);
+        let in_block = (PMD - (vmf.address() % PMD)) / PAGE - 1;
+        (pt.fault_around().saturating_sub(1))
+            .min(in_extent)
+            .min(in_block)
+            .min(around_limit)
+    } else {
+        0
+    };
+    // `dax_iomap_direct_access` (for the run when faulting around; poison anywhere in
+    // the run falls back to the faulting page alone).
+    let da = loop {
+        match section.direct_access(pgoff, pages + around, DaxAccessMode::Access) {
+            Err(_) if around > 0 => around = 0,
+            r => break r,
+        }
+    };
+    let da = match da {
         Ok(da) if da.pages() < pages => {
             return err(&DaxError::InvalidArgument {
                 what: "storage behind the fault is not contiguous for its size",
@@ -266,6 +308,7 @@ fn fault_iter<O: IomapOps + ?Sized>(
         Ok(da) => da,
         Err(e) => return err(&e),
     };
+    let around = around.min(da.pages() - pages);
     let pfn = da.pfn();
     let sync = write && vma.is_sync() && iomap.flags.contains(IomapFlags::DIRTY);
     let shared = iomap.flags.contains(IomapFlags::SHARED);
@@ -296,10 +339,29 @@ fn fault_iter<O: IomapOps + ?Sized>(
     }
     let target = MapTarget { pfn, pgoff, dev };
     if pmd {
-        insert_pmd(vmf, &target, write)
-    } else {
-        insert_pte(vmf, Some(&target), write)
+        return insert_pmd(vmf, &target, write);
     }
+    let pt = vmf.vma().page_table();
+    let around = if around > 0 && pt.pte(vmf.address()).is_none() {
+        pt.empty_run(vmf.address() + PAGE, around)
+    } else {
+        0
+    };
+    if around > 0 {
+        let mapping = vmf.vma().mapping();
+        let (n, created) =
+            mapping
+                .index()
+                .prepare_run(vmf.pgoff() + 1, around, pfn.add(1), pgoff + 1);
+        for c in created {
+            pages::associate_run(pfn.add(1 + c), 1, mapping, vmf.pgoff() + 1 + c);
+        }
+        return match pt.map_ptes(vmf.address(), &target, n + 1, false) {
+            Ok(()) => VmFault::NOPAGE,
+            Err(e) => pt_error(&e),
+        };
+    }
+    insert_pte(vmf, Some(&target), write)
 }
 
 /// `dax_insert_entry`: puts the new entry in the index (replacing an EMPTY or ZERO one,

@@ -620,6 +620,50 @@ impl MappingIndex {
         }
     }
 
+    /// Prepares pages `first, first + 1, ...` (at most `max`) backed by consecutive
+    /// device pages from `pfn` / `pgoff` to be mapped together with a faulting page
+    /// (fault-around, a dax-rs extension): a page without an entry gets an unlocked,
+    /// clean REAL PTE entry; a page whose unlocked REAL PTE entry already has the
+    /// expected pfn is kept; anything else (a locked, ZERO, EMPTY or PMD entry, another
+    /// pfn) ends the run. Returns the run's length and the offsets (from `first`) of
+    /// the entries created. The caller holds the faulting page's entry lock and the
+    /// filesystem lock that keeps the block map stable.
+    pub fn prepare_run(&self, first: u64, max: u64, pfn: Pfn, pgoff: u64) -> (u64, Vec<u64>) {
+        let mut g = self.inner.lock();
+        let mut created = Vec::new();
+        let mut n = 0;
+        while n < max {
+            let index = first + n;
+            match g.covering(index) {
+                Some(k) => {
+                    let s = g.slots[&k];
+                    if k != index
+                        || s.locked
+                        || s.entry != Entry::real(0, pfn.add(n))
+                        || s.pgoff != pgoff + n
+                    {
+                        break;
+                    }
+                }
+                None => {
+                    g.slots.insert(
+                        index,
+                        Slot {
+                            entry: Entry::real(0, pfn.add(n)),
+                            locked: false,
+                            marks: Marks::empty(),
+                            pgoff: pgoff + n,
+                        },
+                    );
+                    g.nrpages += 1;
+                    created.push(n);
+                }
+            }
+            n += 1;
+        }
+        (n, created)
+    }
+
     /// The first page of every entry overlapping `first ..= last` that carries
     /// TOWRITE, with its pfn (the writeback walk's snapshot).
     pub fn towrite_entries(&self, first: u64, last: u64) -> Vec<(u64, Pfn)> {

@@ -74,6 +74,21 @@ pub(crate) fn associate(pfn: Pfn, order: u32, mapping: &Arc<DaxMapping>, index: 
     }
 }
 
+/// [`associate`] for `n` single pages from `pfn`, backing file pages from `index`.
+pub(crate) fn associate_run(pfn: Pfn, n: u64, mapping: &Arc<DaxMapping>, index: u64) {
+    let mut t = PAGES.table.lock();
+    let weak = Arc::downgrade(mapping);
+    for i in 0..n {
+        t.meta.insert(
+            pfn.0 + i,
+            Meta {
+                order: 0,
+                owner: Owner::File(weak.clone(), index + i),
+            },
+        );
+    }
+}
+
 /// Drops one association of the unit at `pfn` (`dax_disassociate_entry`).
 pub(crate) fn disassociate(pfn: Pfn) {
     let mut t = PAGES.table.lock();

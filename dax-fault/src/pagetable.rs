@@ -119,6 +119,43 @@ pub trait PageTable: Send + Sync {
     /// `writable`; creates the PTE table if the PMD slot was empty.
     fn map_pte(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError>;
 
+    /// How many pages a read fault on a mapped extent may map at once (the faulting
+    /// page and the ones after it in the same extent and 2 MiB block). 1, the default,
+    /// is the kernel's DAX behaviour; a real backend raises it so that sparse and
+    /// sequential access do not cost one fault and one kernel mapping per page.
+    fn fault_around(&self) -> u64 {
+        1
+    }
+
+    /// How many of the `max` PTE slots from `addr` on are empty before the first
+    /// populated one (fault-around maps only into empty slots). The default asks
+    /// [`pte`](Self::pte) page by page.
+    fn empty_run(&self, addr: u64, max: u64) -> u64 {
+        (0..max)
+            .find(|&i| self.pte(addr + i * PAGE_SIZE as u64).is_some())
+            .unwrap_or(max)
+    }
+
+    /// Maps `n` consecutive device pages from `target` at `addr` (each PTE slot empty),
+    /// read-only or writable. The default calls [`map_pte`](Self::map_pte) per page.
+    fn map_ptes(
+        &self,
+        addr: u64,
+        target: &MapTarget<'_>,
+        n: u64,
+        writable: bool,
+    ) -> Result<(), DaxError> {
+        for i in 0..n {
+            let t = MapTarget {
+                pfn: target.pfn.add(i),
+                pgoff: target.pgoff + i,
+                dev: target.dev,
+            };
+            self.map_pte(addr + i * PAGE_SIZE as u64, &t, writable)?;
+        }
+        Ok(())
+    }
+
     /// Maps the shared zero page read-only at `addr` (`dax_load_hole`).
     fn map_zero_pte(&self, addr: u64) -> Result<(), DaxError>;
 

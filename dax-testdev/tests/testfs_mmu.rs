@@ -348,7 +348,13 @@ fn misaligned_or_fragmented_files_fall_back_to_ptes_within_extents() {
     let m = fs.mmap_real(g, 1, PMD, MapOptions::default()).unwrap();
     assert_eq!(peek_at(&m, 0), pattern(9, 0, B as usize + 1)[B as usize]);
     let s = m.stats();
-    assert_eq!((s.pmd, s.pte), (0, 1), "{s:?}");
+    // One fault: the PMD falls back, and the PTE fault maps the rest of the extent
+    // inside this 2 MiB block of addresses (fault-around) with one kernel mapping.
+    assert_eq!((s.pmd, s.pte, s.fallback), (0, 512, 1), "{s:?}");
+    assert_eq!(
+        peek_at(&m, PMD as usize - 1),
+        pattern(9, 0, PMD as usize + B as usize)[PMD as usize + B as usize - 1]
+    );
 }
 
 #[test]
@@ -502,7 +508,11 @@ fn threads_store_while_another_truncates_punches_and_fsyncs() {
         fs.read(ino, 0, &mut file).unwrap();
         for page in 0..F / 2 / B {
             let want = last.get(&(f, page)).copied().unwrap_or(0);
-            assert_eq!(file[(page * B) as usize], want, "file {f} page {page}: lost store");
+            assert_eq!(
+                file[(page * B) as usize],
+                want,
+                "file {f} page {page}: lost store"
+            );
         }
         let mut mapped = vec![0u8; (F / 2) as usize];
         maps[f].load(0, &mut mapped).unwrap();
@@ -514,4 +524,35 @@ fn threads_store_while_another_truncates_punches_and_fsyncs() {
         };
         assert!(tail.iter().all(|&b| b == 0), "the churned half reads zeros");
     }
+}
+
+#[test]
+fn a_read_fault_maps_the_rest_of_its_extent_run_at_once() {
+    let (_dev, fs) = mem_fs(32 << 20);
+    let ino = fs.create("f").unwrap();
+    let data = pattern(10, 0, 2 * PMD as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let m = fs
+        .mmap_real(
+            ino,
+            0,
+            2 * PMD,
+            MapOptions {
+                huge: false,
+                ..MapOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(peek_at(&m, 3 * B as usize), data[3 * B as usize]);
+    // One fault mapped pages 3..511 (to the end of the 2 MiB block), each with its
+    // own clean REAL entry.
+    assert_eq!(m.stats().pte, 509, "{:?}", m.stats());
+    let ix = m.vma().mapping().index();
+    assert_eq!(ix.nrpages(), 509);
+    let e = ix.lookup(300).unwrap();
+    assert_eq!((e.entry.kind, e.marks), (EntryKind::Real, Marks::empty()));
+    for p in (3..512usize).step_by(61) {
+        assert_eq!(peek_at(&m, p * B as usize + 1), data[p * B as usize + 1]);
+    }
+    assert_eq!(m.stats().pte, 509, "no further faults inside the run");
 }

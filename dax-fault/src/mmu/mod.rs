@@ -114,6 +114,7 @@ impl MmuMapping {
         }
         sys::install(space::resolve)?;
         sys::server::start();
+        sys::prepare_thread()?;
         let base = sys::reserve(len as usize, PMD_SIZE)?;
         let made = (|| {
             let vma = Vma::new(base, len, pgoff)?
@@ -227,6 +228,15 @@ impl MmuMapping {
         let m = self.vma.mapping();
         dax_writeback_mapping_range(m, m.device(), &WritebackControl::sync_all(start, end))
     }
+}
+
+/// Gives the calling thread a large alternate signal stack, so its faults on DAX
+/// mappings are served in its own signal handler (fast) rather than handed to the
+/// fault-server thread (two context switches). [`MmuMapping::map`] does it for the
+/// thread that maps; call it in other threads that touch mappings often. Without it
+/// everything still works, only slower.
+pub fn prepare_thread() -> Result<(), DaxError> {
+    sys::prepare_thread()
 }
 
 impl Drop for MmuMapping {

@@ -282,6 +282,56 @@ impl PageTable for MmuSpace {
         Ok(())
     }
 
+    fn fault_around(&self) -> u64 {
+        // One signal and one kernel mapping for up to a whole 2 MiB block of a read
+        // extent, not one per page (which would also exhaust vm.max_map_count).
+        PMD / PAGE
+    }
+
+    fn empty_run(&self, addr: u64, max: u64) -> u64 {
+        let Some(r) = lookup(addr) else {
+            return 0;
+        };
+        let s = r.get();
+        (0..max)
+            .find(|&i| {
+                let a = addr + i * PAGE;
+                !s.contains(a) || s.page(a).load(Ordering::Acquire) != P_NONE
+            })
+            .unwrap_or(max)
+    }
+
+    fn map_ptes(
+        &self,
+        addr: u64,
+        target: &MapTarget<'_>,
+        n: u64,
+        writable: bool,
+    ) -> Result<(), DaxError> {
+        let r = lookup(addr).ok_or_else(not_ours)?;
+        let s = r.get();
+        if !s.contains(addr + (n - 1) * PAGE) || (addr % PMD) / PAGE + n > PMD / PAGE {
+            return Err(DaxError::InvalidArgument {
+                what: "a run of PTEs must stay inside one mapping and one 2 MiB block",
+            });
+        }
+        let (fd, offset, page_size) = source(target)?;
+        if page_size != PAGE_SIZE {
+            return Err(DaxError::NotSupported {
+                what: "4 KiB mappings of a device backed by huge pages",
+            });
+        }
+        sys::map_fd(addr, n * PAGE, fd, offset, writable)?;
+        let k = if writable { P_RW } else { P_RO };
+        for i in 0..n {
+            s.page(addr + i * PAGE)
+                .store(((target.pfn.0 + i) << 3) | k, Ordering::Release);
+        }
+        s.block(addr).store(D_TABLE, Ordering::Release);
+        s.pte_maps.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn map_zero_pte(&self, addr: u64) -> Result<(), DaxError> {
         let r = lookup(addr).ok_or_else(not_ours)?;
         let s = r.get();

@@ -125,7 +125,9 @@ pub(crate) fn map_fd(
             addr as *mut c_void,
             len as usize,
             prot(writable),
-            libc::MAP_SHARED | libc::MAP_FIXED,
+            // Populate: the engine decided these pages are mapped now; letting the
+            // kernel fault each of them in again on first touch would double the cost.
+            libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
             fd.as_raw_fd(),
             offset as libc::off_t,
         )
@@ -303,6 +305,67 @@ fn altstack_room() -> Option<usize> {
 
 /// Stack the in-handler resolution may need; below it the fault goes to the server.
 const MIN_HANDLER_STACK: usize = 128 << 10;
+
+/// Size of the alternate signal stack [`prepare_thread`] gives a thread.
+const BIG_ALTSTACK: usize = 512 << 10;
+
+/// A thread's own large alternate signal stack, released when the thread exits.
+struct AltStack(*mut c_void);
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: disabling the alternate stack (the thread is exiting and not in a
+        // handler) and unmapping the memory we mapped for it.
+        unsafe {
+            let mut ss: libc::stack_t = std::mem::zeroed();
+            ss.ss_flags = libc::SS_DISABLE;
+            libc::sigaltstack(&ss, std::ptr::null_mut());
+            libc::munmap(self.0, BIG_ALTSTACK);
+        }
+    }
+}
+
+thread_local! {
+    static ALTSTACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Gives the calling thread a 512 KiB alternate signal stack, so that faults on DAX
+/// mappings are resolved in its own signal handler instead of being handed to the
+/// fault-server thread (Rust's default alternate stack is too small for the engine).
+/// Idempotent; must not be called from a signal handler.
+pub(crate) fn prepare_thread() -> Result<(), DaxError> {
+    ALTSTACK.with(|cell| {
+        if cell.borrow().is_some() {
+            return Ok(());
+        }
+        // SAFETY: a fresh private mapping for the stack, then installing it as this
+        // thread's alternate signal stack (we are not running on the old one).
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                BIG_ALTSTACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return Err(os_error("allocating an alternate signal stack"));
+            }
+            let ss = libc::stack_t {
+                ss_sp: p,
+                ss_flags: 0,
+                ss_size: BIG_ALTSTACK,
+            };
+            if libc::sigaltstack(&ss, std::ptr::null_mut()) != 0 {
+                libc::munmap(p, BIG_ALTSTACK);
+                return Err(os_error("installing an alternate signal stack"));
+            }
+            *cell.borrow_mut() = Some(AltStack(p));
+        }
+        Ok(())
+    })
+}
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo for SIGSEGV.
