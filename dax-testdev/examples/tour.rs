@@ -248,6 +248,29 @@ fn mappings() -> Result<(), DaxError> {
         pt.read(&vma, BASE, &mut buf).unwrap_err()
     );
     println!("fault counters: {:?}", vma.mapping().stats());
+
+    // The same engine behind a real mapping of this process (dax_fault::mmu).
+    let real = fs.create("real")?;
+    fs.write(real, 0, &vec![b'r'; 4 << 20])?;
+    let m = fs.mmap_real(
+        real,
+        0,
+        4 << 20,
+        dax_fault::mmu::MapOptions {
+            writable: true,
+            ..Default::default()
+        },
+    )?;
+    m.store(12345, b"stored through the pointer")
+        .map_err(fault_err)?;
+    let mut back = [0u8; 26];
+    fs.read(real, 12345, &mut back)?;
+    println!(
+        "real mapping at {:p}: a store through it, read back with read(2): {:?}; faults served {:?}",
+        m.as_ptr(),
+        String::from_utf8_lossy(&back),
+        m.stats()
+    );
     Ok(())
 }
 

@@ -214,6 +214,15 @@ impl MmuMapping {
         Ok(())
     }
 
+    /// Copies `data` to `offset` of the mapping, faulting pages in as stores would
+    /// (through [`populate`](Self::populate)): SIGSEGV (as an error) on a read-only
+    /// mapping.
+    pub fn store(&self, offset: usize, data: &[u8]) -> Result<(), VmFault> {
+        self.populate(offset, data.len(), true)?;
+        sys::store(self.shadow.base + offset as u64, data);
+        Ok(())
+    }
+
     /// Writes dirty data of `offset .. offset + len` back from the CPU cache and
     /// write-protects it again (`msync(MS_SYNC)`: `dax_writeback_mapping_range` over
     /// the file range it shows). Metadata is the filesystem's: use its fsync for that.

@@ -223,6 +223,13 @@ pub(crate) fn load(addr: u64, buf: &mut [u8]) {
     unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
 }
 
+/// Copies `data` to address `addr`, which the caller has made writable.
+pub(crate) fn store(addr: u64, data: &[u8]) {
+    // SAFETY: the caller resolved a write fault for every page of the range, so it is
+    // mapped writable; no reference to the destination is formed.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+}
+
 // ---- signals ----
 
 /// The resolver the handler calls: `(address, is_write if known) -> Ok or the fault
