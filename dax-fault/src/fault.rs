@@ -243,7 +243,7 @@ fn fault_iter<O: IomapOps + ?Sized>(
             VmFault::from_error(e)
         }
     };
-    let Some(dev) = iomap.dax_dev.as_deref() else {
+    let Some(dev) = iomap.dax_dev else {
         return err(&DaxError::Io {
             what: "mapped extent without a DAX device",
         });
@@ -430,7 +430,7 @@ fn cow_page(vmf: &Vmf<'_>, iomap: &Iomap, pos: u64) -> VmFault {
     match iomap.kind {
         IomapType::Hole | IomapType::Unwritten => {}
         IomapType::Mapped => {
-            let Some(dev) = iomap.dax_dev.as_deref() else {
+            let Some(dev) = iomap.dax_dev else {
                 return VmFault::SIGBUS;
             };
             let section = dev.read_lock();
