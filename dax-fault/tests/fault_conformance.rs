@@ -462,3 +462,715 @@ fn flt09_direct_access_errors() {
         assert_eq!(space.calls().split_pmd, 1, "{what}");
     }
 }
+
+#[test]
+fn flt10_shared_write_copies_the_source_into_the_new_blocks() {
+    // ref: FLT-10, 2.7.5 step 6, ENT-08 (SHARED replaces a real entry, unmapping it;
+    // DIRTY and TOWRITE), C-01
+    let fs = MockFs::new(8 * MIB, 2 * PAGE);
+    let old = pattern(PAGE as usize, 3);
+    fs.poke(MIB, &old);
+    fs.poke(MIB + PAGE, &pattern(PAGE as usize, 4));
+    fs.poke(MIB + 3 * PAGE, &pattern(PAGE as usize, 5));
+    fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE))
+        .ext(Ext::reflink(PAGE, PAGE, MIB + 2 * PAGE, MIB + 3 * PAGE).src_hole());
+    let (space, vma) = fs.map_rw(2 * MIB);
+    // A read maps the shared blocks themselves, read-only.
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), false))]);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(MIB)), NONE)]);
+    let unmaps = space.calls().unmap;
+    // The store: the FS answers a SHARED destination with the old blocks as source.
+    assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(fs.peek(MIB + PAGE, PAGE as usize), old, "copied");
+    assert_eq!(fs.peek(MIB, PAGE as usize), old, "source untouched");
+    assert_eq!(space.calls().unmap, unmaps + 1, "old mapping removed first");
+    assert_eq!(space.calls().mkwrite_pte, 0);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB + PAGE), true))]);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE)]);
+    // Copy-on-write of a hole: the new block is zeroed.
+    assert_eq!(wr(&fs, &vma, BASE + PAGE), NOPAGE);
+    assert_eq!(fs.peek(MIB + 3 * PAGE, PAGE as usize), vec![0u8; PAGE as usize]);
+    assert_eq!(
+        fs.entry(1).map(|e| (e.entry, e.marks)),
+        Some((real(0, fs.pfn(MIB + 3 * PAGE)), DIRTY | TOWRITE))
+    );
+    assert_eq!(
+        fs.calls(),
+        vec![
+            begin(0, PAGE, RD),
+            end(0, PAGE, PAGE, RD),
+            begin(0, PAGE, WR),
+            end(0, PAGE, PAGE, WR),
+            begin(PAGE, PAGE, WR),
+            end(PAGE, PAGE, PAGE, WR),
+        ]
+    );
+}
+
+#[test]
+fn flt10_shared_pmd_write_copies_2m() {
+    // ref: FLT-10 (PMD), ENT-08
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let old = pattern(PMD as usize, 5);
+    fs.poke(2 * MIB, &old);
+    fs.poke(4 * MIB, &pattern(PMD as usize, 6));
+    fs.ext(Ext::reflink(0, 2 * MIB, 2 * MIB, 4 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_wr(&fs, &vma, BASE + 7 * PAGE), NOPAGE);
+    assert!(fs.peek(4 * MIB, PMD as usize) == old, "the whole 2 MiB copied");
+    assert_eq!(space.huge(), vec![(BASE, huge(fs.pfn(4 * MIB), true))]);
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(4 * MIB)), DIRTY | TOWRITE)]);
+    assert_eq!(fs.calls(), vec![begin(0, PMD, WR), end(0, PMD, PMD, WR)]);
+}
+
+fn sync_file() -> (Arc<MockFs>, Arc<Space>, Arc<dax_fault::MappedVma>) {
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0).on_write(IomapFlags::DIRTY));
+    let space = Space::new();
+    let vma = fs.mmap(
+        Vma::new(BASE, 4 * MIB, 0)
+            .unwrap()
+            .writable(true)
+            .sync(true),
+        &space,
+    );
+    (fs, space, vma)
+}
+
+#[test]
+fn flt11_flt21_edge70_sync_write_fault_maps_only_after_fsync() {
+    // ref: FLT-11, FLT-21, FLT-22, edge 70, 2.7.8 (no inode-dirty on this path)
+    let (fs, space, vma) = sync_file();
+    let f = fault(&fs, &vma, BASE + PAGE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, VmFault::NEEDDSYNC);
+    assert_eq!(f.pfn, Some(fs.pfn(PAGE)));
+    assert!(space.ptes().is_empty(), "no PTE before the metadata is durable");
+    assert_eq!(fs.ents(), vec![(1, real(0, fs.pfn(PAGE)), NONE)], "not DIRTY");
+    assert!(!fs.mapping.inode_dirty());
+    assert_eq!(
+        fs.calls(),
+        vec![begin(PAGE, PAGE, WR), end(PAGE, PAGE, PAGE, WR)]
+    );
+    let vmf = Vmf::new(&vma, BASE + PAGE, FaultFlags::WRITE).unwrap();
+    let r = dax_finish_sync_fault(&vmf, 0, f.pfn.unwrap(), |s, e| fs.fsync(s, e));
+    assert_eq!(r, NOPAGE);
+    assert_eq!(fs.fsyncs(), vec![(PAGE, 2 * PAGE - 1)]);
+    assert_eq!(space.ptes(), vec![(BASE + PAGE, page(fs.pfn(PAGE), true))]);
+    assert_eq!(fs.ents(), vec![(1, real(0, fs.pfn(PAGE)), DIRTY)]);
+    assert!(!fs.mapping.inode_dirty());
+
+    // The fsync fails: SIGBUS, nothing mapped, the entry stays clean.
+    let f = fault(&fs, &vma, BASE + 2 * PAGE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, VmFault::NEEDDSYNC);
+    fs.fail_fsync(Some(DaxError::Io { what: "journal" }));
+    let vmf = Vmf::new(&vma, BASE + 2 * PAGE, FaultFlags::WRITE).unwrap();
+    let r = dax_finish_sync_fault(&vmf, 0, f.pfn.unwrap(), |s, e| fs.fsync(s, e));
+    assert_eq!(r, SIGBUS);
+    assert_eq!(space.pte(BASE + 2 * PAGE), None);
+    assert_eq!(fs.entry(2).unwrap().marks, NONE);
+}
+
+#[test]
+fn flt21_flt22_sync_pmd_fault_fsyncs_from_the_faulting_page() {
+    // ref: FLT-21, FLT-22, quirk Q12 (reproduced: the range starts at the faulting
+    // page, not the PMD start)
+    let (fs, space, vma) = sync_file();
+    let addr = BASE + 2 * MIB + 5 * PAGE;
+    let f = fault(&fs, &vma, addr, 9, FaultFlags::WRITE);
+    assert_eq!(f.ret, VmFault::NEEDDSYNC);
+    assert_eq!(f.pfn, Some(fs.pfn(2 * MIB)));
+    assert!(space.huge().is_empty());
+    assert_eq!(fs.ents(), vec![(512, real(9, fs.pfn(2 * MIB)), NONE)]);
+    let vmf = Vmf::new(&vma, addr, FaultFlags::WRITE).unwrap();
+    // A PTE-sized finish finds a PMD entry: retry (NOPAGE), nothing inserted.
+    assert_eq!(
+        dax_finish_sync_fault(&vmf, 0, f.pfn.unwrap(), |s, e| fs.fsync(s, e)),
+        NOPAGE
+    );
+    assert!(space.ptes().is_empty() && space.huge().is_empty());
+    assert_eq!(fs.entry(512).unwrap().marks, NONE);
+    assert_eq!(
+        dax_finish_sync_fault(&vmf, 9, f.pfn.unwrap(), |s, e| fs.fsync(s, e)),
+        NOPAGE
+    );
+    let from = 2 * MIB + 5 * PAGE;
+    assert_eq!(
+        fs.fsyncs(),
+        vec![(from, from + PAGE - 1), (from, from + PMD - 1)]
+    );
+    assert_eq!(
+        space.huge(),
+        vec![(BASE + 2 * MIB, huge(fs.pfn(2 * MIB), true))]
+    );
+    assert_eq!(fs.ents(), vec![(512, real(9, fs.pfn(2 * MIB)), DIRTY)]);
+}
+
+#[test]
+fn edge71_sync_mapping_without_fs_dirty_maps_writable_at_once() {
+    // ref: edge 71, FLT-11
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let space = Space::new();
+    let vma = fs.mmap(
+        Vma::new(BASE, 4 * MIB, 0)
+            .unwrap()
+            .writable(true)
+            .sync(true),
+        &space,
+    );
+    let f = fault(&fs, &vma, BASE, 0, FaultFlags::WRITE);
+    assert_eq!((f.ret, f.pfn), (NOPAGE, None));
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), true))]);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert!(fs.mapping.inode_dirty());
+}
+
+#[test]
+fn edge72_needdsync_without_a_pfn_out_parameter_is_sigbus() {
+    // ref: edge 72, FLT-11, 2.7.5 step 7
+    let (fs, space, vma) = sync_file();
+    let vmf = Vmf::new(&vma, BASE, FaultFlags::WRITE).unwrap();
+    let mut err = Ok(());
+    let r = dax_iomap_fault(&vmf, 0, &*fs, &*fs, None, Some(&mut err));
+    assert_eq!(r, SIGBUS);
+    assert!(err.is_ok());
+    assert!(space.ptes().is_empty());
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), NONE)]);
+    assert_eq!(fs.calls(), vec![begin(0, PAGE, WR), end(0, PAGE, 0, WR)]);
+}
+
+#[test]
+fn edge73_finish_sync_fault_after_a_truncate_removed_the_entry_is_nopage() {
+    // ref: edge 73, FLT-22
+    let (fs, space, vma) = sync_file();
+    let f = fault(&fs, &vma, BASE + PAGE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, VmFault::NEEDDSYNC);
+    assert!(fs.mapping.index().delete_entry(1));
+    let vmf = Vmf::new(&vma, BASE + PAGE, FaultFlags::WRITE).unwrap();
+    let r = dax_finish_sync_fault(&vmf, 0, f.pfn.unwrap(), |s, e| fs.fsync(s, e));
+    assert_eq!(r, NOPAGE);
+    assert_eq!(fs.fsyncs().len(), 1);
+    assert!(space.ptes().is_empty(), "nothing inserted");
+    assert!(fs.ents().is_empty());
+}
+
+#[test]
+fn flt12_edge57_write_upgrades_a_read_only_mapping_in_place() {
+    // ref: FLT-12, edge 57, 2.7.5 insertion rules, ENT-08 (inode dirty)
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (space, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE + 2 * PAGE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE + 2 * PAGE, page(fs.pfn(2 * PAGE), false))]);
+    assert!(!fs.mapping.inode_dirty());
+    assert_eq!(mkwr(&fs, &vma, BASE + 2 * PAGE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE + 2 * PAGE, page(fs.pfn(2 * PAGE), true))]);
+    let c = space.calls();
+    assert_eq!((c.map_pte, c.mkwrite_pte, c.unmap), (1, 1, 0), "no unmap");
+    assert_eq!(fs.ents(), vec![(2, real(0, fs.pfn(2 * PAGE)), DIRTY)]);
+    assert!(fs.mapping.inode_dirty());
+    // A write on an empty slot maps writable at once; a read on a present mapping
+    // leaves it as it is.
+    assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(space.pte(BASE + 3 * PAGE), Some(page(fs.pfn(3 * PAGE), true)));
+    assert_eq!(space.calls().map_pte, 2);
+    // PMD: read then write upgrades the huge mapping in place.
+    assert_eq!(pmd_rd(&fs, &vma, BASE + 2 * MIB), NOPAGE);
+    assert_eq!(pmd_wr(&fs, &vma, BASE + 2 * MIB), NOPAGE);
+    let c = space.calls();
+    assert_eq!((c.map_pmd, c.mkwrite_pmd), (1, 1));
+    assert_eq!(
+        space.huge(),
+        vec![(BASE + 2 * MIB, huge(fs.pfn(2 * MIB), true))]
+    );
+    assert_eq!(fs.entry(512).unwrap().marks, DIRTY);
+}
+
+#[test]
+fn page_table_allocation_failure_is_oom() {
+    // ref: 2.15.2 (OOM: page-table allocation failure), 2.7.5 (insertion errors)
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (space, vma) = fs.map_rw(4 * MIB);
+    space.fail_next(DaxError::Os {
+        errno: libc::ENOMEM,
+        what: "pte table",
+    });
+    assert_eq!(rd(&fs, &vma, BASE), VmFault::OOM);
+    space.fail_next(DaxError::Fault { what: "other" });
+    assert_eq!(rd(&fs, &vma, BASE + PAGE), SIGBUS);
+    assert!(space.ptes().is_empty());
+    // The entry went in before the insertion failed, as in the kernel.
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(0)), NONE), (1, real(0, fs.pfn(PAGE)), NONE)]
+    );
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE, "the retry maps it");
+}
+
+#[test]
+fn flt13_major_when_the_fs_allocated() {
+    // ref: FLT-13 (MAJOR unless the result is exactly SIGBUS), 2.7.3 step 5
+    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    fs.ext(Ext::hole(0, PAGE).alloc(MIB))
+        .ext(Ext::hole(PAGE, PAGE).alloc(MIB + PAGE))
+        .ext(Ext::hole(2 * PAGE, PAGE).on_write(IomapFlags::NEW));
+    fs.dev.driver().mem.poison(MIB + PAGE, 512).unwrap();
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE | VmFault::MAJOR);
+    assert_eq!(fs.mapping.stats().major(), 1);
+    assert_eq!(
+        wr(&fs, &vma, BASE + PAGE),
+        VmFault::HWPOISON | VmFault::MAJOR,
+        "not exactly SIGBUS: MAJOR is added"
+    );
+    assert_eq!(wr(&fs, &vma, BASE + 2 * PAGE), SIGBUS, "exactly SIGBUS: no MAJOR");
+    assert_eq!(fs.mapping.stats().major(), 2);
+    assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE, "no NEW the second time");
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), true))]);
+}
+
+#[test]
+fn flt14_edge74_enospc_from_begin_reaches_iomap_errp() {
+    // ref: FLT-14, edge 74, quirk Q14
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    fs.fail_next_begin(nospc());
+    let f = fault(&fs, &vma, BASE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, SIGBUS);
+    assert_eq!(errno(f.err.unwrap()), libc::ENOSPC);
+    assert_eq!(fs.take_calls(), vec![begin(0, PAGE, WR)], "no end for a failed begin");
+    assert_eq!(fs.ents(), vec![(0, Entry::empty(0), NONE)]);
+    assert!(space.ptes().is_empty());
+    // ext4 commits the journal and retries.
+    let f = fault(&fs, &vma, BASE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, NOPAGE | VmFault::MAJOR);
+    assert_eq!(f.err, Some(Ok(())));
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+}
+
+// =====================================================================================
+// §1.7 FLT: PMD faults
+
+#[test]
+fn flt15_flt16_edge62_pmd_and_the_file_size() {
+    // ref: FLT-15 (aligned start past EOF: SIGBUS), FLT-16 d (last page past EOF:
+    // FALLBACK), edge 62
+    for (size, want) in [
+        (0, SIGBUS),
+        (2 * MIB - 1, NOPAGE),
+        (2 * MIB - PAGE + 1, NOPAGE),
+        (2 * MIB - PAGE, FALLBACK),
+        (PAGE, FALLBACK),
+    ] {
+        let fs = MockFs::new(8 * MIB, size);
+        fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+        let (space, vma) = fs.map_rw(4 * MIB);
+        assert_eq!(pmd_rd(&fs, &vma, BASE + 3 * PAGE), want, "size {size}");
+        if want == NOPAGE {
+            assert_eq!(space.huge(), vec![(BASE, huge(fs.pfn(2 * MIB), false))]);
+            assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
+        } else {
+            assert!(fs.calls().is_empty(), "size {size}: decided before the FS");
+            assert!(fs.ents().is_empty(), "size {size}: before any entry");
+            assert!(space.huge().is_empty());
+            let fallbacks = u64::from(want == FALLBACK);
+            assert_eq!(fs.mapping.stats().fallbacks(), fallbacks, "size {size}");
+            assert_eq!(space.calls().split_pmd, fallbacks, "size {size}");
+        }
+    }
+    // Past the end of a 2 MiB file, the second PMD is SIGBUS.
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let (_s, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE + 2 * MIB + PAGE), SIGBUS);
+    assert_eq!(pmd_wr(&fs, &vma, BASE + 2 * MIB), SIGBUS);
+}
+
+#[test]
+fn flt16_edge60_edge61_edge69_pmd_fallback_prechecks() {
+    // ref: FLT-16 a (colour), c (outside the VMA), b (private write); edges 60, 61, 69;
+    // FLT-20 (split and counted)
+    let check = |fs: &MockFs, space: &Space, vma: &dax_fault::MappedVma, addr: u64, w: bool| {
+        let r = if w {
+            pmd_wr(fs, vma, addr)
+        } else {
+            pmd_rd(fs, vma, addr)
+        };
+        assert_eq!(r, FALLBACK);
+        assert!(fs.calls().is_empty() && fs.ents().is_empty());
+        assert!(space.huge().is_empty());
+        assert_eq!(space.calls().split_pmd, 1);
+        assert_eq!(fs.mapping.stats().fallbacks(), 1);
+    };
+    let file = || {
+        let fs = MockFs::new(16 * MIB, 8 * MIB);
+        fs.ext(Ext::mapped(0, 8 * MIB, 0));
+        fs
+    };
+    // Edge 60: file offset 0 shown at an address ≡ 4096 (mod 2 MiB).
+    let fs = file();
+    let space = Space::new();
+    let vma = fs.mmap(Vma::new(BASE + PAGE, 8 * MIB, 0).unwrap(), &space);
+    check(&fs, &space, &vma, BASE + 2 * MIB, false);
+    // Edge 61: the mapping covers only the first 1 MiB of the aligned 2 MiB.
+    let fs = file();
+    let space = Space::new();
+    let vma = fs.mmap(Vma::new(BASE, MIB, 0).unwrap().writable(true), &space);
+    check(&fs, &space, &vma, BASE, false);
+    // Edge 69: a write fault on a private mapping.
+    let fs = file();
+    let space = Space::new();
+    let vma = fs.mmap(
+        Vma::new(BASE, 8 * MIB, 0)
+            .unwrap()
+            .shared(false)
+            .writable(true),
+        &space,
+    );
+    check(&fs, &space, &vma, BASE, true);
+    // ... while a read on it may use a PMD.
+    assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
+}
+
+#[test]
+fn flt17_pmd_fault_over_a_pte_table_returns_0_to_retry() {
+    // ref: FLT-17, 2.7.4 step 4, quirk Q14 (the EMPTY-PMD entry stays)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE + 5 * PAGE), NOPAGE);
+    // Invalidation removes the (clean) entry and the PTE, not the PTE table.
+    fs.mapping.invalidate_range(0, 511).unwrap();
+    assert!(fs.ents().is_empty() && space.ptes().is_empty());
+    assert_eq!(space.pmd(BASE), PmdSlot::Table);
+    fs.take_calls();
+    assert_eq!(pmd_rd(&fs, &vma, BASE), VmFault::empty());
+    assert!(fs.calls().is_empty());
+    assert_eq!(fs.ents(), vec![(0, Entry::empty(9), NONE)]);
+    assert_eq!(fs.nrpages(), 512);
+    assert_eq!(space.calls().split_pmd, 0);
+    assert_eq!(fs.mapping.stats().fallbacks(), 0);
+}
+
+#[test]
+fn flt18_edge63_pmd_extent_or_srcmap_shorter_than_2m_falls_back() {
+    // ref: FLT-18, edge 63 (iomap_end sees written 0; PTE faults then succeed)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, MIB, 0))
+        .ext(Ext::mapped(MIB, MIB, 4 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), FALLBACK);
+    assert_eq!(fs.take_calls(), vec![begin(0, PMD, RD), end(0, MIB, 0, RD)]);
+    assert_eq!(fs.ents(), vec![(0, Entry::empty(9), NONE)]);
+    assert!(space.huge().is_empty());
+    assert_eq!(fs.mapping.stats().fallbacks(), 1);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 300 * PAGE), NOPAGE);
+    let p300 = fs.pfn(4 * MIB + 300 * PAGE - MIB);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(0)), NONE), (300, real(0, p300), NONE)]
+    );
+    assert_eq!(fs.nrpages(), 2);
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE, page(fs.pfn(0), false)), (BASE + 300 * PAGE, page(p300, false))]
+    );
+
+    // The source of a copy-on-write covers only 1 MiB.
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let junk = pattern(PMD as usize, 8);
+    fs.poke(4 * MIB, &junk);
+    fs.ext(Ext::reflink(0, 2 * MIB, 2 * MIB, 4 * MIB).src_len(MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_wr(&fs, &vma, BASE), FALLBACK);
+    assert_eq!(fs.calls(), vec![begin(0, PMD, WR), end(0, MIB, 0, WR)]);
+    assert!(fs.peek(4 * MIB, PMD as usize) == junk, "nothing copied");
+    assert!(space.huge().is_empty());
+}
+
+#[test]
+fn flt19_edge64_pmd_storage_must_be_2m_aligned_and_contiguous() {
+    // ref: FLT-19, 2.7.9, edge 64
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, PAGE));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), FALLBACK);
+    assert_eq!(
+        fs.dev.driver().take_log(),
+        vec![DaCall {
+            pgoff: 1,
+            pages: 512,
+            mode: DaxAccessMode::Access
+        }]
+    );
+    assert_eq!(fs.take_calls(), vec![begin(0, PMD, RD), end(0, PMD, 0, RD)]);
+    assert_eq!(fs.ents(), vec![(0, Entry::empty(9), NONE)]);
+    assert!(space.huge().is_empty());
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(PAGE), false))]);
+
+    // Aligned, but the driver has only 256 contiguous pages there.
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    fs.dev.driver().cap_pages(Some(256));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), FALLBACK);
+    assert_eq!(fs.calls(), vec![begin(0, PMD, RD), end(0, PMD, 0, RD)]);
+    assert!(space.huge().is_empty());
+    assert_eq!(rd(&fs, &vma, BASE + 511 * PAGE), NOPAGE);
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 511 * PAGE, page(fs.pfn(2 * MIB + 511 * PAGE), false))]
+    );
+}
+
+#[test]
+fn flt20_fallback_splits_the_huge_zero_mapping_then_the_pte_retry_allocates() {
+    // ref: FLT-20, 2.7.4 step 7, 2.5.3 step 4 (downgrade), edge 65
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(2 * MIB));
+    fs.dev.driver().mem.poison(2 * MIB + 7 * PAGE, 512).unwrap();
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.huge(), vec![(BASE, PmdSlot::HugeZero)]);
+    assert_eq!(fs.ents(), vec![(0, zero_pmd(), NONE)]);
+    // The FS allocates 2 MiB, one page of which is poisoned: the PMD falls back and the
+    // huge zero page is split into 512 zero PTEs.
+    assert_eq!(pmd_wr(&fs, &vma, BASE), FALLBACK);
+    assert_eq!(space.calls().split_pmd, 1);
+    assert_eq!(fs.mapping.stats().fallbacks(), 1);
+    assert!(space.huge().is_empty());
+    let ptes = space.ptes();
+    assert_eq!(ptes.len(), 512);
+    assert!(ptes.iter().all(|(_, p)| *p == Pte::Zero));
+    assert_eq!(fs.ents(), vec![(0, zero_pmd(), NONE)], "the zero entry stays");
+    // The PTE retry downgrades the zero PMD entry (its PTEs go) and maps the block.
+    assert_eq!(mkwr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 3 * PAGE, page(fs.pfn(2 * MIB + 3 * PAGE), true))]
+    );
+    assert_eq!(
+        fs.ents(),
+        vec![(3, real(0, fs.pfn(2 * MIB + 3 * PAGE)), DIRTY)]
+    );
+    assert_eq!(fs.nrpages(), 1);
+    assert_eq!(rd(&fs, &vma, BASE + 7 * PAGE), VmFault::HWPOISON);
+}
+
+#[test]
+fn edge65_one_bad_sector_falls_back_and_poisons_only_its_page() {
+    // ref: edge 65, 2.13.4
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    fs.dev
+        .driver()
+        .mem
+        .poison(2 * MIB + 100 * PAGE + 1024, 512)
+        .unwrap();
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), FALLBACK);
+    assert_eq!(pmd_wr(&fs, &vma, BASE), FALLBACK);
+    for i in 0..512 {
+        let want = if i == 100 { VmFault::HWPOISON } else { NOPAGE };
+        assert_eq!(rd(&fs, &vma, BASE + i * PAGE), want, "page {i}");
+    }
+    let ptes = space.ptes();
+    assert_eq!(ptes.len(), 511);
+    assert!(
+        ptes.iter()
+            .all(|&(a, p)| p == page(fs.pfn(2 * MIB + (a - BASE)), false))
+    );
+    assert_eq!(space.pte(BASE + 100 * PAGE), None);
+    assert_eq!(fs.entry(100).unwrap().entry, Entry::empty(0));
+    assert_eq!(fs.nrpages(), 512);
+}
+
+#[test]
+fn edge56_read_of_a_hole_then_write_allocates() {
+    // ref: edge 56, FLT-07, FLT-12, FLT-13, ENT-08 (zero entry replaced, zero PTE
+    // unmapped, DIRTY, inode dirty)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(MIB));
+    fs.poke(MIB, &pattern(PAGE as usize, 2));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(fs.ents(), vec![(0, zero_pte(), NONE)]);
+    assert_eq!(space.ptes(), vec![(BASE, Pte::Zero)]);
+    assert_eq!(fs.nrpages(), 1);
+    let unmaps = space.calls().unmap;
+    assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE | VmFault::MAJOR);
+    assert_eq!(fs.calls()[2], begin(0, PAGE, WR));
+    assert_eq!(space.calls().unmap, unmaps + 1, "the zero PTE was unmapped");
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), true))]);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(MIB)), DIRTY)]);
+    assert_eq!(fs.nrpages(), 1);
+    assert!(fs.mapping.inode_dirty());
+    assert_eq!(fs.peek(MIB, PAGE as usize), vec![0u8; PAGE as usize], "FS zeroed");
+    assert_eq!(fs.mapping.stats().major(), 1);
+}
+
+#[test]
+fn edge66_pte_fault_inside_a_zero_pmd_downgrades_it() {
+    // ref: edge 66, ENT-06, 2.5.3 step 4
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(2 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(fs.nrpages(), 512);
+    assert_eq!(space.huge(), vec![(BASE, PmdSlot::HugeZero)]);
+    // While the FS is asked, the PMD entry is gone and a locked EMPTY-PTE is there.
+    let m = fs.mapping.clone();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    fs.observe(move |c| {
+        if matches!(c, Call::Begin { .. }) {
+            s2.lock().push(m.index().entries());
+        }
+    });
+    assert_eq!(rd(&fs, &vma, BASE + 7 * PAGE), NOPAGE);
+    let during = seen.lock().clone();
+    assert_eq!(during.len(), 1);
+    assert_eq!(during[0].len(), 1);
+    assert_eq!(
+        (during[0][0].start, during[0][0].entry, during[0][0].locked),
+        (7, Entry::empty(0), true)
+    );
+    assert!(space.huge().is_empty(), "huge zero mapping removed");
+    assert_eq!(space.ptes(), vec![(BASE + 7 * PAGE, Pte::Zero)]);
+    assert_eq!(fs.ents(), vec![(7, zero_pte(), NONE)]);
+    assert_eq!(fs.nrpages(), 1);
+    assert_eq!(mkwr(&fs, &vma, BASE + 7 * PAGE), NOPAGE | VmFault::MAJOR);
+    assert_eq!(
+        fs.ents(),
+        vec![(7, real(0, fs.pfn(2 * MIB + 7 * PAGE)), DIRTY)]
+    );
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 7 * PAGE, page(fs.pfn(2 * MIB + 7 * PAGE), true))]
+    );
+}
+
+#[test]
+fn edge67_pmd_fault_with_any_pte_entry_in_its_2m_falls_back() {
+    // ref: edge 67, ENT-07, 2.11.3 (PMD never evicts PTEs)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    let (sa, va) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &va, BASE + 9 * PAGE), NOPAGE);
+    fs.take_calls();
+    let (sb, vb) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &vb, BASE), FALLBACK, "no page table in B: the entry");
+    assert_eq!(pmd_wr(&fs, &va, BASE), FALLBACK);
+    assert!(fs.calls().is_empty());
+    assert_eq!(fs.ents(), vec![(9, real(0, fs.pfn(2 * MIB + 9 * PAGE)), NONE)]);
+    assert!(sa.huge().is_empty() && sb.huge().is_empty());
+    assert_eq!(fs.mapping.stats().fallbacks(), 2);
+}
+
+#[test]
+fn edge68_edge78_pte_write_in_a_real_pmd_dirties_and_flushes_2m() {
+    // ref: edge 68, ENT-06 (a real PMD entry serves a PTE fault), 2.5.4 asymmetry,
+    // edge 78, WB-02
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    let (sa, va) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_rd(&fs, &va, BASE), NOPAGE);
+    // Another process maps the file elsewhere and writes page 5 with a PTE.
+    let sb = Space::new();
+    let vb_base = BASE + 16 * MIB;
+    let vb = fs.mmap(Vma::new(vb_base, 2 * MIB, 0).unwrap().writable(true), &sb);
+    fs.take_calls();
+    assert_eq!(wr(&fs, &vb, vb_base + 5 * PAGE), NOPAGE);
+    assert_eq!(
+        fs.calls(),
+        vec![begin(5 * PAGE, PAGE, WR), end(5 * PAGE, PAGE, PAGE, WR)]
+    );
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), DIRTY)]);
+    assert_eq!(fs.nrpages(), 512);
+    assert_eq!(
+        sb.ptes(),
+        vec![(vb_base + 5 * PAGE, page(fs.pfn(2 * MIB + 5 * PAGE), true))]
+    );
+    assert_eq!(sa.huge(), vec![(BASE, huge(fs.pfn(2 * MIB), false))]);
+    // fsync of [4096, 8191] flushes the whole 2 MiB entry and cleans every mapping.
+    fs.dev.driver().take_log();
+    fsync(&fs, PAGE, 2 * PAGE - 1).unwrap();
+    assert_eq!(flushes(&fs), vec![(512, 512)]);
+    assert_eq!(
+        sb.ptes(),
+        vec![(vb_base + 5 * PAGE, page(fs.pfn(2 * MIB + 5 * PAGE), false))]
+    );
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
+
+    // Edge 78 with the PMD itself written.
+    assert_eq!(pmd_wr(&fs, &va, BASE), NOPAGE);
+    assert_eq!(sa.huge(), vec![(BASE, huge(fs.pfn(2 * MIB), true))]);
+    fsync(&fs, PAGE, 2 * PAGE - 1).unwrap();
+    assert_eq!(flushes(&fs), vec![(512, 512)]);
+    assert_eq!(sa.huge(), vec![(BASE, huge(fs.pfn(2 * MIB), false))]);
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
+}
+
+#[test]
+fn edge103_pmd_enospc_is_fallback_then_the_pte_retry_reports_it() {
+    // ref: edge 103, quirk Q11 (reproduced: the PMD path ignores the begin error and
+    // leaves *iomap_errp alone), FLT-14
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
+    fs.fail_begin_at(0, nospc());
+    fs.fail_begin_at(1, nospc());
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let f = fault(&fs, &vma, BASE + 5 * PAGE, 9, FaultFlags::WRITE);
+    assert_eq!(f.ret, FALLBACK);
+    assert_eq!(f.err, None, "the PMD path does not fill iomap_errp");
+    assert_eq!(fs.ents(), vec![(0, Entry::empty(9), NONE)]);
+    assert_eq!(fs.nrpages(), 512);
+    let f = fault(&fs, &vma, BASE + 5 * PAGE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, SIGBUS);
+    assert_eq!(errno(f.err.unwrap()), libc::ENOSPC);
+    assert_eq!(fs.ents(), vec![(5, Entry::empty(0), NONE)]);
+    assert_eq!(fs.nrpages(), 1);
+    assert_eq!(
+        fs.calls(),
+        vec![begin(0, PMD, WR), begin(5 * PAGE, PAGE, WR)]
+    );
+    assert!(space.ptes().is_empty() && space.huge().is_empty());
+}
+
+#[test]
+fn edge104_read_fault_reuses_the_empty_entry_a_private_cow_left() {
+    // ref: edge 104, quirk Q14
+    let fs = MockFs::new(8 * MIB, 2 * PAGE);
+    fs.ext(Ext::hole(0, PAGE)).ext(Ext::mapped(PAGE, PAGE, MIB));
+    let ps = Space::new();
+    let private = fs.mmap(
+        Vma::new(BASE, 2 * MIB, 0)
+            .unwrap()
+            .shared(false)
+            .writable(true),
+        &ps,
+    );
+    assert_eq!(wr(&fs, &private, BASE), VmFault::DONE_COW);
+    assert_eq!(wr(&fs, &private, BASE + PAGE), VmFault::DONE_COW);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, Entry::empty(0), NONE), (1, Entry::empty(0), NONE)]
+    );
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + PAGE), NOPAGE);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, zero_pte(), NONE), (1, real(0, fs.pfn(MIB)), NONE)]
+    );
+    assert_eq!(fs.nrpages(), 2);
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE, Pte::Zero), (BASE + PAGE, page(fs.pfn(MIB), false))]
+    );
+}

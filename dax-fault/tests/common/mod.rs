@@ -470,8 +470,9 @@ impl MockFs {
         }
     }
 
-    pub fn fail_fsync(&self, err: DaxError) {
-        *self.fsync_err.lock() = Some(err);
+    /// Makes every later `fsync` fail with `err` (`None`: succeed again).
+    pub fn fail_fsync(&self, err: Option<DaxError>) {
+        *self.fsync_err.lock() = err;
     }
 
     pub fn fsyncs(&self) -> Vec<(u64, u64)> {
