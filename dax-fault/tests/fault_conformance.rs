@@ -1174,3 +1174,318 @@ fn edge104_read_fault_reuses_the_empty_entry_a_private_cow_left() {
         vec![(BASE, Pte::Zero), (BASE + PAGE, page(fs.pfn(MIB), false))]
     );
 }
+
+// =====================================================================================
+// §1.5 ENT through faults, §1.10 LCK-04
+
+#[test]
+fn lck04_ent06_entry_locked_from_begin_through_insertion_to_end() {
+    // ref: LCK-04, ENT-06 (a locked EMPTY entry while the FS is asked), 2.5.4
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(0))
+        .ext(Ext::mapped(2 * MIB, 2 * MIB, 2 * MIB));
+    let (space, vma) = fs.map_rw(4 * MIB);
+    type Seen = Vec<(String, Option<(Entry, bool)>)>;
+    let seen: Arc<parking_lot::Mutex<Seen>> = Arc::default();
+    let watch = Arc::new(parking_lot::Mutex::new(0u64));
+    let (m, s, w) = (fs.mapping.clone(), seen.clone(), watch.clone());
+    fs.observe(move |c| {
+        let what = match c {
+            Call::Begin { .. } => "begin",
+            Call::End { .. } => "end",
+        };
+        let e = m.index().lookup(*w.lock()).map(|e| (e.entry, e.locked));
+        s.lock().push((what.into(), e));
+    });
+    let (m, s, w) = (fs.mapping.clone(), seen.clone(), watch.clone());
+    space.observe(move |op, _| {
+        if matches!(op, PtOp::MapPte | PtOp::MapPmd) {
+            let e = m.index().lookup(*w.lock()).map(|e| (e.entry, e.locked));
+            s.lock().push((format!("{op:?}"), e));
+        }
+    });
+    let take = || std::mem::take(&mut *seen.lock());
+
+    *watch.lock() = 3;
+    assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE | VmFault::MAJOR);
+    let r = real(0, fs.pfn(3 * PAGE));
+    assert_eq!(
+        take(),
+        vec![
+            ("begin".into(), Some((Entry::empty(0), true))),
+            ("MapPte".into(), Some((r, true))),
+            ("end".into(), Some((r, true))),
+        ]
+    );
+    assert!(!fs.entry(3).unwrap().locked);
+
+    *watch.lock() = 512 + 7;
+    assert_eq!(pmd_wr(&fs, &vma, BASE + 2 * MIB + 7 * PAGE), NOPAGE);
+    let r = real(9, fs.pfn(2 * MIB));
+    assert_eq!(
+        take(),
+        vec![
+            ("begin".into(), Some((Entry::empty(9), true))),
+            ("MapPmd".into(), Some((r, true))),
+            ("end".into(), Some((r, true))),
+        ]
+    );
+    assert!(!fs.entry(512).unwrap().locked);
+}
+
+#[test]
+fn ent09_mf06_a_page_mapped_through_two_files_has_no_single_owner() {
+    // ref: ENT-09 (a second association of a SHARED extent drops the owner), MF-06
+    // (the generic path then answers EBUSY), 2.13.3
+    let dev = device(8 * MIB);
+    let a = MockFs::on(dev.clone(), 2 * PAGE);
+    let b = MockFs::on(dev.clone(), 2 * PAGE);
+    for fs in [&a, &b] {
+        fs.ext(Ext::mapped(0, 2 * PAGE, MIB).flags(IomapFlags::SHARED));
+    }
+    let (sa, va) = a.map_rw(2 * MIB);
+    let (sb, vb) = b.map_rw(2 * MIB);
+    assert_eq!(rd(&a, &va, BASE), NOPAGE);
+    assert_eq!(rd(&b, &vb, BASE), NOPAGE);
+    assert_eq!(rd(&a, &va, BASE + PAGE), NOPAGE);
+    let (p0, p1) = (a.pfn(MIB), a.pfn(MIB + PAGE));
+    clear_page_hwpoison(p0);
+    clear_page_hwpoison(p1);
+    assert_eq!(errno(dax_memory_failure(p0, MfFlags::empty())), libc::EBUSY);
+    assert!(!page_hwpoison(p0));
+    assert!(sa.pte(BASE).is_some() && sb.pte(BASE).is_some());
+    assert!(va.take_signals().is_empty() && vb.take_signals().is_empty());
+    // Page 1 has one owner: found, flagged, its user killed.
+    dax_memory_failure(p1, MfFlags::empty()).unwrap();
+    assert!(page_hwpoison(p1));
+    assert_eq!(va.take_signals(), vec![BASE + PAGE]);
+    assert!(vb.take_signals().is_empty());
+    assert_eq!(sa.pte(BASE + PAGE), None);
+    assert!(sa.pte(BASE).is_some());
+}
+
+// =====================================================================================
+// §1.8 WB
+
+#[test]
+fn wb01_edge77_background_writeback_does_nothing() {
+    // ref: WB-01, edge 77
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    fs.dev.driver().take_log();
+    let wbc = WritebackControl::background();
+    dax_writeback_mapping_range(&fs.mapping, &*fs.dev, &wbc).unwrap();
+    assert!(fs.dev.driver().take_log().is_empty(), "no flush");
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), true))]);
+    assert_eq!(space.calls().wrprotect, 0);
+}
+
+#[test]
+fn wb01_edge81_block_size_other_than_a_page_is_eio() {
+    // ref: WB-01, edge 81 (and edge 105: even when the index is empty)
+    let dev = device(4 * MIB);
+    let m = dax_fault::DaxMapping::with_block_size(dev.clone(), 1024);
+    let all = WritebackControl::sync_all(0, u64::MAX);
+    assert_eq!(errno(dax_writeback_mapping_range(&m, &*dev, &all)), libc::EIO);
+    let e = m.index().grab(0, 0, &mut |_, _| {}).unwrap();
+    e.mark_dirty();
+    drop(e);
+    assert_eq!(errno(dax_writeback_mapping_range(&m, &*dev, &all)), libc::EIO);
+    // An empty 4 KiB-block mapping: nothing to do, even for a data-integrity pass.
+    let fs = MockFs::new(4 * MIB, 0);
+    fsync_all(&fs).unwrap();
+    assert!(fs.dev.driver().take_log().is_empty());
+}
+
+#[test]
+fn wb01_wb02_fsync_flushes_the_dirty_entries_of_its_range() {
+    // ref: WB-01 (DIRTY → TOWRITE over the range), WB-02 (write-protect, clean, flush,
+    // clear DIRTY and TOWRITE)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0))
+        .ext(Ext::reflink(30 * PAGE, PAGE, 30 * PAGE, MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + PAGE), NOPAGE);
+    assert_eq!(wr(&fs, &vma, BASE + 10 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 20 * PAGE), NOPAGE);
+    assert_eq!(wr(&fs, &vma, BASE + 30 * PAGE), NOPAGE);
+    assert_eq!(fs.entry(30).unwrap().marks, DIRTY | TOWRITE);
+    fs.dev.driver().take_log();
+    fsync(&fs, 0, 2 * PAGE - 1).unwrap();
+    assert_eq!(flushes(&fs), vec![(1, 1)]);
+    assert_eq!(space.calls().wrprotect, 1);
+    assert_eq!(space.pte(BASE + PAGE), Some(page(fs.pfn(PAGE), false)));
+    assert_eq!(space.pte(BASE + 10 * PAGE), Some(page(fs.pfn(10 * PAGE), true)));
+    let marks = |i| fs.entry(i).unwrap().marks;
+    assert_eq!(
+        (marks(1), marks(10), marks(20), marks(30)),
+        (NONE, DIRTY, NONE, DIRTY | TOWRITE)
+    );
+    fsync_all(&fs).unwrap();
+    let pgoff30 = MIB / PAGE;
+    assert_eq!(flushes(&fs), vec![(10, 1), (pgoff30, 1)]);
+    assert_eq!(
+        (marks(1), marks(10), marks(20), marks(30)),
+        (NONE, NONE, NONE, NONE)
+    );
+    assert!(space.ptes().iter().all(|(_, p)| !p.is_writable()));
+    // Nothing dirty: nothing to flush.
+    fsync_all(&fs).unwrap();
+    assert!(flushes(&fs).is_empty());
+}
+
+#[test]
+fn edge79_a_store_after_writeback_refaults_and_redirties() {
+    // ref: edge 79, 2.7.1 (mkwrite), WB-02
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    assert!(space.touch_write(BASE));
+    fsync_all(&fs).unwrap();
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), false))]);
+    assert!(!space.touch_write(BASE), "the next store faults");
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), NONE)]);
+    fs.dev.driver().take_log();
+    assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert!(space.touch_write(BASE));
+    fsync_all(&fs).unwrap();
+    assert_eq!(flushes(&fs), vec![(0, 1)]);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), false))]);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), NONE)]);
+}
+
+#[test]
+fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
+    // ref: WB-03, 2.8 (an EMPTY entry found after waiting → EIO), 2.11.7 (errseq)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
+    let ix = fs.mapping.index();
+    // An EMPTY entry carrying DIRTY, locked while writeback reaches it.
+    let held = ix.grab(1, 0, &mut |_, _| {}).unwrap();
+    held.mark_dirty();
+    let mut since = fs.mapping.sample_wb_err();
+    fs.dev.driver().take_log();
+    let r = std::thread::scope(|s| {
+        let t = s.spawn(|| fsync_all(&fs));
+        until(|| ix.waiters(1) == 1);
+        drop(held);
+        t.join().unwrap()
+    });
+    assert_eq!(errno(r), libc::EIO);
+    assert!(flushes(&fs).is_empty(), "the walk stopped at the error");
+    assert_eq!(fs.entry(3).unwrap().marks, DIRTY | TOWRITE);
+    assert_eq!(space.pte(BASE + 3 * PAGE), Some(page(fs.pfn(3 * PAGE), true)));
+    assert_eq!(
+        errno(fs.mapping.check_and_advance_wb_err(&mut since)),
+        libc::EIO
+    );
+    assert!(fs.mapping.check_and_advance_wb_err(&mut since).is_ok(), "once");
+}
+
+#[test]
+fn race_writeback_holds_the_entry_so_a_write_fault_redirties_after_it() {
+    // ref: 2.11.4 first bullet, WB-02
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let ix = fs.mapping.index();
+    let gate = space.gate_next(PtOp::Wrprotect);
+    std::thread::scope(|s| {
+        let wb = s.spawn(|| fsync_all(&fs));
+        gate.wait_entered();
+        let e = fs.entry(0).unwrap();
+        assert!(e.locked, "writeback holds the entry while cleaning");
+        assert_eq!(e.marks, DIRTY, "TOWRITE taken, DIRTY kept until the flush");
+        fs.take_calls();
+        let f = s.spawn(|| mkwr(&fs, &vma, BASE));
+        until(|| ix.waiters(0) == 1);
+        assert!(fs.calls().is_empty(), "the fault waits before asking the FS");
+        gate.release();
+        assert!(wb.join().unwrap().is_ok());
+        assert_eq!(f.join().unwrap(), NOPAGE);
+    });
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), true))]);
+}
+
+#[test]
+fn race_two_fsyncs_one_flushes_the_other_skips_after_it() {
+    // ref: 2.11.4 second bullet, 2.8 (skip when TOWRITE is gone after waiting)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let ix = fs.mapping.index();
+    let gate = fs.gate_next_begin();
+    fs.dev.driver().take_log();
+    std::thread::scope(|s| {
+        // A store fault holds the entry; both fsyncs tag it and wait for it.
+        let f = s.spawn(|| mkwr(&fs, &vma, BASE));
+        gate.wait_entered();
+        let a = s.spawn(|| fsync_all(&fs));
+        let b = s.spawn(|| fsync_all(&fs));
+        until(|| ix.waiters(0) == 2);
+        assert_eq!(fs.entry(0).unwrap().marks, DIRTY | TOWRITE);
+        gate.release();
+        assert_eq!(f.join().unwrap(), NOPAGE);
+        assert!(a.join().unwrap().is_ok());
+        assert!(b.join().unwrap().is_ok());
+    });
+    assert_eq!(flushes(&fs), vec![(0, 1)], "flushed once");
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), NONE)]);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), false))]);
+}
+
+#[test]
+fn edge80_writeback_waiting_on_an_entry_that_is_deleted_skips_it() {
+    // ref: edge 80, 2.11.4 third bullet
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let ix = fs.mapping.index();
+    let held = ix.lock_existing(0, 0).unwrap();
+    fs.dev.driver().take_log();
+    let r = std::thread::scope(|s| {
+        let t = s.spawn(|| fsync_all(&fs));
+        until(|| ix.waiters(0) == 1);
+        held.delete();
+        t.join().unwrap()
+    });
+    assert!(r.is_ok());
+    assert!(flushes(&fs).is_empty());
+    assert_eq!(space.calls().wrprotect, 0);
+    assert!(fs.ents().is_empty());
+}
+
+#[test]
+fn writeback_waiting_on_an_entry_whose_pfn_changed_skips_it() {
+    // ref: 2.8 (pfn changed: the block was reallocated), 2.11.7 (pfns compared)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let ix = fs.mapping.index();
+    let mut held = ix.lock_existing(0, 0).unwrap();
+    fs.dev.driver().take_log();
+    let moved = real(0, fs.pfn(5 * PAGE));
+    let r = std::thread::scope(|s| {
+        let t = s.spawn(|| fsync_all(&fs));
+        until(|| ix.waiters(0) == 1);
+        held.insert(moved, 5, false, false, true, &mut |_, _| {});
+        drop(held);
+        t.join().unwrap()
+    });
+    assert!(r.is_ok());
+    assert!(flushes(&fs).is_empty());
+    assert_eq!(space.calls().wrprotect, 0);
+    assert_eq!(fs.ents(), vec![(0, moved, DIRTY | TOWRITE)]);
+}

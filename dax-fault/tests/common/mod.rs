@@ -260,6 +260,24 @@ impl Ext {
     fn end(&self) -> u64 {
         self.offset + self.len
     }
+
+    /// The part of this extent over file bytes `from .. to` (inside it).
+    fn slice(&self, from: u64, to: u64) -> Ext {
+        let d = from - self.offset;
+        let shift = |a: u64| if a == IOMAP_NULL_ADDR { a } else { a + d };
+        Ext {
+            offset: from,
+            len: to - from,
+            addr: shift(self.addr),
+            alloc: self.alloc.map(shift),
+            cow: self.cow.map(|c| Cow {
+                dest: c.dest + d,
+                src_len: c.src_len.map(|l| l.saturating_sub(d).min(to - from)),
+                ..c
+            }),
+            ..self.clone()
+        }
+    }
 }
 
 /// A call the engine made to the filesystem.
@@ -378,10 +396,23 @@ impl MockFs {
         })
     }
 
-    /// Adds an extent (replacing any it overlaps).
+    /// Adds an extent over what was there (the parts of older extents outside it
+    /// stay).
     pub fn ext(&self, e: Ext) -> &Self {
         let mut v = self.exts.lock();
-        v.retain(|o| o.end() <= e.offset || o.offset >= e.end());
+        let old = std::mem::take(&mut *v);
+        for o in old {
+            if o.end() <= e.offset || o.offset >= e.end() {
+                v.push(o);
+                continue;
+            }
+            if o.offset < e.offset {
+                v.push(o.slice(o.offset, e.offset));
+            }
+            if o.end() > e.end() {
+                v.push(o.slice(e.end(), o.end()));
+            }
+        }
         v.push(e);
         v.sort_by_key(|e| e.offset);
         self
