@@ -29,12 +29,11 @@ use std::time::Duration;
 use common::*;
 use dax_core::{DaxAccessMode, DaxError, MfFlags, Pfn};
 use dax_fault::{
-    ERESTARTSYS, Entry, EntryKind, FaultFlags, HUGE_ZERO_PFN, MfLock, Marks, PageTable, PmdSlot,
-    Pte, Vma, VmFault, Vmf, WritebackControl, ZERO_PFN, clear_page_hwpoison,
-    dax_break_layout, dax_break_layout_final, dax_break_layout_inode, dax_finish_sync_fault,
-    dax_iomap_fault, dax_layout_busy_page, dax_layout_busy_page_range, dax_lock_mapping_entry,
-    dax_memory_failure, dax_writeback_mapping_range, mf_dax_kill_procs, page_hwpoison,
-    page_pins, pin_user_pages,
+    ERESTARTSYS, Entry, EntryKind, FaultFlags, HUGE_ZERO_PFN, Marks, MfLock, PageTable, PmdSlot,
+    Pte, VmFault, Vma, Vmf, WritebackControl, ZERO_PFN, clear_page_hwpoison, dax_break_layout,
+    dax_break_layout_final, dax_break_layout_inode, dax_finish_sync_fault, dax_iomap_fault,
+    dax_layout_busy_page, dax_layout_busy_page_range, dax_lock_mapping_entry, dax_memory_failure,
+    dax_writeback_mapping_range, mf_dax_kill_procs, page_hwpoison, page_pins, pin_user_pages,
 };
 use dax_iomap::{IomapFlags, IomapType, MappingOps};
 use dax_testdev::DevOp;
@@ -70,7 +69,11 @@ fn errno<T: std::fmt::Debug>(r: Result<T, DaxError>) -> i32 {
 
 /// A data-integrity writeback (fsync) of bytes `start ..= end`.
 fn fsync(fs: &MockFs, start: u64, end: u64) -> Result<(), DaxError> {
-    dax_writeback_mapping_range(&fs.mapping, &*fs.dev, &WritebackControl::sync_all(start, end))
+    dax_writeback_mapping_range(
+        &fs.mapping,
+        &*fs.dev,
+        &WritebackControl::sync_all(start, end),
+    )
 }
 
 fn fsync_all(fs: &MockFs) -> Result<(), DaxError> {
@@ -147,7 +150,10 @@ fn flt01_order_picks_pte_pmd_or_fallback() {
     assert_eq!(space.ptes(), vec![(BASE + PAGE, page(fs.pfn(PAGE), false))]);
     assert_eq!(space.huge(), vec![(BASE + PMD, huge(fs.pfn(PMD), false))]);
     let st = fs.mapping.stats();
-    assert_eq!((st.pte_faults(), st.pmd_faults(), st.fallbacks()), (1, 1, 0));
+    assert_eq!(
+        (st.pte_faults(), st.pmd_faults(), st.fallbacks()),
+        (1, 1, 0)
+    );
 }
 
 #[test]
@@ -247,7 +253,11 @@ fn flt06_private_write_fault_fills_a_private_copy() {
         &space,
     );
     for i in 0..3 {
-        assert_eq!(wr(&fs, &vma, BASE + i * PAGE), VmFault::DONE_COW, "page {i}");
+        assert_eq!(
+            wr(&fs, &vma, BASE + i * PAGE),
+            VmFault::DONE_COW,
+            "page {i}"
+        );
     }
     for i in 3..5 {
         assert_eq!(wr(&fs, &vma, BASE + i * PAGE), SIGBUS, "page {i}");
@@ -259,7 +269,11 @@ fn flt06_private_write_fault_fills_a_private_copy() {
     };
     let zeros = vec![0u8; PAGE as usize];
     assert_eq!(private(0), zeros, "a hole copies as zeros");
-    assert_eq!(private(1), zeros, "unwritten copies as zeros, not the stale bytes");
+    assert_eq!(
+        private(1),
+        zeros,
+        "unwritten copies as zeros, not the stale bytes"
+    );
     assert_eq!(private(2), data, "mapped copies the storage");
     assert_eq!(space.resolve(BASE + 3 * PAGE), None);
     assert_eq!(space.resolve(BASE + 4 * PAGE), None);
@@ -268,7 +282,9 @@ fn flt06_private_write_fault_fills_a_private_copy() {
     // No DAX entry is populated: each index keeps the EMPTY entry the fault grabbed.
     assert_eq!(
         fs.ents(),
-        (0..5).map(|i| (i, Entry::empty(0), NONE)).collect::<Vec<_>>()
+        (0..5)
+            .map(|i| (i, Entry::empty(0), NONE))
+            .collect::<Vec<_>>()
     );
     assert!(begin_flags(&fs).iter().all(|&f| f == RD));
     let ends: Vec<u64> = fs
@@ -335,7 +351,11 @@ fn edge59_private_write_on_poisoned_storage_is_hwpoison() {
     assert_eq!(f.ret, VmFault::HWPOISON);
     assert_eq!(f.err, Some(Ok(())), "the iteration itself succeeded");
     assert_eq!(space.resolve(BASE + PAGE), None);
-    assert_eq!(wr(&fs, &vma, BASE), VmFault::DONE_COW, "the clean page copies");
+    assert_eq!(
+        wr(&fs, &vma, BASE),
+        VmFault::DONE_COW,
+        "the clean page copies"
+    );
 }
 
 #[test]
@@ -352,7 +372,11 @@ fn flt07_read_of_a_hole_or_unwritten_extent_maps_the_zero_page() {
     assert_eq!(pmd_rd(&fs, &vma, BASE + 2 * MIB), NOPAGE);
     assert_eq!(
         fs.ents(),
-        vec![(0, zero_pte(), NONE), (1, zero_pte(), NONE), (512, zero_pmd(), NONE)]
+        vec![
+            (0, zero_pte(), NONE),
+            (1, zero_pte(), NONE),
+            (512, zero_pmd(), NONE)
+        ]
     );
     assert_eq!(fs.nrpages(), 514);
     assert_eq!(
@@ -487,10 +511,16 @@ fn flt10_shared_write_copies_the_source_into_the_new_blocks() {
     assert_eq!(space.calls().unmap, unmaps + 1, "old mapping removed first");
     assert_eq!(space.calls().mkwrite_pte, 0);
     assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB + PAGE), true))]);
-    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE)]);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE)]
+    );
     // Copy-on-write of a hole: the new block is zeroed.
     assert_eq!(wr(&fs, &vma, BASE + PAGE), NOPAGE);
-    assert_eq!(fs.peek(MIB + 3 * PAGE, PAGE as usize), vec![0u8; PAGE as usize]);
+    assert_eq!(
+        fs.peek(MIB + 3 * PAGE, PAGE as usize),
+        vec![0u8; PAGE as usize]
+    );
     assert_eq!(
         fs.entry(1).map(|e| (e.entry, e.marks)),
         Some((real(0, fs.pfn(MIB + 3 * PAGE)), DIRTY | TOWRITE))
@@ -518,9 +548,15 @@ fn flt10_shared_pmd_write_copies_2m() {
     fs.ext(Ext::reflink(0, 2 * MIB, 2 * MIB, 4 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(pmd_wr(&fs, &vma, BASE + 7 * PAGE), NOPAGE);
-    assert!(fs.peek(4 * MIB, PMD as usize) == old, "the whole 2 MiB copied");
+    assert!(
+        fs.peek(4 * MIB, PMD as usize) == old,
+        "the whole 2 MiB copied"
+    );
     assert_eq!(space.huge(), vec![(BASE, huge(fs.pfn(4 * MIB), true))]);
-    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(4 * MIB)), DIRTY | TOWRITE)]);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(9, fs.pfn(4 * MIB)), DIRTY | TOWRITE)]
+    );
     assert_eq!(fs.calls(), vec![begin(0, PMD, WR), end(0, PMD, PMD, WR)]);
 }
 
@@ -545,8 +581,15 @@ fn flt11_flt21_edge70_sync_write_fault_maps_only_after_fsync() {
     let f = fault(&fs, &vma, BASE + PAGE, 0, FaultFlags::WRITE);
     assert_eq!(f.ret, VmFault::NEEDDSYNC);
     assert_eq!(f.pfn, Some(fs.pfn(PAGE)));
-    assert!(space.ptes().is_empty(), "no PTE before the metadata is durable");
-    assert_eq!(fs.ents(), vec![(1, real(0, fs.pfn(PAGE)), NONE)], "not DIRTY");
+    assert!(
+        space.ptes().is_empty(),
+        "no PTE before the metadata is durable"
+    );
+    assert_eq!(
+        fs.ents(),
+        vec![(1, real(0, fs.pfn(PAGE)), NONE)],
+        "not DIRTY"
+    );
     assert!(!fs.mapping.inode_dirty());
     assert_eq!(
         fs.calls(),
@@ -662,10 +705,16 @@ fn flt12_edge57_write_upgrades_a_read_only_mapping_in_place() {
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (space, vma) = fs.map_rw(4 * MIB);
     assert_eq!(rd(&fs, &vma, BASE + 2 * PAGE), NOPAGE);
-    assert_eq!(space.ptes(), vec![(BASE + 2 * PAGE, page(fs.pfn(2 * PAGE), false))]);
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 2 * PAGE, page(fs.pfn(2 * PAGE), false))]
+    );
     assert!(!fs.mapping.inode_dirty());
     assert_eq!(mkwr(&fs, &vma, BASE + 2 * PAGE), NOPAGE);
-    assert_eq!(space.ptes(), vec![(BASE + 2 * PAGE, page(fs.pfn(2 * PAGE), true))]);
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 2 * PAGE, page(fs.pfn(2 * PAGE), true))]
+    );
     let c = space.calls();
     assert_eq!((c.map_pte, c.mkwrite_pte, c.unmap), (1, 1, 0), "no unmap");
     assert_eq!(fs.ents(), vec![(2, real(0, fs.pfn(2 * PAGE)), DIRTY)]);
@@ -674,7 +723,10 @@ fn flt12_edge57_write_upgrades_a_read_only_mapping_in_place() {
     // leaves it as it is.
     assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
     assert_eq!(rd(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
-    assert_eq!(space.pte(BASE + 3 * PAGE), Some(page(fs.pfn(3 * PAGE), true)));
+    assert_eq!(
+        space.pte(BASE + 3 * PAGE),
+        Some(page(fs.pfn(3 * PAGE), true))
+    );
     assert_eq!(space.calls().map_pte, 2);
     // PMD: read then write upgrades the huge mapping in place.
     assert_eq!(pmd_rd(&fs, &vma, BASE + 2 * MIB), NOPAGE);
@@ -705,7 +757,10 @@ fn page_table_allocation_failure_is_oom() {
     // The entry went in before the insertion failed, as in the kernel.
     assert_eq!(
         fs.ents(),
-        vec![(0, real(0, fs.pfn(0)), NONE), (1, real(0, fs.pfn(PAGE)), NONE)]
+        vec![
+            (0, real(0, fs.pfn(0)), NONE),
+            (1, real(0, fs.pfn(PAGE)), NONE)
+        ]
     );
     assert_eq!(rd(&fs, &vma, BASE), NOPAGE, "the retry maps it");
 }
@@ -726,7 +781,11 @@ fn flt13_major_when_the_fs_allocated() {
         VmFault::HWPOISON | VmFault::MAJOR,
         "not exactly SIGBUS: MAJOR is added"
     );
-    assert_eq!(wr(&fs, &vma, BASE + 2 * PAGE), SIGBUS, "exactly SIGBUS: no MAJOR");
+    assert_eq!(
+        wr(&fs, &vma, BASE + 2 * PAGE),
+        SIGBUS,
+        "exactly SIGBUS: no MAJOR"
+    );
     assert_eq!(fs.mapping.stats().major(), 2);
     assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE, "no NEW the second time");
     assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), true))]);
@@ -742,7 +801,11 @@ fn flt14_edge74_enospc_from_begin_reaches_iomap_errp() {
     let f = fault(&fs, &vma, BASE, 0, FaultFlags::WRITE);
     assert_eq!(f.ret, SIGBUS);
     assert_eq!(errno(f.err.unwrap()), libc::ENOSPC);
-    assert_eq!(fs.take_calls(), vec![begin(0, PAGE, WR)], "no end for a failed begin");
+    assert_eq!(
+        fs.take_calls(),
+        vec![begin(0, PAGE, WR)],
+        "no end for a failed begin"
+    );
     assert_eq!(fs.ents(), vec![(0, Entry::empty(0), NONE)]);
     assert!(space.ptes().is_empty());
     // ext4 commits the journal and retries.
@@ -877,7 +940,10 @@ fn flt18_edge63_pmd_extent_or_srcmap_shorter_than_2m_falls_back() {
     assert_eq!(fs.nrpages(), 2);
     assert_eq!(
         space.ptes(),
-        vec![(BASE, page(fs.pfn(0), false)), (BASE + 300 * PAGE, page(p300, false))]
+        vec![
+            (BASE, page(fs.pfn(0), false)),
+            (BASE + 300 * PAGE, page(p300, false))
+        ]
     );
 
     // The source of a copy-on-write covers only 1 MiB.
@@ -947,7 +1013,11 @@ fn flt20_fallback_splits_the_huge_zero_mapping_then_the_pte_retry_allocates() {
     let ptes = space.ptes();
     assert_eq!(ptes.len(), 512);
     assert!(ptes.iter().all(|(_, p)| *p == Pte::Zero));
-    assert_eq!(fs.ents(), vec![(0, zero_pmd(), NONE)], "the zero entry stays");
+    assert_eq!(
+        fs.ents(),
+        vec![(0, zero_pmd(), NONE)],
+        "the zero entry stays"
+    );
     // The PTE retry downgrades the zero PMD entry (its PTEs go) and maps the block.
     assert_eq!(mkwr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
     assert_eq!(
@@ -1010,7 +1080,11 @@ fn edge56_read_of_a_hole_then_write_allocates() {
     assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(MIB)), DIRTY)]);
     assert_eq!(fs.nrpages(), 1);
     assert!(fs.mapping.inode_dirty());
-    assert_eq!(fs.peek(MIB, PAGE as usize), vec![0u8; PAGE as usize], "FS zeroed");
+    assert_eq!(
+        fs.peek(MIB, PAGE as usize),
+        vec![0u8; PAGE as usize],
+        "FS zeroed"
+    );
     assert_eq!(fs.mapping.stats().major(), 1);
 }
 
@@ -1064,10 +1138,17 @@ fn edge67_pmd_fault_with_any_pte_entry_in_its_2m_falls_back() {
     assert_eq!(rd(&fs, &va, BASE + 9 * PAGE), NOPAGE);
     fs.take_calls();
     let (sb, vb) = fs.map_rw(2 * MIB);
-    assert_eq!(pmd_rd(&fs, &vb, BASE), FALLBACK, "no page table in B: the entry");
+    assert_eq!(
+        pmd_rd(&fs, &vb, BASE),
+        FALLBACK,
+        "no page table in B: the entry"
+    );
     assert_eq!(pmd_wr(&fs, &va, BASE), FALLBACK);
     assert!(fs.calls().is_empty());
-    assert_eq!(fs.ents(), vec![(9, real(0, fs.pfn(2 * MIB + 9 * PAGE)), NONE)]);
+    assert_eq!(
+        fs.ents(),
+        vec![(9, real(0, fs.pfn(2 * MIB + 9 * PAGE)), NONE)]
+    );
     assert!(sa.huge().is_empty() && sb.huge().is_empty());
     assert_eq!(fs.mapping.stats().fallbacks(), 2);
 }
@@ -1289,11 +1370,17 @@ fn wb01_edge81_block_size_other_than_a_page_is_eio() {
     let dev = device(4 * MIB);
     let m = dax_fault::DaxMapping::with_block_size(dev.clone(), 1024);
     let all = WritebackControl::sync_all(0, u64::MAX);
-    assert_eq!(errno(dax_writeback_mapping_range(&m, &*dev, &all)), libc::EIO);
+    assert_eq!(
+        errno(dax_writeback_mapping_range(&m, &*dev, &all)),
+        libc::EIO
+    );
     let e = m.index().grab(0, 0, &mut |_, _| {}).unwrap();
     e.mark_dirty();
     drop(e);
-    assert_eq!(errno(dax_writeback_mapping_range(&m, &*dev, &all)), libc::EIO);
+    assert_eq!(
+        errno(dax_writeback_mapping_range(&m, &*dev, &all)),
+        libc::EIO
+    );
     // An empty 4 KiB-block mapping: nothing to do, even for a data-integrity pass.
     let fs = MockFs::new(4 * MIB, 0);
     fsync_all(&fs).unwrap();
@@ -1318,7 +1405,10 @@ fn wb01_wb02_fsync_flushes_the_dirty_entries_of_its_range() {
     assert_eq!(flushes(&fs), vec![(1, 1)]);
     assert_eq!(space.calls().wrprotect, 1);
     assert_eq!(space.pte(BASE + PAGE), Some(page(fs.pfn(PAGE), false)));
-    assert_eq!(space.pte(BASE + 10 * PAGE), Some(page(fs.pfn(10 * PAGE), true)));
+    assert_eq!(
+        space.pte(BASE + 10 * PAGE),
+        Some(page(fs.pfn(10 * PAGE), true))
+    );
     let marks = |i| fs.entry(i).unwrap().marks;
     assert_eq!(
         (marks(1), marks(10), marks(20), marks(30)),
@@ -1381,12 +1471,18 @@ fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
     assert_eq!(errno(r), libc::EIO);
     assert!(flushes(&fs).is_empty(), "the walk stopped at the error");
     assert_eq!(fs.entry(3).unwrap().marks, DIRTY | TOWRITE);
-    assert_eq!(space.pte(BASE + 3 * PAGE), Some(page(fs.pfn(3 * PAGE), true)));
+    assert_eq!(
+        space.pte(BASE + 3 * PAGE),
+        Some(page(fs.pfn(3 * PAGE), true))
+    );
     assert_eq!(
         errno(fs.mapping.check_and_advance_wb_err(&mut since)),
         libc::EIO
     );
-    assert!(fs.mapping.check_and_advance_wb_err(&mut since).is_ok(), "once");
+    assert!(
+        fs.mapping.check_and_advance_wb_err(&mut since).is_ok(),
+        "once"
+    );
 }
 
 #[test]
@@ -1407,7 +1503,10 @@ fn race_writeback_holds_the_entry_so_a_write_fault_redirties_after_it() {
         fs.take_calls();
         let f = s.spawn(|| mkwr(&fs, &vma, BASE));
         until(|| ix.waiters(0) == 1);
-        assert!(fs.calls().is_empty(), "the fault waits before asking the FS");
+        assert!(
+            fs.calls().is_empty(),
+            "the fault waits before asking the FS"
+        );
         gate.release();
         assert!(wb.join().unwrap().is_ok());
         assert_eq!(f.join().unwrap(), NOPAGE);
@@ -1488,4 +1587,414 @@ fn writeback_waiting_on_an_entry_whose_pfn_changed_skips_it() {
     assert!(flushes(&fs).is_empty());
     assert_eq!(space.calls().wrprotect, 0);
     assert_eq!(fs.ents(), vec![(0, moved, DIRTY | TOWRITE)]);
+}
+
+// =====================================================================================
+// §1.8 INV
+
+#[test]
+fn inv01_edge83_delete_mapping_entry_ignores_marks_and_does_not_unmap() {
+    // ref: INV-01, edge 83, 2.9.1
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + PAGE), NOPAGE);
+    let ix = fs.mapping.index();
+    assert!(ix.delete_entry(0), "a DIRTY entry goes too");
+    assert!(!ix.delete_entry(0));
+    assert!(!ix.delete_entry(7), "nothing there");
+    assert_eq!(fs.ents(), vec![(1, real(0, fs.pfn(PAGE)), NONE)]);
+    assert_eq!(fs.nrpages(), 1);
+    assert_eq!(space.ptes().len(), 2, "callers unmap, not the deletion");
+}
+
+#[test]
+fn inv02_delete_range_takes_whole_pmds_and_waits_for_locked_entries() {
+    // ref: INV-02, 2.9.1
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (_space, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 600 * PAGE), NOPAGE);
+    let ix = fs.mapping.index();
+    ix.delete_range(5, 5);
+    assert_eq!(fs.ents(), vec![(600, real(0, fs.pfn(600 * PAGE)), NONE)]);
+    assert_eq!(fs.nrpages(), 1);
+    // An entry locked by a fault in progress is waited for, then removed.
+    let gate = fs.gate_next_begin();
+    std::thread::scope(|s| {
+        let f = s.spawn(|| rd(&fs, &vma, BASE + 700 * PAGE));
+        gate.wait_entered();
+        let d = s.spawn(|| ix.delete_range(600, 800));
+        until(|| ix.waiters(700) == 1);
+        assert_eq!(fs.entry(600), None, "unlocked entries go at once");
+        gate.release();
+        assert_eq!(f.join().unwrap(), NOPAGE);
+        d.join().unwrap();
+    });
+    assert!(fs.ents().is_empty());
+    assert_eq!(fs.nrpages(), 0);
+}
+
+#[test]
+fn inv03_edge82_invalidate_sync_keeps_dirty_and_towrite_entries() {
+    // ref: INV-03, edge 82
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (_space, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + PAGE), NOPAGE);
+    assert_eq!(wr(&fs, &vma, BASE + 2 * PAGE), NOPAGE);
+    assert_eq!(pmd_rd(&fs, &vma, BASE + 2 * MIB), NOPAGE);
+    let ix = fs.mapping.index();
+    // Page 2: TOWRITE without DIRTY (a writeback that has tagged it, then cleaned it).
+    ix.tag_towrite(2, 2);
+    ix.lock_existing(2, 0).unwrap().unlock_clean();
+    assert_eq!(fs.entry(2).unwrap().marks, TOWRITE);
+    assert_eq!(fs.nrpages(), 515);
+    assert!(!ix.invalidate_entry_sync(0), "DIRTY");
+    assert!(!ix.invalidate_entry_sync(2), "TOWRITE");
+    assert!(ix.invalidate_entry_sync(1));
+    assert_eq!(fs.nrpages(), 514);
+    assert!(
+        ix.invalidate_entry_sync(512 + 3),
+        "a clean PMD, by any page of it"
+    );
+    assert_eq!(fs.nrpages(), 2);
+    assert!(!ix.invalidate_entry_sync(9), "absent");
+    assert_eq!(
+        fs.ents(),
+        vec![
+            (0, real(0, fs.pfn(0)), DIRTY),
+            (2, real(0, fs.pfn(2 * PAGE)), TOWRITE)
+        ]
+    );
+}
+
+#[test]
+fn inv04_invalidate_range_keeps_dirty_entries_and_unmaps_everything() {
+    // ref: INV-04, 2.9.2 (entries first, then all user mappings of the range; private
+    // copies stay)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let ps = Space::new();
+    let private = fs.mmap(
+        Vma::new(BASE, 2 * MIB, 0)
+            .unwrap()
+            .shared(false)
+            .writable(true),
+        &ps,
+    );
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(wr(&fs, &vma, BASE + PAGE), NOPAGE);
+    assert_eq!(wr(&fs, &private, BASE + 2 * PAGE), VmFault::DONE_COW);
+    assert_eq!(rd(&fs, &private, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(
+        errno(fs.mapping.invalidate_range(0, 511)),
+        libc::EBUSY,
+        "a dirty entry stayed"
+    );
+    assert_eq!(fs.ents(), vec![(1, real(0, fs.pfn(PAGE)), DIRTY)]);
+    assert!(space.ptes().is_empty(), "the dirty entry's PTE goes too");
+    assert_eq!(
+        ps.ptes(),
+        vec![(BASE + 2 * PAGE, Pte::Private { writable: true })],
+        "the private copy stays"
+    );
+}
+
+#[test]
+fn inv06_inv07_edge84_busy_page_is_a_pinned_page_after_unmapping() {
+    // ref: INV-06, INV-07, edge 84, ENT-10
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (sa, va) = fs.map_rw(2 * MIB);
+    let (sb, vb) = fs.map_rw(2 * MIB);
+    let fault_in = || {
+        assert_eq!(wr(&fs, &va, BASE + 3 * PAGE), NOPAGE);
+        assert_eq!(rd(&fs, &va, BASE), NOPAGE);
+        assert_eq!(rd(&fs, &vb, BASE + 3 * PAGE), NOPAGE);
+    };
+    fault_in();
+    assert_eq!(dax_layout_busy_page(&fs.mapping), None);
+    assert!(
+        sa.ptes().is_empty() && sb.ptes().is_empty(),
+        "everything unmapped"
+    );
+    assert_eq!(fs.ents().len(), 2, "entries kept");
+    fault_in();
+    let p3 = fs.pfn(3 * PAGE);
+    let pins = pin_user_pages(&va, BASE + 3 * PAGE, 1, true).unwrap();
+    assert_eq!(pins.pfns(), &[p3]);
+    // A range that does not hold the pinned page: only that range is unmapped.
+    assert_eq!(dax_layout_busy_page_range(&fs.mapping, 0, PAGE - 1), None);
+    assert_eq!(sa.ptes(), vec![(BASE + 3 * PAGE, page(p3, true))]);
+    assert_eq!(sb.ptes(), vec![(BASE + 3 * PAGE, page(p3, false))]);
+    assert_eq!(dax_layout_busy_page(&fs.mapping), Some(p3));
+    assert!(sa.ptes().is_empty() && sb.ptes().is_empty());
+    assert_eq!(fs.ents().len(), 2);
+    drop(pins);
+    assert_eq!(page_pins(p3), 0);
+    assert_eq!(dax_layout_busy_page(&fs.mapping), None);
+}
+
+#[test]
+fn inv08_inv09_edge85_break_layout_waits_for_the_pin_then_deletes() {
+    // ref: INV-08, INV-09, edge 85, 2.9.3
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (space, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 600 * PAGE), NOPAGE);
+    let p3 = fs.pfn(3 * PAGE);
+    let pins = pin_user_pages(&vma, BASE + 3 * PAGE, 1, true).unwrap();
+    // Without a callback a busy page stops the break at once; entries stay.
+    let r = dax_break_layout_inode(&fs.mapping, None);
+    assert_eq!(errno(r), ERESTARTSYS);
+    assert_eq!(fs.nrpages(), 2);
+    assert!(space.ptes().is_empty());
+    // With one, the break sleeps (through the callback) until another thread unpins.
+    assert_eq!(rd(&fs, &vma, BASE + 600 * PAGE), NOPAGE);
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut calls = 0;
+    let r = std::thread::scope(|s| {
+        s.spawn(move || {
+            rx.recv().unwrap();
+            drop(pins);
+        });
+        let mut cb = |wait: &dyn Fn()| -> Result<(), DaxError> {
+            calls += 1;
+            if calls == 1 {
+                assert_eq!(fs.nrpages(), 2, "entries stay while the page is busy");
+                assert_eq!(page_pins(p3), 1);
+                tx.send(()).unwrap();
+            }
+            wait();
+            Ok(())
+        };
+        dax_break_layout_inode(&fs.mapping, Some(&mut cb))
+    });
+    assert!(r.is_ok());
+    assert!(calls >= 1);
+    assert_eq!(page_pins(p3), 0);
+    assert!(fs.mapping.index().is_empty());
+    assert_eq!(fs.nrpages(), 0);
+    assert!(space.ptes().is_empty());
+}
+
+#[test]
+fn inv08_break_layout_of_a_range_deletes_only_that_range() {
+    // ref: INV-08 (byte range, inclusive end), INV-02
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (space, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 600 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 601 * PAGE), NOPAGE);
+    dax_break_layout(&fs.mapping, 10 * PAGE, 600 * PAGE, None).unwrap();
+    assert_eq!(fs.ents(), vec![(601, real(0, fs.pfn(601 * PAGE)), NONE)]);
+    assert!(space.huge().is_empty());
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 601 * PAGE, page(fs.pfn(601 * PAGE), false))]
+    );
+}
+
+#[test]
+fn edge86_break_layout_interrupted_keeps_the_entries() {
+    // ref: edge 86, INV-08
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let pins = pin_user_pages(&vma, BASE, 1, false).unwrap();
+    let mut calls = 0;
+    let mut cb = |_wait: &dyn Fn()| -> Result<(), DaxError> {
+        calls += 1;
+        Err(DaxError::Interrupted)
+    };
+    let r = dax_break_layout_inode(&fs.mapping, Some(&mut cb));
+    assert_eq!(errno(r), ERESTARTSYS);
+    assert_eq!(calls, 1);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert_eq!(page_pins(fs.pfn(0)), 1);
+    drop(pins);
+}
+
+#[test]
+fn inv10_break_layout_final_waits_for_pins_then_empties_the_file() {
+    // ref: INV-10
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + 4 * PAGE), NOPAGE);
+    let p3 = fs.pfn(3 * PAGE);
+    let pins = pin_user_pages(&vma, BASE + 3 * PAGE, 1, true).unwrap();
+    std::thread::scope(|s| {
+        let sp = space.clone();
+        s.spawn(move || {
+            // The final break has begun once it unmapped the file.
+            until(|| !sp.any_mapped(BASE, 2 * MIB));
+            drop(pins);
+        });
+        dax_break_layout_final(&fs.mapping);
+        assert_eq!(page_pins(p3), 0, "returned only once the pin was gone");
+    });
+    assert!(fs.mapping.index().is_empty());
+}
+
+// =====================================================================================
+// §1.9 MF
+
+#[test]
+fn mf03_edge100_lock_mapping_entry_by_kind() {
+    // ref: MF-03, edge 100, MF-05 (NotDax → EBUSY, nothing to kill → skipped)
+    assert!(matches!(dax_lock_mapping_entry(None, 0), MfLock::NotDax));
+    assert_eq!(
+        errno(mf_dax_kill_procs(None, 0, 1, MfFlags::empty())),
+        libc::EBUSY
+    );
+    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    fs.ext(Ext::hole(0, PAGE))
+        .ext(Ext::mapped(PAGE, 3 * PAGE, MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let ps = Space::new();
+    let private = fs.mmap(
+        Vma::new(BASE, 2 * MIB, 0)
+            .unwrap()
+            .shared(false)
+            .writable(true),
+        &ps,
+    );
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(rd(&fs, &vma, BASE + PAGE), NOPAGE);
+    assert_eq!(wr(&fs, &private, BASE + 2 * PAGE), VmFault::DONE_COW);
+    let m = Some(&*fs.mapping);
+    for (i, what) in [(0, "zero"), (2, "empty"), (3, "absent")] {
+        assert!(
+            matches!(dax_lock_mapping_entry(m, i), MfLock::NoPage),
+            "{what}"
+        );
+    }
+    match dax_lock_mapping_entry(m, 1) {
+        MfLock::Locked(e) => {
+            assert_eq!(e.entry(), real(0, fs.pfn(MIB)));
+            assert!(fs.entry(1).unwrap().locked);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!fs.entry(1).unwrap().locked, "unlocked when dropped");
+    // Nothing to kill at a zero-page entry.
+    mf_dax_kill_procs(m, 0, 1, MfFlags::empty()).unwrap();
+    assert!(vma.take_signals().is_empty());
+    assert_eq!(space.pte(BASE), Some(Pte::Zero));
+}
+
+#[test]
+fn mf03_lock_mapping_entry_waits_for_a_fault_in_progress() {
+    // ref: MF-03 (waits while the entry is locked, then retries), 2.13.1
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    let ix = fs.mapping.index();
+    let gate = fs.gate_next_begin();
+    let got = std::thread::scope(|s| {
+        let f = s.spawn(|| rd(&fs, &vma, BASE));
+        gate.wait_entered();
+        let l = s.spawn(|| match dax_lock_mapping_entry(Some(&fs.mapping), 0) {
+            MfLock::Locked(e) => Some(e.entry()),
+            _ => None,
+        });
+        until(|| ix.waiters(0) == 1);
+        gate.release();
+        assert_eq!(f.join().unwrap(), NOPAGE);
+        l.join().unwrap()
+    });
+    assert_eq!(
+        got,
+        Some(real(0, fs.pfn(0))),
+        "it saw what the fault installed"
+    );
+    assert!(!fs.entry(0).unwrap().locked);
+}
+
+#[test]
+fn mf05_kill_procs_poisons_signals_and_unmaps_the_users() {
+    // ref: MF-05, 2.13.2 (per page; the whole PMD when mapped by one)
+    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    fs.ext(Ext::mapped(0, 4 * MIB, 0));
+    let (sa, va) = fs.map_rw(4 * MIB);
+    let (sb, vb) = fs.map_rw(4 * MIB);
+    assert_eq!(rd(&fs, &va, BASE + 2 * PAGE), NOPAGE);
+    assert_eq!(wr(&fs, &va, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &va, BASE + 4 * PAGE), NOPAGE);
+    assert_eq!(rd(&fs, &vb, BASE + 3 * PAGE), NOPAGE);
+    assert_eq!(pmd_rd(&fs, &va, BASE + 2 * MIB), NOPAGE);
+    for p in [2, 3, 4, 512 + 3, 512 + 4] {
+        clear_page_hwpoison(fs.pfn(p * PAGE));
+    }
+    mf_dax_kill_procs(Some(&fs.mapping), 2, 2, MfFlags::empty()).unwrap();
+    assert!(page_hwpoison(fs.pfn(2 * PAGE)) && page_hwpoison(fs.pfn(3 * PAGE)));
+    assert!(!page_hwpoison(fs.pfn(4 * PAGE)));
+    assert_eq!(va.take_signals(), vec![BASE + 2 * PAGE, BASE + 3 * PAGE]);
+    assert_eq!(
+        vb.take_signals(),
+        vec![BASE + 3 * PAGE],
+        "B never mapped page 2"
+    );
+    assert_eq!(
+        sa.ptes(),
+        vec![(BASE + 4 * PAGE, page(fs.pfn(4 * PAGE), false))]
+    );
+    assert!(sb.ptes().is_empty());
+    assert_eq!(fs.ents().len(), 4, "entries stay");
+    // A page inside a PMD mapping: the whole huge mapping goes.
+    mf_dax_kill_procs(Some(&fs.mapping), 512 + 3, 1, MfFlags::empty()).unwrap();
+    assert!(page_hwpoison(fs.pfn(2 * MIB + 3 * PAGE)));
+    assert!(!page_hwpoison(fs.pfn(2 * MIB + 4 * PAGE)));
+    assert_eq!(va.take_signals(), vec![BASE + 2 * MIB + 3 * PAGE]);
+    assert!(sa.huge().is_empty());
+}
+
+#[test]
+fn mf05_kill_procs_spares_a_private_copy_of_the_page() {
+    // ref: MF-05, 2.13.2 ("processes whose VMAs map this file page": a private
+    // copy-on-write copy is not the poisoned page)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (sa, va) = fs.map_rw(2 * MIB);
+    let ps = Space::new();
+    let private = fs.mmap(
+        Vma::new(BASE, 2 * MIB, 0)
+            .unwrap()
+            .shared(false)
+            .writable(true),
+        &ps,
+    );
+    assert_eq!(wr(&fs, &private, BASE), VmFault::DONE_COW);
+    assert_eq!(rd(&fs, &va, BASE), NOPAGE);
+    clear_page_hwpoison(fs.pfn(0));
+    mf_dax_kill_procs(Some(&fs.mapping), 0, 1, MfFlags::empty()).unwrap();
+    assert_eq!(va.take_signals(), vec![BASE]);
+    assert!(private.take_signals().is_empty(), "it holds its own copy");
+    assert!(sa.ptes().is_empty());
+    assert_eq!(ps.ptes(), vec![(BASE, Pte::Private { writable: true })]);
+}
+
+#[test]
+fn edge101_pre_remove_signals_and_unmaps_without_hwpoison() {
+    // ref: edge 101, MF-05 (no HWPoison for MEM_PRE_REMOVE)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + 5 * PAGE), NOPAGE);
+    let p5 = fs.pfn(5 * PAGE);
+    clear_page_hwpoison(p5);
+    mf_dax_kill_procs(Some(&fs.mapping), 0, 512, MfFlags::MEM_PRE_REMOVE).unwrap();
+    assert!(!page_hwpoison(p5));
+    assert_eq!(vma.take_signals(), vec![BASE + 5 * PAGE]);
+    assert!(space.ptes().is_empty());
 }

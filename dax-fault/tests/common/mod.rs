@@ -24,8 +24,8 @@ use dax_core::{
     RawAccess,
 };
 use dax_fault::{
-    DaxMapping, Entry, EntryInfo, FaultFlags, MapTarget, MappedVma, Marks, PageTable, PmdSlot,
-    Pte, SimPageTable, Vma, VmFault, Vmf, dax_iomap_fault,
+    DaxMapping, Entry, EntryInfo, FaultFlags, MapTarget, MappedVma, Marks, PageTable, PmdSlot, Pte,
+    SimPageTable, VmFault, Vma, Vmf, dax_iomap_fault,
 };
 use dax_iomap::{
     DaxInode, IOMAP_NULL_ADDR, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MappingOps,
