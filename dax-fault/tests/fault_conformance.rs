@@ -29,8 +29,8 @@ use std::time::Duration;
 use common::*;
 use dax_core::{DaxAccessMode, DaxError, MfFlags, Pfn};
 use dax_fault::{
-    ERESTARTSYS, Entry, EntryKind, FaultFlags, HUGE_ZERO_PFN, Marks, MfLock, PageTable, PmdSlot,
-    Pte, VmFault, Vma, Vmf, WritebackControl, ZERO_PFN, clear_page_hwpoison, dax_break_layout,
+    ERESTARTSYS, Entry, FaultFlags, HUGE_ZERO_PFN, Marks, MfLock, PageTable, PmdSlot, Pte, VmFault,
+    Vma, Vmf, WritebackControl, ZERO_PFN, clear_page_hwpoison, dax_break_layout,
     dax_break_layout_final, dax_break_layout_inode, dax_finish_sync_fault, dax_iomap_fault,
     dax_layout_busy_page, dax_layout_busy_page_range, dax_lock_mapping_entry, dax_memory_failure,
     dax_writeback_mapping_range, mf_dax_kill_procs, page_hwpoison, page_pins, pin_user_pages,
@@ -1464,7 +1464,7 @@ fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
     fs.dev.driver().take_log();
     let r = std::thread::scope(|s| {
         let t = s.spawn(|| fsync_all(&fs));
-        until(|| ix.waiters(1) == 1);
+        until("writeback waits on the EMPTY entry", || ix.waiters(1) == 1);
         drop(held);
         t.join().unwrap()
     });
@@ -1502,7 +1502,7 @@ fn race_writeback_holds_the_entry_so_a_write_fault_redirties_after_it() {
         assert_eq!(e.marks, DIRTY, "TOWRITE taken, DIRTY kept until the flush");
         fs.take_calls();
         let f = s.spawn(|| mkwr(&fs, &vma, BASE));
-        until(|| ix.waiters(0) == 1);
+        until("the other thread waits on the entry", || ix.waiters(0) == 1);
         assert!(
             fs.calls().is_empty(),
             "the fault waits before asking the FS"
@@ -1531,7 +1531,7 @@ fn race_two_fsyncs_one_flushes_the_other_skips_after_it() {
         gate.wait_entered();
         let a = s.spawn(|| fsync_all(&fs));
         let b = s.spawn(|| fsync_all(&fs));
-        until(|| ix.waiters(0) == 2);
+        until("both fsyncs wait on the entry", || ix.waiters(0) == 2);
         assert_eq!(fs.entry(0).unwrap().marks, DIRTY | TOWRITE);
         gate.release();
         assert_eq!(f.join().unwrap(), NOPAGE);
@@ -1555,7 +1555,7 @@ fn edge80_writeback_waiting_on_an_entry_that_is_deleted_skips_it() {
     fs.dev.driver().take_log();
     let r = std::thread::scope(|s| {
         let t = s.spawn(|| fsync_all(&fs));
-        until(|| ix.waiters(0) == 1);
+        until("the other thread waits on the entry", || ix.waiters(0) == 1);
         held.delete();
         t.join().unwrap()
     });
@@ -1578,7 +1578,7 @@ fn writeback_waiting_on_an_entry_whose_pfn_changed_skips_it() {
     let moved = real(0, fs.pfn(5 * PAGE));
     let r = std::thread::scope(|s| {
         let t = s.spawn(|| fsync_all(&fs));
-        until(|| ix.waiters(0) == 1);
+        until("the other thread waits on the entry", || ix.waiters(0) == 1);
         held.insert(moved, 5, false, false, true, &mut |_, _| {});
         drop(held);
         t.join().unwrap()
@@ -1627,7 +1627,7 @@ fn inv02_delete_range_takes_whole_pmds_and_waits_for_locked_entries() {
         let f = s.spawn(|| rd(&fs, &vma, BASE + 700 * PAGE));
         gate.wait_entered();
         let d = s.spawn(|| ix.delete_range(600, 800));
-        until(|| ix.waiters(700) == 1);
+        until("the deletion waits on the entry", || ix.waiters(700) == 1);
         assert_eq!(fs.entry(600), None, "unlocked entries go at once");
         gate.release();
         assert_eq!(f.join().unwrap(), NOPAGE);
@@ -1837,7 +1837,9 @@ fn inv10_break_layout_final_waits_for_pins_then_empties_the_file() {
         let sp = space.clone();
         s.spawn(move || {
             // The final break has begun once it unmapped the file.
-            until(|| !sp.any_mapped(BASE, 2 * MIB));
+            until("the final break unmapped the file", || {
+                !sp.any_mapped(BASE, 2 * MIB)
+            });
             drop(pins);
         });
         dax_break_layout_final(&fs.mapping);
@@ -1908,7 +1910,7 @@ fn mf03_lock_mapping_entry_waits_for_a_fault_in_progress() {
             MfLock::Locked(e) => Some(e.entry()),
             _ => None,
         });
-        until(|| ix.waiters(0) == 1);
+        until("the other thread waits on the entry", || ix.waiters(0) == 1);
         gate.release();
         assert_eq!(f.join().unwrap(), NOPAGE);
         l.join().unwrap()
@@ -1997,4 +1999,228 @@ fn edge101_pre_remove_signals_and_unmaps_without_hwpoison() {
     assert!(!page_hwpoison(p5));
     assert_eq!(vma.take_signals(), vec![BASE + 5 * PAGE]);
     assert!(space.ptes().is_empty());
+}
+
+// =====================================================================================
+// §2.11.3 fault vs fault
+
+#[test]
+fn edge75_lck04_a_second_fault_on_the_index_waits_for_the_first_iomap_end() {
+    // ref: edge 75, LCK-04, 2.11.3 first bullet (the second re-asks the FS and upgrades
+    // the PTE the first installed)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let ix = fs.mapping.index();
+    let gate = fs.gate_next_begin();
+    let (ta, tb) = std::thread::scope(|s| {
+        let a = s.spawn(|| rd(&fs, &vma, BASE + 4 * PAGE));
+        gate.wait_entered();
+        let b = s.spawn(|| wr(&fs, &vma, BASE + 4 * PAGE));
+        until("the second fault waits on the entry", || ix.waiters(4) == 1);
+        assert_eq!(fs.calls().len(), 1, "B waits on the entry, before the FS");
+        gate.release();
+        let (ta, tb) = (a.thread().id(), b.thread().id());
+        assert_eq!(a.join().unwrap(), NOPAGE);
+        assert_eq!(b.join().unwrap(), NOPAGE);
+        (ta, tb)
+    });
+    assert_eq!(
+        fs.calls_by_thread(),
+        vec![
+            (ta, begin(4 * PAGE, PAGE, RD)),
+            (ta, end(4 * PAGE, PAGE, PAGE, RD)),
+            (tb, begin(4 * PAGE, PAGE, WR)),
+            (tb, end(4 * PAGE, PAGE, PAGE, WR)),
+        ]
+    );
+    let c = space.calls();
+    assert_eq!(
+        (c.map_pte, c.mkwrite_pte),
+        (1, 1),
+        "B upgraded A's PTE in place"
+    );
+    assert_eq!(
+        space.ptes(),
+        vec![(BASE + 4 * PAGE, page(fs.pfn(4 * PAGE), true))]
+    );
+    assert_eq!(fs.ents(), vec![(4, real(0, fs.pfn(4 * PAGE)), DIRTY)]);
+}
+
+#[test]
+fn edge75_stress_begin_and_end_never_interleave_on_one_index() {
+    // ref: edge 75, LCK-04, with many threads and no gate
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let go = Barrier::new(4);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (fs, vma, go) = (&fs, &vma, &go);
+            s.spawn(move || {
+                go.wait();
+                for i in 0..100u64 {
+                    let r = if (t + i) % 3 == 0 {
+                        fault(fs, vma, BASE, 0, FaultFlags::WRITE | FaultFlags::MKWRITE).ret
+                    } else {
+                        rd(fs, vma, BASE)
+                    };
+                    assert!(!r.is_error(), "{r:?}");
+                }
+            });
+        }
+    });
+    let calls = fs.calls_by_thread();
+    assert_eq!(calls.len(), 800);
+    for pair in calls.chunks(2) {
+        let [(t0, b), (t1, e)] = pair else {
+            unreachable!()
+        };
+        assert!(
+            matches!(b, Call::Begin { .. }) && matches!(e, Call::End { .. }) && t0 == t1,
+            "begin/end of two faults interleaved: {pair:?}"
+        );
+    }
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(0), true))]);
+}
+
+#[test]
+fn race_pte_fault_waits_on_the_pmd_entry_then_finds_the_huge_mapping() {
+    // ref: 2.11.3 (PMD entry waits shared by all 512 indices; a PTE fault that finds
+    // a huge PMD retries), ENT-06 (a real PMD entry is returned for order 0), FLT-04
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let ix = fs.mapping.index();
+    let gate = fs.gate_next_begin();
+    std::thread::scope(|s| {
+        let p = s.spawn(|| pmd_rd(&fs, &vma, BASE));
+        gate.wait_entered();
+        let e = fs.entry(300).unwrap();
+        assert_eq!((e.start, e.entry, e.locked), (0, Entry::empty(9), true));
+        let t = s.spawn(|| rd(&fs, &vma, BASE + 300 * PAGE));
+        until("the other thread waits on the entry", || ix.waiters(0) == 1);
+        gate.release();
+        assert_eq!(p.join().unwrap(), NOPAGE);
+        assert_eq!(t.join().unwrap(), NOPAGE);
+    });
+    assert_eq!(fs.calls(), vec![begin(0, PMD, RD), end(0, PMD, PMD, RD)]);
+    assert_eq!(space.huge(), vec![(BASE, huge(fs.pfn(2 * MIB), false))]);
+    assert!(space.ptes().is_empty());
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
+}
+
+#[test]
+fn race_pte_fault_waits_on_a_zero_pmd_then_downgrades_it() {
+    // ref: 2.11.3 (PTE grab downgrades a PMD zero entry), edge 66
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::hole(0, 2 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let ix = fs.mapping.index();
+    let gate = fs.gate_next_begin();
+    std::thread::scope(|s| {
+        let p = s.spawn(|| pmd_rd(&fs, &vma, BASE));
+        gate.wait_entered();
+        let t = s.spawn(|| rd(&fs, &vma, BASE + 300 * PAGE));
+        until("the other thread waits on the entry", || ix.waiters(0) == 1);
+        gate.release();
+        assert_eq!(p.join().unwrap(), NOPAGE);
+        assert_eq!(t.join().unwrap(), NOPAGE);
+    });
+    assert_eq!(
+        fs.calls(),
+        vec![
+            begin(0, PMD, RD),
+            end(0, PMD, PMD, RD),
+            begin(300 * PAGE, PAGE, RD),
+            end(300 * PAGE, PAGE, PAGE, RD),
+        ]
+    );
+    assert!(space.huge().is_empty());
+    assert_eq!(space.ptes(), vec![(BASE + 300 * PAGE, Pte::Zero)]);
+    assert_eq!(fs.ents(), vec![(300, zero_pte(), NONE)]);
+    assert_eq!(fs.nrpages(), 1);
+}
+
+#[test]
+fn race_pmd_fault_falls_back_at_once_while_a_pte_fault_is_in_flight() {
+    // ref: 2.11.3 (PMD grab fails with a conflict: it never waits for or evicts PTEs),
+    // ENT-07
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    let gate = fs.gate_next_begin();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| rd(&fs, &vma, BASE + 5 * PAGE));
+        gate.wait_entered();
+        assert!(fs.entry(5).unwrap().locked);
+        let (fs2, vma2) = (fs.clone(), vma.clone());
+        assert_eq!(must_not_block(move || pmd_rd(&fs2, &vma2, BASE)), FALLBACK);
+        gate.release();
+        assert_eq!(t.join().unwrap(), NOPAGE);
+    });
+    assert_eq!(
+        fs.calls(),
+        vec![begin(5 * PAGE, PAGE, RD), end(5 * PAGE, PAGE, PAGE, RD)]
+    );
+    assert_eq!(
+        fs.ents(),
+        vec![(5, real(0, fs.pfn(2 * MIB + 5 * PAGE)), NONE)]
+    );
+    assert!(space.huge().is_empty());
+    assert_eq!(fs.mapping.stats().fallbacks(), 1);
+}
+
+#[test]
+fn race_stress_pte_and_pmd_faults_on_one_2m_end_consistent() {
+    // ref: 2.11.3: whichever wins, the index and the page table agree — either one
+    // REAL-PMD entry mapped huge, or PTE entries each mapped by its own PTE.
+    for round in 0..40u64 {
+        let fs = MockFs::new(8 * MIB, 2 * MIB);
+        fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+        let (space, vma) = fs.map_rw(2 * MIB);
+        let pages = [round * 37 % 512, round * 91 % 512 + 1];
+        let go = Barrier::new(3);
+        let (pmd, ptes) = std::thread::scope(|s| {
+            let p = s.spawn(|| {
+                go.wait();
+                pmd_rd(&fs, &vma, BASE)
+            });
+            let t: Vec<_> = pages
+                .iter()
+                .map(|&i| {
+                    let (fs, vma, go) = (&fs, &vma, &go);
+                    s.spawn(move || {
+                        go.wait();
+                        rd(fs, vma, BASE + i * PAGE)
+                    })
+                })
+                .collect();
+            let ptes: Vec<VmFault> = t.into_iter().map(|h| h.join().unwrap()).collect();
+            (p.join().unwrap(), ptes)
+        });
+        assert!(ptes.iter().all(|&r| r == NOPAGE), "round {round}: {ptes:?}");
+        if pmd == NOPAGE {
+            assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
+            assert_eq!(space.huge(), vec![(BASE, huge(fs.pfn(2 * MIB), false))]);
+            assert!(space.ptes().is_empty(), "round {round}");
+        } else {
+            assert_eq!(pmd, FALLBACK, "round {round}");
+            let mut want: Vec<u64> = pages.to_vec();
+            want.sort();
+            want.dedup();
+            let ents: Vec<_> = want
+                .iter()
+                .map(|&i| (i, real(0, fs.pfn(2 * MIB + i * PAGE)), NONE))
+                .collect();
+            assert_eq!(fs.ents(), ents, "round {round}");
+            let ptes: Vec<_> = want
+                .iter()
+                .map(|&i| (BASE + i * PAGE, page(fs.pfn(2 * MIB + i * PAGE), false)))
+                .collect();
+            assert_eq!(space.ptes(), ptes, "round {round}");
+            assert!(space.huge().is_empty(), "round {round}");
+        }
+    }
 }

@@ -18,6 +18,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use dax_core::{
     DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource, PAGE_SIZE, PMD_SIZE, Pfn,
@@ -134,7 +135,6 @@ unsafe impl DaxOperations for RecDev {
 /// A live, synchronous device with a write cache of `bytes` bytes.
 pub fn device(bytes: u64) -> Arc<DaxDevice<RecDev>> {
     let mem = Arc::try_unwrap(MemDevice::builder().size(bytes).build().unwrap())
-        .ok()
         .expect("a fresh device has one owner")
         .into_driver();
     let base = mem
@@ -344,9 +344,11 @@ impl GateSide {
 }
 
 impl Gate {
-    /// Waits until a thread is held.
+    /// Waits until a thread is held (panics after [`WATCHDOG`]).
     pub fn wait_entered(&self) {
-        self.entered.recv().expect("the gated thread died");
+        self.entered
+            .recv_timeout(WATCHDOG)
+            .expect("no thread reached the gate");
     }
 
     /// Lets the held thread go.
@@ -578,6 +580,15 @@ impl MockFs {
             ..Iomap::default()
         };
         (map, None)
+    }
+}
+
+impl Drop for MockFs {
+    fn drop(&mut self) {
+        // Drop the device-page ownership the file's entries hold, as eviction's
+        // `dax_break_layout_final` would: the table is process-wide, and a later
+        // device may reuse these addresses when tests share a process.
+        self.mapping.index().delete_range(0, u64::MAX / PAGE);
     }
 }
 
@@ -889,10 +900,17 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// How long a test waits for something another thread must do before calling it
+/// broken. Never reached by a working engine: it only turns a hang into a failure.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
 /// Spins (yielding) until `cond` holds: for waiting on another thread's progress that
-/// a probe can see, never for time to pass.
-pub fn until(mut cond: impl FnMut() -> bool) {
+/// a probe can see, never for time to pass. Panics with `what` if it does not happen
+/// within [`WATCHDOG`].
+pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
     while !cond() {
+        assert!(start.elapsed() < WATCHDOG, "never happened: {what}");
         std::thread::yield_now();
     }
 }
