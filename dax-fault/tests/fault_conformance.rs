@@ -3,7 +3,14 @@
 //! WB-01..03 and INV-01..10, §1.9 MF-03 and MF-05, §1.10 LCK-04, §2.11.3/2.11.4 races,
 //! and §3 edge cases 55–86 and 100–104. Each test asserts the page-table slots
 //! ([`Space`] over `SimPageTable`), the index entries, the filesystem calls and the
-//! results after every step.
+//! results after every step. Quirks reproduced on purpose and tested as such: Q10
+//! (CoW copy failure), Q11 (PMD ignores `iomap_begin` errors), Q12 (sync PMD fsync
+//! range), Q14 (EMPTY entries left behind).
+//!
+//! Races use real threads held at a [`Gate`] and the index's waiter probe
+//! (`MappingIndex::waiters`), so a test releases a thread only once the other is known
+//! to be blocked; no test sleeps or asserts a time. The [`WATCHDOG`] only turns an
+//! engine that fails to block (or to wake) into a failure instead of a hang.
 //!
 //! Not covered here, and why:
 //! * edge 102 (a 6144-byte `write(2)` over a poisoned page) is the read/write path
@@ -2223,4 +2230,97 @@ fn race_stress_pte_and_pmd_faults_on_one_2m_end_consistent() {
             assert!(space.huge().is_empty(), "round {round}");
         }
     }
+}
+
+// =====================================================================================
+// Error paths: errno conversion and quirk Q10
+
+#[test]
+fn flt14_begin_errors_become_faults_by_errno() {
+    // ref: 2.7.3 step 7, 2.15.2 (ENOMEM → OOM, EHWPOISON → HWPOISON, else SIGBUS)
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    for (err, want) in [
+        (
+            DaxError::Os {
+                errno: libc::ENOMEM,
+                what: "scripted",
+            },
+            VmFault::OOM,
+        ),
+        (
+            DaxError::HwPoison {
+                pgoff: 0,
+                nr_pages: 1,
+            },
+            VmFault::HWPOISON,
+        ),
+        (DaxError::WouldBlock, SIGBUS),
+    ] {
+        fs.fail_next_begin(err.clone());
+        let f = fault(&fs, &vma, BASE, 0, FaultFlags::empty());
+        assert_eq!(f.ret, want, "{err:?}");
+        assert_eq!(f.err, Some(Err(err)));
+    }
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+}
+
+#[test]
+fn q10_cow_copy_failure_pte_keeps_nothing_pmd_commits_2m() {
+    // ref: quirk Q10 (reproduced): the entry is installed before the copy; a failed
+    // copy is SIGBUS; the PTE path does not advance (iomap_end sees 0), the PMD path
+    // does (iomap_end sees 2 MiB)
+    let fs = MockFs::new(16 * MIB, 4 * MIB);
+    fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE))
+        .ext(Ext::reflink(2 * MIB, 2 * MIB, 4 * MIB, 8 * MIB));
+    fs.dev.driver().mem.poison(MIB + 512, 512).unwrap();
+    fs.dev
+        .driver()
+        .mem
+        .poison(4 * MIB + 77 * PAGE, 512)
+        .unwrap();
+    let (space, vma) = fs.map_rw(4 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), SIGBUS);
+    assert_eq!(pmd_wr(&fs, &vma, BASE + 2 * MIB), SIGBUS);
+    assert_eq!(
+        fs.calls(),
+        vec![
+            begin(0, PAGE, WR),
+            end(0, PAGE, 0, WR),
+            begin(2 * MIB, PMD, WR),
+            end(2 * MIB, PMD, PMD, WR),
+        ]
+    );
+    assert_eq!(
+        fs.ents(),
+        vec![
+            (0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE),
+            (512, real(9, fs.pfn(8 * MIB)), DIRTY | TOWRITE),
+        ]
+    );
+    assert!(space.ptes().is_empty() && space.huge().is_empty());
+    assert_eq!(space.calls().split_pmd, 0, "SIGBUS is not a fallback");
+}
+
+#[test]
+fn flt22_finish_sync_fault_inserts_under_the_entry_lock() {
+    // ref: FLT-22 (set DIRTY, lock the entry, insert, unlock), LCK-03/04
+    let (fs, space, vma) = sync_file();
+    let f = fault(&fs, &vma, BASE, 0, FaultFlags::WRITE);
+    assert_eq!(f.ret, VmFault::NEEDDSYNC);
+    let m = fs.mapping.clone();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    space.observe(move |op, _| {
+        if op == PtOp::MapPte {
+            let e = m.index().lookup(0).unwrap();
+            s2.lock().push((e.locked, e.marks));
+        }
+    });
+    let vmf = Vmf::new(&vma, BASE, FaultFlags::WRITE).unwrap();
+    let r = dax_finish_sync_fault(&vmf, 0, f.pfn.unwrap(), |s, e| fs.fsync(s, e));
+    assert_eq!(r, NOPAGE);
+    assert_eq!(*seen.lock(), vec![(true, DIRTY)]);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
 }
