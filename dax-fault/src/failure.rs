@@ -2,11 +2,12 @@
 //! (`dax_lock_mapping_entry`, `dax_lock_folio`), and killing the users that map it
 //! (`mf_dax_kill_procs` on the holder path, `mf_generic_kill_procs` without one).
 
-use dax_core::{DaxError, MfFlags, Pfn};
+use dax_core::{DaxError, MfFlags, PMD_PAGES, Pfn};
 
 use crate::index::LockedEntry;
 use crate::mapping::DaxMapping;
 use crate::pages::{self, Owner};
+use crate::pagetable::{PmdSlot, Pte};
 
 /// What [`dax_lock_mapping_entry`] found.
 #[derive(Debug)]
@@ -60,19 +61,26 @@ pub fn mf_dax_kill_procs(
                 if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
                     pages::set_hwpoison(pfn);
                 }
-                kill(m, i, entry.pages(), e.start());
+                kill(m, i, pfn, entry.pages(), e.start());
             }
         }
     }
     Ok(())
 }
 
-/// Signals every user mapping file page `index` and unmaps the page (the entry's whole
-/// range when it is a PMD entry).
-fn kill(m: &DaxMapping, index: u64, entry_pages: u64, entry_start: u64) {
+/// Signals every user mapping device page `pfn` at file page `index` and unmaps the
+/// page (the entry's whole range when it is a PMD entry). A mapping that shows
+/// something else there — nothing, or its own private copy-on-write copy — is not a
+/// user of the page and is left alone (`dev_pagemap_mapping_shift` finds no device
+/// mapping, so `add_to_kill` drops it).
+fn kill(m: &DaxMapping, index: u64, pfn: Pfn, entry_pages: u64, entry_start: u64) {
     for v in m.vmas() {
         if let Some((addr, _)) = v.vma().range_of(index, 1) {
-            let mapped = v.page_table().pte(addr).is_some() || v.page_table().pmd(addr).is_huge();
+            let pt = v.page_table();
+            let mapped = match pt.pmd(addr) {
+                PmdSlot::Huge { pfn: head, .. } => pfn.0.wrapping_sub(head.0) < PMD_PAGES,
+                _ => matches!(pt.pte(addr), Some(Pte::Page { pfn: p, .. }) if p == pfn),
+            };
             if mapped {
                 v.signal(addr);
             }
@@ -112,7 +120,7 @@ pub fn dax_memory_failure(pfn: Pfn, flags: MfFlags) -> Result<(), DaxError> {
     if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
         pages::set_hwpoison(pfn);
     }
-    kill(&m, index, 1u64 << order, e.start());
+    kill(&m, index, pfn, 1u64 << order, e.start());
     drop(e);
     Ok(())
 }

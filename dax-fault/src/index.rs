@@ -316,6 +316,16 @@ impl MappingIndex {
         self.inner.lock().slots.is_empty()
     }
 
+    /// How many threads are asleep on the lock of the entry that starts at page
+    /// `start` (a thread already woken but not yet running is not counted). No kernel
+    /// equivalent (`waitqueue_active` on the entry's hashed queue comes closest): it
+    /// lets a race test release an entry only once another thread is known to be
+    /// blocked on it, instead of sleeping and hoping.
+    pub fn waiters(&self, start: u64) -> usize {
+        let g = self.inner.lock();
+        g.queues.get(&start).map_or(0, |q| q.waiters - q.wakes)
+    }
+
     /// A snapshot of every entry, in index order.
     pub fn entries(&self) -> Vec<EntryInfo> {
         let g = self.inner.lock();

@@ -374,3 +374,24 @@ fn delete_wakes_every_waiter_and_lookers_pass_the_baton() {
         assert_eq!(e.entry.kind, EntryKind::Empty);
     }
 }
+
+#[test]
+fn waiters_counts_threads_asleep_on_an_entry() {
+    // The probe race tests use instead of sleeping: it sees a blocked grab, and a
+    // woken waiter no longer counts.
+    let ix = Arc::new(MappingIndex::new());
+    let held = ix.grab(7, 0, &mut no_unmap()).unwrap();
+    assert_eq!(ix.waiters(7), 0);
+    let t = {
+        let ix = ix.clone();
+        std::thread::spawn(move || drop(ix.grab(7, 0, &mut |_, _| {}).unwrap()))
+    };
+    while ix.waiters(7) == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(ix.waiters(7), 1);
+    drop(held);
+    assert_eq!(ix.waiters(7), 0, "the unlock woke it");
+    t.join().unwrap();
+    assert!(!ix.lookup(7).unwrap().locked);
+}
