@@ -283,6 +283,16 @@ impl DaxMapping {
     }
 }
 
+impl Drop for DaxMapping {
+    /// The inode is gone (`dax_delete_mapping_range` at eviction): its entries no
+    /// longer own device pages.
+    fn drop(&mut self) {
+        for e in self.index.entries() {
+            disassociate_removed(&e.entry);
+        }
+    }
+}
+
 impl MappingOps for DaxMapping {
     fn clear_dirty_range(&self, first: u64, last: u64) {
         self.index.clear_dirty_range(first, last);
