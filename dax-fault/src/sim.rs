@@ -257,9 +257,11 @@ impl SimPageTable {
         let mut s = self.state.lock();
         let end = addr.saturating_add(len);
         let first = addr.next_multiple_of(PMD);
+        // A range that holds no whole 2 MiB block frees no table (and `first` may lie
+        // past `end`).
         let gone: Vec<u64> = s
             .tables
-            .range(first..end)
+            .range(first..end.max(first))
             .copied()
             .filter(|&t| t + PMD <= end)
             .collect();
@@ -711,5 +713,22 @@ impl SimPageTable {
             done += n;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releasing_a_range_inside_one_pmd_block_keeps_its_table() {
+        let pt = SimPageTable::new();
+        pt.map_zero_pte(PMD + PAGE).unwrap();
+        // munmap of one page that holds no 2 MiB boundary: the PTE goes, the table stays.
+        pt.release(PMD + PAGE, PAGE);
+        assert!(pt.ptes().is_empty());
+        assert_eq!(pt.pmd(PMD), PmdSlot::Table);
+        pt.release(PMD, PMD);
+        assert_eq!(pt.pmd(PMD), PmdSlot::Empty);
     }
 }
