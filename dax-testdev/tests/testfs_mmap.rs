@@ -241,7 +241,11 @@ fn map_sync_write_faults_checkpoint_before_the_page_is_writable() {
     assert_eq!(vma.mapping().index().lookup(0).unwrap().marks, Marks::DIRTY);
 
     // MAP_SYNC needs a synchronous device (virtio-pmem is not).
-    let d2 = MemDevice::builder().size(16 << 20).synchronous(false).build().unwrap();
+    let d2 = MemDevice::builder()
+        .size(16 << 20)
+        .synchronous(false)
+        .build()
+        .unwrap();
     let fs2 = TestFs::mkfs(d2).unwrap();
     let i2 = fs2.create("g").unwrap();
     let err = fs2.mmap(
