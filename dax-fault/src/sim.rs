@@ -452,24 +452,9 @@ impl PageTable for SimPageTable {
     fn split_pmd(&self, addr: u64) {
         let mut s = self.state.lock();
         s.calls.split_pmd += 1;
-        if let Some(SimHuge {
-            slot: PmdSlot::HugeZero,
-            ..
-        }) = s.huge.remove(&addr)
-        {
-            {
-                s.tables.insert(addr);
-                for i in 0..PMD_PAGES {
-                    s.ptes.insert(
-                        addr + i * PAGE,
-                        SimPte {
-                            pte: Pte::Zero,
-                            pgoff: 0,
-                        },
-                    );
-                }
-            }
-        }
+        // A DAX mapping is not anonymous memory: splitting its huge mapping (device or
+        // huge zero page) just removes it, and the next access faults with PTEs.
+        s.huge.remove(&addr);
     }
 
     fn unmap(&self, addr: u64, len: u64, even_cows: bool) {
