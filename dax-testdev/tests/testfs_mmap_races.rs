@@ -533,13 +533,13 @@ fn faults_racing_fsync_keep_dirty_tracking_and_lose_no_write() {
 }
 
 #[test]
-fn faults_on_one_pmd_range_from_many_threads_agree_on_the_blocks() {
+fn faults_and_a_writer_on_one_pmd_range_agree_on_the_blocks() {
     watched("faults vs faults", |tick| {
         let (_dev, fs, ino, maps) = setup(FILE);
         const T: u64 = 6;
         for it in 0..200u64 {
             // The first 2 MiB a hole (or, every fourth time, all of it unwritten), so
-            // PMD and PTE faults from both mappings race to fill it.
+            // PMD and PTE faults from both mappings and write(2) race to fill it.
             fs.fallocate(ino, PUNCH, 0, PMD).unwrap();
             if it % 4 == 3 {
                 fs.fallocate(ino, FallocMode::KEEP_SIZE, 0, PMD).unwrap();
@@ -549,7 +549,7 @@ fn faults_on_one_pmd_range_from_many_threads_agree_on_the_blocks() {
             let (stored, loads) = std::thread::scope(|s| {
                 let hs: Vec<_> = (0..T)
                     .map(|t| {
-                        let (maps, barrier) = (&maps, &barrier);
+                        let (fs, maps, barrier) = (&fs, &maps, &barrier);
                         s.spawn(move || {
                             barrier.wait();
                             let mut stored = Vec::new();
@@ -557,7 +557,8 @@ fn faults_on_one_pmd_range_from_many_threads_agree_on_the_blocks() {
                             for k in 0..12u64 {
                                 // Pages of thread t: t, t + T, ... (mod 512), touched
                                 // through `b` on odd steps (PTE-only) and `a` (PMD)
-                                // otherwise; readers and writers interleave.
+                                // otherwise, by write(2) from the last thread; loads
+                                // and stores interleave.
                                 let page = (t + (k + it) * T) % 512;
                                 let via_b = (k + t) % 2 == 1;
                                 if (t + k + it) % 3 == 0 {
@@ -568,7 +569,11 @@ fn faults_on_one_pmd_range_from_many_threads_agree_on_the_blocks() {
                                 } else {
                                     let pos = page * PAGE + t * 64;
                                     let data = tag(it, t, k, 64);
-                                    maps.store(pos, &data, via_b).unwrap();
+                                    if t == T - 1 {
+                                        assert_eq!(fs.write(ino, pos, &data).unwrap(), 64);
+                                    } else {
+                                        maps.store(pos, &data, via_b).unwrap();
+                                    }
                                     stored.push((pos, data));
                                 }
                             }
