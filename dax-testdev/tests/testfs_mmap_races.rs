@@ -1,7 +1,7 @@
 //! Real threads racing page faults on TestFs mappings against truncate, hole punch,
-//! fsync writeback and each other (`LCK-01`..`LCK-04`, §2.11 of the reference). Every
-//! iteration lines the threads up on a barrier so the operations overlap, then checks
-//! once they are joined:
+//! fsync writeback and each other (`LCK-01`, `LCK-02`, `LCK-04`, `LCK-05`, §2.11 of the
+//! reference). Every iteration lines the threads up on a barrier so the operations
+//! overlap, then checks once they are joined:
 //! * no deadlock: a watchdog fails the test when an iteration makes no progress for
 //!   60 s (nothing else is timed);
 //! * no mapping points at a freed or foreign block: every device page mapped is the
