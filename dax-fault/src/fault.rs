@@ -418,10 +418,17 @@ fn insert_pte(vmf: &Vmf<'_>, target: Option<&MapTarget<'_>>, write: bool) -> VmF
         (None, None) => pt.map_zero_pte(addr),
         (Some(_), _) if !write => Ok(()),
         (Some(Pte::Page { pfn, .. }), Some(t)) if pfn == t.pfn => {
-            if writable {
-                pt.mkwrite_pte(addr)
-            } else {
+            if !writable {
                 Ok(())
+            } else {
+                // The check and the upgrade are two calls, not one under a PTE lock:
+                // a write(2) into new blocks may unmap the page in between (it
+                // invalidates without the invalidate lock). Then map it afresh, as
+                // the kernel's locked check would have found the slot empty.
+                pt.mkwrite_pte(addr).or_else(|e| match pt.pte(addr) {
+                    None => pt.map_pte(addr, t, writable),
+                    Some(_) => Err(e),
+                })
             }
         }
         (Some(_), _) => {

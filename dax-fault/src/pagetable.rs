@@ -178,9 +178,12 @@ pub trait PageTable: Send + Sync {
     /// (the memory manager's `finish_fault` of a copy-on-write page).
     fn map_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError>;
 
-    /// Splits the huge mapping at 2 MiB-aligned `addr`, if any (`split_huge_pmd`): a
-    /// huge zero page becomes 512 zero-page PTEs; a device mapping is removed (it
-    /// refaults with PTEs).
+    /// Splits the huge mapping at 2 MiB-aligned `addr`, if any (`split_huge_pmd`).
+    /// For a DAX mapping, which is not anonymous memory, that removes it, device
+    /// mapping or huge zero page alike (`__split_huge_pmd_locked` zaps file
+    /// mappings); the next access faults with PTEs. Only anonymous mappings turn a
+    /// huge zero page into 512 zero-page PTEs, and doing so here would leave PTEs
+    /// that no entry accounts for.
     fn split_pmd(&self, addr: u64);
 
     /// Removes every mapping of `addr .. addr + len` (`zap_page_range`), PTEs and

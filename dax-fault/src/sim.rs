@@ -9,7 +9,7 @@ use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
 use parking_lot::Mutex;
 
 use crate::mapping::MappedVma;
-use crate::mm::{MmSpace, handle_mm_fault};
+use crate::mm::{MAX_FAULTS_PER_ACCESS, MmSpace, handle_mm_fault};
 use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
 use crate::vm::VmFault;
 
@@ -345,9 +345,11 @@ impl SimPageTable {
         let mut s = self.state.lock();
         let end = addr.saturating_add(len);
         let first = addr.next_multiple_of(PMD);
+        // A range that holds no whole 2 MiB block frees no table (and `first` may lie
+        // past `end`).
         let gone: Vec<u64> = s
             .dirs
-            .range(first..end)
+            .range(first..end.max(first))
             .map(|(&t, _)| t)
             .filter(|&t| t + PMD <= end)
             .collect();
@@ -507,18 +509,9 @@ impl PageTable for SimPageTable {
     fn split_pmd(&self, addr: u64) {
         let mut s = self.state.lock();
         s.calls.split_pmd += 1;
-        let zero = match s.dirs.get(&addr) {
-            Some(Dir::Huge(h)) => h.slot == PmdSlot::HugeZero,
-            _ => return,
-        };
-        if zero {
-            let z = Some(SimPte {
-                pte: Pte::Zero,
-                pgoff: 0,
-            });
-            s.dirs
-                .insert(addr, Dir::Table(Box::new([z; PMD_PAGES as usize])));
-        } else {
+        // A DAX mapping is not anonymous memory: splitting its huge mapping (device or
+        // huge zero page) just removes it, and the next access faults with PTEs.
+        if matches!(s.dirs.get(&addr), Some(Dir::Huge(_))) {
             s.dirs.remove(&addr);
         }
     }
@@ -644,11 +637,21 @@ impl SimPageTable {
     /// (SIGBUS, HWPOISON, OOM), SIGBUS for a NEEDDSYNC the handler did not finish, no
     /// handler, or an access that still faults after 32 tries.
     pub fn access(&self, vma: &MappedVma, addr: u64, write: bool) -> Result<SimTarget, VmFault> {
-        handle_mm_fault(self, vma, addr, write)?;
-        if write {
-            self.touch_write(addr);
+        for _ in 0..MAX_FAULTS_PER_ACCESS {
+            handle_mm_fault(self, vma, addr, write)?;
+            // Another thread may unmap the page between the fault and this look (a
+            // write(2) invalidating new blocks, a truncate): the hardware would then
+            // just fault again.
+            if let Some(t) = self.resolve(addr)
+                && (!write || t.is_writable())
+            {
+                if write {
+                    self.touch_write(addr);
+                }
+                return Ok(t);
+            }
         }
-        self.resolve(addr).ok_or(VmFault::SIGBUS)
+        Err(VmFault::SIGBUS)
     }
 
     fn read_target(
@@ -724,5 +727,22 @@ impl SimPageTable {
             done += n;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releasing_a_range_inside_one_pmd_block_keeps_its_table() {
+        let pt = SimPageTable::new();
+        pt.map_zero_pte(PMD + PAGE).unwrap();
+        // munmap of one page that holds no 2 MiB boundary: the PTE goes, the table stays.
+        pt.release(PMD + PAGE, PAGE);
+        assert!(pt.ptes().is_empty());
+        assert_eq!(pt.pmd(PMD), PmdSlot::Table);
+        pt.release(PMD, PMD);
+        assert_eq!(pt.pmd(PMD), PmdSlot::Empty);
     }
 }

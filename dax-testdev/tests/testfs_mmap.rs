@@ -360,3 +360,38 @@ fn device_removal_unmaps_every_file_without_flagging_poison() {
     assert!(!dax_fault::page_hwpoison(pfn));
     assert_eq!(pt.read(&vma, BASE, &mut b), Err(VmFault::SIGBUS));
 }
+
+#[test]
+fn a_private_mapping_sees_data_written_over_a_hole_it_once_mapped_huge_zero() {
+    // Splitting a huge zero page in a DAX mapping removes it (`__split_huge_pmd_locked`
+    // zaps non-anonymous mappings); zero-page PTEs left behind without an entry would
+    // keep showing zeros after the file gets data there.
+    let (_dev, fs) = mem_fs(32 << 20);
+    let ino = fs.create("f").unwrap();
+    fs.truncate(ino, PMD + B).unwrap();
+    let pa = Arc::new(SimPageTable::new());
+    let pb = Arc::new(SimPageTable::new());
+    let shared = fs.mmap(ino, shared_rw(PMD), pa.clone()).unwrap();
+    let private = fs
+        .mmap(
+            ino,
+            Vma::new(BASE, PMD, 0).unwrap().shared(false).writable(true),
+            pb.clone(),
+        )
+        .unwrap();
+    let mut b = [1u8; 1];
+    pb.read(&private, BASE, &mut b).unwrap();
+    assert_eq!(pb.pmd(BASE), PmdSlot::HugeZero);
+    // The private store splits the huge zero page and copies page 0.
+    pb.write(&private, BASE, b"p").unwrap();
+    // write(2) to page 0 allocates and drops the zero PMD entry.
+    fs.write(ino, 0, b"w").unwrap();
+    // A store through the shared mapping allocates page 3.
+    pa.write(&shared, BASE + 3 * B, b"shared").unwrap();
+    let mut got = [0u8; 6];
+    pb.read(&private, BASE + 3 * B, &mut got).unwrap();
+    assert_eq!(
+        &got, b"shared",
+        "the private mapping shows the file's page 3"
+    );
+}

@@ -556,3 +556,59 @@ fn a_read_fault_maps_the_rest_of_its_extent_run_at_once() {
     }
     assert_eq!(m.stats().pte, 509, "no further faults inside the run");
 }
+
+#[test]
+fn private_mappings_keep_their_stores_and_map_sync_needs_a_synchronous_device() {
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    let data = pattern(11, 0, 2 * B as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let private = MapOptions {
+        shared: false,
+        writable: true,
+        ..MapOptions::default()
+    };
+    let m = fs.mmap_real(ino, 0, 2 * B, private).unwrap();
+    // Store to an unmapped page (DAX fills a private copy) and to a page read first
+    // (the memory manager copies it).
+    poke_at(&m, 10, 0xee);
+    assert_eq!(peek_at(&m, B as usize + 10), data[B as usize + 10]);
+    poke_at(&m, B as usize + 10, 0xdd);
+    assert_eq!(
+        (peek_at(&m, 10), peek_at(&m, B as usize + 10)),
+        (0xee, 0xdd)
+    );
+    let mut file = vec![0u8; 2 * B as usize];
+    fs.read(ino, 0, &mut file).unwrap();
+    assert_eq!(file, data, "the file never sees private stores");
+    // Punch keeps private copies (truncate_pagecache_range does not touch them).
+    fs.fallocate(
+        ino,
+        dax_testdev::FallocMode::PUNCH_HOLE | dax_testdev::FallocMode::KEEP_SIZE,
+        0,
+        2 * B,
+    )
+    .unwrap();
+    assert_eq!(peek_at(&m, 10), 0xee);
+
+    let dev = dax_testdev::MemDevice::builder()
+        .size(16 << 20)
+        .synchronous(false)
+        .build()
+        .unwrap();
+    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
+    let ino = fs.create("g").unwrap();
+    let err = fs
+        .mmap_real(
+            ino,
+            0,
+            B,
+            MapOptions {
+                sync: true,
+                writable: true,
+                ..MapOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EOPNOTSUPP);
+}
