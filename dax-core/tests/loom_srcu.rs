@@ -77,8 +77,14 @@ fn with_world(preemptions: Option<usize>, model: impl Fn(&'static World) + Sync 
 }
 
 /// What reader `t`'s section does with device memory when it finds the device alive.
+///
+/// The yield lets loom switch threads between the ALIVE check and the access, as
+/// real work there would: loom runs code between two of its operations as one step,
+/// and orders `SeqCst` fences by when they run, so without it an access right after
+/// the check always lands before the killer's fences and races go unseen.
 fn touch(w: &World, t: usize, alive: bool) {
     if alive {
+        thread::yield_now();
         w.memory[t].with_mut(|m| {
             // SAFETY: see `World`'s Sync; loom reports the access if it races.
             unsafe { *m += 1 }
@@ -107,6 +113,26 @@ fn kill_waits_for_sections_that_saw_the_device_alive() {
         w.dev.kill();
         let seen = after_kill(w);
         assert!(!w.dev.read_lock().alive());
+        reader.join().unwrap();
+        assert_eq!(seen, after_kill(w), "a section touched memory after kill");
+    });
+}
+
+#[test]
+fn kill_after_run_waits_for_sections_on_either_index() {
+    // The first kill leaves the epoch advanced; a section that begins then and sees
+    // the device alive again after `run` may sit on either index: the second kill
+    // must wait for it whichever it is.
+    with_world(None, |w| {
+        let reader = thread::spawn(move || {
+            let section = w.dev.read_lock();
+            touch(w, 0, section.alive());
+            drop(section);
+        });
+        w.dev.kill();
+        w.dev.run();
+        w.dev.kill();
+        let seen = after_kill(w);
         reader.join().unwrap();
         assert_eq!(seen, after_kill(w), "a section touched memory after kill");
     });
