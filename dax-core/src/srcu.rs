@@ -13,13 +13,15 @@
 //! section's index in the slot of the thread it runs on, which need not be the thread
 //! that began the section (guards are `Send`).
 //!
-//! A thread-local list maps each Srcu's never-reused id to the thread's slot; its first
-//! [`FAST_ENTRIES`] entries are searched without a lock. A miss takes the Srcu's
-//! registry lock and reuses a slot left by an exited thread or allocates one. When a
-//! thread exits, its slots go back to their registries' free lists with their counts,
-//! so a registry holds at most as many slots as threads used the Srcu at one time. The
-//! list holds the registry weakly, so dropping the Srcu frees it; the entries of dropped
-//! Srcus are pruned the next time the thread registers a slot. Counts made while the
+//! A thread finds its slot in a thread-local cache of (Srcu id, slot pointer) pairs,
+//! `HOT_ENTRIES` long, read with plain loads: ids are never reused, so a matching id
+//! names a live Srcu, whose registry owns the slot. On a miss it searches its list of
+//! slots, and for a Srcu it has not used before takes the Srcu's registry lock and
+//! reuses a slot left by an exited thread or allocates one. When a thread exits, its
+//! slots go back to their registries' free lists with their counts, so a registry
+//! holds at most as many slots as threads used the Srcu at one time. The list holds
+//! the registry weakly, so dropping the Srcu frees it; the entries of dropped Srcus
+//! are pruned the next time the thread registers a slot. Counts made while the
 //! thread's list is unavailable (from other thread-local destructors at thread exit)
 //! go to one shared slot with atomic read-modify-writes.
 //!
@@ -80,15 +82,12 @@
 //! index, so a drained check waits only for sections that already chose the index, and
 //! new readers never delay the writer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 use std::sync::atomic::compiler_fence;
 use std::sync::{Arc, Weak};
 
 use crate::sync::{AtomicUsize, Mutex, Ordering, backoff, fence, thread_local};
-
-/// How many thread-local entries `read_lock` searches before taking the slow path (a
-/// thread using a few devices at a time, e.g. a source and a destination, stays fast).
-const FAST_ENTRIES: usize = 4;
 
 /// Counter index of the locks of index 0 (1 for index 1) in a [`Slot`].
 const LOCK: usize = 0;
@@ -161,6 +160,10 @@ impl Drop for Local {
         if std::thread::panicking() {
             return;
         }
+        // Forget the cached pointers before the slots can go to another thread (a
+        // later thread-local destructor that begins a section then takes the slow
+        // path, finds this list gone and counts in the shared slot).
+        let _ = HOT.try_with(Hot::clear);
         for e in self.entries.get_mut().drain(..) {
             if let Some(shared) = e.owner.upgrade() {
                 shared.registry.lock().free.push(e.slot);
@@ -186,6 +189,58 @@ thread_local! {
 #[cfg(loom)]
 thread_local! {
     static LOCAL: Local = Local::new();
+}
+
+/// How many (Srcu id, slot) pairs a thread keeps where `read_lock` finds them without
+/// touching its list (a thread using a few devices at once, e.g. the source and the
+/// destination of a dedupe, stays on the fast path).
+const HOT_ENTRIES: usize = 4;
+
+/// A thread's most recently used slots, as raw pointers: plain `Cell`s, no destructor
+/// and no borrow flag, so the fast path is a few loads and one store. Id 0 is empty.
+///
+/// Invariant: `(id, p)` is present only while `p` is this thread's slot in the
+/// registry of the live Srcu `id` (ids are never reused), which owns the slot for as
+/// long as it lives; entries are installed by [`Srcu::count_slow`] from this thread's
+/// list and cleared by `Local::drop` before the slots go back.
+struct Hot {
+    ids: [Cell<u64>; HOT_ENTRIES],
+    slots: [Cell<Option<NonNull<Slot>>>; HOT_ENTRIES],
+}
+
+impl Hot {
+    const fn new() -> Hot {
+        Hot {
+            ids: [const { Cell::new(0) }; HOT_ENTRIES],
+            slots: [const { Cell::new(None) }; HOT_ENTRIES],
+        }
+    }
+
+    fn clear(&self) {
+        for id in &self.ids {
+            id.set(0);
+        }
+    }
+
+    /// Makes `(id, slot)` the first entry, moving the others down (the last drops).
+    fn install(&self, id: u64, slot: &Arc<Slot>) {
+        for i in (1..HOT_ENTRIES).rev() {
+            self.ids[i].set(self.ids[i - 1].get());
+            self.slots[i].set(self.slots[i - 1].get());
+        }
+        self.ids[0].set(id);
+        self.slots[0].set(Some(NonNull::from(&**slot)));
+    }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static HOT: Hot = const { Hot::new() };
+}
+
+#[cfg(loom)]
+thread_local! {
+    static HOT: Hot = Hot::new();
 }
 
 /// Which fences a Srcu uses (see the module doc).
@@ -295,17 +350,20 @@ impl Srcu {
     /// Counts one event in counter `k` of this thread's slot.
     #[inline]
     fn count(&self, k: usize) {
-        let hit = LOCAL.try_with(|local| {
-            let Ok(entries) = local.entries.try_borrow() else {
-                return false;
-            };
-            match entries.iter().take(FAST_ENTRIES).find(|e| e.id == self.id) {
-                Some(e) => {
-                    e.slot.count_owned(k);
-                    true
+        let hit = HOT.try_with(|hot| {
+            for i in 0..HOT_ENTRIES {
+                if hot.ids[i].get() == self.id
+                    && let Some(slot) = hot.slots[i].get()
+                {
+                    // SAFETY: by `Hot`'s invariant, the slot belongs to this thread in
+                    // the registry of the Srcu with this id, which is `self`, alive
+                    // for this call; the registry keeps the slot allocated while the
+                    // Srcu lives.
+                    unsafe { slot.as_ref() }.count_owned(k);
+                    return true;
                 }
-                None => false,
             }
+            false
         });
         if !matches!(hit, Ok(true)) {
             self.count_slow(k);
@@ -333,6 +391,7 @@ impl Srcu {
             };
             entries[..=pos].rotate_right(1);
             entries[0].slot.count_owned(k);
+            let _ = HOT.try_with(|hot| hot.install(self.id, &entries[0].slot));
             true
         });
         if !matches!(counted, Ok(true)) {
