@@ -9,7 +9,9 @@
 //!
 //! Cases: `alone` (one thread), and `busy_neighbour`, where another thread runs
 //! sections on the same device (or baseline) in a loop for the whole measurement, so
-//! the baseline's shared counter line moves between the two cores.
+//! the baseline's shared counter line moves between the two cores. `writer`: the
+//! other side, `kill` + `run` with no section open (the writer now sums per-thread
+//! counters and calls membarrier) against the former writer.
 //!
 //! Run: `cargo bench -p dax-benches --bench read_section`.
 #![allow(missing_docs)]
@@ -46,12 +48,23 @@ impl TwoCounterSrcu {
     fn read_unlock(&self, idx: usize) {
         self.readers[idx].0.fetch_sub(1, Ordering::Release);
     }
+
+    /// The former writer: advance the epoch twice, each time waiting for the old
+    /// index's counter to drain (serialised by the caller).
+    fn synchronize(&self) {
+        for _ in 0..2 {
+            let old = self.epoch.fetch_add(1, Ordering::SeqCst) & 1;
+            while self.readers[old].0.load(Ordering::SeqCst) != 0 {
+                std::hint::spin_loop();
+            }
+        }
+    }
 }
 
 /// The baseline's stand-in for `DaxDevice`: a flags word and the read side.
 #[derive(Default)]
 struct BaselineDevice {
-    _flags: AtomicU32,
+    flags: AtomicU32,
     srcu: TwoCounterSrcu,
 }
 
@@ -62,6 +75,13 @@ struct BaselineGuard<'a> {
 }
 
 impl BaselineDevice {
+    /// `kill` then `run` without a holder: clear ALIVE, wait, set ALIVE.
+    fn kill_run(&self) {
+        self.flags.fetch_and(!1, Ordering::SeqCst);
+        self.srcu.synchronize();
+        self.flags.fetch_or(1, Ordering::SeqCst);
+    }
+
     #[inline]
     fn read_lock(&self) -> BaselineGuard<'_> {
         BaselineGuard {
@@ -127,6 +147,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| drop(bd.read_lock()))
     });
     stop();
+
+    // The writer, with no section open: `kill` + `run` (membarrier now) against
+    // the former epoch flips over two shared counters.
+    g.bench_function("writer/kill_run", |b| {
+        b.iter(|| {
+            d.kill();
+            d.run();
+        })
+    });
+    g.bench_function("writer/baseline_two_counter", |b| b.iter(|| bd.kill_run()));
+    assert!(dev.read_lock().alive());
     g.finish();
 }
 
