@@ -2,7 +2,7 @@
 //! before it (`srcu_read_lock`/`srcu_read_unlock`/`synchronize_srcu`, as used by
 //! `dax_read_lock` and `kill_dax` in drivers/dax/super.c).
 //!
-//! # Read side: per-thread counters, no locked instruction, no fence
+//! # Read side: per-thread counters, no locked instruction
 //!
 //! As the kernel keeps per-CPU `srcu_lock_count[2]`/`srcu_unlock_count[2]`, every
 //! thread that uses an [`Srcu`] owns a slot of four counters: sections begun and
@@ -25,6 +25,15 @@
 //! thread's list is unavailable (from other thread-local destructors at thread exit)
 //! go to one shared slot with atomic read-modify-writes.
 //!
+//! Signals: a section may begin or end in a signal handler (dax-fault's `mmu` backend
+//! is to resolve faults in a SIGSEGV handler). A synchronous fault cannot interrupt an
+//! increment, which touches no device memory; a handler for an asynchronous signal
+//! that uses the same Srcu could, in principle, land between an increment's load and
+//! store and have its own count overwritten (x86 builds compile the pair to one
+//! non-locked `inc`, which a signal cannot split). The cache is updated so that a
+//! handler never sees a half-written entry, and a handler that finds the list
+//! borrowed counts in the shared slot.
+//!
 //! # Fences
 //!
 //! Asymmetric, as in liburcu's membarrier flavour: the light fence is a compiler fence
@@ -36,7 +45,8 @@
 //! each heavy fence. Where membarrier is unavailable (not Linux, Linux before 4.14,
 //! refused by a seccomp filter), and always under `cfg(loom)`, both fences are
 //! `fence(SeqCst)`: the read side then costs one full fence per lock and per unlock,
-//! still with no locked instruction. The choice is made once per process, before any
+//! still with no locked read-modify-write. `tests/loom_srcu.rs` model-checks that
+//! flavour. The choice is made once per process, before any
 //! Srcu exists, and a given Srcu never changes it.
 //!
 //! # Writer
@@ -223,13 +233,22 @@ impl Hot {
     }
 
     /// Makes `(id, slot)` the first entry, moving the others down (the last drops).
+    ///
+    /// Each entry is emptied before its pointer changes and named after, with compiler
+    /// fences between, so a signal handler on this thread never sees an id paired
+    /// with another Srcu's slot.
     fn install(&self, id: u64, slot: &Arc<Slot>) {
+        let set = |i: usize, id: u64, slot: Option<NonNull<Slot>>| {
+            self.ids[i].set(0);
+            compiler_fence(Ordering::SeqCst);
+            self.slots[i].set(slot);
+            compiler_fence(Ordering::SeqCst);
+            self.ids[i].set(id);
+        };
         for i in (1..HOT_ENTRIES).rev() {
-            self.ids[i].set(self.ids[i - 1].get());
-            self.slots[i].set(self.slots[i - 1].get());
+            set(i, self.ids[i - 1].get(), self.slots[i - 1].get());
         }
-        self.ids[0].set(id);
-        self.slots[0].set(Some(NonNull::from(&**slot)));
+        set(0, id, Some(NonNull::from(&**slot)));
     }
 }
 
@@ -526,6 +545,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn asymmetric_fences_are_chosen_where_membarrier_works() {
         use rustix::thread::{MembarrierCommand, membarrier_query};
         if !membarrier_query().contains_command(MembarrierCommand::PrivateExpedited) {
