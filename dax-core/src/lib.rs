@@ -27,6 +27,7 @@ mod device;
 mod error;
 #[allow(unsafe_code)]
 pub mod persist;
+#[allow(unsafe_code)]
 mod srcu;
 mod sync;
 mod types;
