@@ -11,12 +11,30 @@ use dax_iomap::{
     DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,
 };
 
-use super::extent::{Extent, Lookup};
+use super::extent::{Extent, ExtentMap, Lookup};
 use super::fs::{CowResv, Meta, Shared, enoent};
-use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock};
+use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
 use super::{B, Ino, MAX_FILE_BLOCKS};
 
-/// What every handle on one inode shares: its number, its size and its two locks.
+/// A file's block map and its change counter: what the extent lock protects.
+#[derive(Debug, Default)]
+pub(crate) struct Blocks {
+    /// File block → device block runs.
+    pub(crate) map: ExtentMap,
+    /// Bumped on every change of the map (handed out as `validity_cookie`).
+    pub(crate) seq: u64,
+}
+
+impl Blocks {
+    /// Records a change of the map (a new validity cookie). The caller also marks the
+    /// inode dirty for the next checkpoint.
+    pub(crate) fn changed(&mut self) {
+        self.seq += 1;
+    }
+}
+
+/// What every handle on one inode shares: its number, its size, its two locks and its
+/// block map under the extent lock.
 pub(crate) struct InodeCore {
     ino: u64,
     size: AtomicU64,
@@ -24,18 +42,24 @@ pub(crate) struct InodeCore {
     pub(crate) io: RwLock<()>,
     /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
     pub(crate) invalidate: RwLock<()>,
-    /// Set by unlink while it holds the I/O lock exclusively, so anyone holding the I/O
-    /// lock can test it without the metadata lock.
+    /// The extent lock and the block map it protects (XFS ILOCK, ext4 `i_data_sem`):
+    /// exclusive for every change of the map, always with the metadata lock held;
+    /// shared to read it (read-type `iomap_begin` needs no other lock). Innermost: see
+    /// the module docs for the order.
+    pub(crate) blocks: RwLock<Blocks>,
+    /// Set by unlink while it holds the I/O lock and the extent lock exclusively, so
+    /// anyone holding either can test it without the metadata lock.
     unlinked: AtomicBool,
 }
 
 impl InodeCore {
-    pub(crate) fn new(ino: u64, size: u64) -> Self {
+    pub(crate) fn new(ino: u64, size: u64, map: ExtentMap) -> Self {
         InodeCore {
             ino,
             size: AtomicU64::new(size),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
+            blocks: RwLock::new(Blocks { map, seq: 0 }),
             unlinked: AtomicBool::new(false),
         }
     }
@@ -50,12 +74,14 @@ impl InodeCore {
         self.size.store(size, Ordering::Release);
     }
 
-    /// Marks the inode unlinked (caller holds the I/O lock exclusively).
+    /// Marks the inode unlinked (caller holds the I/O lock and the extent lock
+    /// exclusively).
     pub(crate) fn mark_unlinked(&self) {
         self.unlinked.store(true, Ordering::Release);
     }
 
-    /// Whether the inode was unlinked (meaningful under the I/O lock).
+    /// Whether the inode was unlinked (meaningful under the I/O lock or the extent
+    /// lock).
     pub(crate) fn is_unlinked(&self) -> bool {
         self.unlinked.load(Ordering::Acquire)
     }
@@ -70,7 +96,8 @@ const PRIV_COW_BASE: u64 = 1 << 32;
 /// DAX engine calls back into. It implements [`IomapOps`] (see the
 /// [module docs](crate::testfs) for the answers it gives) and [`DaxInode`].
 ///
-/// Its `iomap_begin`/`iomap_end` take only the filesystem's metadata lock; callers
+/// Its `iomap_begin`/`iomap_end` take only the metadata lock and the inode's extent
+/// lock (a read takes just the extent lock, shared); callers
 /// that use them directly (instead of through [`TestFs`](super::TestFs)'s file
 /// operations) are responsible for the I/O and invalidate locks, as the kernel's
 /// callers of `iomap_ops` are. After an unlink they fail with `ENOENT`.
@@ -132,19 +159,50 @@ impl TestInode {
         Iomap::hole(fb * B, len.unwrap_or(MAX_FILE_BLOCKS - fb) * B)
     }
 
+    /// Takes the extent lock shared (`EAGAIN` with `nowait` if a writer holds it);
+    /// `ENOENT` once the inode is unlinked.
+    pub(crate) fn read_blocks(
+        &self,
+        nowait: bool,
+    ) -> Result<RwLockReadGuard<'_, Blocks>, DaxError> {
+        let blocks = if nowait {
+            self.core.blocks.try_read().ok_or(DaxError::WouldBlock)?
+        } else {
+            self.core.blocks.read()
+        };
+        if self.core.is_unlinked() {
+            return Err(enoent());
+        }
+        Ok(blocks)
+    }
+
     /// A read-type answer: the blocks as they are.
+    ///
+    /// Takes only this inode's extent lock, shared: reads of different files, and
+    /// concurrent reads of one file, never meet on a filesystem-wide lock. Only an
+    /// extent flagged shared needs more: whether its blocks are still shared is the
+    /// allocator's to say, so it is looked up again under the metadata lock (taken
+    /// first, as the lock order requires).
     fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap<'_>, DaxError> {
-        let mut guard = self.fs.lock_meta(nowait)?;
-        let meta = &mut *guard;
-        let im = meta.inodes.get(&self.core.ino).ok_or_else(enoent)?;
-        let mut map = match im.extents.lookup(fb) {
+        let blocks = self.read_blocks(nowait)?;
+        let (found, shared, seq) = match blocks.map.lookup(fb) {
+            Lookup::Extent(e) if e.shared => {
+                drop(blocks);
+                let meta = self.fs.lock_meta(nowait)?;
+                let blocks = self.read_blocks(nowait)?;
+                match blocks.map.lookup(fb) {
+                    Lookup::Extent(e) if e.shared => {
+                        let (shared, n) = meta.alloc.shared_prefix(e.dev, e.len);
+                        (Lookup::Extent(Extent { len: n, ..e }), shared, blocks.seq)
+                    }
+                    found => (found, false, blocks.seq),
+                }
+            }
+            found => (found, false, blocks.seq),
+        };
+        let mut map = match found {
             Lookup::Hole { len } => Self::hole(fb, len),
             Lookup::Extent(e) => {
-                let (shared, n) = if e.shared {
-                    meta.alloc.shared_prefix(e.dev, e.len)
-                } else {
-                    (false, e.len)
-                };
                 let kind = if e.unwritten {
                     IomapType::Unwritten
                 } else {
@@ -155,10 +213,10 @@ impl TestInode {
                 } else {
                     IomapFlags::empty()
                 };
-                self.map(kind, fb, e.dev, n, flags)
+                self.map(kind, fb, e.dev, e.len, flags)
             }
         };
-        map.validity_cookie = im.seq;
+        map.validity_cookie = seq;
         Ok(map)
     }
 
@@ -179,6 +237,11 @@ impl TestInode {
             let meta = &mut *guard;
             let size = self.core.size();
             let im = meta.inodes.get_mut(&ino).ok_or_else(enoent)?;
+            let mut blocks = if nowait {
+                self.core.blocks.try_write().ok_or(DaxError::WouldBlock)?
+            } else {
+                self.core.blocks.write()
+            };
             // DIRTY: the write reaches past EOF, or the inode has metadata that a
             // checkpoint has not made durable yet (ext4's datasync-dirty inode).
             let dirty = |im_dirty: bool| {
@@ -188,7 +251,7 @@ impl TestInode {
                     IomapFlags::empty()
                 }
             };
-            let (plan, n) = match im.extents.lookup(fb) {
+            let (plan, n) = match blocks.map.lookup(fb) {
                 Lookup::Hole { len } => {
                     if !write {
                         return Ok((Self::hole(fb, len), None)); // ZERO never allocates
@@ -203,11 +266,11 @@ impl TestInode {
                     };
                     if e.shared && !shared {
                         // The partner dropped its references: the blocks are ours alone.
-                        im.extents.set_state(fb, run, e.unwritten, false);
+                        blocks.map.set_state(fb, run, e.unwritten, false);
                     }
                     let plain = |kind| {
                         let mut m = self.map(kind, fb, e.dev, run, dirty(im.dirty));
-                        m.validity_cookie = im.seq;
+                        m.validity_cookie = blocks.seq;
                         Ok((m, None))
                     };
                     match (shared, e.unwritten) {
@@ -220,6 +283,7 @@ impl TestInode {
                     }
                 }
             };
+            drop(blocks); // allocation may checkpoint, which reads every block map
             if nowait {
                 return Err(DaxError::WouldBlock);
             }
@@ -244,7 +308,8 @@ impl TestInode {
             }
             // Re-check: a concurrent fault (which does not take the I/O lock) may have
             // changed the range while the lock was dropped.
-            let still = meta.inodes.get(&ino).map(|im| im.extents.lookup(fb));
+            let mut blocks = self.core.blocks.write();
+            let still = (!self.core.is_unlinked()).then(|| blocks.map.lookup(fb));
             let valid = match (plan, still) {
                 (Plan::Alloc, Some(Lookup::Hole { len })) => len.is_none_or(|l| l >= n),
                 (Plan::Convert { dev }, Some(Lookup::Extent(e))) => {
@@ -259,9 +324,10 @@ impl TestInode {
                 if fresh {
                     meta.alloc.release(dev, n);
                 }
-                if !meta.inodes.contains_key(&ino) {
+                if self.core.is_unlinked() {
                     return Err(enoent());
                 }
+                drop(blocks);
                 continue;
             }
             let cow_id = PRIV_COW_BASE + meta.next_cow_id;
@@ -276,14 +342,15 @@ impl TestInode {
                             unwritten: false,
                             shared: false,
                         };
-                        im.extents.insert(fb, e);
+                        blocks.map.insert(fb, e);
                     } else {
-                        im.extents.set_state(fb, n, false, false);
+                        blocks.map.set_state(fb, n, false, false);
                     }
-                    im.changed();
+                    blocks.changed();
+                    im.dirty = true;
                     let mut m =
                         self.map(IomapType::Mapped, fb, dev, n, IomapFlags::NEW | dirty(true));
-                    m.validity_cookie = im.seq;
+                    m.validity_cookie = blocks.seq;
                     if matches!(plan, Plan::Alloc) {
                         m.private = PRIV_ALLOC;
                     }
@@ -300,7 +367,7 @@ impl TestInode {
                         IomapFlags::SHARED | dirty(true),
                     );
                     dst.private = cow_id;
-                    dst.validity_cookie = im.seq;
+                    dst.validity_cookie = blocks.seq;
                     let kind = if src.unwritten {
                         IomapType::Unwritten
                     } else {
@@ -327,6 +394,7 @@ impl TestInode {
         let Some(r) = im.cow.remove(&iomap.private) else {
             return; // not ours, or already ended
         };
+        let mut blocks = self.core.blocks.write();
         let r_end = (r.fb + r.len) * B;
         let wstart = pos.max(r.fb * B);
         let wend = pos.saturating_add(written).min(r_end);
@@ -339,7 +407,7 @@ impl TestInode {
             // The write stopped inside a block the engine did not fill around: bring
             // the rest of that block over from the old data (zeros are already there
             // when the old data was unwritten).
-            if let Lookup::Extent(old) = im.extents.lookup(wend / B)
+            if let Lookup::Extent(old) = blocks.map.lookup(wend / B)
                 && !old.unwritten
             {
                 let new = r.dev + (wend / B - r.fb);
@@ -347,15 +415,17 @@ impl TestInode {
                 let _ = self.fs.copy_block_tail(old.dev, new, (wend % B) as usize);
             }
         }
-        let removed = im.extents.remove(a, b - a);
+        let removed = blocks.map.remove(a, b - a);
         let e = Extent {
             dev: r.dev + (a - r.fb),
             len: b - a,
             unwritten: false,
             shared: false,
         };
-        im.extents.insert(a, e);
-        im.changed();
+        blocks.map.insert(a, e);
+        blocks.changed();
+        im.dirty = true;
+        drop(blocks);
         meta.release_pieces(&removed);
         meta.alloc.release(r.dev, a - r.fb);
         meta.alloc.release(r.dev + (b - r.fb), r.fb + r.len - b);
@@ -381,14 +451,16 @@ impl TestInode {
         }
         let base = iomap.addr / B;
         let mut freed = Vec::new();
-        for (fb, e) in im.extents.pieces(from, m1 - from) {
+        let mut blocks = self.core.blocks.write();
+        for (fb, e) in blocks.map.pieces(from, m1 - from) {
             // Only blocks this mapping handed out.
             if !e.unwritten && base.checked_add(fb - m0) == Some(e.dev) {
-                freed.extend(im.extents.remove(fb, e.len));
+                freed.extend(blocks.map.remove(fb, e.len));
             }
         }
         if !freed.is_empty() {
-            im.changed();
+            blocks.changed();
+            im.dirty = true;
         }
         meta.release_pieces(&freed);
     }
