@@ -125,8 +125,6 @@ pub struct Layout {
 pub(crate) struct InodeMeta {
     pub(crate) core: Arc<InodeCore>,
     pub(crate) name: String,
-    /// Metadata changed since the last checkpoint (`IomapFlags::DIRTY` for writes).
-    pub(crate) dirty: bool,
     /// Outstanding copy-on-write reservations by id (a minimal XFS CoW fork).
     pub(crate) cow: BTreeMap<u64, CowResv>,
 }
@@ -384,8 +382,8 @@ impl Shared {
         meta.generation = generation;
         meta.alloc
             .checkpoint_committed(format::referenced_set(&image.refcounts));
-        for im in meta.inodes.values_mut() {
-            im.dirty = false;
+        for im in meta.inodes.values() {
+            im.core.blocks.write().dirty = false;
         }
         Ok(())
     }
@@ -572,9 +570,8 @@ impl TestFs {
             meta.inodes.insert(
                 rec.ino,
                 InodeMeta {
-                    core: Arc::new(InodeCore::new(rec.ino, rec.size, rec.extents)),
+                    core: Arc::new(InodeCore::new(rec.ino, rec.size, rec.extents, false)),
                     name: rec.name,
-                    dirty: false,
                     cow: BTreeMap::new(),
                 },
             );
@@ -641,9 +638,8 @@ impl TestFs {
         meta.inodes.insert(
             ino,
             InodeMeta {
-                core: Arc::new(InodeCore::new(ino, 0, ExtentMap::new())),
+                core: Arc::new(InodeCore::new(ino, 0, ExtentMap::new(), true)),
                 name: name.to_owned(),
-                dirty: true,
                 cow: BTreeMap::new(),
             },
         );
@@ -788,7 +784,7 @@ impl TestFs {
         let im = meta.inode(inode.ino().0)?;
         if end > im.core.size() {
             im.core.set_size(end);
-            im.dirty = true;
+            im.core.blocks.write().dirty = true;
         }
         Ok(())
     }
@@ -840,9 +836,6 @@ impl TestFs {
             }
             removed
         };
-        if !removed.is_empty() {
-            im.dirty = true;
-        }
         meta.release_pieces(&removed);
         Ok(())
     }
@@ -875,7 +868,6 @@ impl TestFs {
             );
             blocks.changed();
             drop(blocks);
-            im.dirty = true;
             at += got;
         }
         Ok(())
@@ -903,7 +895,6 @@ impl TestFs {
             let mut meta = self.shared.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
-            im.dirty = true;
             let fb = size.div_ceil(B);
             let removed = {
                 let mut blocks = im.core.blocks.write();
@@ -916,7 +907,7 @@ impl TestFs {
             let mut meta = self.shared.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
-            im.dirty = true;
+            im.core.blocks.write().dirty = true;
         }
         Ok(())
     }
@@ -1276,7 +1267,6 @@ impl TestFs {
             blocks.changed();
             removed
         };
-        dim.dirty = true;
         if let Some(end) = grow_to
             && end > dim.core.size()
         {
@@ -1290,7 +1280,6 @@ impl TestFs {
         }
         blocks.changed();
         drop(blocks);
-        sim.dirty = true;
         Ok(())
     }
 }

@@ -16,20 +16,26 @@ use super::fs::{CowResv, Meta, Shared, enoent};
 use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
 use super::{B, Ino, MAX_FILE_BLOCKS};
 
-/// A file's block map and its change counter: what the extent lock protects.
+/// A file's block map, its change counter and its dirty state: what the extent lock
+/// protects.
 #[derive(Debug, Default)]
 pub(crate) struct Blocks {
     /// File block → device block runs.
     pub(crate) map: ExtentMap,
     /// Bumped on every change of the map (handed out as `validity_cookie`).
     pub(crate) seq: u64,
+    /// The inode has metadata (blocks, size, CoW reservations) that no checkpoint has
+    /// made durable yet: writes get `IomapFlags::DIRTY`. Kept here rather than under
+    /// the metadata lock so that an overwrite can read it with the extent lock alone.
+    pub(crate) dirty: bool,
 }
 
 impl Blocks {
-    /// Records a change of the map (a new validity cookie). The caller also marks the
-    /// inode dirty for the next checkpoint.
+    /// Records a change of the map: a new validity cookie, and dirty until the next
+    /// checkpoint.
     pub(crate) fn changed(&mut self) {
         self.seq += 1;
+        self.dirty = true;
     }
 }
 
@@ -43,9 +49,9 @@ pub(crate) struct InodeCore {
     /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
     pub(crate) invalidate: RwLock<()>,
     /// The extent lock and the block map it protects (XFS ILOCK, ext4 `i_data_sem`):
-    /// exclusive for every change of the map, always with the metadata lock held;
-    /// shared to read it (read-type `iomap_begin` needs no other lock). Innermost: see
-    /// the module docs for the order.
+    /// exclusive for every change, always with the metadata lock held; shared to read
+    /// (a read-type `iomap_begin`, and a write-type one over the file's own written
+    /// blocks, need no other lock). Innermost: see the module docs for the order.
     pub(crate) blocks: RwLock<Blocks>,
     /// Set by unlink while it holds the I/O lock and the extent lock exclusively, so
     /// anyone holding either can test it without the metadata lock.
@@ -53,13 +59,13 @@ pub(crate) struct InodeCore {
 }
 
 impl InodeCore {
-    pub(crate) fn new(ino: u64, size: u64, map: ExtentMap) -> Self {
+    pub(crate) fn new(ino: u64, size: u64, map: ExtentMap, dirty: bool) -> Self {
         InodeCore {
             ino,
             size: AtomicU64::new(size),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
-            blocks: RwLock::new(Blocks { map, seq: 0 }),
+            blocks: RwLock::new(Blocks { map, seq: 0, dirty }),
             unlinked: AtomicBool::new(false),
         }
     }
@@ -97,7 +103,8 @@ const PRIV_COW_BASE: u64 = 1 << 32;
 /// [module docs](crate::testfs) for the answers it gives) and [`DaxInode`].
 ///
 /// Its `iomap_begin`/`iomap_end` take only the metadata lock and the inode's extent
-/// lock (a read takes just the extent lock, shared); callers
+/// lock (a read, or an overwrite of written blocks, just the extent lock, shared);
+/// callers
 /// that use them directly (instead of through [`TestFs`](super::TestFs)'s file
 /// operations) are responsible for the I/O and invalidate locks, as the kernel's
 /// callers of `iomap_ops` are. After an unlink they fail with `ENOENT`.
@@ -232,24 +239,38 @@ impl TestInode {
         let nowait = flags.contains(IterFlags::NOWAIT);
         let write = flags.contains(IterFlags::WRITE);
         let ino = self.core.ino;
+        // DIRTY: the write reaches past EOF, or the inode has metadata that a
+        // checkpoint has not made durable yet (ext4's datasync-dirty inode).
+        let dirty = |inode_dirty: bool| {
+            if write && (inode_dirty || pos.saturating_add(length) > self.core.size()) {
+                IomapFlags::DIRTY
+            } else {
+                IomapFlags::empty()
+            }
+        };
+        {
+            // An overwrite of written blocks that are the file's alone changes no
+            // metadata: the extent lock shared is enough, as for a read.
+            let blocks = self.read_blocks(nowait)?;
+            if let Lookup::Extent(e) = blocks.map.lookup(fb)
+                && !e.shared
+                && !e.unwritten
+            {
+                let mut m = self.map(IomapType::Mapped, fb, e.dev, e.len, dirty(blocks.dirty));
+                m.validity_cookie = blocks.seq;
+                return Ok((m, None));
+            }
+        }
         loop {
             let mut guard = self.fs.lock_meta(nowait)?;
             let meta = &mut *guard;
-            let size = self.core.size();
-            let im = meta.inodes.get_mut(&ino).ok_or_else(enoent)?;
+            if !meta.inodes.contains_key(&ino) {
+                return Err(enoent());
+            }
             let mut blocks = if nowait {
                 self.core.blocks.try_write().ok_or(DaxError::WouldBlock)?
             } else {
                 self.core.blocks.write()
-            };
-            // DIRTY: the write reaches past EOF, or the inode has metadata that a
-            // checkpoint has not made durable yet (ext4's datasync-dirty inode).
-            let dirty = |im_dirty: bool| {
-                if write && (im_dirty || pos.saturating_add(length) > size) {
-                    IomapFlags::DIRTY
-                } else {
-                    IomapFlags::empty()
-                }
             };
             let (plan, n) = match blocks.map.lookup(fb) {
                 Lookup::Hole { len } => {
@@ -269,7 +290,7 @@ impl TestInode {
                         blocks.map.set_state(fb, run, e.unwritten, false);
                     }
                     let plain = |kind| {
-                        let mut m = self.map(kind, fb, e.dev, run, dirty(im.dirty));
+                        let mut m = self.map(kind, fb, e.dev, run, dirty(blocks.dirty));
                         m.validity_cookie = blocks.seq;
                         Ok((m, None))
                     };
@@ -347,7 +368,6 @@ impl TestInode {
                         blocks.map.set_state(fb, n, false, false);
                     }
                     blocks.changed();
-                    im.dirty = true;
                     let mut m =
                         self.map(IomapType::Mapped, fb, dev, n, IomapFlags::NEW | dirty(true));
                     m.validity_cookie = blocks.seq;
@@ -358,7 +378,7 @@ impl TestInode {
                 }
                 Plan::Cow { src } => {
                     im.cow.insert(cow_id, CowResv { fb, dev, len: n });
-                    im.dirty = true;
+                    blocks.dirty = true;
                     let mut dst = self.map(
                         IomapType::Mapped,
                         fb,
@@ -424,7 +444,6 @@ impl TestInode {
         };
         blocks.map.insert(a, e);
         blocks.changed();
-        im.dirty = true;
         drop(blocks);
         meta.release_pieces(&removed);
         meta.alloc.release(r.dev, a - r.fb);
@@ -436,9 +455,9 @@ impl TestInode {
     fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
         let meta: &mut Meta = &mut guard;
-        let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
-            return;
-        };
+        if !meta.inodes.contains_key(&self.core.ino) {
+            return; // unlinked: its blocks went with it
+        }
         let keep = self
             .core
             .size()
@@ -460,7 +479,6 @@ impl TestInode {
         }
         if !freed.is_empty() {
             blocks.changed();
-            im.dirty = true;
         }
         meta.release_pieces(&freed);
     }

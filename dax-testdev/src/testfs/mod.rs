@@ -161,10 +161,12 @@
 //!    `i_data_sem`), innermost. Every change of a block map takes it exclusively *with
 //!    the metadata lock held*, so block maps and the allocator's reference counts
 //!    change together and a checkpoint (written under the metadata lock, reading every
-//!    map shared) is a consistent snapshot. A read-type `iomap_begin` takes only this
-//!    lock, shared, and no filesystem-wide lock at all; for an extent flagged shared
-//!    it drops it, takes the metadata lock, then this one again (the reference counts
-//!    say whether the blocks are still shared).
+//!    map shared) is a consistent snapshot. The lock also guards the inode's *dirty*
+//!    state (metadata not yet checkpointed, which decides `IomapFlags::DIRTY`). A
+//!    read-type `iomap_begin`, and a write-type one that finds written blocks the file
+//!    does not share, take only this lock, shared, and no filesystem-wide lock at all;
+//!    for an extent flagged shared a read drops it, takes the metadata lock, then this
+//!    one again (the reference counts say whether the blocks are still shared).
 //!
 //! The extent lock, not the I/O lock, is what makes a block-map lookup safe: page
 //! faults will allocate blocks under the invalidate lock held *shared* (as ext2

@@ -324,3 +324,43 @@ fn unlink_empties_the_block_map_under_the_extent_lock() {
         libc::ENOENT
     );
 }
+
+#[test]
+fn overwrites_of_own_written_blocks_skip_the_metadata_lock() {
+    // A write-type iomap_begin that finds written blocks the file does not share
+    // changes no metadata: it answers with the extent lock alone, DIRTY only while
+    // the inode has metadata no checkpoint has made durable. Anything that allocates,
+    // converts or copies still needs the metadata lock.
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 2, 0xaa);
+    fs.sync().unwrap();
+    let inode = fs.inode(a).unwrap();
+    let w = W | IterFlags::NOWAIT;
+    {
+        let _meta = fs.shared().meta.lock();
+        let (m, src) = inode.iomap_begin(B, B, w).unwrap();
+        assert_eq!(
+            (m.kind, m.flags, m.addr, m.length, src),
+            (
+                IomapType::Mapped,
+                IomapFlags::empty(),
+                (blk + 1) * B,
+                B,
+                None
+            )
+        );
+        let (m, _) = inode.iomap_begin(B, 2 * B, w).unwrap();
+        assert_eq!(m.flags, IomapFlags::DIRTY, "reaches past EOF");
+        assert_eq!(
+            inode.iomap_begin(2 * B, B, w).unwrap_err(),
+            DaxError::WouldBlock,
+            "a hole needs allocation"
+        );
+    }
+    fs.truncate(a, 2 * B + 1).unwrap(); // metadata not yet checkpointed
+    let (m, _) = inode.iomap_begin(0, B, w).unwrap();
+    assert_eq!(m.flags, IomapFlags::DIRTY);
+    fs.sync().unwrap();
+    let (m, _) = inode.iomap_begin(0, B, w).unwrap();
+    assert_eq!(m.flags, IomapFlags::empty());
+}
