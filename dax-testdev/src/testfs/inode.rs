@@ -190,6 +190,7 @@ impl TestInode {
     /// extent flagged shared needs more: whether its blocks are still shared is the
     /// allocator's to say, so it is looked up again under the metadata lock (taken
     /// first, as the lock order requires).
+    #[inline]
     fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap<'_>, DaxError> {
         let blocks = self.read_blocks(nowait)?;
         let (found, shared, seq) = match blocks.map.lookup(fb) {
@@ -228,6 +229,7 @@ impl TestInode {
     }
 
     /// A write-type (`WRITE`) or zeroing (`ZERO`) answer.
+    #[inline(never)]
     fn write_begin(
         &self,
         pos: u64,
@@ -498,6 +500,7 @@ impl DaxInode for TestInode {
 }
 
 impl IomapOps for TestInode {
+    #[inline]
     fn iomap_begin(
         &self,
         pos: u64,
