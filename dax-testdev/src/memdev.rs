@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dax_core::badblocks::BadblocksCheck;
 use dax_core::{
@@ -16,6 +16,7 @@ use dax_core::{
 };
 use parking_lot::Mutex;
 
+use crate::counters::{CallCounts, N_COUNTERS};
 use crate::region::Region;
 
 /// Where a [`MemDevice`]'s memory comes from.
@@ -61,6 +62,7 @@ pub enum DevOp {
 }
 
 const N_OPS: usize = 7;
+const _: () = assert!(N_OPS <= N_COUNTERS);
 
 impl DevOp {
     fn index(self) -> usize {
@@ -282,7 +284,7 @@ impl MemDeviceBuilder {
             clear_unit: self.clear_unit,
             inject: Mutex::new(Injections::default()),
             injecting: AtomicBool::new(false),
-            calls: Default::default(),
+            calls: CallCounts::new(),
         })
     }
 
@@ -357,7 +359,8 @@ pub struct MemDevice {
     /// nobody injects into (the common case, and the hot path of every read and
     /// fault). Sticky: resetting it could race with a concurrent injection.
     injecting: AtomicBool,
-    calls: [AtomicU64; N_OPS],
+    /// Per-operation call counts, kept per thread (no shared atomic per call).
+    calls: CallCounts,
 }
 
 impl fmt::Debug for MemDevice {
@@ -402,8 +405,12 @@ impl MemDevice {
     }
 
     /// How many times `op` has been called (injected failures included).
+    ///
+    /// Counted per thread (so that counting costs no shared atomic operation per
+    /// call) and summed here: exact for calls made by this thread and by threads it
+    /// has joined; a snapshot while other threads are still calling.
     pub fn calls(&self, op: DevOp) -> u64 {
-        self.calls[op.index()].load(Ordering::Relaxed)
+        self.calls.get(op.index())
     }
 
     /// Makes the next `count` calls of `op` fail with `err` (for
@@ -427,7 +434,7 @@ impl MemDevice {
 
     /// Counts a call of `op` and returns the injected error for it, if one is due.
     fn enter(&self, op: DevOp) -> Result<(), DaxError> {
-        self.calls[op.index()].fetch_add(1, Ordering::Relaxed);
+        self.calls.count(op.index());
         if !self.injecting.load(Ordering::SeqCst) {
             return Ok(());
         }

@@ -126,24 +126,14 @@ pub struct Layout {
     pub data_start: u64,
 }
 
-/// Per-inode metadata, under the filesystem's metadata lock.
+/// Per-inode metadata, under the filesystem's metadata lock. The block map is not
+/// here: it lives in the [`InodeCore`] under the inode's own extent lock, so that
+/// reads can look it up without the metadata lock.
 pub(crate) struct InodeMeta {
     pub(crate) core: Arc<InodeCore>,
     pub(crate) name: String,
-    pub(crate) extents: ExtentMap,
-    /// Metadata changed since the last checkpoint (`IomapFlags::DIRTY` for writes).
-    pub(crate) dirty: bool,
-    /// Bumped on every extent-map change (handed out as `validity_cookie`).
-    pub(crate) seq: u64,
     /// Outstanding copy-on-write reservations by id (a minimal XFS CoW fork).
     pub(crate) cow: BTreeMap<u64, CowResv>,
-}
-
-impl InodeMeta {
-    pub(crate) fn changed(&mut self) {
-        self.dirty = true;
-        self.seq += 1;
-    }
 }
 
 /// Blocks reserved by `iomap_begin` as the destination of a copy-on-write.
@@ -195,7 +185,7 @@ impl Meta {
                 ino,
                 name: im.name.clone(),
                 size: im.core.size(),
-                extents: im.extents.clone(),
+                extents: im.core.blocks.read().map.clone(),
             })
             .collect();
         let refcounts = format::derive_refcounts(inodes.iter().map(|i| &i.extents));
@@ -251,7 +241,7 @@ impl DaxHolder for Holder {
         {
             let meta = shared.meta.lock();
             for im in meta.inodes.values() {
-                for (fb, e) in im.extents.iter() {
+                for (fb, e) in im.core.blocks.read().map.iter() {
                     let (lo, hi) = (e.dev.max(first), (e.dev + e.len).min(end));
                     if lo < hi {
                         hits.push((im.core.clone(), fb + (lo - e.dev), hi - lo));
@@ -313,7 +303,7 @@ impl Shared {
     ) -> Result<(u64, u64), DaxError> {
         let hint = {
             let im = meta.inode(ino)?;
-            let goal = im.extents.before(fb).and_then(|(s, e)| {
+            let goal = im.core.blocks.read().map.before(fb).and_then(|(s, e)| {
                 // Keep `dev - file block` constant: contiguous and equally aligned.
                 let g = e.dev.checked_add(fb - s)?;
                 (s + e.len <= fb).then_some(g)
@@ -448,8 +438,8 @@ impl Shared {
         meta.generation = generation;
         meta.alloc
             .checkpoint_committed(format::referenced_set(&image.refcounts));
-        for im in meta.inodes.values_mut() {
-            im.dirty = false;
+        for im in meta.inodes.values() {
+            im.core.blocks.write().dirty = false;
         }
         Ok(())
     }
@@ -643,11 +633,14 @@ impl TestFs {
             meta.inodes.insert(
                 rec.ino,
                 InodeMeta {
-                    core: Arc::new(InodeCore::new(rec.ino, rec.size, dev.clone())),
+                    core: Arc::new(InodeCore::new(
+                        rec.ino,
+                        rec.size,
+                        rec.extents,
+                        false,
+                        dev.clone(),
+                    )),
                     name: rec.name,
-                    extents: rec.extents,
-                    dirty: false,
-                    seq: 0,
                     cow: BTreeMap::new(),
                 },
             );
@@ -668,6 +661,12 @@ impl TestFs {
         self.sync()?;
         self.shared.unmounted.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The shared state, for unit tests that hold TestFs's locks.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The device.
@@ -707,11 +706,14 @@ impl TestFs {
         meta.inodes.insert(
             ino,
             InodeMeta {
-                core: Arc::new(InodeCore::new(ino, 0, self.shared.dev.clone())),
+                core: Arc::new(InodeCore::new(
+                    ino,
+                    0,
+                    ExtentMap::new(),
+                    true,
+                    self.shared.dev.clone(),
+                )),
                 name: name.to_owned(),
-                extents: ExtentMap::new(),
-                dirty: true,
-                seq: 0,
                 cow: BTreeMap::new(),
             },
         );
@@ -755,8 +757,12 @@ impl TestFs {
         let Some(im) = meta.inodes.remove(&ino.0) else {
             return Err(enoent());
         };
-        inode.core().mark_unlinked();
-        for (_, e) in im.extents.iter() {
+        let map = {
+            let mut blocks = inode.core().blocks.write();
+            inode.core().mark_unlinked();
+            std::mem::take(&mut blocks.map)
+        };
+        for (_, e) in map.iter() {
             meta.alloc.release(e.dev, e.len);
         }
         for r in im.cow.values() {
@@ -854,7 +860,7 @@ impl TestFs {
         let im = meta.inode(inode.ino().0)?;
         if end > im.core.size() {
             im.core.set_size(end);
-            im.dirty = true;
+            im.core.blocks.write().dirty = true;
         }
         Ok(())
     }
@@ -866,9 +872,8 @@ impl TestFs {
         }
         let fb = start / B;
         let nb = end.div_ceil(B) - fb;
-        let mut meta = self.shared.meta.lock();
-        let im = meta.inode(inode.ino().0)?;
-        Ok(im.extents.pieces(fb, nb).iter().any(|(_, e)| !e.unwritten))
+        let blocks = inode.read_blocks(false)?;
+        Ok(blocks.map.pieces(fb, nb).iter().any(|(_, e)| !e.unwritten))
     }
 
     /// Makes bytes `old_size .. new_end` read as zeros before the size grows over them
@@ -899,10 +904,14 @@ impl TestFs {
         }
         let mut meta = self.shared.meta.lock();
         let im = meta.inode(inode.ino().0)?;
-        let removed = im.extents.remove(fb, n);
-        if !removed.is_empty() {
-            im.changed();
-        }
+        let removed = {
+            let mut blocks = im.core.blocks.write();
+            let removed = blocks.map.remove(fb, n);
+            if !removed.is_empty() {
+                blocks.changed();
+            }
+            removed
+        };
         meta.release_pieces(&removed);
         Ok(())
     }
@@ -914,7 +923,7 @@ impl TestFs {
         let mut at = fb;
         let mut meta = self.shared.meta.lock();
         while at < end {
-            let hole = match meta.inode(ino)?.extents.lookup(at) {
+            let hole = match inode.read_blocks(false)?.map.lookup(at) {
                 Lookup::Extent(e) => {
                     at += e.len.min(end - at);
                     continue;
@@ -923,7 +932,8 @@ impl TestFs {
             };
             let (dev, got) = self.shared.alloc_for(&mut meta, ino, at, hole)?;
             let im = meta.inode(ino)?;
-            im.extents.insert(
+            let mut blocks = im.core.blocks.write();
+            blocks.map.insert(
                 at,
                 Extent {
                     dev,
@@ -932,7 +942,8 @@ impl TestFs {
                     shared: false,
                 },
             );
-            im.changed();
+            blocks.changed();
+            drop(blocks);
             at += got;
         }
         Ok(())
@@ -958,9 +969,12 @@ impl TestFs {
             let mut meta = self.shared.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
-            im.changed();
             let fb = size.div_ceil(B);
-            let removed = im.extents.remove(fb, MAX_FILE_BLOCKS - fb);
+            let removed = {
+                let mut blocks = im.core.blocks.write();
+                blocks.changed();
+                blocks.map.remove(fb, MAX_FILE_BLOCKS - fb)
+            };
             meta.release_pieces(&removed);
             drop(meta);
             // `truncate_pagecache`: private copies past the new EOF go too.
@@ -974,7 +988,7 @@ impl TestFs {
             let mut meta = self.shared.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
-            im.changed();
+            im.core.blocks.write().dirty = true;
         }
         Ok(())
     }
@@ -1091,10 +1105,9 @@ impl TestFs {
     }
 
     fn has_shared(&self, inode: &TestInode, fb: u64, end: u64) -> Result<bool, DaxError> {
-        let mut meta = self.shared.meta.lock();
-        let im = meta.inode(inode.ino().0)?;
-        Ok(im
-            .extents
+        Ok(inode
+            .read_blocks(false)?
+            .map
             .pieces(fb, end - fb)
             .iter()
             .any(|(_, e)| e.shared))
@@ -1169,7 +1182,7 @@ impl TestFs {
         Ok(Stat {
             ino,
             size: im.core.size(),
-            blocks: im.extents.blocks(),
+            blocks: im.core.blocks.read().map.blocks(),
         })
     }
 
@@ -1194,7 +1207,7 @@ impl TestFs {
         let meta = &mut *meta;
         let im = meta.inodes.get(&ino.0).ok_or_else(enoent)?;
         let mut out = Vec::new();
-        for (fb, e) in im.extents.iter() {
+        for (fb, e) in im.core.blocks.read().map.iter() {
             let mut done = 0;
             while done < e.len {
                 let (shared, n) = meta.alloc.shared_prefix(e.dev + done, e.len - done);
@@ -1350,18 +1363,23 @@ impl TestFs {
     ) -> Result<(), DaxError> {
         let mut meta = self.shared.meta.lock();
         meta.inode(dst.0)?;
-        let pieces = meta.inode(src.0)?.extents.pieces(sfb, nb);
+        let pieces = meta.inode(src.0)?.core.blocks.read().map.pieces(sfb, nb);
         // References first, so that no block the source maps drops to zero below.
         for (_, e) in &pieces {
             meta.alloc.add_ref(e.dev, e.len);
         }
         let dim = meta.inode(dst.0)?;
-        let removed = dim.extents.remove(dfb, nb);
-        for &(fb, e) in &pieces {
-            dim.extents
-                .insert(dfb + (fb - sfb), Extent { shared: true, ..e });
-        }
-        dim.changed();
+        let removed = {
+            let mut blocks = dim.core.blocks.write();
+            let removed = blocks.map.remove(dfb, nb);
+            for &(fb, e) in &pieces {
+                blocks
+                    .map
+                    .insert(dfb + (fb - sfb), Extent { shared: true, ..e });
+            }
+            blocks.changed();
+            removed
+        };
         if let Some(end) = grow_to
             && end > dim.core.size()
         {
@@ -1369,10 +1387,12 @@ impl TestFs {
         }
         meta.release_pieces(&removed);
         let sim = meta.inode(src.0)?;
+        let mut blocks = sim.core.blocks.write();
         for &(fb, e) in &pieces {
-            sim.extents.set_state(fb, e.len, e.unwritten, true);
+            blocks.map.set_state(fb, e.len, e.unwritten, true);
         }
-        sim.changed();
+        blocks.changed();
+        drop(blocks);
         Ok(())
     }
 }

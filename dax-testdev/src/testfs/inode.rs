@@ -12,12 +12,36 @@ use dax_iomap::{
     DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,
 };
 
-use super::extent::{Extent, Lookup};
+use super::extent::{Extent, ExtentMap, Lookup};
 use super::fs::{CowResv, Meta, Shared, enoent};
-use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock};
+use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
 use super::{B, Ino, MAX_FILE_BLOCKS};
 
-/// What every handle on one inode shares: its number, its size and its two locks.
+/// A file's block map, its change counter and its dirty state: what the extent lock
+/// protects.
+#[derive(Debug, Default)]
+pub(crate) struct Blocks {
+    /// File block → device block runs.
+    pub(crate) map: ExtentMap,
+    /// Bumped on every change of the map (handed out as `validity_cookie`).
+    pub(crate) seq: u64,
+    /// The inode has metadata (blocks, size, CoW reservations) that no checkpoint has
+    /// made durable yet: writes get `IomapFlags::DIRTY`. Kept here rather than under
+    /// the metadata lock so that an overwrite can read it with the extent lock alone.
+    pub(crate) dirty: bool,
+}
+
+impl Blocks {
+    /// Records a change of the map: a new validity cookie, and dirty until the next
+    /// checkpoint.
+    pub(crate) fn changed(&mut self) {
+        self.seq += 1;
+        self.dirty = true;
+    }
+}
+
+/// What every handle on one inode shares: its number, its size, its two locks and its
+/// block map under the extent lock.
 pub(crate) struct InodeCore {
     ino: u64,
     size: AtomicU64,
@@ -25,20 +49,32 @@ pub(crate) struct InodeCore {
     pub(crate) io: RwLock<()>,
     /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
     pub(crate) invalidate: RwLock<()>,
-    /// Set by unlink while it holds the I/O lock exclusively, so anyone holding the I/O
-    /// lock can test it without the metadata lock.
+    /// The extent lock and the block map it protects (XFS ILOCK, ext4 `i_data_sem`):
+    /// exclusive for every change, always with the metadata lock held; shared to read
+    /// (a read-type `iomap_begin`, and a write-type one over the file's own written
+    /// blocks, need no other lock). Innermost: see the module docs for the order.
+    pub(crate) blocks: RwLock<Blocks>,
+    /// Set by unlink while it holds the I/O lock and the extent lock exclusively, so
+    /// anyone holding either can test it without the metadata lock.
     unlinked: AtomicBool,
     /// The file's DAX mapping (`inode->i_mapping`): entries and user mappings.
     pub(crate) mapping: Arc<DaxMapping>,
 }
 
 impl InodeCore {
-    pub(crate) fn new(ino: u64, size: u64, dev: Arc<DaxDevice>) -> Self {
+    pub(crate) fn new(
+        ino: u64,
+        size: u64,
+        map: ExtentMap,
+        dirty: bool,
+        dev: Arc<DaxDevice>,
+    ) -> Self {
         InodeCore {
             ino,
             size: AtomicU64::new(size),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
+            blocks: RwLock::new(Blocks { map, seq: 0, dirty }),
             unlinked: AtomicBool::new(false),
             mapping: DaxMapping::new(dev),
         }
@@ -54,12 +90,14 @@ impl InodeCore {
         self.size.store(size, Ordering::Release);
     }
 
-    /// Marks the inode unlinked (caller holds the I/O lock exclusively).
+    /// Marks the inode unlinked (caller holds the I/O lock and the extent lock
+    /// exclusively).
     pub(crate) fn mark_unlinked(&self) {
         self.unlinked.store(true, Ordering::Release);
     }
 
-    /// Whether the inode was unlinked (meaningful under the I/O lock).
+    /// Whether the inode was unlinked (meaningful under the I/O lock or the extent
+    /// lock).
     pub(crate) fn is_unlinked(&self) -> bool {
         self.unlinked.load(Ordering::Acquire)
     }
@@ -74,7 +112,9 @@ const PRIV_COW_BASE: u64 = 1 << 32;
 /// DAX engine calls back into. It implements [`IomapOps`] (see the
 /// [module docs](crate::testfs) for the answers it gives) and [`DaxInode`].
 ///
-/// Its `iomap_begin`/`iomap_end` take only the filesystem's metadata lock; callers
+/// Its `iomap_begin`/`iomap_end` take only the metadata lock and the inode's extent
+/// lock (a read, or an overwrite of written blocks, just the extent lock, shared);
+/// callers
 /// that use them directly (instead of through [`TestFs`](super::TestFs)'s file
 /// operations) are responsible for the I/O and invalidate locks, as the kernel's
 /// callers of `iomap_ops` are. After an unlink they fail with `ENOENT`.
@@ -141,19 +181,51 @@ impl TestInode {
         Iomap::hole(fb * B, len.unwrap_or(MAX_FILE_BLOCKS - fb) * B)
     }
 
+    /// Takes the extent lock shared (`EAGAIN` with `nowait` if a writer holds it);
+    /// `ENOENT` once the inode is unlinked.
+    pub(crate) fn read_blocks(
+        &self,
+        nowait: bool,
+    ) -> Result<RwLockReadGuard<'_, Blocks>, DaxError> {
+        let blocks = if nowait {
+            self.core.blocks.try_read().ok_or(DaxError::WouldBlock)?
+        } else {
+            self.core.blocks.read()
+        };
+        if self.core.is_unlinked() {
+            return Err(enoent());
+        }
+        Ok(blocks)
+    }
+
     /// A read-type answer: the blocks as they are.
+    ///
+    /// Takes only this inode's extent lock, shared: reads of different files, and
+    /// concurrent reads of one file, never meet on a filesystem-wide lock. Only an
+    /// extent flagged shared needs more: whether its blocks are still shared is the
+    /// allocator's to say, so it is looked up again under the metadata lock (taken
+    /// first, as the lock order requires).
+    #[inline]
     fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap<'_>, DaxError> {
-        let mut guard = self.fs.lock_meta(nowait)?;
-        let meta = &mut *guard;
-        let im = meta.inodes.get(&self.core.ino).ok_or_else(enoent)?;
-        let mut map = match im.extents.lookup(fb) {
+        let blocks = self.read_blocks(nowait)?;
+        let (found, shared, seq) = match blocks.map.lookup(fb) {
+            Lookup::Extent(e) if e.shared => {
+                drop(blocks);
+                let meta = self.fs.lock_meta(nowait)?;
+                let blocks = self.read_blocks(nowait)?;
+                match blocks.map.lookup(fb) {
+                    Lookup::Extent(e) if e.shared => {
+                        let (shared, n) = meta.alloc.shared_prefix(e.dev, e.len);
+                        (Lookup::Extent(Extent { len: n, ..e }), shared, blocks.seq)
+                    }
+                    found => (found, false, blocks.seq),
+                }
+            }
+            found => (found, false, blocks.seq),
+        };
+        let mut map = match found {
             Lookup::Hole { len } => Self::hole(fb, len),
             Lookup::Extent(e) => {
-                let (shared, n) = if e.shared {
-                    meta.alloc.shared_prefix(e.dev, e.len)
-                } else {
-                    (false, e.len)
-                };
                 let kind = if e.unwritten {
                     IomapType::Unwritten
                 } else {
@@ -164,14 +236,15 @@ impl TestInode {
                 } else {
                     IomapFlags::empty()
                 };
-                self.map(kind, fb, e.dev, n, flags)
+                self.map(kind, fb, e.dev, e.len, flags)
             }
         };
-        map.validity_cookie = im.seq;
+        map.validity_cookie = seq;
         Ok(map)
     }
 
     /// A write-type (`WRITE`) or zeroing (`ZERO`) answer.
+    #[inline(never)]
     fn write_begin(
         &self,
         pos: u64,
@@ -183,21 +256,40 @@ impl TestInode {
         let nowait = flags.contains(IterFlags::NOWAIT);
         let write = flags.contains(IterFlags::WRITE);
         let ino = self.core.ino;
+        // DIRTY: the write reaches past EOF, or the inode has metadata that a
+        // checkpoint has not made durable yet (ext4's datasync-dirty inode).
+        let dirty = |inode_dirty: bool| {
+            if write && (inode_dirty || pos.saturating_add(length) > self.core.size()) {
+                IomapFlags::DIRTY
+            } else {
+                IomapFlags::empty()
+            }
+        };
+        {
+            // An overwrite of written blocks that are the file's alone changes no
+            // metadata: the extent lock shared is enough, as for a read.
+            let blocks = self.read_blocks(nowait)?;
+            if let Lookup::Extent(e) = blocks.map.lookup(fb)
+                && !e.shared
+                && !e.unwritten
+            {
+                let mut m = self.map(IomapType::Mapped, fb, e.dev, e.len, dirty(blocks.dirty));
+                m.validity_cookie = blocks.seq;
+                return Ok((m, None));
+            }
+        }
         loop {
             let mut guard = self.fs.lock_meta(nowait)?;
             let meta = &mut *guard;
-            let size = self.core.size();
-            let im = meta.inodes.get_mut(&ino).ok_or_else(enoent)?;
-            // DIRTY: the write reaches past EOF, or the inode has metadata that a
-            // checkpoint has not made durable yet (ext4's datasync-dirty inode).
-            let dirty = |im_dirty: bool| {
-                if write && (im_dirty || pos.saturating_add(length) > size) {
-                    IomapFlags::DIRTY
-                } else {
-                    IomapFlags::empty()
-                }
+            if !meta.inodes.contains_key(&ino) {
+                return Err(enoent());
+            }
+            let mut blocks = if nowait {
+                self.core.blocks.try_write().ok_or(DaxError::WouldBlock)?
+            } else {
+                self.core.blocks.write()
             };
-            let (plan, n) = match im.extents.lookup(fb) {
+            let (plan, n) = match blocks.map.lookup(fb) {
                 Lookup::Hole { len } => {
                     if !write {
                         return Ok((Self::hole(fb, len), None)); // ZERO never allocates
@@ -212,11 +304,11 @@ impl TestInode {
                     };
                     if e.shared && !shared {
                         // The partner dropped its references: the blocks are ours alone.
-                        im.extents.set_state(fb, run, e.unwritten, false);
+                        blocks.map.set_state(fb, run, e.unwritten, false);
                     }
                     let plain = |kind| {
-                        let mut m = self.map(kind, fb, e.dev, run, dirty(im.dirty));
-                        m.validity_cookie = im.seq;
+                        let mut m = self.map(kind, fb, e.dev, run, dirty(blocks.dirty));
+                        m.validity_cookie = blocks.seq;
                         Ok((m, None))
                     };
                     match (shared, e.unwritten) {
@@ -229,6 +321,7 @@ impl TestInode {
                     }
                 }
             };
+            drop(blocks); // allocation may checkpoint, which reads every block map
             if nowait {
                 return Err(DaxError::WouldBlock);
             }
@@ -253,7 +346,8 @@ impl TestInode {
             }
             // Re-check: a concurrent fault (which does not take the I/O lock) may have
             // changed the range while the lock was dropped.
-            let still = meta.inodes.get(&ino).map(|im| im.extents.lookup(fb));
+            let mut blocks = self.core.blocks.write();
+            let still = (!self.core.is_unlinked()).then(|| blocks.map.lookup(fb));
             let valid = match (plan, still) {
                 (Plan::Alloc, Some(Lookup::Hole { len })) => len.is_none_or(|l| l >= n),
                 (Plan::Convert { dev }, Some(Lookup::Extent(e))) => {
@@ -268,9 +362,10 @@ impl TestInode {
                 if fresh {
                     meta.alloc.release(dev, n);
                 }
-                if !meta.inodes.contains_key(&ino) {
+                if self.core.is_unlinked() {
                     return Err(enoent());
                 }
+                drop(blocks);
                 continue;
             }
             let cow_id = PRIV_COW_BASE + meta.next_cow_id;
@@ -285,14 +380,14 @@ impl TestInode {
                             unwritten: false,
                             shared: false,
                         };
-                        im.extents.insert(fb, e);
+                        blocks.map.insert(fb, e);
                     } else {
-                        im.extents.set_state(fb, n, false, false);
+                        blocks.map.set_state(fb, n, false, false);
                     }
-                    im.changed();
+                    blocks.changed();
                     let mut m =
                         self.map(IomapType::Mapped, fb, dev, n, IomapFlags::NEW | dirty(true));
-                    m.validity_cookie = im.seq;
+                    m.validity_cookie = blocks.seq;
                     if matches!(plan, Plan::Alloc) {
                         m.private = PRIV_ALLOC;
                     }
@@ -300,7 +395,7 @@ impl TestInode {
                 }
                 Plan::Cow { src } => {
                     im.cow.insert(cow_id, CowResv { fb, dev, len: n });
-                    im.dirty = true;
+                    blocks.dirty = true;
                     let mut dst = self.map(
                         IomapType::Mapped,
                         fb,
@@ -309,7 +404,7 @@ impl TestInode {
                         IomapFlags::SHARED | dirty(true),
                     );
                     dst.private = cow_id;
-                    dst.validity_cookie = im.seq;
+                    dst.validity_cookie = blocks.seq;
                     let kind = if src.unwritten {
                         IomapType::Unwritten
                     } else {
@@ -336,6 +431,7 @@ impl TestInode {
         let Some(r) = im.cow.remove(&iomap.private) else {
             return; // not ours, or already ended
         };
+        let mut blocks = self.core.blocks.write();
         let r_end = (r.fb + r.len) * B;
         let wstart = pos.max(r.fb * B);
         let wend = pos.saturating_add(written).min(r_end);
@@ -348,7 +444,7 @@ impl TestInode {
             // The write stopped inside a block the engine did not fill around: bring
             // the rest of that block over from the old data (zeros are already there
             // when the old data was unwritten).
-            if let Lookup::Extent(old) = im.extents.lookup(wend / B)
+            if let Lookup::Extent(old) = blocks.map.lookup(wend / B)
                 && !old.unwritten
             {
                 let new = r.dev + (wend / B - r.fb);
@@ -356,15 +452,16 @@ impl TestInode {
                 let _ = self.fs.copy_block_tail(old.dev, new, (wend % B) as usize);
             }
         }
-        let removed = im.extents.remove(a, b - a);
+        let removed = blocks.map.remove(a, b - a);
         let e = Extent {
             dev: r.dev + (a - r.fb),
             len: b - a,
             unwritten: false,
             shared: false,
         };
-        im.extents.insert(a, e);
-        im.changed();
+        blocks.map.insert(a, e);
+        blocks.changed();
+        drop(blocks);
         meta.release_pieces(&removed);
         meta.alloc.release(r.dev, a - r.fb);
         meta.alloc.release(r.dev + (b - r.fb), r.fb + r.len - b);
@@ -375,9 +472,9 @@ impl TestInode {
     fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
         let meta: &mut Meta = &mut guard;
-        let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
-            return;
-        };
+        if !meta.inodes.contains_key(&self.core.ino) {
+            return; // unlinked: its blocks went with it
+        }
         let keep = self
             .core
             .size()
@@ -390,14 +487,15 @@ impl TestInode {
         }
         let base = iomap.addr / B;
         let mut freed = Vec::new();
-        for (fb, e) in im.extents.pieces(from, m1 - from) {
+        let mut blocks = self.core.blocks.write();
+        for (fb, e) in blocks.map.pieces(from, m1 - from) {
             // Only blocks this mapping handed out.
             if !e.unwritten && base.checked_add(fb - m0) == Some(e.dev) {
-                freed.extend(im.extents.remove(fb, e.len));
+                freed.extend(blocks.map.remove(fb, e.len));
             }
         }
         if !freed.is_empty() {
-            im.changed();
+            blocks.changed();
         }
         meta.release_pieces(&freed);
     }
@@ -414,6 +512,7 @@ impl DaxInode for TestInode {
 }
 
 impl IomapOps for TestInode {
+    #[inline]
     fn iomap_begin(
         &self,
         pos: u64,

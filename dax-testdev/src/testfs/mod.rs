@@ -80,8 +80,8 @@
 //! * **Zeroing** (`ZERO`): never allocates for holes or unwritten extents (they already
 //!   read as zeros). Shared MAPPED blocks are the one exception: zeroing them in place
 //!   would change the other file, so they get a CoW destination, as XFS does.
-//! * **`NOWAIT`**: any request that would allocate, convert or copy, or that finds the
-//!   metadata lock taken, fails with [`DaxError::WouldBlock`](dax_core::DaxError)
+//! * **`NOWAIT`**: any request that would allocate, convert or copy, or that finds a
+//!   lock it needs (the metadata lock, the inode's extent lock) taken, fails with [`DaxError::WouldBlock`](dax_core::DaxError)
 //!   (`EAGAIN`).
 //!
 //! # Allocation
@@ -145,7 +145,7 @@
 //!
 //! # Locking
 //!
-//! Like ext2 and XFS, three levels, always taken in this order:
+//! Like ext2 and XFS, five levels, always taken in this order:
 //!
 //! 1. the per-inode **I/O lock** (`i_rwsem`, XFS IOLOCK): shared for reads, fiemap and
 //!    seek; exclusive for writes, truncate, fallocate, reflink/dedupe and unlink;
@@ -155,16 +155,33 @@
 //!    for page faults, for the whole fault including a MAP_SYNC fsync;
 //! 3. DAX mapping-entry locks, taken by the engine (faults, writeback, layout
 //!    breaking, invalidation from writes);
-//! 4. the filesystem-wide **metadata lock** (namespace, inodes, extent maps, allocator,
-//!    CoW reservations, checkpointing; XFS ILOCK plus AGF), innermost, taken only
-//!    inside TestFs for short critical sections and never held across an engine call.
+//! 4. the filesystem-wide **metadata lock** (namespace, inode table, allocator and
+//!    reference counts, CoW reservations, dirty state, checkpointing; XFS AGF and
+//!    superblock counters), taken only inside TestFs for short critical sections and
+//!    never held across an engine call;
+//! 5. the per-inode **extent lock** (the file's block map; XFS ILOCK, ext4
+//!    `i_data_sem`), innermost. Every change of a block map takes it exclusively *with
+//!    the metadata lock held*, so block maps and the allocator's reference counts
+//!    change together and a checkpoint (written under the metadata lock, reading every
+//!    map shared) is a consistent snapshot. The lock also guards the inode's *dirty*
+//!    state (metadata not yet checkpointed, which decides `IomapFlags::DIRTY`). A
+//!    read-type `iomap_begin`, and a write-type one that finds written blocks the file
+//!    does not share, take only this lock, shared, and no filesystem-wide lock at all;
+//!    for an extent flagged shared a read drops it, takes the metadata lock, then this
+//!    one again (the reference counts say whether the blocks are still shared).
+//!
+//! The extent lock, not the I/O lock, is what makes a block-map lookup safe: page
+//! faults allocate blocks under the invalidate lock held *shared* (as ext2 does),
+//! without the I/O lock, so a reader cannot rely on the I/O lock to keep the map
+//! still.
 //!
 //! Operations on two inodes (reflink, dedupe) take both I/O locks, then both
-//! invalidate locks, each pair lower inode number first. `iomap_begin` and `iomap_end`
-//! take only the metadata lock; they zero new blocks with it dropped and re-check the
-//! extent map afterwards (a concurrent fault could have filled the range). The
-//! checkpoint is written with the metadata lock held, which keeps it a consistent
-//! snapshot; data copies never hold it.
+//! invalidate locks, each pair lower inode number first; they never hold two extent
+//! locks at once. `iomap_begin` and `iomap_end` take only the metadata and extent
+//! locks; they zero new blocks with both dropped and re-check the extent map
+//! afterwards (a concurrent fault could have filled the range). The checkpoint is
+//! written with the metadata lock held, which keeps it a consistent snapshot; data
+//! copies never hold it.
 //!
 //! # Errors
 //!

@@ -259,3 +259,108 @@ fn nowait_cow_is_eagain() {
         .unwrap_err();
     assert_eq!(err, DaxError::WouldBlock);
 }
+
+#[test]
+fn reads_look_up_blocks_under_the_extent_lock_alone() {
+    // A read-type iomap_begin takes only the inode's extent lock, shared: with the
+    // filesystem-wide metadata lock held elsewhere, a NOWAIT read of unshared blocks
+    // still answers; with the extent lock held exclusively it does not. A shared
+    // extent needs the allocator's reference counts, so its read does need the
+    // metadata lock.
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 2, 0xaa);
+    let inode = fs.inode(a).unwrap();
+    let r = IterFlags::DAX | IterFlags::NOWAIT;
+    {
+        let _meta = fs.shared().meta.lock();
+        let (m, src) = inode.iomap_begin(B, B, r).unwrap();
+        assert_eq!(
+            (m.kind, m.addr, m.offset, m.length, src),
+            (IomapType::Mapped, (blk + 1) * B, B, B, None)
+        );
+        let (h, _) = inode.iomap_begin(2 * B, B, r).unwrap();
+        assert_eq!((h.kind, h.offset), (IomapType::Hole, 2 * B));
+    }
+    {
+        let _blocks = inode.core().blocks.write();
+        assert_eq!(
+            inode.iomap_begin(0, B, r).unwrap_err(),
+            DaxError::WouldBlock
+        );
+    }
+    let b = fs.create("b").unwrap();
+    share(&fs, a, b, 2);
+    let shared = fs.inode(b).unwrap();
+    {
+        let _meta = fs.shared().meta.lock();
+        assert_eq!(
+            shared.iomap_begin(0, B, r).unwrap_err(),
+            DaxError::WouldBlock
+        );
+    }
+    let (m, _) = shared.iomap_begin(0, B, r).unwrap();
+    assert_eq!(
+        (m.kind, m.flags, m.addr, m.length),
+        (IomapType::Mapped, IomapFlags::SHARED, blk * B, 2 * B)
+    );
+    // Once the partner is gone the blocks are no longer shared, whatever the hint says.
+    fs.unlink("a").unwrap();
+    let (m, _) = shared.iomap_begin(0, B, r).unwrap();
+    assert_eq!((m.flags, m.length), (IomapFlags::empty(), 2 * B));
+}
+
+#[test]
+fn unlink_empties_the_block_map_under_the_extent_lock() {
+    // A handle that outlives its file must not find blocks that are now free (and may
+    // be another file's): unlink takes the map out and marks the inode under the
+    // extent lock, and a read then answers ENOENT.
+    let (dev, fs) = setup();
+    let (a, _) = file_with_data(&fs, &dev, "a", 3, 0xaa);
+    let inode = fs.inode(a).unwrap();
+    fs.unlink("a").unwrap();
+    assert_eq!(inode.core().blocks.read().map.blocks(), 0);
+    assert_eq!(
+        inode.iomap_begin(0, B, IterFlags::DAX).unwrap_err().errno(),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn overwrites_of_own_written_blocks_skip_the_metadata_lock() {
+    // A write-type iomap_begin that finds written blocks the file does not share
+    // changes no metadata: it answers with the extent lock alone, DIRTY only while
+    // the inode has metadata no checkpoint has made durable. Anything that allocates,
+    // converts or copies still needs the metadata lock.
+    let (dev, fs) = setup();
+    let (a, blk) = file_with_data(&fs, &dev, "a", 2, 0xaa);
+    fs.sync().unwrap();
+    let inode = fs.inode(a).unwrap();
+    let w = W | IterFlags::NOWAIT;
+    {
+        let _meta = fs.shared().meta.lock();
+        let (m, src) = inode.iomap_begin(B, B, w).unwrap();
+        assert_eq!(
+            (m.kind, m.flags, m.addr, m.length, src),
+            (
+                IomapType::Mapped,
+                IomapFlags::empty(),
+                (blk + 1) * B,
+                B,
+                None
+            )
+        );
+        let (m, _) = inode.iomap_begin(B, 2 * B, w).unwrap();
+        assert_eq!(m.flags, IomapFlags::DIRTY, "reaches past EOF");
+        assert_eq!(
+            inode.iomap_begin(2 * B, B, w).unwrap_err(),
+            DaxError::WouldBlock,
+            "a hole needs allocation"
+        );
+    }
+    fs.truncate(a, 2 * B + 1).unwrap(); // metadata not yet checkpointed
+    let (m, _) = inode.iomap_begin(0, B, w).unwrap();
+    assert_eq!(m.flags, IomapFlags::DIRTY);
+    fs.sync().unwrap();
+    let (m, _) = inode.iomap_begin(0, B, w).unwrap();
+    assert_eq!(m.flags, IomapFlags::empty());
+}
