@@ -640,37 +640,41 @@ impl MappingIndex {
     /// filesystem lock that keeps the block map stable.
     pub fn prepare_run(&self, first: u64, max: u64, pfn: Pfn, pgoff: u64) -> (u64, Vec<u64>) {
         let mut g = self.inner.lock();
+        if max == 0 || g.covering(first).is_some_and(|k| k != first) {
+            return (0, Vec::new());
+        }
+        // One walk over the entries in range, not a lookup per page. Pages between
+        // entries are gaps (new entries); the run ends at the first entry that is not
+        // the expected unlocked REAL PTE entry.
         let mut created = Vec::new();
         let mut n = 0;
-        while n < max {
-            let index = first + n;
-            match g.covering(index) {
-                Some(k) => {
-                    let s = g.slots[&k];
-                    if k != index
-                        || s.locked
-                        || s.entry != Entry::real(0, pfn.add(n))
-                        || s.pgoff != pgoff + n
-                    {
-                        break;
-                    }
-                }
-                None => {
-                    g.slots.insert(
-                        index,
-                        Slot {
-                            entry: Entry::real(0, pfn.add(n)),
-                            locked: false,
-                            marks: Marks::empty(),
-                            pgoff: pgoff + n,
-                        },
-                    );
-                    g.nrpages += 1;
-                    created.push(n);
-                }
+        let mut stopped = false;
+        for (&k, s) in g.slots.range(first..first.saturating_add(max)) {
+            let at = k - first;
+            created.extend(n..at);
+            n = at;
+            if s.locked || s.entry != Entry::real(0, pfn.add(n)) || s.pgoff != pgoff + n {
+                stopped = true;
+                break;
             }
             n += 1;
         }
+        if !stopped {
+            created.extend(n..max);
+            n = max;
+        }
+        for &c in &created {
+            g.slots.insert(
+                first + c,
+                Slot {
+                    entry: Entry::real(0, pfn.add(c)),
+                    locked: false,
+                    marks: Marks::empty(),
+                    pgoff: pgoff + c,
+                },
+            );
+        }
+        g.nrpages += created.len() as u64;
         (n, created)
     }
 

@@ -395,3 +395,49 @@ fn waiters_counts_threads_asleep_on_an_entry() {
     t.join().unwrap();
     assert!(!ix.lookup(7).unwrap().locked);
 }
+
+#[test]
+fn prepare_run_reuses_matching_entries_fills_gaps_and_stops_at_anything_else() {
+    // Fault-around (a dax-rs extension): pages 1.. after a faulting page 0.
+    let index = MappingIndex::new();
+    let base = Pfn(0x40000);
+    // Page 2 already has the expected entry, page 5 a ZERO entry.
+    let mut e = index.grab(2, 0, &mut no_unmap()).unwrap();
+    e.insert(
+        Entry::real(0, base.add(2)),
+        102,
+        false,
+        false,
+        false,
+        &mut no_unmap(),
+    );
+    drop(e);
+    let mut z = index.grab(5, 0, &mut no_unmap()).unwrap();
+    z.insert(
+        Entry::zero(0, Pfn(1)),
+        0,
+        false,
+        false,
+        false,
+        &mut no_unmap(),
+    );
+    drop(z);
+    let (n, created) = index.prepare_run(1, 10, base.add(1), 101);
+    assert_eq!(
+        (n, created),
+        (4, vec![0, 2, 3]),
+        "pages 1..5: gaps 1, 3, 4 and page 2 reused"
+    );
+    assert_eq!(index.nrpages(), 2 + 3);
+    let e3 = index.lookup(3).unwrap();
+    assert_eq!(
+        (e3.entry, e3.pgoff, e3.locked),
+        (Entry::real(0, base.add(3)), 103, false)
+    );
+    // A wrong pfn stops the run at once; a run to the end of the range fills it all.
+    assert_eq!(index.prepare_run(2, 3, Pfn(7), 0), (0, vec![]));
+    assert_eq!(
+        index.prepare_run(6, 3, base.add(6), 106),
+        (3, vec![0, 1, 2])
+    );
+}
