@@ -125,9 +125,10 @@ pub(crate) fn map_fd(
             addr as *mut c_void,
             len as usize,
             prot(writable),
-            // Populate: the engine decided these pages are mapped now; letting the
-            // kernel fault each of them in again on first touch would double the cost.
-            libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
+            // No MAP_POPULATE: measured slower for 4 KiB runs than letting the kernel
+            // fill the page-table entries on first touch (its own fault-around maps 16
+            // per exception), and a 2 MiB page is one exception either way.
+            libc::MAP_SHARED | libc::MAP_FIXED,
             fd.as_raw_fd(),
             offset as libc::off_t,
         )
