@@ -375,6 +375,26 @@ impl SimPageTable {
     }
 }
 
+impl SimPageTable {
+    /// Counts the call, then puts a huge mapping into an empty 2 MiB slot.
+    fn insert_huge(
+        &self,
+        addr: u64,
+        slot: PmdSlot,
+        pgoff: u64,
+        counter: fn(&mut SimCalls) -> &mut u64,
+    ) -> Result<(), DaxError> {
+        let mut s = self.state.lock();
+        *counter(&mut s.calls) += 1;
+        s.take_failure()?;
+        if s.dirs.contains_key(&addr) {
+            return Err(occupied());
+        }
+        s.dirs.insert(addr, Dir::Huge(SimHuge { slot, pgoff }));
+        Ok(())
+    }
+}
+
 impl PageTable for SimPageTable {
     fn pte(&self, addr: u64) -> Option<Pte> {
         self.state.lock().pte(addr).map(|p| p.pte)
@@ -436,41 +456,16 @@ impl PageTable for SimPageTable {
     }
 
     fn map_pmd(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        let mut s = self.state.lock();
-        s.calls.map_pmd += 1;
-        s.take_failure()?;
-        if s.dirs.contains_key(&addr) {
-            return Err(occupied());
-        }
-        s.dirs.insert(
-            addr,
-            Dir::Huge(SimHuge {
-                slot: PmdSlot::Huge {
-                    pfn: target.pfn,
-                    writable,
-                    dirty: writable,
-                },
-                pgoff: target.pgoff,
-            }),
-        );
-        Ok(())
+        let slot = PmdSlot::Huge {
+            pfn: target.pfn,
+            writable,
+            dirty: writable,
+        };
+        self.insert_huge(addr, slot, target.pgoff, |c| &mut c.map_pmd)
     }
 
     fn map_huge_zero(&self, addr: u64) -> Result<(), DaxError> {
-        let mut s = self.state.lock();
-        s.calls.map_huge_zero += 1;
-        s.take_failure()?;
-        if s.dirs.contains_key(&addr) {
-            return Err(occupied());
-        }
-        s.dirs.insert(
-            addr,
-            Dir::Huge(SimHuge {
-                slot: PmdSlot::HugeZero,
-                pgoff: 0,
-            }),
-        );
-        Ok(())
+        self.insert_huge(addr, PmdSlot::HugeZero, 0, |c| &mut c.map_huge_zero)
     }
 
     fn mkwrite_pmd(&self, addr: u64) -> Result<(), DaxError> {
