@@ -10,7 +10,11 @@
 //!
 //! Caveat, measured: identical code paths on two devices (the pmem and volatile
 //! reads) have differed by up to ~50 ns in one run and not at all in another
-//! (placement effects), so probe differences below ~50 ns are not reliable.
+//! (placement effects), so probe differences below ~50 ns are not reliable. And a
+//! probe's operation runs in front of the call, as the first locked instruction after
+//! the previous call's copy: it prices more than removing the same operation from
+//! inside the call saves (an `Arc` clone/drop probed at ~50 ns saved ~13 ns; see
+//! docs/benchmarks.md).
 //!
 //! Each round runs, per variant, an untimed pass over the 8 MiB then one batch of `BATCH` operations per variant (order rotated every
 //! round); printed are the median ns/op over rounds and each variant's median
