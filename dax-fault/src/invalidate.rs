@@ -20,15 +20,24 @@ pub fn dax_delete_mapping_entry(mapping: &DaxMapping, index: u64) -> bool {
 /// for locked ones (`dax_delete_mapping_range`); `end` of `i64::MAX` or more means to
 /// the end of the file.
 pub fn dax_delete_mapping_range(mapping: &DaxMapping, start: u64, end: u64) {
+    if let Some((first, last)) = page_range(start, end) {
+        mapping.index().delete_range(first, last);
+    }
+}
+
+/// The file pages `first ..= last` holding bytes `start ..= end`, where an `end` of
+/// `i64::MAX` or more (`LLONG_MAX` in the kernel's callers) means to the end of the
+/// index; `None` for an empty range.
+pub(crate) fn page_range(start: u64, end: u64) -> Option<(u64, u64)> {
     if end < start {
-        return;
+        return None;
     }
     let last = if end >= i64::MAX as u64 {
         u64::MAX / PAGE
     } else {
         end / PAGE
     };
-    mapping.index().delete_range(start / PAGE, last);
+    Some((start / PAGE, last))
 }
 
 /// Removes the entry covering file page `index` only if it carries neither DIRTY nor

@@ -9,6 +9,7 @@ use std::time::Duration;
 use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
 
 use crate::index::EntryKind;
+use crate::invalidate::{dax_delete_mapping_range, page_range};
 use crate::mapping::{DaxMapping, MappedVma};
 use crate::pages;
 use crate::pagetable::{PmdSlot, Pte};
@@ -93,15 +94,7 @@ pub fn pin_user_pages(
 /// The caller holds the locks that keep new faults out of the range (the invalidate
 /// lock, exclusively).
 pub fn dax_layout_busy_page_range(mapping: &DaxMapping, start: u64, end: u64) -> Option<Pfn> {
-    if end < start {
-        return None;
-    }
-    let first = start / PAGE;
-    let last = if end >= i64::MAX as u64 {
-        u64::MAX / PAGE
-    } else {
-        end / PAGE
-    };
+    let (first, last) = page_range(start, end)?;
     mapping.unmap_mapping_pages(first, last - first + 1, false);
     let mut busy = None;
     mapping.index().for_each(first, last, |e| {
@@ -149,13 +142,7 @@ pub fn dax_break_layout(
             return Err(restart("layout break interrupted while waiting"));
         }
     }
-    let first = start / PAGE;
-    let last = if end >= i64::MAX as u64 {
-        u64::MAX / PAGE
-    } else {
-        end / PAGE
-    };
-    mapping.index().delete_range(first, last);
+    dax_delete_mapping_range(mapping, start, end);
     Ok(())
 }
 
@@ -174,5 +161,5 @@ pub fn dax_break_layout_final(mapping: &DaxMapping) {
     while let Some(busy) = dax_layout_busy_page(mapping) {
         pages::wait_idle(busy, Duration::from_millis(10));
     }
-    mapping.index().delete_range(0, u64::MAX / PAGE);
+    dax_delete_mapping_range(mapping, 0, u64::MAX);
 }
