@@ -223,8 +223,10 @@ where
 
 /// `dax_fault_iter`: the fault body for one mapping.
 ///
-/// `around_limit`: pages after the faulting one that fault-around may map (bounded by
-/// EOF and the VMA end; 0 for PMD faults).
+/// `around_limit`: pages after the faulting one that fault-around may map, already
+/// bounded by the page table's fault-around size, the 2 MiB block, EOF and the VMA
+/// ([`pte_fault`] works it out); 0 where fault-around does not apply (PMD, write and
+/// copy-on-write faults).
 fn fault_iter<O: IomapOps + ?Sized>(
     vmf: &Vmf<'_>,
     iter: &IomapIter<'_, O>,
@@ -273,16 +275,9 @@ fn fault_iter<O: IomapOps + ?Sized>(
     let pages = size / PAGE;
     let pgoff = iomap.pgoff(pos);
     // Fault-around (a dax-rs extension, off unless the page table asks for it): a read
-    // fault on a mapped extent may also map the following pages of the extent, up to
-    // the end of the 2 MiB block of addresses.
-    let mut around = if !pmd && !write && iomap.kind == IomapType::Mapped {
-        let pt = vmf.vma().page_table();
-        let in_extent = (iomap.end().saturating_sub(pos) / PAGE).saturating_sub(1);
-        let in_block = (PMD - (vmf.address() % PMD)) / PAGE - 1;
-        (pt.fault_around().saturating_sub(1))
-            .min(in_extent)
-            .min(in_block)
-            .min(around_limit)
+    // fault on a mapped extent may also map the following pages of the same extent.
+    let mut around = if iomap.kind == IomapType::Mapped {
+        around_limit.min((iomap.end().saturating_sub(pos) / PAGE).saturating_sub(1))
     } else {
         0
     };
