@@ -348,9 +348,7 @@ fn fault_iter<O: IomapOps + ?Sized>(
             mapping
                 .index()
                 .prepare_run(vmf.pgoff() + 1, around, pfn.add(1), pgoff + 1);
-        for c in created {
-            pages::associate_run(pfn.add(1 + c), 1, mapping, vmf.pgoff() + 1 + c);
-        }
+        pages::associate_pages(pfn.add(1), vmf.pgoff() + 1, &created, mapping);
         return match pt.map_ptes(vmf.address(), &target, n + 1, false) {
             Ok(()) => VmFault::NOPAGE,
             Err(e) => pt_error(&e),

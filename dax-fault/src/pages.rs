@@ -74,16 +74,17 @@ pub(crate) fn associate(pfn: Pfn, order: u32, mapping: &Arc<DaxMapping>, index: 
     }
 }
 
-/// [`associate`] for `n` single pages from `pfn`, backing file pages from `index`.
-pub(crate) fn associate_run(pfn: Pfn, n: u64, mapping: &Arc<DaxMapping>, index: u64) {
+/// [`associate`] for single pages `pfn + o` backing file pages `index + o`, for each
+/// offset `o` in `offsets`, under one lock (the pages fault-around created entries for).
+pub(crate) fn associate_pages(pfn: Pfn, index: u64, offsets: &[u64], mapping: &Arc<DaxMapping>) {
     let mut t = PAGES.table.lock();
     let weak = Arc::downgrade(mapping);
-    for i in 0..n {
+    for &o in offsets {
         t.meta.insert(
-            pfn.0 + i,
+            pfn.0 + o,
             Meta {
                 order: 0,
-                owner: Owner::File(weak.clone(), index + i),
+                owner: Owner::File(weak.clone(), index + o),
             },
         );
     }
