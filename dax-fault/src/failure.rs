@@ -86,12 +86,7 @@ fn kill(m: &DaxMapping, index: u64, pfn: Pfn, entry_pages: u64, entry_start: u64
             }
         }
     }
-    let (first, n) = if entry_pages > 1 {
-        (entry_start, entry_pages)
-    } else {
-        (index, 1)
-    };
-    m.unmap_mapping_pages(first, n, false);
+    m.unmap_mapping_pages(entry_start, entry_pages, false);
 }
 
 /// Handles a media failure at device page `pfn` without a holder

@@ -7,10 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use dax_core::{
     DaxAccessMode, DaxDevice, DaxError, DaxHolder, FsDax, MfFlags, PAGE_SIZE, PMD_SIZE,
 };
-use dax_fault::{
-    WritebackControl, dax_break_layout_final, dax_break_layout_inode, dax_writeback_mapping_range,
-    mf_dax_kill_procs,
-};
+use dax_fault::{dax_break_layout_final, dax_break_layout_inode, mf_dax_kill_procs};
 use dax_iomap::{
     Fiemap, MAX_FILE_SIZE, RemapFile, RemapFlags, dax_file_unshare, dax_iomap_read,
     dax_iomap_write, dax_remap_file_range_prep, dax_truncate_page, dax_zero_range, iomap_fiemap,
@@ -1129,13 +1126,7 @@ impl TestFs {
             meta.inodes.values().map(|im| im.core.clone()).collect()
         };
         for core in cores {
-            if !core.mapping.index().is_empty() {
-                dax_writeback_mapping_range(
-                    &core.mapping,
-                    &self.shared.dev,
-                    &WritebackControl::sync_all(0, u64::MAX),
-                )?;
-            }
+            self.shared.writeback_inode(&core)?;
         }
         let mut meta = self.shared.meta.lock();
         self.shared.checkpoint_locked(&mut meta)

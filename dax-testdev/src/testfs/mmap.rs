@@ -111,13 +111,19 @@ impl Shared {
     /// the metadata that makes it reachable).
     pub(crate) fn fsync_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
         self.check_mounted()?;
+        self.writeback_inode(core)?;
+        let mut meta = self.meta.lock();
+        self.checkpoint_locked(&mut meta)
+    }
+
+    /// Writes back the file's dirty mapped data (a data-integrity pass over the whole
+    /// file; nothing to do when nothing is mapped).
+    pub(crate) fn writeback_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
         dax_writeback_mapping_range(
             &core.mapping,
             &self.dev,
             &WritebackControl::sync_all(0, u64::MAX),
-        )?;
-        let mut meta = self.meta.lock();
-        self.checkpoint_locked(&mut meta)
+        )
     }
 }
 
