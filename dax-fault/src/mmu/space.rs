@@ -265,21 +265,7 @@ impl PageTable for MmuSpace {
     }
 
     fn map_pte(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
-        let s = r.get();
-        let (fd, offset, page_size) = source(target)?;
-        if page_size != PAGE_SIZE {
-            return Err(DaxError::NotSupported {
-                what: "4 KiB mappings of a device backed by huge pages",
-            });
-        }
-        sys::map_fd(addr, PAGE, fd, offset, writable)?;
-        let k = if writable { P_RW } else { P_RO };
-        s.page(addr)
-            .store((target.pfn.0 << 3) | k, Ordering::Release);
-        s.block(addr).store(D_TABLE, Ordering::Release);
-        s.pte_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.map_ptes(addr, target, 1, writable)
     }
 
     fn fault_around(&self) -> u64 {
