@@ -165,6 +165,11 @@ impl ExtentMap {
     }
 
     /// Blocks allocated to the file (mapped and unwritten).
+    /// Number of extents.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
     pub(crate) fn blocks(&self) -> u64 {
         self.map.values().map(|e| e.len).sum()
     }

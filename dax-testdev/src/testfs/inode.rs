@@ -13,6 +13,7 @@ use dax_iomap::{
 };
 
 use super::extent::{Extent, ExtentMap, Lookup};
+use super::extent_lock::ExtentLock;
 use super::fs::{CowResv, Meta, Shared, enoent};
 use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
 use super::{B, Ino, MAX_FILE_BLOCKS};
@@ -53,7 +54,8 @@ pub(crate) struct InodeCore {
     /// exclusive for every change, always with the metadata lock held; shared to read
     /// (a read-type `iomap_begin`, and a write-type one over the file's own written
     /// blocks, need no other lock). Innermost: see the module docs for the order.
-    pub(crate) blocks: RwLock<Blocks>,
+    /// Reads of small maps skip it: see [`ExtentLock`].
+    pub(crate) blocks: ExtentLock,
     /// Set by unlink while it holds the I/O lock and the extent lock exclusively, so
     /// anyone holding either can test it without the metadata lock.
     unlinked: AtomicBool,
@@ -74,7 +76,7 @@ impl InodeCore {
             size: AtomicU64::new(size),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
-            blocks: RwLock::new(Blocks { map, seq: 0, dirty }),
+            blocks: ExtentLock::new(Blocks { map, seq: 0, dirty }),
             unlinked: AtomicBool::new(false),
             mapping: DaxMapping::new(dev),
         }
@@ -207,6 +209,19 @@ impl TestInode {
     /// first, as the lock order requires).
     #[inline]
     fn read_begin(&self, fb: u64, nowait: bool) -> Result<Iomap<'_>, DaxError> {
+        // Small maps are published for lock-free reads; a shared extent still needs
+        // the allocator's word, below.
+        if let Some((found, seq, unlinked)) = self
+            .core
+            .blocks
+            .lookup_unlocked(fb, || self.core.is_unlinked())
+            && !matches!(found, Lookup::Extent(e) if e.shared)
+        {
+            if unlinked {
+                return Err(enoent());
+            }
+            return Ok(self.read_answer(fb, found, false, seq));
+        }
         let blocks = self.read_blocks(nowait)?;
         let (found, shared, seq) = match blocks.map.lookup(fb) {
             Lookup::Extent(e) if e.shared => {
@@ -223,6 +238,12 @@ impl TestInode {
             }
             found => (found, false, blocks.seq),
         };
+        Ok(self.read_answer(fb, found, shared, seq))
+    }
+
+    /// The read-type mapping for what block `fb` is.
+    #[inline]
+    fn read_answer(&self, fb: u64, found: Lookup, shared: bool, seq: u64) -> Iomap<'_> {
         let mut map = match found {
             Lookup::Hole { len } => Self::hole(fb, len),
             Lookup::Extent(e) => {
@@ -240,7 +261,7 @@ impl TestInode {
             }
         };
         map.validity_cookie = seq;
-        Ok(map)
+        map
     }
 
     /// A write-type (`WRITE`) or zeroing (`ZERO`) answer.

@@ -168,7 +168,11 @@
 //!    read-type `iomap_begin`, and a write-type one that finds written blocks the file
 //!    does not share, take only this lock, shared, and no filesystem-wide lock at all;
 //!    for an extent flagged shared a read drops it, takes the metadata lock, then this
-//!    one again (the reference counts say whether the blocks are still shared).
+//!    one again (the reference counts say whether the blocks are still shared). A
+//!    read-type `iomap_begin` on a file of at most eight extents does not take it at
+//!    all: releasing the lock exclusively republishes such maps under a sequence
+//!    counter, and the read uses that copy when no writer was inside while it read
+//!    (a seqlock; see `extent_lock.rs`). It falls back to the lock otherwise.
 //!
 //! The extent lock, not the I/O lock, is what makes a block-map lookup safe: page
 //! faults allocate blocks under the invalidate lock held *shared* (as ext2 does),
@@ -194,6 +198,7 @@
 
 mod alloc;
 mod extent;
+mod extent_lock;
 mod format;
 mod fs;
 mod inode;
