@@ -1,5 +1,6 @@
 //! Interleaved A/B companion of `iomap_rw` for the hot 4 KiB random case: TestFs
-//! `pread`/`pwrite` (pmem-like and volatile devices) beside a plain copy and
+//! `pread`/`pwrite` (pmem-like and volatile devices, and the volatile one on 2 MiB
+//! hugetlb pages when 8 are reserved) beside a plain copy and
 //! `pread`/`pwrite` on a memfd, all over 8 MiB (cache-resident), measured in
 //! alternation so that slow drifts of a shared machine hit every variant alike.
 //!
@@ -30,7 +31,7 @@ use std::time::Instant;
 
 use dax_core::{DaxAccessMode, DaxDevice};
 use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
-use dax_testdev::{MemDevice, MemDeviceBuilder, TestFs, TestInode};
+use dax_testdev::{Backing, MemDevice, MemDeviceBuilder, TestFs, TestInode};
 
 const FILE: usize = 8 << 20;
 const MIB: usize = 1 << 20;
@@ -44,6 +45,10 @@ fn testfs(builder: MemDeviceBuilder, chunk: &[u8]) -> (TestFs, TestInode) {
         .populate(true)
         .build()
         .unwrap();
+    testfs_on(dev, chunk)
+}
+
+fn testfs_on(dev: Arc<DaxDevice>, chunk: &[u8]) -> (TestFs, TestInode) {
     let fs = TestFs::mkfs(dev).expect("mkfs");
     let ino = fs.create("bench").expect("create");
     let file = fs.inode(ino).expect("inode handle");
@@ -66,6 +71,23 @@ fn main() {
     let chunk: Vec<u8> = (0..MIB).map(|i| (i * 7 + 1) as u8).collect();
     let (pfs, pfile) = testfs(MemDevice::builder(), &chunk);
     let (vfs, vfile) = testfs(MemDevice::builder().nocache(false), &chunk);
+    // The volatile device on 2 MiB pages: the kernel reads the page cache through its
+    // direct map (huge pages), a 4 KiB-paged device costs TLB misses the kernel does
+    // not pay. Needs 8 reserved 2 MiB pages.
+    let huge = MemDevice::builder()
+        .backing(Backing::HugetlbMemfd)
+        .nocache(false)
+        .size(2 * FILE as u64)
+        .build();
+    let hfs = match huge {
+        Ok(dev) => Some(testfs_on(dev, &chunk)),
+        Err(e) => {
+            eprintln!(
+                "note: no hugetlb device ({e}); reserve 2 MiB pages: sysctl vm.nr_hugepages=16"
+            );
+            None
+        }
+    };
     let memfd: OwnedFd =
         rustix::fs::memfd_create("bench", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&memfd, FILE as u64).unwrap();
@@ -124,6 +146,14 @@ fn main() {
     v!("write pwrite_memfd", |o, _: &mut [u8]| {
         rustix::io::pwrite(&memfd, black_box(&data[..]), o).unwrap();
     });
+    if let Some((hfs, hfile)) = &hfs {
+        v!("read  testfs_volatile_hugetlb", |o, page: &mut [u8]| {
+            hfs.pread(hfile, o, black_box(&mut *page)).unwrap();
+        });
+        v!("write testfs_volatile_hugetlb", |o, _: &mut [u8]| {
+            hfs.pwrite(hfile, o, black_box(&data[..])).unwrap();
+        });
+    }
     // Probes: the volatile TestFs read plus one extra instance of a cost.
     v!("probe +Arc<DaxDevice> clone/drop", |o, page: &mut [u8]| {
         drop(black_box(dev.clone()));
@@ -167,11 +197,25 @@ fn main() {
     v!("minus TestFs::pread wrapper", |o, page: &mut [u8]| {
         dax_iomap_read(&vfile, &vfile, o, black_box(&mut *page)).unwrap();
     });
-    let reference = |i: usize| match i {
-        0..=3 => 3,
-        4..=7 => 7,
-        _ => 0,
-    };
+    let index = |name: &str| variants.iter().position(|(n, _)| *n == name).unwrap();
+    let (pread_i, pwrite_i, vread_i) = (
+        index("read  pread_memfd"),
+        index("write pwrite_memfd"),
+        index("read  testfs_volatile"),
+    );
+    let refs: Vec<usize> = variants
+        .iter()
+        .map(|(name, _)| {
+            if name.starts_with("read ") {
+                pread_i
+            } else if name.starts_with("write ") {
+                pwrite_i
+            } else {
+                vread_i
+            }
+        })
+        .collect();
+    let reference = |i: usize| refs[i];
 
     let n = variants.len();
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); n];
