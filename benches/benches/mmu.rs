@@ -3,7 +3,9 @@
 //! (`huge: false`) and with 2 MiB faults, beside in the same run the kernel's own
 //! faults on a fresh `MAP_SHARED` mapping of a populated memfd (4 KiB pages, with the
 //! kernel's fault-around) and of a hugetlb memfd (2 MiB pages; skipped with a note when
-//! not enough 2 MiB pages are reserved). Figures are per 4 KiB page touched. The 2 MiB
+//! not enough 2 MiB pages are reserved). Figures are per 4 KiB page touched. Two
+//! floors in the same run: the same loop over memfd and hugetlb mappings already
+//! populated (`MAP_POPULATE`, untimed), which take no fault at all. The 2 MiB
 //! DAX case wants a hugetlb-backed device: 1 GiB plus the kernel baseline need about
 //! 1100 reserved 2 MiB pages (`sysctl vm.nr_hugepages=1100`).
 
@@ -164,6 +166,9 @@ fn bench(c: &mut Criterion) {
     per_page(c, "mmu/kernel_4k_first_touch", pages, || {
         kernel4k.map(false).unwrap()
     });
+    per_page(c, "mmu/kernel_4k_mapped_touch", pages, || {
+        kernel4k.map(true).unwrap()
+    });
     if let Some(d2) = &d2 {
         per_page(c, "mmu/dax_pmd_first_touch", pages, || d2.first_touch(true));
     }
@@ -180,6 +185,9 @@ fn bench(c: &mut Criterion) {
                 );
             }
             per_page(c, "mmu/kernel_2m_first_touch", hp, || h.map(false).unwrap());
+            // The floor of any 2 MiB path: the same loop over pages already mapped
+            // (MAP_POPULATE, untimed), so no fault at all, only the loads.
+            per_page(c, "mmu/kernel_2m_mapped_touch", hp, || h.map(true).unwrap());
         }
         None => {
             eprintln!("note: no 2 MiB hugetlb pages reserved; skipping the kernel 2 MiB baseline")

@@ -307,7 +307,7 @@ impl PageTable for MmuSpace {
                 what: "4 KiB mappings of a device backed by huge pages",
             });
         }
-        sys::map_fd(addr, n * PAGE, fd, offset, writable)?;
+        sys::map_fd(addr, n * PAGE, fd, offset, writable, false)?;
         let k = if writable { P_RW } else { P_RO };
         for i in 0..n {
             s.page(addr + i * PAGE)
@@ -346,7 +346,7 @@ impl PageTable for MmuSpace {
         let r = lookup(addr).ok_or_else(not_ours)?;
         let s = r.get();
         let (fd, offset, _) = source(target)?;
-        sys::map_fd(addr, PMD, fd, offset, writable)?;
+        sys::map_fd(addr, PMD, fd, offset, writable, true)?;
         let k = if writable { D_HUGE_RW } else { D_HUGE_RO };
         s.block(addr)
             .store((target.pfn.0 << 3) | k, Ordering::Release);
