@@ -267,6 +267,21 @@ mod tests {
     }
 
     #[test]
+    fn a_change_inside_the_read_section_is_rejected() {
+        // `also` runs between the reader's slot loads and its second counter load:
+        // a whole write section there must make the answer unusable.
+        let l = lock_with(&[(0, 100, 4, false, false)]);
+        let r = l.lookup_unlocked(1, || {
+            let mut w = l.write();
+            w.map.remove(0, 4);
+            w.changed();
+        });
+        assert!(r.is_none(), "a stale answer was used: {r:?}");
+        let (found, _, ()) = l.lookup_unlocked(1, || ()).unwrap();
+        assert_eq!(found, Lookup::Hole { len: None });
+    }
+
+    #[test]
     fn a_writer_inside_sends_readers_to_the_lock() {
         let l = lock_with(&[(0, 100, 4, false, false)]);
         assert!(l.lookup_unlocked(1, || ()).is_some());
