@@ -116,7 +116,8 @@ fn prot(writable: bool) -> libc::c_int {
 /// touch (its own fault-around maps 16 per exception) measured faster than
 /// `MAP_POPULATE` (340 against 206 ns per page). A 2 MiB page is populated: one
 /// entry, and the access that returns from our handler then does not take a second
-/// exception to install it (about 1 ns per 4 KiB page less; see docs/benchmarks.md).
+/// exception to install it (the gain, about 1 µs per 2 MiB at best, is within this
+/// machine's run-to-run noise; see docs/benchmarks.md).
 pub(crate) fn map_fd(
     addr: u64,
     len: u64,

@@ -202,8 +202,11 @@ impl TestInode {
 
     /// A read-type answer: the blocks as they are.
     ///
-    /// Takes only this inode's extent lock, shared: reads of different files, and
-    /// concurrent reads of one file, never meet on a filesystem-wide lock. Only an
+    /// Maps of at most eight extents are read from the copy the extent lock publishes
+    /// ([`ExtentLock::lookup_unlocked`]), without the lock; otherwise, or while a
+    /// writer holds it, this takes only this inode's extent lock, shared: reads of
+    /// different files, and concurrent reads of one file, never meet on a
+    /// filesystem-wide lock. Only an
     /// extent flagged shared needs more: whether its blocks are still shared is the
     /// allocator's to say, so it is looked up again under the metadata lock (taken
     /// first, as the lock order requires).
