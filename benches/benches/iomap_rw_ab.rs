@@ -1,9 +1,8 @@
-//! Interleaved A/B companion of `iomap_rw` for the hot 4 KiB random case: TestFs
-//! `pread`/`pwrite` (pmem-like and volatile devices, and the volatile one on 2 MiB
-//! hugetlb pages when 8 are reserved) beside a plain copy and
-//! `pread`/`pwrite` on a memfd, all over 8 MiB (cache-resident), measured in
-//! alternation so that slow drifts of a shared machine hit every variant alike.
-//!
+//! Interleaved A/B companion of `iomap_rw`: TestFs `pread`/`pwrite` (pmem-like and
+//! volatile devices, and the volatile one on 2 MiB hugetlb pages when enough are
+//! reserved) beside a plain copy and `pread`/`pwrite` on a memfd, by default 4 KiB
+//! random over 8 MiB (cache-resident), measured in alternation so that slow drifts of
+//! a shared machine hit every variant alike.//!
 //! Also "probe" variants: the TestFs volatile read plus one extra instance of a
 //! per-call cost (an `Arc<DaxDevice>` clone/drop, an SRCU read section, an
 //! uncontended mutex or rwlock cycle, a relaxed atomic increment); probe minus plain
@@ -17,10 +16,12 @@
 //! inside the call saves (an `Arc` clone/drop probed at ~50 ns saved ~13 ns; see
 //! docs/benchmarks.md).
 //!
-//! Each round runs, per variant, an untimed pass over the 8 MiB then one batch of `BATCH` operations per variant (order rotated every
-//! round); printed are the median ns/op over rounds and each variant's median
-//! per-round difference against its reference. Run:
-//! `cargo bench -p dax-benches --bench iomap_rw_ab [-- ROUNDS]`.
+//! Each round runs, per variant, an untimed warm pass then one timed batch (order
+//! rotated every round); printed are the median ns/op over rounds and each variant's
+//! median per-round difference against its reference. Run:
+//! `cargo bench -p dax-benches --bench iomap_rw_ab [-- ROUNDS]`, and with
+//! `DAX_AB_MIB=64` for 4 KiB random over a 64 MiB file (DRAM-bound: the variants'
+//! sets together exceed the L3), or `DAX_AB_IO=1m` for 1 MiB sequential over 64 MiB.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -33,7 +34,6 @@ use dax_core::{DaxAccessMode, DaxDevice};
 use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
 use dax_testdev::{Backing, MemDevice, MemDeviceBuilder, TestFs, TestInode};
 
-const FILE: usize = 8 << 20;
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
 const BATCH: usize = 2000;
@@ -43,12 +43,13 @@ const WARM: usize = 4096;
 fn testfs(
     builder: MemDeviceBuilder,
     chunk: &[u8],
+    file_len: usize,
 ) -> Result<(TestFs, TestInode), dax_core::DaxError> {
-    let dev: Arc<DaxDevice> = builder.size(2 * FILE as u64).populate(true).build()?;
+    let dev: Arc<DaxDevice> = builder.size(2 * file_len as u64).populate(true).build()?;
     let fs = TestFs::mkfs(dev)?;
     let ino = fs.create("bench")?;
     let file = fs.inode(ino)?;
-    for off in (0..FILE).step_by(MIB) {
+    for off in (0..file_len).step_by(MIB) {
         assert_eq!(fs.pwrite(&file, off as u64, chunk)?, MIB);
     }
     Ok((fs, file))
@@ -64,15 +65,30 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(300);
+    // DAX_AB_IO=1m: 1 MiB sequential instead of 4 KiB random; DAX_AB_MIB: file size
+    // (default 8 MiB for 4 KiB, cache-resident; 64 MiB for 1 MiB, as in `iomap_rw`).
+    let io = match std::env::var("DAX_AB_IO").as_deref() {
+        Ok("1m" | "1M") => MIB,
+        _ => PAGE,
+    };
+    let file_len = std::env::var("DAX_AB_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&m| m > 0)
+        .unwrap_or(if io == MIB { 64 } else { 8 })
+        * MIB;
+    // Operations per timed batch (and per untimed warm pass): 8 MiB then 16 MiB of
+    // 4 KiB operations, 16 MiB then 32 MiB of 1 MiB ones.
+    let (batch, warm) = if io == MIB { (16, 32) } else { (BATCH, WARM) };
     let chunk: Vec<u8> = (0..MIB).map(|i| (i * 7 + 1) as u8).collect();
-    let (pfs, pfile) = testfs(MemDevice::builder(), &chunk).unwrap();
-    let (vfs, vfile) = testfs(MemDevice::builder().nocache(false), &chunk).unwrap();
+    let (pfs, pfile) = testfs(MemDevice::builder(), &chunk, file_len).unwrap();
+    let (vfs, vfile) = testfs(MemDevice::builder().nocache(false), &chunk, file_len).unwrap();
     // The volatile device on 2 MiB pages, as real DAX memory is mapped (measured: no
     // faster for these reads, faster for writes). Needs 8 reserved 2 MiB pages.
     let huge = MemDevice::builder()
         .backing(Backing::HugetlbMemfd)
         .nocache(false);
-    let hfs = match testfs(huge, &chunk) {
+    let hfs = match testfs(huge, &chunk, file_len) {
         Ok(h) => Some(h),
         Err(e) => {
             eprintln!(
@@ -83,23 +99,27 @@ fn main() {
     };
     let memfd: OwnedFd =
         rustix::fs::memfd_create("bench", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-    rustix::fs::ftruncate(&memfd, FILE as u64).unwrap();
-    for off in (0..FILE).step_by(MIB) {
+    rustix::fs::ftruncate(&memfd, file_len as u64).unwrap();
+    for off in (0..file_len).step_by(MIB) {
         assert_eq!(rustix::io::pwrite(&memfd, &chunk, off as u64).unwrap(), MIB);
     }
-    let plain = chunk.repeat(FILE / MIB);
+    let plain = chunk.repeat(file_len / MIB);
     let mut plain_dst = plain.clone();
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let offsets: Vec<u64> = (0..4096)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % (FILE / PAGE) as u64) * PAGE as u64
-        })
-        .collect();
-    let mut page = vec![0u8; PAGE];
-    let data: Vec<u8> = (0..PAGE).map(|i| (i * 13 + 5) as u8).collect();
+    let offsets: Vec<u64> = if io == MIB {
+        (0..file_len as u64).step_by(MIB).collect()
+    } else {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % (file_len / PAGE) as u64) * PAGE as u64
+            })
+            .collect()
+    };
+    let mut page = vec![0u8; io];
+    let data: Vec<u8> = (0..io).map(|i| (i * 13 + 5) as u8).collect();
     let dev = vfs.device().clone();
     let mutex = parking_lot::Mutex::new(0u64);
     let rwlock = parking_lot::RwLock::new(0u64);
@@ -121,7 +141,7 @@ fn main() {
     });
     v!("read  plain_copy", |o, page: &mut [u8]| {
         let o = o as usize;
-        black_box(&mut *page).copy_from_slice(&plain[o..o + PAGE]);
+        black_box(&mut *page).copy_from_slice(&plain[o..o + io]);
     });
     v!("read  pread_memfd", |o, page: &mut [u8]| {
         rustix::io::pread(&memfd, black_box(&mut *page), o).unwrap();
@@ -134,7 +154,7 @@ fn main() {
     });
     v!("write plain_copy", |o, _: &mut [u8]| {
         let o = o as usize;
-        plain_dst[o..o + PAGE].copy_from_slice(black_box(&data[..]));
+        plain_dst[o..o + io].copy_from_slice(black_box(&data[..]));
     });
     v!("write pwrite_memfd", |o, _: &mut [u8]| {
         rustix::io::pwrite(&memfd, black_box(&data[..]), o).unwrap();
@@ -191,9 +211,16 @@ fn main() {
         dax_iomap_read(&vfile, &vfile, o, black_box(&mut *page)).unwrap();
     });
     let index = |name: &str| variants.iter().position(|(n, _)| *n == name).unwrap();
+    // The targets compare 4 KiB operations with `pread`/`pwrite`, 1 MiB reads with a
+    // plain copy.
+    let (read_ref, write_ref) = if io == MIB {
+        ("read  plain_copy", "write plain_copy")
+    } else {
+        ("read  pread_memfd", "write pwrite_memfd")
+    };
     let (pread_i, pwrite_i, vread_i) = (
-        index("read  pread_memfd"),
-        index("write pwrite_memfd"),
+        index(read_ref),
+        index(write_ref),
         index("read  testfs_volatile"),
     );
     let refs: Vec<usize> = variants
@@ -216,7 +243,7 @@ fn main() {
     let mut k = 0usize;
     // Warm up.
     for (_, f) in variants.iter_mut() {
-        for _ in 0..BATCH {
+        for _ in 0..batch {
             k = (k + 1) % offsets.len();
             f(offsets[k], &mut page);
         }
@@ -228,23 +255,31 @@ fn main() {
             let f = &mut variants[i].1;
             // Untimed pass first: the variants' 8 MiB sets together exceed the L3, so
             // each batch brings its own back into the cache before it is timed.
-            for _ in 0..WARM {
+            for _ in 0..warm {
                 k = (k + 1) % offsets.len();
                 f(offsets[k], &mut page);
             }
             let start = Instant::now();
-            for _ in 0..BATCH {
+            for _ in 0..batch {
                 k = (k + 1) % offsets.len();
                 f(offsets[k], &mut page);
             }
-            t[i] = start.elapsed().as_nanos() as f64 / BATCH as f64;
+            t[i] = start.elapsed().as_nanos() as f64 / batch as f64;
         }
         for i in 0..n {
             ns[i].push(t[i]);
             diff[i].push(t[i] - t[reference(i)]);
         }
     }
-    println!("{rounds} rounds x {BATCH} ops per variant, hot 8 MiB random 4 KiB");
+    println!(
+        "{rounds} rounds x {batch} ops per variant, {} over {} MiB",
+        if io == MIB {
+            "sequential 1 MiB"
+        } else {
+            "random 4 KiB"
+        },
+        file_len / MIB
+    );
     println!("| variant | median ns/op | median per-round diff vs ref (ns) | ref |");
     println!("|---|---:|---:|---|");
     for i in 0..n {
