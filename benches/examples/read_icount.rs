@@ -1,7 +1,10 @@
-//! N hot 4 KiB random `TestFs::pread`s on a volatile 8 MiB file, nothing else timed:
-//! the workload for counting instructions per read with callgrind, e.g.
+//! N 4 KiB random `TestFs::pread`s on a volatile file (8 MiB, cache-resident, unless
+//! a second argument gives its size in MiB), nothing else timed: the workload for
+//! counting instructions per read with callgrind, e.g.
 //! `valgrind --tool=callgrind target/release/examples/read_icount 20000`, then
-//! `callgrind_annotate --inclusive=yes` and divide `TestFs::pread` by the count.
+//! `callgrind_annotate --inclusive=yes` and divide `TestFs::pread` by the count; or
+//! for sampling where a read spends its time, e.g.
+//! `perf record target/release/examples/read_icount 3000000 64`.
 #![allow(missing_docs)]
 use dax_testdev::{MemDevice, TestFs};
 use std::hint::black_box;
@@ -10,8 +13,13 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10000);
+    let mib: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .filter(|&m| m > 0)
+        .unwrap_or(8);
     let dev = MemDevice::builder()
-        .size(16 << 20)
+        .size((2 * mib) << 20)
         .nocache(false)
         .populate(true)
         .build()
@@ -20,7 +28,7 @@ fn main() {
     let ino = fs.create("bench").unwrap();
     let file = fs.inode(ino).unwrap();
     let chunk = vec![3u8; 1 << 20];
-    for off in (0..8u64 << 20).step_by(1 << 20) {
+    for off in (0..mib << 20).step_by(1 << 20) {
         fs.pwrite(&file, off, &chunk).unwrap();
     }
     let mut page = vec![0u8; 4096];
@@ -29,7 +37,7 @@ fn main() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let o = (x % 2048) * 4096;
+        let o = (x % (mib * 256)) * 4096;
         fs.pread(&file, o, black_box(&mut page)).unwrap();
     }
 }
