@@ -148,12 +148,15 @@ pub struct Iomap<'a> {
     pub private: u64,
 }
 
-/// Mappings are equal when every field is, the device by identity.
+/// Mappings are equal when every field is, the device by identity: by address only.
+/// `&DaxDevice` is a trait-object reference, and the same device reached through two
+/// coercions can carry two copies of the vtable (one per codegen unit), so comparing
+/// the whole wide pointer (`ptr::eq`) would call one device two.
 impl PartialEq for Iomap<'_> {
     fn eq(&self, o: &Self) -> bool {
         let same_dev = match (self.dax_dev, o.dax_dev) {
             (None, None) => true,
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (Some(a), Some(b)) => std::ptr::addr_eq(a, b),
             _ => false,
         };
         same_dev

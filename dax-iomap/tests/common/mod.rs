@@ -42,7 +42,7 @@ pub struct StoredExtent {
 fn strip(m: Iomap<'_>, dev: &DaxDevice) -> (Iomap<'static>, bool) {
     let had = m.dax_dev.is_some_and(|d| {
         assert!(
-            std::ptr::eq(d, dev),
+            std::ptr::addr_eq(d, dev),
             "MockFs extents use the MockFs's device"
         );
         true
