@@ -217,18 +217,35 @@ fn lock_free_read_lookups_racing_allocations_and_punches_see_whole_versions() {
         let reader = s.spawn(|| {
             let inode = fs.inode(ino).unwrap();
             let mut seen = Vec::new();
-            let mut fb = 0;
-            while !done.load(Ordering::Relaxed) {
-                fb = (fb + 3) % BLOCKS;
-                let (m, _) = inode.iomap_begin(fb * B, B, R).unwrap();
-                assert!(m.offset <= fb * B && fb * B < m.offset + m.length, "{m:?}");
-                if m.kind == dax_iomap::IomapType::Mapped {
-                    seen.push((fb, dev_block(&m, fb)));
+            loop {
+                // A pass begun after the writer finished sees the last map it
+                // published, which has a mapped block: however the threads were
+                // scheduled, the reader must report one.
+                let last = done.load(Ordering::Acquire);
+                for fb in (0..BLOCKS).map(|i| (i * 3) % BLOCKS) {
+                    let (m, _) = inode.iomap_begin(fb * B, B, R).unwrap();
+                    assert!(m.offset <= fb * B && fb * B < m.offset + m.length, "{m:?}");
+                    if m.kind == dax_iomap::IomapType::Mapped {
+                        seen.push((fb, dev_block(&m, fb)));
+                    }
+                }
+                if last {
+                    break seen;
                 }
             }
-            seen
         });
         let inode = fs.inode(ino).unwrap();
+        let allocate = |fb: u64| {
+            let (m, _) = inode.iomap_begin(fb * B, B, W).unwrap();
+            inode.iomap_end(fb * B, B, B, W, &m).unwrap();
+        };
+        // Records the block's new state (only this thread changes the map).
+        let record = |fb: u64| {
+            let (m, _) = inode.iomap_begin(fb * B, B, R).unwrap();
+            if m.kind == dax_iomap::IomapType::Mapped {
+                history.lock().unwrap()[fb as usize].insert(dev_block(&m, fb));
+            }
+        };
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..rounds {
             x ^= x << 13;
@@ -236,8 +253,7 @@ fn lock_free_read_lookups_racing_allocations_and_punches_see_whole_versions() {
             x ^= x << 17;
             let fb = x % BLOCKS;
             if x & 0x100 == 0 {
-                let (m, _) = inode.iomap_begin(fb * B, B, W).unwrap();
-                inode.iomap_end(fb * B, B, B, W, &m).unwrap();
+                allocate(fb);
             } else {
                 fs.fallocate(
                     ino,
@@ -247,13 +263,12 @@ fn lock_free_read_lookups_racing_allocations_and_punches_see_whole_versions() {
                 )
                 .unwrap();
             }
-            // Record the block's new state (only this thread changes the map).
-            let (m, _) = inode.iomap_begin(fb * B, B, R).unwrap();
-            if m.kind == dax_iomap::IomapType::Mapped {
-                history.lock().unwrap()[fb as usize].insert(dev_block(&m, fb));
-            }
+            record(fb);
         }
-        done.store(true, Ordering::Relaxed);
+        // End with block 0 mapped.
+        allocate(0);
+        record(0);
+        done.store(true, Ordering::Release);
         reader.join().unwrap()
     });
     let history = history.into_inner().unwrap();
