@@ -78,19 +78,22 @@ where
     if iocb.nowait {
         flags |= IterFlags::NOWAIT;
     }
-    let mut it = IomapIter::new(ops, iocb.pos, len, flags)?;
-    let result = loop {
-        match it.next() {
-            Ok(true) => {
-                let status = rw_iter(inode, &it, iter, iocb);
-                it.set_status(status);
+    // The iterator is dropped (ending its mapping) where it lies, at the end of this
+    // block: `drop(it)` would move all of it first.
+    let (done, result) = {
+        let mut it = IomapIter::new(ops, iocb.pos, len, flags)?;
+        let result = loop {
+            match it.next() {
+                Ok(true) => {
+                    let status = rw_iter(inode, &it, iter, iocb);
+                    it.set_status(status);
+                }
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
             }
-            Ok(false) => break Ok(()),
-            Err(e) => break Err(e),
-        }
+        };
+        (it.processed(), result)
     };
-    let done = it.processed();
-    drop(it);
     iocb.pos += done;
     match result {
         _ if done > 0 => Ok(done as usize),
