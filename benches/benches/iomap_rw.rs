@@ -18,6 +18,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dax_benches::random_page_offsets;
 use dax_core::DaxDevice;
 use dax_testdev::{Backing, MemDevice, MemDeviceBuilder, TestFs, TestInode};
 
@@ -81,19 +82,7 @@ fn setup() -> Setup {
         assert_eq!(rustix::io::pwrite(&memfd, &chunk, off as u64).unwrap(), MIB);
     }
     let plain = chunk.repeat(FILE / MIB);
-    // Random page-aligned offsets (xorshift), the same for every variant.
-    let random = |span: usize| {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % (span / PAGE) as u64) * PAGE as u64
-            })
-            .collect::<Vec<u64>>()
-    };
-    let (offsets, hot_offsets) = (random(FILE), random(8 << 20));
+    let (offsets, hot_offsets) = (random_page_offsets(FILE), random_page_offsets(8 << 20));
     Setup {
         kinds,
         plain,

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use dax_benches::random_page_offsets;
 use dax_core::{DaxAccessMode, DaxDevice};
 use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
 use dax_testdev::{Backing, MemDevice, MemDeviceBuilder, TestFs, TestInode};
@@ -110,15 +111,7 @@ fn main() {
     let offsets: Vec<u64> = if io == MIB {
         (0..file_len as u64).step_by(MIB).collect()
     } else {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % (file_len / PAGE) as u64) * PAGE as u64
-            })
-            .collect()
+        random_page_offsets(file_len)
     };
     let mut page = vec![0u8; io];
     let data: Vec<u8> = (0..io).map(|i| (i * 13 + 5) as u8).collect();

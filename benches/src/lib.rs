@@ -1,5 +1,6 @@
 //! Shared helpers for the dax-rs benchmarks: sizes, prefaulted page-aligned buffers,
-//! and PMDK's `pmem_memcpy_persist` loaded at run time (the persistent-copy baseline).
+//! the random offsets of the I/O benches, and PMDK's `pmem_memcpy_persist` loaded at
+//! run time (the persistent-copy baseline).
 
 use std::ffi::c_void;
 use std::ptr;
@@ -21,6 +22,21 @@ pub const SIZES: [usize; 8] = [
     16 * MIB,
     64 * MIB,
 ];
+
+/// 4096 random page-aligned offsets below `span` bytes, from a fixed xorshift
+/// sequence: every variant of an I/O bench reads the same pages in the same order.
+pub fn random_page_offsets(span: usize) -> Vec<u64> {
+    const PAGE: u64 = 4096;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % (span as u64 / PAGE)) * PAGE
+        })
+        .collect()
+}
 
 /// A page-aligned heap buffer, every byte written at creation so that no first-touch
 /// page fault lands in a timing (very slow on these VMs).
