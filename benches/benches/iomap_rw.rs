@@ -18,8 +18,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dax_benches::random_page_offsets;
-use dax_core::DaxDevice;
+use dax_benches::{random_page_offsets, testfs_file};
 use dax_testdev::{Backing, MemDevice, MemDeviceBuilder, TestFs, TestInode};
 
 const FILE: usize = 64 << 20;
@@ -46,21 +45,13 @@ struct Setup {
 }
 
 fn testfs(name: &'static str, builder: MemDeviceBuilder, chunk: &[u8]) -> Option<Fs> {
-    let dev: std::sync::Arc<DaxDevice> = match builder.size(2 * FILE as u64).populate(true).build()
-    {
-        Ok(d) => d,
+    match testfs_file(builder, chunk, FILE) {
+        Ok((fs, file)) => Some(Fs { name, fs, file }),
         Err(e) => {
             eprintln!("note: skipping the {name} device: {e}");
-            return None;
+            None
         }
-    };
-    let fs = TestFs::mkfs(dev).expect("mkfs");
-    let ino = fs.create("bench").expect("create");
-    let file = fs.inode(ino).expect("inode handle");
-    for off in (0..FILE).step_by(MIB) {
-        assert_eq!(fs.pwrite(&file, off as u64, chunk).unwrap(), MIB);
     }
-    Some(Fs { name, fs, file })
 }
 
 fn setup() -> Setup {

@@ -27,35 +27,18 @@
 
 use std::hint::black_box;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use dax_benches::random_page_offsets;
-use dax_core::{DaxAccessMode, DaxDevice};
+use dax_benches::{random_page_offsets, testfs_file};
+use dax_core::DaxAccessMode;
 use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
-use dax_testdev::{Backing, MemDevice, MemDeviceBuilder, TestFs, TestInode};
+use dax_testdev::{Backing, MemDevice};
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
 const BATCH: usize = 2000;
 const WARM: usize = 4096;
-
-/// An 8 MiB file written in full on a device of twice that size, prefaulted.
-fn testfs(
-    builder: MemDeviceBuilder,
-    chunk: &[u8],
-    file_len: usize,
-) -> Result<(TestFs, TestInode), dax_core::DaxError> {
-    let dev: Arc<DaxDevice> = builder.size(2 * file_len as u64).populate(true).build()?;
-    let fs = TestFs::mkfs(dev)?;
-    let ino = fs.create("bench")?;
-    let file = fs.inode(ino)?;
-    for off in (0..file_len).step_by(MIB) {
-        assert_eq!(fs.pwrite(&file, off as u64, chunk)?, MIB);
-    }
-    Ok((fs, file))
-}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -79,23 +62,25 @@ fn main() {
         .filter(|&m| m > 0)
         .unwrap_or(if io == MIB { 64 } else { 8 })
         * MIB;
+    let probes = std::env::var_os("DAX_AB_PROBES").is_some();
     // Operations per timed batch (and per untimed warm pass): 8 MiB then 16 MiB of
     // 4 KiB operations, 16 MiB then 32 MiB of 1 MiB ones.
-    let probes = std::env::var_os("DAX_AB_PROBES").is_some();
     let (batch, warm) = if io == MIB { (16, 32) } else { (BATCH, WARM) };
     let chunk: Vec<u8> = (0..MIB).map(|i| (i * 7 + 1) as u8).collect();
-    let (pfs, pfile) = testfs(MemDevice::builder(), &chunk, file_len).unwrap();
-    let (vfs, vfile) = testfs(MemDevice::builder().nocache(false), &chunk, file_len).unwrap();
+    let (pfs, pfile) = testfs_file(MemDevice::builder(), &chunk, file_len).unwrap();
+    let (vfs, vfile) = testfs_file(MemDevice::builder().nocache(false), &chunk, file_len).unwrap();
     // The volatile device on 2 MiB pages, as real DAX memory is mapped (measured: no
-    // faster for these reads, faster for writes). Needs 8 reserved 2 MiB pages.
+    // faster for these reads, faster for writes). Needs twice the file size in reserved
+    // 2 MiB pages.
     let huge = MemDevice::builder()
         .backing(Backing::HugetlbMemfd)
         .nocache(false);
-    let hfs = match testfs(huge, &chunk, file_len) {
+    let hfs = match testfs_file(huge, &chunk, file_len) {
         Ok(h) => Some(h),
         Err(e) => {
             eprintln!(
-                "note: no hugetlb device ({e}); reserve 2 MiB pages: sysctl vm.nr_hugepages=16"
+                "note: no hugetlb device ({e}); reserve 2 MiB pages: sysctl vm.nr_hugepages={}",
+                2 * file_len / (2 * MIB)
             );
             None
         }
@@ -162,11 +147,11 @@ fn main() {
             hfs.pwrite(hfile, o, black_box(&data[..])).unwrap();
         });
     }
-    // Probes (opt-in): they read the volatile file too, so with them on, its data
-    // stays warmer in the caches than the other variants' and its plain read
-    // measures faster than the identical pmem-like one (measured: ~30 ns, hot).
+    // Probes (opt-in): the volatile TestFs read plus one extra instance of a cost.
+    // They read the volatile file too, so with them on, its data stays warmer in the
+    // caches than the other variants' and its plain read measures faster than the
+    // identical pmem-like one (measured: ~30 ns, hot).
     if probes {
-        // Probes: the volatile TestFs read plus one extra instance of a cost.
         v!("probe +Arc<DaxDevice> clone/drop", |o, page: &mut [u8]| {
             drop(black_box(dev.clone()));
             vfs.pread(&vfile, o, black_box(&mut *page)).unwrap();

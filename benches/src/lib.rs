@@ -1,11 +1,13 @@
 //! Shared helpers for the dax-rs benchmarks: sizes, prefaulted page-aligned buffers,
-//! the random offsets of the I/O benches, and PMDK's `pmem_memcpy_persist` loaded at
+//! the TestFs file and random offsets of the I/O benches, and PMDK's `pmem_memcpy_persist` loaded at
 //! run time (the persistent-copy baseline).
 
 use std::ffi::c_void;
 use std::ptr;
 
 use dax_core::persist::{self, PersistFlags};
+use dax_core::{DaxDevice, DaxError};
+use dax_testdev::{MemDeviceBuilder, TestFs, TestInode};
 
 /// 1 KiB.
 pub const KIB: usize = 1 << 10;
@@ -22,6 +24,25 @@ pub const SIZES: [usize; 8] = [
     16 * MIB,
     64 * MIB,
 ];
+
+/// TestFs on a device built by `builder` (twice `len` bytes, prefaulted), with one file
+/// of `len` bytes written in full from repeats of `chunk` (whose length divides
+/// `len`): allocated and touched before any timing. Returns the filesystem and an
+/// inode handle on the file.
+pub fn testfs_file(
+    builder: MemDeviceBuilder,
+    chunk: &[u8],
+    len: usize,
+) -> Result<(TestFs, TestInode), DaxError> {
+    let dev: std::sync::Arc<DaxDevice> = builder.size(2 * len as u64).populate(true).build()?;
+    let fs = TestFs::mkfs(dev)?;
+    let ino = fs.create("bench")?;
+    let file = fs.inode(ino)?;
+    for off in (0..len).step_by(chunk.len()) {
+        assert_eq!(fs.pwrite(&file, off as u64, chunk)?, chunk.len());
+    }
+    Ok((fs, file))
+}
 
 /// 4096 random page-aligned offsets below `span` bytes, from a fixed xorshift
 /// sequence: every variant of an I/O bench reads the same pages in the same order.
