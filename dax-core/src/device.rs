@@ -119,8 +119,10 @@ pub struct MapSource<'a> {
     pub fd: BorrowedFd<'a>,
     /// Byte offset of device page 0 within `fd`.
     pub offset: u64,
-    /// The largest page size the backing memory provides (4096, or 2 MiB for hugetlb
-    /// and device-dax).
+    /// The smallest unit the backing memory can be mapped in: 4096 for ordinary
+    /// memory and files (shmem with transparent huge pages included, which maps
+    /// 2 MiB pages too), 2 MiB for hugetlb and a 2 MiB-aligned device-dax, which map
+    /// only whole 2 MiB pages.
     pub page_size: usize,
 }
 

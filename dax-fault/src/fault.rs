@@ -10,7 +10,7 @@ use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapIter, IomapOps, IomapType, Ite
 use crate::index::{Entry, EntryKind, LockedEntry};
 use crate::mapping::DaxMapping;
 use crate::pages;
-use crate::pagetable::{MapTarget, PmdSlot, Pte};
+use crate::pagetable::{Inserted, MapTarget, PmdSlot, PmdValue, PteValue};
 use crate::vm::{VmFault, Vmf};
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -349,12 +349,15 @@ fn fault_iter<O: IomapOps + ?Sized>(
                 .index()
                 .prepare_run(vmf.pgoff() + 1, around, pfn.add(1), pgoff + 1);
         pages::associate_pages(pfn.add(1), vmf.pgoff() + 1, &created, mapping);
-        return match pt.map_ptes(vmf.address(), &target, n + 1, false) {
-            Ok(()) => VmFault::NOPAGE,
+        // Under the lock the run maps only into slots that are still empty; a slot
+        // another fault filled meanwhile ends it (0 pages: the faulting one was
+        // filled, and a read leaves it alone).
+        return match pt.insert_pte_run(vmf.address(), &target, n + 1) {
+            Ok(_) => VmFault::NOPAGE,
             Err(e) => pt_error(&e),
         };
     }
-    insert_pte(vmf, Some(&target), write)
+    insert_pte(vmf, PteValue::Page(target), write)
 }
 
 /// `dax_insert_entry`: puts the new entry in the index (replacing an EMPTY or ZERO one,
@@ -399,44 +402,24 @@ fn pt_error(e: &DaxError) -> VmFault {
     }
 }
 
-/// `vmf_insert_page_mkwrite`: maps `target` (the zero page when `None`) at the fault
-/// address. An occupied slot is left alone on a read; on a write it must hold the
-/// same page, which is made writable in place.
-fn insert_pte(vmf: &Vmf<'_>, target: Option<&MapTarget<'_>>, write: bool) -> VmFault {
+/// `vmf_insert_page_mkwrite`: maps `value` at the fault address if the slot is empty.
+/// An occupied slot is left alone on a read; on a write it must hold the same page,
+/// which is made writable in place (the check and the change are one step under the
+/// page-table lock). A write that finds another page is SIGBUS (the kernel's
+/// `-EFAULT`); one that lost the race to another fault is NOPAGE.
+fn insert_pte(vmf: &Vmf<'_>, value: PteValue<'_>, write: bool) -> VmFault {
     let pt = vmf.vma().page_table();
-    let addr = vmf.address();
     let writable = write && vmf.vma().vma().is_writable();
-    let r = match (pt.pte(addr), target) {
-        (None, Some(t)) => pt.map_pte(addr, t, writable),
-        (None, None) => pt.map_zero_pte(addr),
-        (Some(_), _) if !write => Ok(()),
-        (Some(Pte::Page { pfn, .. }), Some(t)) if pfn == t.pfn => {
-            if !writable {
-                Ok(())
-            } else {
-                // The check and the upgrade are two calls, not one under a PTE lock:
-                // a write(2) into new blocks may unmap the page in between (it
-                // invalidates without the invalidate lock). Then map it afresh, as
-                // the kernel's locked check would have found the slot empty.
-                pt.mkwrite_pte(addr).or_else(|e| match pt.pte(addr) {
-                    None => pt.map_pte(addr, t, writable),
-                    Some(_) => Err(e),
-                })
-            }
-        }
-        (Some(_), _) => {
-            return VmFault::SIGBUS;
-        }
-    };
-    match r {
-        Ok(()) => VmFault::NOPAGE,
+    match pt.insert_pte(vmf.address(), value, write, writable) {
+        Ok(Inserted::Mismatch) => VmFault::SIGBUS,
+        Ok(_) => VmFault::NOPAGE,
         Err(e) => pt_error(&e),
     }
 }
 
 /// `vmf_insert_folio_pmd`: maps the 512 pages of `target` at the 2 MiB-aligned fault
 /// address; an occupied slot is upgraded in place on a write when it maps the same
-/// pages and otherwise left alone.
+/// pages and otherwise left alone (NOPAGE either way, as in the kernel).
 fn insert_pmd(vmf: &Vmf<'_>, target: &MapTarget<'_>, write: bool) -> VmFault {
     let pt = vmf.vma().page_table();
     let vma = vmf.vma().vma();
@@ -445,13 +428,8 @@ fn insert_pmd(vmf: &Vmf<'_>, target: &MapTarget<'_>, write: bool) -> VmFault {
         return VmFault::SIGBUS;
     }
     let writable = write && vma.is_writable();
-    let r = match pt.pmd(addr) {
-        PmdSlot::Empty => pt.map_pmd(addr, target, writable),
-        PmdSlot::Huge { pfn, .. } if write && writable && pfn == target.pfn => pt.mkwrite_pmd(addr),
-        _ => Ok(()),
-    };
-    match r {
-        Ok(()) => VmFault::NOPAGE,
+    match pt.insert_pmd(addr, PmdValue::Page(*target), write, writable) {
+        Ok(_) => VmFault::NOPAGE,
         Err(e) => pt_error(&e),
     }
 }
@@ -459,7 +437,7 @@ fn insert_pmd(vmf: &Vmf<'_>, target: &MapTarget<'_>, write: bool) -> VmFault {
 /// `dax_load_hole`: a ZERO entry and the zero page, read-only.
 fn load_hole(vmf: &Vmf<'_>, entry: &mut LockedEntry<'_>) -> VmFault {
     insert_entry(vmf, entry, Entry::zero(0, ZERO_PFN), 0, false, false, false);
-    insert_pte(vmf, None, false)
+    insert_pte(vmf, PteValue::Zero, false)
 }
 
 /// `dax_pmd_load_hole`: a ZERO PMD entry and the huge zero page; FALLBACK if the PMD
@@ -476,12 +454,9 @@ fn pmd_load_hole(vmf: &Vmf<'_>, entry: &mut LockedEntry<'_>) -> VmFault {
         false,
         false,
     );
-    if pt.pmd(addr) != PmdSlot::Empty {
-        return VmFault::FALLBACK;
-    }
-    match pt.map_huge_zero(addr) {
-        Ok(()) => VmFault::NOPAGE,
-        Err(_) => VmFault::FALLBACK,
+    match pt.insert_pmd(addr, PmdValue::Zero, false, false) {
+        Ok(Inserted::New) => VmFault::NOPAGE,
+        _ => VmFault::FALLBACK,
     }
 }
 
@@ -507,12 +482,10 @@ fn cow_page(vmf: &Vmf<'_>, iomap: &Iomap, pos: u64) -> VmFault {
         }
         _ => return VmFault::SIGBUS,
     }
-    let pt = vmf.vma().page_table();
-    if pt.pte(vmf.address()).is_some() {
-        return VmFault::NOPAGE;
-    }
-    match pt.map_private(vmf.address(), &page) {
-        Ok(()) => VmFault::DONE_COW,
+    // `finish_fault`: the copy goes in only if the slot is still empty.
+    match vmf.vma().page_table().insert_private(vmf.address(), &page) {
+        Ok(Inserted::New) => VmFault::DONE_COW,
+        Ok(_) => VmFault::NOPAGE,
         Err(e) => pt_error(&e),
     }
 }
@@ -558,7 +531,7 @@ fn insert_pfn_mkwrite(vmf: &Vmf<'_>, pfn: Pfn, order: u32) -> VmFault {
         dev,
     };
     let ret = if order == 0 {
-        insert_pte(vmf, Some(&target), true)
+        insert_pte(vmf, PteValue::Page(target), true)
     } else {
         insert_pmd(vmf, &target, true)
     };

@@ -50,7 +50,7 @@ pub use layout::{
 };
 pub use mapping::{DaxMapping, FaultStats, MappedVma, VmOps};
 pub use pages::{clear_page_hwpoison, page_hwpoison, page_pins};
-pub use pagetable::{MapTarget, PageTable, PmdSlot, Pte};
+pub use pagetable::{Inserted, MapTarget, PageTable, PmdSlot, PmdValue, Pte, PteValue};
 pub use sim::{SimCalls, SimPageTable, SimTarget};
 pub use vm::{FaultFlags, VmFault, Vma, Vmf};
 pub use writeback::{SyncMode, WritebackControl, dax_writeback_mapping_range};

@@ -22,6 +22,9 @@ pub(crate) trait MmSpace: PageTable {
     /// The memory manager's own copy-on-write of the read-only page at `addr` in a
     /// private mapping (`wp_page_copy`): replace it with a writable private copy.
     fn cow_private(&self, vma: &MappedVma, addr: u64) -> Result<(), VmFault>;
+
+    /// Counts a PMD fault at `addr` that fell back to PTEs (for statistics).
+    fn note_fallback(&self, _addr: u64) {}
 }
 
 /// Makes one access to `addr` in `vma` possible (§2.7.1 of the reference): a PMD fault
@@ -35,6 +38,22 @@ pub(crate) trait MmSpace: PageTable {
 /// the handler did not finish, for a mapping without a handler, or for an access that
 /// still faults after [`MAX_FAULTS_PER_ACCESS`] tries.
 pub(crate) fn handle_mm_fault(
+    space: &dyn MmSpace,
+    vma: &MappedVma,
+    addr: u64,
+    write: bool,
+) -> Result<(), VmFault> {
+    match handle_mm_fault_retrying(space, vma, addr, write) {
+        Err(VmFault::RETRY) => Err(VmFault::SIGBUS),
+        r => r,
+    }
+}
+
+/// [`handle_mm_fault`] for a real address space: an access that still faults after
+/// [`MAX_FAULTS_PER_ACCESS`] tries is `Err(VmFault::RETRY)`, and the caller lets the
+/// hardware retry it, as the kernel does after NOPAGE (other threads keep changing
+/// the mapping under a contended access; it is never given up with a signal).
+pub(crate) fn handle_mm_fault_retrying(
     space: &dyn MmSpace,
     vma: &MappedVma,
     addr: u64,
@@ -77,6 +96,7 @@ pub(crate) fn handle_mm_fault(
                     if r != VmFault::FALLBACK {
                         r
                     } else {
+                        space.note_fallback(addr);
                         space.split_pmd(pmd);
                         call(FaultFlags::WRITE, 0)
                     }
@@ -90,6 +110,7 @@ pub(crate) fn handle_mm_fault(
                     if r != VmFault::FALLBACK {
                         r
                     } else {
+                        space.note_fallback(addr);
                         call(wflags, 0)
                     }
                 } else {
@@ -104,5 +125,5 @@ pub(crate) fn handle_mm_fault(
             return Err(VmFault::SIGBUS);
         }
     }
-    Err(VmFault::SIGBUS)
+    Err(VmFault::RETRY)
 }

@@ -4,10 +4,11 @@
 //! `unmap_mapping_pages`, `pfn_mkclean_range`), as a trait that a simulated page table
 //! ([`SimPageTable`](crate::SimPageTable)) and a real one (`mmu`) implement.
 //!
-//! The trait holds only the primitive slot operations. The rules around them (what a
-//! read fault does to an occupied slot, when a write fault may upgrade a read-only
-//! mapping in place, when the slot must map the same page) are the engine's, so every
-//! implementation behaves like the kernel without re-deriving them.
+//! Each insertion is the kernel's locked one: check the slot and fill it (or upgrade
+//! it in place, or leave it) in one step under the lock of its 2 MiB block, and report
+//! which it was ([`Inserted`]). What the engine does with the outcome (NOPAGE when
+//! another fault got there first, SIGBUS for a write that finds another page) is the
+//! engine's, so every implementation behaves like the kernel without re-deriving it.
 
 use dax_core::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
 
@@ -98,13 +99,59 @@ impl PmdSlot {
     }
 }
 
+/// What an insertion did, decided under the page-table lock that covers the slot
+/// (the outcomes of `insert_page_into_pte_locked` and `insert_pmd` in mm/memory.c and
+/// mm/huge_memory.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The slot was empty and now holds the new mapping.
+    New,
+    /// The slot already held the same page, and a write made it writable and dirty in
+    /// place (the `mkwrite` upgrade).
+    Upgraded,
+    /// The slot was occupied and was left alone: a read found any mapping there, or
+    /// a write found the same page already writable. Another fault got there first;
+    /// the engine answers `VM_FAULT_NOPAGE`, as the kernel does.
+    Present,
+    /// A write found a different page (or the zero page) in the slot, which it may
+    /// not replace: the kernel's `-EFAULT`, `VM_FAULT_SIGBUS` for a PTE.
+    Mismatch,
+}
+
+/// What to put in a 4 KiB slot.
+#[derive(Debug, Clone, Copy)]
+pub enum PteValue<'a> {
+    /// A device page (`vmf_insert_page_mkwrite`).
+    Page(MapTarget<'a>),
+    /// The shared zero page, read-only (`dax_load_hole`).
+    Zero,
+}
+
+/// What to put in a 2 MiB slot.
+#[derive(Debug, Clone, Copy)]
+pub enum PmdValue<'a> {
+    /// 512 device pages from a 512-aligned pfn (`vmf_insert_folio_pmd`).
+    Page(MapTarget<'a>),
+    /// The huge zero page, read-only (`dax_pmd_load_hole`).
+    Zero,
+}
+
 /// One address space's page tables, as the DAX fault engine drives them.
 ///
 /// Addresses are virtual addresses: page aligned for PTE operations, 2 MiB aligned for
-/// PMD operations (the engine guarantees both). Insertions are only called on slots
-/// the engine has just seen empty (or, for the `mkwrite_*` upgrades, holding the same
-/// page), under the fault's entry lock; implementations must still be safe to call
-/// concurrently from several threads.
+/// PMD operations (the engine guarantees both).
+///
+/// # The page-table lock
+///
+/// Every method that changes a slot does its check and its change as one step under a
+/// lock that covers the slot's 2 MiB block (the kernel's PTE/PMD lock), so that no
+/// other thread can see one without the other: an insertion inserts only into an
+/// empty slot (or upgrades the same page in place on a write) and says which happened
+/// ([`Inserted`]); zap ([`unmap`](Self::unmap), [`split_pmd`](Self::split_pmd)) and
+/// mkclean ([`wrprotect`](Self::wrprotect)) take the same lock. A backend that
+/// realises slots in a real address space (`mmap`, `mprotect`) makes that system call
+/// inside the lock too. The read methods ([`pte`](Self::pte), [`pmd`](Self::pmd))
+/// are unlocked snapshots: a hint the engine re-checks under the lock.
 ///
 /// Errors: [`DaxError::Os`] with `ENOMEM` becomes `VM_FAULT_OOM`, any other error
 /// `VM_FAULT_SIGBUS`.
@@ -115,9 +162,19 @@ pub trait PageTable: Send + Sync {
     /// The PMD slot holding `addr`.
     fn pmd(&self, addr: u64) -> PmdSlot;
 
-    /// Maps device page `target` at `addr` (`insert_page`), writable and dirty when
-    /// `writable`; creates the PTE table if the PMD slot was empty.
-    fn map_pte(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError>;
+    /// Puts `value` in the PTE slot at `addr` if it is empty (creating the PTE table
+    /// when the PMD slot was empty): writable and dirty when `writable`. When the slot
+    /// is occupied: a read (`write` false) leaves it alone ([`Inserted::Present`]); a
+    /// write upgrades the same device page in place to writable and dirty
+    /// ([`Inserted::Upgraded`], or `Present` if it already was) and refuses any other
+    /// page ([`Inserted::Mismatch`]). Under a huge mapping: `Present`.
+    fn insert_pte(
+        &self,
+        addr: u64,
+        value: PteValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError>;
 
     /// How many pages a read fault on a mapped extent may map at once (the faulting
     /// page and the ones after it in the same extent and 2 MiB block). 1, the default,
@@ -128,7 +185,7 @@ pub trait PageTable: Send + Sync {
     }
 
     /// How many of the `max` PTE slots from `addr` on are empty before the first
-    /// populated one (fault-around maps only into empty slots). The default asks
+    /// populated one (an unlocked snapshot, a hint for fault-around). The default asks
     /// [`pte`](Self::pte) page by page.
     fn empty_run(&self, addr: u64, max: u64) -> u64 {
         (0..max)
@@ -136,47 +193,44 @@ pub trait PageTable: Send + Sync {
             .unwrap_or(max)
     }
 
-    /// Maps `n` consecutive device pages from `target` at `addr` (each PTE slot empty),
-    /// read-only or writable. The default calls [`map_pte`](Self::map_pte) per page.
-    fn map_ptes(
-        &self,
-        addr: u64,
-        target: &MapTarget<'_>,
-        n: u64,
-        writable: bool,
-    ) -> Result<(), DaxError> {
+    /// Maps up to `n` consecutive device pages from `target` at `addr`, read-only,
+    /// into the empty PTE slots from `addr` on, stopping at the first occupied one
+    /// (all inside one 2 MiB block); returns how many it mapped, 0 when the slot at
+    /// `addr` is occupied. The check and the mapping are one step under the lock.
+    /// The default inserts page by page.
+    fn insert_pte_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
         for i in 0..n {
             let t = MapTarget {
                 pfn: target.pfn.add(i),
                 pgoff: target.pgoff + i,
                 dev: target.dev,
             };
-            self.map_pte(addr + i * PAGE_SIZE as u64, &t, writable)?;
+            match self.insert_pte(addr + i * PAGE_SIZE as u64, PteValue::Page(t), false, false)? {
+                Inserted::New => {}
+                _ => return Ok(i),
+            }
         }
-        Ok(())
+        Ok(n)
     }
 
-    /// Maps the shared zero page read-only at `addr` (`dax_load_hole`).
-    fn map_zero_pte(&self, addr: u64) -> Result<(), DaxError>;
+    /// Puts `value` in the 2 MiB slot at aligned `addr` if it is empty, writable and
+    /// dirty when `writable`. An occupied slot (a huge mapping or a PTE table) is left
+    /// alone, except that a write upgrades the same huge device mapping in place
+    /// ([`Inserted::Upgraded`]); a write that finds other pages there gets
+    /// [`Inserted::Mismatch`] (the kernel warns and returns NOPAGE).
+    fn insert_pmd(
+        &self,
+        addr: u64,
+        value: PmdValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError>;
 
-    /// Makes the PTE at `addr` writable, young and dirty in place (the `mkwrite`
-    /// upgrade of `insert_page_into_pte_locked`).
-    fn mkwrite_pte(&self, addr: u64) -> Result<(), DaxError>;
-
-    /// Maps the 512 device pages from `target` at 2 MiB-aligned `addr`
-    /// (`vmf_insert_folio_pmd`), writable and dirty when `writable`.
-    fn map_pmd(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError>;
-
-    /// Maps the huge zero page read-only at 2 MiB-aligned `addr`
-    /// (`dax_pmd_load_hole`).
-    fn map_huge_zero(&self, addr: u64) -> Result<(), DaxError>;
-
-    /// Makes the huge mapping at `addr` writable and dirty in place.
-    fn mkwrite_pmd(&self, addr: u64) -> Result<(), DaxError>;
-
-    /// Maps a private anonymous page holding `data` (one page) at `addr`, writable
-    /// (the memory manager's `finish_fault` of a copy-on-write page).
-    fn map_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError>;
+    /// Maps a private anonymous page holding `data` (one page) at `addr`, writable,
+    /// if the slot is empty (the memory manager's `finish_fault` of a copy-on-write
+    /// page: the copy appears whole, in one step); an occupied slot is left alone
+    /// ([`Inserted::Present`]).
+    fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError>;
 
     /// Splits the huge mapping at 2 MiB-aligned `addr`, if any (`split_huge_pmd`).
     /// For a DAX mapping, which is not anonymous memory, that removes it, device

@@ -10,28 +10,31 @@ use parking_lot::Mutex;
 
 use crate::mapping::MappedVma;
 use crate::mm::{MAX_FAULTS_PER_ACCESS, MmSpace, handle_mm_fault};
-use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
+use crate::pagetable::{Inserted, PageTable, PmdSlot, PmdValue, Pte, PteValue};
 use crate::vm::VmFault;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
 
-/// How many times each [`PageTable`] method of a [`SimPageTable`] was called.
+/// How many times each kind of [`PageTable`] operation of a [`SimPageTable`] was
+/// asked for. An insertion counts by what it was asked to do: a device page, the zero
+/// page, or (a write onto an occupied slot) an upgrade in place, whatever the outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimCalls {
-    /// [`PageTable::map_pte`].
+    /// [`PageTable::insert_pte`] of a device page into a slot that was empty.
     pub map_pte: u64,
-    /// [`PageTable::map_zero_pte`].
+    /// [`PageTable::insert_pte`] of the zero page.
     pub map_zero_pte: u64,
-    /// [`PageTable::mkwrite_pte`].
+    /// [`PageTable::insert_pte`] of a write onto an occupied slot (mkwrite).
     pub mkwrite_pte: u64,
-    /// [`PageTable::map_pmd`].
+    /// [`PageTable::insert_pmd`] of device pages into a slot that was not a huge
+    /// mapping.
     pub map_pmd: u64,
-    /// [`PageTable::map_huge_zero`].
+    /// [`PageTable::insert_pmd`] of the huge zero page.
     pub map_huge_zero: u64,
-    /// [`PageTable::mkwrite_pmd`].
+    /// [`PageTable::insert_pmd`] of a write onto a huge mapping (mkwrite).
     pub mkwrite_pmd: u64,
-    /// [`PageTable::map_private`].
+    /// [`PageTable::insert_private`].
     pub map_private: u64,
     /// [`PageTable::split_pmd`].
     pub split_pmd: u64,
@@ -180,8 +183,10 @@ pub enum SimTarget {
 ///
 /// A PTE table, once created for a 2 MiB block, stays until
 /// [`free_tables`](Self::free_tables) (what `munmap` does), as in the kernel, so a
-/// later PMD fault over that block finds a table. Insertions into an occupied slot are
-/// refused with [`DaxError::Busy`], which catches an engine that maps over a mapping.
+/// later PMD fault over that block finds a table. One lock covers the whole table, so
+/// every operation is one step, as the kernel's page-table lock makes it: an insertion
+/// into an occupied slot never replaces what is there, it reports
+/// [`Inserted::Present`] or [`Inserted::Mismatch`].
 #[derive(Default)]
 pub struct SimPageTable {
     state: Mutex<State>,
@@ -208,8 +213,8 @@ impl SimPageTable {
         self.state.lock().calls
     }
 
-    /// Makes the next insertion (`map_*`, `mkwrite_*`) fail with `err` (e.g. `ENOMEM`
-    /// for an out-of-memory page-table allocation).
+    /// Makes the next insertion (`insert_*`, upgrades included) fail with `err` (e.g.
+    /// `ENOMEM` for an out-of-memory page-table allocation).
     pub fn fail_next(&self, err: DaxError) {
         self.state.lock().fail_next = Some(err);
     }
@@ -375,26 +380,6 @@ impl SimPageTable {
     }
 }
 
-impl SimPageTable {
-    /// Counts the call, then puts a huge mapping into an empty 2 MiB slot.
-    fn insert_huge(
-        &self,
-        addr: u64,
-        slot: PmdSlot,
-        pgoff: u64,
-        counter: fn(&mut SimCalls) -> &mut u64,
-    ) -> Result<(), DaxError> {
-        let mut s = self.state.lock();
-        *counter(&mut s.calls) += 1;
-        s.take_failure()?;
-        if s.dirs.contains_key(&addr) {
-            return Err(occupied());
-        }
-        s.dirs.insert(addr, Dir::Huge(SimHuge { slot, pgoff }));
-        Ok(())
-    }
-}
-
 impl PageTable for SimPageTable {
     fn pte(&self, addr: u64) -> Option<Pte> {
         self.state.lock().pte(addr).map(|p| p.pte)
@@ -408,97 +393,147 @@ impl PageTable for SimPageTable {
         }
     }
 
-    fn map_pte(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
+    fn insert_pte(
+        &self,
+        addr: u64,
+        value: PteValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError> {
+        // One lock for the whole table: the check and the change are one step.
         let mut s = self.state.lock();
-        s.calls.map_pte += 1;
-        s.take_failure()?;
-        *s.empty_slot(addr)? = Some(SimPte {
-            pte: Pte::Page {
-                pfn: target.pfn,
-                writable,
-                dirty: writable,
-            },
-            pgoff: target.pgoff,
-        });
-        Ok(())
-    }
-
-    fn map_zero_pte(&self, addr: u64) -> Result<(), DaxError> {
-        let mut s = self.state.lock();
-        s.calls.map_zero_pte += 1;
-        s.take_failure()?;
-        *s.empty_slot(addr)? = Some(SimPte {
-            pte: Pte::Zero,
-            pgoff: 0,
-        });
-        Ok(())
-    }
-
-    fn mkwrite_pte(&self, addr: u64) -> Result<(), DaxError> {
-        let mut s = self.state.lock();
-        s.calls.mkwrite_pte += 1;
-        s.take_failure()?;
-        match s.pte_mut(addr) {
-            Some(SimPte {
-                pte: Pte::Page {
-                    writable, dirty, ..
-                },
-                ..
-            }) => {
-                *writable = true;
-                *dirty = true;
-                Ok(())
+        let occupied = match s.dirs.get(&pmd_of(addr)) {
+            Some(Dir::Huge(_)) => {
+                // A huge mapping serves the address; the fault raced with a PMD fault.
+                return Ok(Inserted::Present);
             }
-            _ => Err(DaxError::Fault {
-                what: "mkwrite of a slot that holds no device page",
-            }),
-        }
-    }
-
-    fn map_pmd(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        let slot = PmdSlot::Huge {
-            pfn: target.pfn,
-            writable,
-            dirty: writable,
+            Some(Dir::Table(t)) => t[slot_of(addr)].is_some(),
+            None => false,
         };
-        self.insert_huge(addr, slot, target.pgoff, |c| &mut c.map_pmd)
-    }
-
-    fn map_huge_zero(&self, addr: u64) -> Result<(), DaxError> {
-        self.insert_huge(addr, PmdSlot::HugeZero, 0, |c| &mut c.map_huge_zero)
-    }
-
-    fn mkwrite_pmd(&self, addr: u64) -> Result<(), DaxError> {
-        let mut s = self.state.lock();
-        s.calls.mkwrite_pmd += 1;
+        let counter = match (occupied, value) {
+            (true, _) if !write => return Ok(Inserted::Present),
+            (true, _) => &mut s.calls.mkwrite_pte,
+            (false, PteValue::Page(_)) => &mut s.calls.map_pte,
+            (false, PteValue::Zero) => &mut s.calls.map_zero_pte,
+        };
+        *counter += 1;
         s.take_failure()?;
-        match s.huge_mut(addr) {
-            Some(SimHuge {
-                slot: PmdSlot::Huge {
-                    writable, dirty, ..
-                },
-                ..
-            }) => {
-                *writable = true;
-                *dirty = true;
-                Ok(())
-            }
-            _ => Err(DaxError::Fault {
-                what: "mkwrite of a PMD slot that holds no device mapping",
-            }),
+        if occupied {
+            let want = match value {
+                PteValue::Page(t) => Some(t.pfn),
+                PteValue::Zero => None,
+            };
+            return Ok(match s.pte_mut(addr) {
+                Some(SimPte {
+                    pte:
+                        Pte::Page {
+                            pfn,
+                            writable: w,
+                            dirty,
+                        },
+                    ..
+                }) if Some(*pfn) == want => {
+                    if !writable || *w {
+                        Inserted::Present
+                    } else {
+                        *w = true;
+                        *dirty = true;
+                        Inserted::Upgraded
+                    }
+                }
+                _ => Inserted::Mismatch,
+            });
         }
+        let pte = match value {
+            PteValue::Page(t) => SimPte {
+                pte: Pte::Page {
+                    pfn: t.pfn,
+                    writable,
+                    dirty: writable,
+                },
+                pgoff: t.pgoff,
+            },
+            PteValue::Zero => SimPte {
+                pte: Pte::Zero,
+                pgoff: 0,
+            },
+        };
+        *s.empty_slot(addr)? = Some(pte);
+        Ok(Inserted::New)
     }
 
-    fn map_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError> {
+    fn insert_pmd(
+        &self,
+        addr: u64,
+        value: PmdValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError> {
+        let mut s = self.state.lock();
+        let huge = matches!(s.dirs.get(&addr), Some(Dir::Huge(_)));
+        let counter = match value {
+            PmdValue::Zero => &mut s.calls.map_huge_zero,
+            PmdValue::Page(_) if huge && write => &mut s.calls.mkwrite_pmd,
+            PmdValue::Page(_) => &mut s.calls.map_pmd,
+        };
+        *counter += 1;
+        s.take_failure()?;
+        match s.dirs.get_mut(&addr) {
+            None => {}
+            Some(Dir::Huge(h)) if write => {
+                return Ok(match (&mut h.slot, value) {
+                    (
+                        PmdSlot::Huge {
+                            pfn,
+                            writable: w,
+                            dirty,
+                        },
+                        PmdValue::Page(t),
+                    ) if *pfn == t.pfn => {
+                        if !writable || *w {
+                            Inserted::Present
+                        } else {
+                            *w = true;
+                            *dirty = true;
+                            Inserted::Upgraded
+                        }
+                    }
+                    _ => Inserted::Mismatch,
+                });
+            }
+            Some(Dir::Table(_)) if write => return Ok(Inserted::Mismatch),
+            Some(_) => return Ok(Inserted::Present),
+        }
+        let (slot, pgoff) = match value {
+            PmdValue::Page(t) => (
+                PmdSlot::Huge {
+                    pfn: t.pfn,
+                    writable,
+                    dirty: writable,
+                },
+                t.pgoff,
+            ),
+            PmdValue::Zero => (PmdSlot::HugeZero, 0),
+        };
+        s.dirs.insert(addr, Dir::Huge(SimHuge { slot, pgoff }));
+        Ok(Inserted::New)
+    }
+
+    fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError> {
         let mut s = self.state.lock();
         s.calls.map_private += 1;
         s.take_failure()?;
-        *s.empty_slot(addr)? = Some(SimPte {
-            pte: Pte::Private { writable: true },
-            pgoff: 0,
-        });
+        match s.empty_slot(addr) {
+            Ok(slot) => {
+                *slot = Some(SimPte {
+                    pte: Pte::Private { writable: true },
+                    pgoff: 0,
+                })
+            }
+            Err(_) => return Ok(Inserted::Present),
+        }
         s.private.insert(addr, Box::new(*data));
-        Ok(())
+        Ok(Inserted::New)
     }
 
     fn split_pmd(&self, addr: u64) {
@@ -732,7 +767,8 @@ mod tests {
     #[test]
     fn releasing_a_range_inside_one_pmd_block_keeps_its_table() {
         let pt = SimPageTable::new();
-        pt.map_zero_pte(PMD + PAGE).unwrap();
+        pt.insert_pte(PMD + PAGE, PteValue::Zero, false, false)
+            .unwrap();
         // munmap of one page that holds no 2 MiB boundary: the PTE goes, the table stays.
         pt.release(PMD + PAGE, PAGE);
         assert!(pt.ptes().is_empty());

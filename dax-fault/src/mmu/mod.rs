@@ -63,15 +63,22 @@ impl Default for MapOptions {
     }
 }
 
-/// Faults a mapping served.
+/// What a mapping's faults did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MmuStats {
     /// 4 KiB mappings installed (device pages, zero pages, private copies).
     pub pte: u64,
     /// 2 MiB mappings installed (device or huge zero page).
     pub pmd: u64,
-    /// PMD faults that fell back to 4 KiB.
+    /// PMD faults that fell back to 4 KiB (a mapping without huge pages has none).
     pub fallback: u64,
+    /// Write faults that made a mapped page (or 2 MiB page) writable in place: the
+    /// first store after a load, or after writeback (`msync`, fsync) cleaned it.
+    pub mkwrite: u64,
+    /// Whether 4 KiB stores are tracked with userfaultfd write-protect (no kernel VMA
+    /// per written page) rather than `mprotect`.
+    pub write_tracking: bool,
 }
 
 /// A DAX file mapped into this process (`mmap` of a file on a DAX filesystem); unmapped
@@ -112,9 +119,34 @@ impl MmuMapping {
                 what: "a mapping needs a non-zero page-aligned length",
             });
         }
+        let (small_pages, trackable) = {
+            let src = mapping
+                .device()
+                .driver()
+                .map_source()
+                .ok_or(DaxError::NotSupported {
+                    what: "the device cannot be mapped into a process (its driver has no map source)",
+                })?;
+            (src.page_size == PAGE_SIZE, sys::uffd::trackable(src.fd))
+        };
+        if !small_pages {
+            // Device-dax rules: only whole, aligned 2 MiB pages, only shared.
+            if !opts.shared {
+                return Err(DaxError::InvalidArgument {
+                    what: "a device that maps only 2 MiB pages (hugetlb, device-dax) cannot back a private mapping: copy-on-write needs 4 KiB pages",
+                });
+            }
+            if !opts.huge || !len.is_multiple_of(PMD) || !pgoff.is_multiple_of(PMD / PAGE) {
+                return Err(DaxError::InvalidArgument {
+                    what: "a device that maps only 2 MiB pages (hugetlb, device-dax) needs a huge mapping whose length and file offset are multiples of 2 MiB",
+                });
+            }
+        }
         sys::install(space::resolve)?;
         sys::server::start();
         sys::prepare_thread()?;
+        let tracked =
+            opts.shared && opts.writable && small_pages && trackable && sys::uffd::available();
         let base = sys::reserve(len as usize, PMD_SIZE)?;
         let made = (|| {
             let vma = Vma::new(base, len, pgoff)?
@@ -131,7 +163,7 @@ impl MmuMapping {
                 return Err(e);
             }
         };
-        let mut shadow = Box::new(Shadow::new(base, len));
+        let mut shadow = Box::new(Shadow::new(base, len, tracked, small_pages));
         shadow.vma = Some(vma.clone());
         // From here a drop of `vma` releases the reservation.
         let slot = match space::publish(&shadow) {
@@ -170,6 +202,8 @@ impl MmuMapping {
             pte: self.shadow.pte_maps.load(Ordering::Relaxed),
             pmd: self.shadow.pmd_maps.load(Ordering::Relaxed),
             fallback: self.shadow.fallbacks.load(Ordering::Relaxed),
+            mkwrite: self.shadow.mkwrites.load(Ordering::Relaxed),
+            write_tracking: self.shadow.tracked,
         }
     }
 

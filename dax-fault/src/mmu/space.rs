@@ -1,21 +1,53 @@
 //! The process's address space as a [`PageTable`]: a table of live DAX mappings the
 //! signal handler can search without locks, and for each mapping a shadow of what
 //! every page and every 2 MiB block currently maps (the kernel's page tables cannot be
-//! read back cheaply), updated alongside the real `mmap`/`mprotect` calls.
+//! read back cheaply).
+//!
+//! # The page-table lock
+//!
+//! Each 2 MiB block of a mapping has a lock, the counterpart of the kernel's PTE/PMD
+//! lock. Every change — an insertion, an upgrade, a zap, a write-protect, a split, a
+//! private copy — takes it, checks the shadow, makes the system call that changes the
+//! process's real mapping (`mmap`, `mprotect`, `mremap`, userfaultfd write-protect)
+//! and updates the shadow, all before it unlocks: no thread ever sees the shadow and
+//! the real mapping disagree in a way that matters. (A thread that reads the shadow
+//! without the lock only takes a hint: a fault it then handles re-checks under the
+//! lock, and a store that the hardware lets through is always one the shadow allows.)
+//!
+//! The shadow is allocated lazily: a directory per 1 GiB of the mapping when first
+//! touched, and a table of 512 page states per 2 MiB block when it first holds a
+//! 4 KiB mapping. A large mapping costs only what is used.
+//!
+//! # Write tracking
+//!
+//! A shared writable mapping of a device whose memory the kernel can write-protect
+//! per page (a memfd: shmem or hugetlbfs) tracks 4 KiB stores with userfaultfd
+//! write-protect where the kernel has it (see `sys::uffd`): its device runs are
+//! mapped readable and writable, and "read-only" is the write-protect bit of each
+//! page-table entry, so a store to a clean page raises SIGBUS (served as the mkwrite
+//! fault) and writeback re-protects pages without changing the kernel's VMA. Without
+//! it (`mprotect`), every page whose protection differs from its neighbours' costs a
+//! kernel VMA, and a process has `vm.max_map_count` of those (65530 by default). 2 MiB
+//! mappings always use `mprotect` (one VMA per 2 MiB block at most).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
+use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
+use parking_lot::Mutex;
 
-use super::sys;
+use super::sys::{self, Access};
 use crate::mapping::MappedVma;
-use crate::mm::{MmSpace, handle_mm_fault};
-use crate::pagetable::{MapTarget, PageTable, PmdSlot, Pte};
+use crate::mm::{MmSpace, handle_mm_fault_retrying};
+use crate::pagetable::{Inserted, MapTarget, PageTable, PmdSlot, PmdValue, Pte, PteValue};
 use crate::vm::VmFault;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
+const BLOCK_PAGES: usize = (PMD / PAGE) as usize;
+/// Address space one directory of blocks covers.
+const DIR_SPAN: u64 = 1 << 30;
+const DIR_BLOCKS: usize = (DIR_SPAN / PMD) as usize;
 
 // Page states (low 3 bits; device pages keep their pfn above them).
 const P_NONE: u64 = 0;
@@ -38,44 +70,119 @@ fn pfn_of(v: u64) -> Pfn {
     Pfn(v >> 3)
 }
 
+fn with_pfn(pfn: Pfn, k: u64) -> u64 {
+    (pfn.0 << 3) | k
+}
+
+fn is_device_page(v: u64) -> bool {
+    matches!(kind(v), P_RO | P_RW)
+}
+
+fn is_huge_device(st: u64) -> bool {
+    matches!(kind(st), D_HUGE_RO | D_HUGE_RW)
+}
+
+/// The 512 page states of one 2 MiB block, with each device page's offset on the
+/// device (needed to copy it for a private mapping).
+struct Ptes {
+    val: [AtomicU64; BLOCK_PAGES],
+    pgoff: [AtomicU64; BLOCK_PAGES],
+}
+
+/// One 2 MiB block of a mapping: its page-table lock and what it maps.
+#[derive(Default)]
+struct Block {
+    lock: Mutex<()>,
+    /// `D_*`, with the first pfn of a huge device mapping above the kind bits.
+    state: AtomicU64,
+    /// Device page offset of a huge device mapping.
+    pgoff: AtomicU64,
+    /// Created, under the lock, when the block first holds a 4 KiB mapping, and kept
+    /// until the mapping goes (as the kernel keeps page tables until `munmap`).
+    ptes: OnceLock<Box<Ptes>>,
+}
+
+impl Block {
+    fn ptes(&self) -> &Ptes {
+        self.ptes.get_or_init(|| {
+            Box::new(Ptes {
+                val: std::array::from_fn(|_| AtomicU64::new(P_NONE)),
+                pgoff: std::array::from_fn(|_| AtomicU64::new(0)),
+            })
+        })
+    }
+
+    fn page(&self, addr: u64) -> u64 {
+        self.ptes
+            .get()
+            .map_or(P_NONE, |t| t.val[slot(addr)].load(Ordering::Acquire))
+    }
+}
+
+fn slot(addr: u64) -> usize {
+    ((addr % PMD) / PAGE) as usize
+}
+
 /// What one live mapping looks like, for the handler and the page-table calls.
 pub(crate) struct Shadow {
     pub(crate) base: u64,
     pub(crate) len: u64,
-    pages: Box<[AtomicU64]>,
-    blocks: Box<[AtomicU64]>,
+    dirs: Box<[OnceLock<Box<[Block]>>]>,
     pub(crate) vma: Option<Arc<MappedVma>>,
+    /// 4 KiB stores are tracked with userfaultfd write-protect (module docs).
+    pub(crate) tracked: bool,
+    /// The device maps only in 4 KiB units too (not hugetlb-backed).
+    pub(crate) small_pages: bool,
     pub(crate) pte_maps: AtomicU64,
     pub(crate) pmd_maps: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
+    pub(crate) mkwrites: AtomicU64,
 }
 
 impl Shadow {
-    pub(crate) fn new(base: u64, len: u64) -> Shadow {
-        let pages = (len / PAGE) as usize;
-        let blocks = len.div_ceil(PMD) as usize;
+    pub(crate) fn new(base: u64, len: u64, tracked: bool, small_pages: bool) -> Shadow {
         Shadow {
             base,
             len,
-            pages: (0..pages).map(|_| AtomicU64::new(P_NONE)).collect(),
-            blocks: (0..blocks).map(|_| AtomicU64::new(D_NONE)).collect(),
+            dirs: (0..len.div_ceil(DIR_SPAN))
+                .map(|_| OnceLock::new())
+                .collect(),
             vma: None,
+            tracked,
+            small_pages,
             pte_maps: AtomicU64::new(0),
             pmd_maps: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            mkwrites: AtomicU64::new(0),
         }
-    }
-
-    fn page(&self, addr: u64) -> &AtomicU64 {
-        &self.pages[((addr - self.base) / PAGE) as usize]
-    }
-
-    fn block(&self, addr: u64) -> &AtomicU64 {
-        &self.blocks[((addr - self.base) / PMD) as usize]
     }
 
     fn contains(&self, addr: u64) -> bool {
         addr >= self.base && addr - self.base < self.len
+    }
+
+    /// The block holding `addr` (inside the mapping), if its directory exists.
+    fn block(&self, addr: u64) -> Option<&Block> {
+        let off = addr - self.base;
+        let dir = self.dirs[(off / DIR_SPAN) as usize].get()?;
+        Some(&dir[((off % DIR_SPAN) / PMD) as usize])
+    }
+
+    /// The block holding `addr` (inside the mapping), creating its directory.
+    fn block_mut(&self, addr: u64) -> &Block {
+        let off = addr - self.base;
+        let dir = self.dirs[(off / DIR_SPAN) as usize]
+            .get_or_init(|| (0..DIR_BLOCKS).map(|_| Block::default()).collect());
+        &dir[((off % DIR_SPAN) / PMD) as usize]
+    }
+
+    fn page(&self, addr: u64) -> u64 {
+        self.block(addr).map_or(P_NONE, |b| b.page(addr))
+    }
+
+    fn block_state(&self, addr: u64) -> u64 {
+        self.block(addr)
+            .map_or(D_NONE, |b| b.state.load(Ordering::Acquire))
     }
 
     /// The page-aligned part of `addr .. addr + len` inside this mapping.
@@ -85,22 +192,92 @@ impl Shadow {
         (lo < hi).then_some((lo & !(PAGE - 1), hi.next_multiple_of(PAGE)))
     }
 
-    /// Returns whole runs of pages in `lo .. hi` for which `pick` says yes, after
-    /// `pick` has updated each page's state.
-    fn runs(&self, lo: u64, hi: u64, mut pick: impl FnMut(&AtomicU64) -> bool) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        let mut a = lo;
-        while a < hi {
-            if pick(self.page(a)) {
-                match out.last_mut() {
-                    Some((s, l)) if *s + *l == a => *l += PAGE,
-                    _ => out.push((a, PAGE)),
-                }
+    /// Calls `f` with each existing block overlapping `lo .. hi` and the part of the
+    /// range inside it, the block locked.
+    fn each_block(&self, lo: u64, hi: u64, mut f: impl FnMut(&Block, u64, u64)) {
+        let mut b = lo & !(PMD - 1);
+        while b < hi {
+            let (s, e) = (lo.max(b), hi.min(b + PMD));
+            if let Some(block) = self.block(s) {
+                let _pt = block.lock.lock();
+                f(block, s, e);
             }
-            a += PAGE;
+            b += PMD;
         }
-        out
     }
+
+    /// Maps `n` device pages of `target` at `addr` (inside one block whose lock the
+    /// caller holds), read-only or writable, with write tracking where the mapping has
+    /// it. A failure leaves the range unmapped.
+    fn map_device_ptes(
+        &self,
+        addr: u64,
+        target: &MapTarget<'_>,
+        n: u64,
+        writable: bool,
+    ) -> Result<(), DaxError> {
+        let (fd, offset, page_size) = source(target)?;
+        if page_size != PAGE_SIZE {
+            return Err(DaxError::NotSupported {
+                what: "4 KiB mappings of a device that maps only 2 MiB pages (hugetlb)",
+            });
+        }
+        let len = n * PAGE;
+        let r = if !self.tracked {
+            sys::map_fd(addr, len, fd, offset, writable, false)
+        } else if writable {
+            // Writable from the start: the entry is already dirty, so a store in the
+            // moment before the registration needs no tracking.
+            sys::map_fd(addr, len, fd, offset, true, false)
+                .and_then(|()| sys::uffd::register(addr, len))
+        } else {
+            // Read-only until write-protected, so that no store slips through
+            // untracked; then writable, the protection bit doing the tracking.
+            sys::map_fd(addr, len, fd, offset, false, false)
+                .and_then(|()| sys::uffd::register(addr, len))
+                .and_then(|()| sys::uffd::protect(addr, len, true))
+                .and_then(|()| sys::protect(addr, len, true))
+        };
+        if r.is_err() {
+            let _ = sys::reset(addr, len);
+        }
+        r
+    }
+
+    /// Makes the device pages `addr .. addr + len` (one block, locked) writable.
+    fn make_writable(&self, addr: u64, len: u64, pte_level: bool) -> Result<(), DaxError> {
+        if self.tracked && pte_level {
+            sys::uffd::protect(addr, len, false)
+        } else {
+            sys::protect(addr, len, true)
+        }
+    }
+
+    /// Makes them read-only again (writeback's `mkclean`).
+    fn make_read_only(&self, addr: u64, len: u64, pte_level: bool) -> Result<(), DaxError> {
+        if self.tracked && pte_level {
+            sys::uffd::protect(addr, len, true)
+        } else {
+            sys::protect(addr, len, false)
+        }
+    }
+}
+
+/// Runs of consecutive pages in `lo .. hi` (one block) for which `pick` says yes
+/// after updating the page's state.
+fn runs(t: &Ptes, lo: u64, hi: u64, mut pick: impl FnMut(&AtomicU64) -> bool) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut a = lo;
+    while a < hi {
+        if pick(&t.val[slot(a)]) {
+            match out.last_mut() {
+                Some((s, l)) if *s + *l == a => *l += PAGE,
+                _ => out.push((a, PAGE)),
+            }
+        }
+        a += PAGE;
+    }
+    out
 }
 
 // ---- the registry ----
@@ -200,14 +377,53 @@ pub(crate) fn unpublish(i: usize) {
     slot.shadow.store(std::ptr::null_mut(), Ordering::SeqCst);
 }
 
+thread_local! {
+    /// Write-tracking faults in a row at one address that found the page already
+    /// writable: a SIGBUS that is not ours once it repeats.
+    static STALE_TRACKED: std::cell::Cell<(u64, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// How many times a write-tracking SIGBUS may find its page already writable (another
+/// thread upgraded it first) before it is taken for someone else's SIGBUS.
+const STALE_TRACKED_LIMIT: u32 = 8;
+
 /// The handler's resolver: the memory manager's dispatch for a fault at `addr`.
-pub(crate) fn resolve(addr: u64, write: Option<bool>) -> Option<Result<(), VmFault>> {
+pub(crate) fn resolve(addr: u64, access: Access) -> Option<Result<(), VmFault>> {
     let r = lookup(addr)?;
-    let vma = r.get().vma.clone()?;
+    let s = r.get();
+    let vma = s.vma.clone()?;
+    let tracked = s.tracked;
     drop(r);
-    // Unknown direction: a fault on a page mapped read-only can only be a store.
-    let write = write.unwrap_or_else(|| MmuSpace.present(addr) == Some(false));
-    Some(handle_mm_fault(&MmuSpace, &vma, addr, write))
+    let write = match access {
+        Access::Load => false,
+        Access::Store => true,
+        // A fault on a page mapped read-only can only be a store.
+        Access::Unknown => MmuSpace.present(addr) == Some(false),
+        Access::TrackedStore => {
+            if !tracked {
+                return None;
+            }
+            if MmuSpace.present(addr) == Some(true) {
+                let page = addr & !(PAGE - 1);
+                let n = STALE_TRACKED.with(|c| {
+                    let (a, n) = c.get();
+                    let n = if a == page { n + 1 } else { 1 };
+                    c.set((page, n));
+                    n
+                });
+                return (n <= STALE_TRACKED_LIMIT).then_some(Ok(()));
+            }
+            STALE_TRACKED.with(|c| c.set((0, 0)));
+            true
+        }
+    };
+    Some(
+        match handle_mm_fault_retrying(&MmuSpace, &vma, addr, write) {
+            // Still contended: return, and the access faults again if it must.
+            Err(VmFault::RETRY) => Ok(()),
+            r => r,
+        },
+    )
 }
 
 /// The process's address space (all state is in the registry and the shadows).
@@ -227,14 +443,23 @@ fn source<'a>(t: &'a MapTarget<'a>) -> Result<(std::os::fd::BorrowedFd<'a>, u64,
     Ok((s.fd, s.offset + t.pgoff * PAGE, s.page_size))
 }
 
+/// The live mapping holding `addr`, for a change.
+fn owner(addr: u64) -> Result<ShadowRef, DaxError> {
+    let r = lookup(addr).ok_or_else(not_ours)?;
+    if !r.get().contains(addr) {
+        return Err(not_ours());
+    }
+    Ok(r)
+}
+
 impl PageTable for MmuSpace {
     fn pte(&self, addr: u64) -> Option<Pte> {
         let r = lookup(addr)?;
         let s = r.get();
-        if kind(s.block(addr).load(Ordering::Acquire)) >= D_HUGE_RO {
+        if kind(s.block_state(addr)) >= D_HUGE_RO {
             return None;
         }
-        let v = s.page(addr).load(Ordering::Acquire);
+        let v = s.page(addr);
         match kind(v) {
             P_RO | P_RW => Some(Pte::Page {
                 pfn: pfn_of(v),
@@ -251,7 +476,7 @@ impl PageTable for MmuSpace {
         let Some(r) = lookup(addr) else {
             return PmdSlot::Empty;
         };
-        let v = r.get().block(addr).load(Ordering::Acquire);
+        let v = r.get().block_state(addr);
         match kind(v) {
             D_TABLE => PmdSlot::Table,
             D_HUGE_RO | D_HUGE_RW => PmdSlot::Huge {
@@ -264,8 +489,55 @@ impl PageTable for MmuSpace {
         }
     }
 
-    fn map_pte(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        self.map_ptes(addr, target, 1, writable)
+    fn insert_pte(
+        &self,
+        addr: u64,
+        value: PteValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError> {
+        let r = owner(addr)?;
+        let s = r.get();
+        let b = s.block_mut(addr);
+        let _pt = b.lock.lock();
+        if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+            return Ok(Inserted::Present);
+        }
+        let t = b.ptes();
+        let i = slot(addr);
+        let v = t.val[i].load(Ordering::Acquire);
+        if v != P_NONE {
+            if !write {
+                return Ok(Inserted::Present);
+            }
+            return match value {
+                PteValue::Page(tg) if is_device_page(v) && pfn_of(v) == tg.pfn => {
+                    if !writable || kind(v) == P_RW {
+                        return Ok(Inserted::Present);
+                    }
+                    s.make_writable(addr, PAGE, true)?;
+                    t.val[i].store(with_pfn(tg.pfn, P_RW), Ordering::Release);
+                    s.mkwrites.fetch_add(1, Ordering::Relaxed);
+                    Ok(Inserted::Upgraded)
+                }
+                _ => Ok(Inserted::Mismatch),
+            };
+        }
+        match value {
+            PteValue::Page(tg) => {
+                s.map_device_ptes(addr, &tg, 1, writable)?;
+                t.pgoff[i].store(tg.pgoff, Ordering::Relaxed);
+                let k = if writable { P_RW } else { P_RO };
+                t.val[i].store(with_pfn(tg.pfn, k), Ordering::Release);
+            }
+            PteValue::Zero => {
+                sys::map_anon(addr, PAGE, false)?;
+                t.val[i].store(P_ZERO, Ordering::Release);
+            }
+        }
+        b.state.store(D_TABLE, Ordering::Release);
+        s.pte_maps.fetch_add(1, Ordering::Relaxed);
+        Ok(Inserted::New)
     }
 
     fn fault_around(&self) -> u64 {
@@ -282,120 +554,160 @@ impl PageTable for MmuSpace {
         (0..max)
             .find(|&i| {
                 let a = addr + i * PAGE;
-                !s.contains(a) || s.page(a).load(Ordering::Acquire) != P_NONE
+                !s.contains(a) || s.page(a) != P_NONE
             })
             .unwrap_or(max)
     }
 
-    fn map_ptes(
+    fn insert_pte_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
+        let r = owner(addr)?;
+        let s = r.get();
+        let b = s.block_mut(addr);
+        let _pt = b.lock.lock();
+        if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+            return Ok(0);
+        }
+        let t = b.ptes();
+        let room = (PMD - addr % PMD) / PAGE;
+        let k = (0..n.min(room))
+            .find(|&i| {
+                let a = addr + i * PAGE;
+                !s.contains(a) || t.val[slot(a)].load(Ordering::Acquire) != P_NONE
+            })
+            .unwrap_or(n.min(room));
+        if k == 0 {
+            return Ok(0);
+        }
+        s.map_device_ptes(addr, target, k, false)?;
+        for i in 0..k {
+            let j = slot(addr) + i as usize;
+            t.pgoff[j].store(target.pgoff + i, Ordering::Relaxed);
+            t.val[j].store(with_pfn(target.pfn.add(i), P_RO), Ordering::Release);
+        }
+        b.state.store(D_TABLE, Ordering::Release);
+        s.pte_maps.fetch_add(k, Ordering::Relaxed);
+        Ok(k)
+    }
+
+    fn insert_pmd(
         &self,
         addr: u64,
-        target: &MapTarget<'_>,
-        n: u64,
+        value: PmdValue<'_>,
+        write: bool,
         writable: bool,
-    ) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
+    ) -> Result<Inserted, DaxError> {
+        let r = owner(addr)?;
         let s = r.get();
-        if !s.contains(addr + (n - 1) * PAGE) || (addr % PMD) / PAGE + n > PMD / PAGE {
+        if !s.contains(addr + PMD - 1) {
             return Err(DaxError::InvalidArgument {
-                what: "a run of PTEs must stay inside one mapping and one 2 MiB block",
+                what: "a 2 MiB mapping must lie inside the DAX mapping",
             });
         }
-        let (fd, offset, page_size) = source(target)?;
-        if page_size != PAGE_SIZE {
-            return Err(DaxError::NotSupported {
-                what: "4 KiB mappings of a device backed by huge pages",
-            });
+        let b = s.block_mut(addr);
+        let _pt = b.lock.lock();
+        let st = b.state.load(Ordering::Acquire);
+        if kind(st) != D_NONE {
+            if !write {
+                return Ok(Inserted::Present);
+            }
+            return match value {
+                PmdValue::Page(tg) if is_huge_device(st) && pfn_of(st) == tg.pfn => {
+                    if !writable || kind(st) == D_HUGE_RW {
+                        return Ok(Inserted::Present);
+                    }
+                    s.make_writable(addr, PMD, false)?;
+                    b.state
+                        .store(with_pfn(tg.pfn, D_HUGE_RW), Ordering::Release);
+                    s.mkwrites.fetch_add(1, Ordering::Relaxed);
+                    Ok(Inserted::Upgraded)
+                }
+                _ => Ok(Inserted::Mismatch),
+            };
         }
-        sys::map_fd(addr, n * PAGE, fd, offset, writable, false)?;
-        let k = if writable { P_RW } else { P_RO };
-        for i in 0..n {
-            s.page(addr + i * PAGE)
-                .store(((target.pfn.0 + i) << 3) | k, Ordering::Release);
+        match value {
+            PmdValue::Page(tg) => {
+                let (fd, offset, _) = source(&tg)?;
+                sys::map_fd(addr, PMD, fd, offset, writable, true)?;
+                b.pgoff.store(tg.pgoff, Ordering::Relaxed);
+                let k = if writable { D_HUGE_RW } else { D_HUGE_RO };
+                b.state.store(with_pfn(tg.pfn, k), Ordering::Release);
+            }
+            PmdValue::Zero => {
+                sys::map_anon(addr, PMD, false)?;
+                b.state.store(D_HUGE_ZERO, Ordering::Release);
+            }
         }
-        s.block(addr).store(D_TABLE, Ordering::Release);
-        s.pte_maps.fetch_add(n, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn map_zero_pte(&self, addr: u64) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
-        let s = r.get();
-        sys::map_anon(addr, PAGE, false)?;
-        s.page(addr).store(P_ZERO, Ordering::Release);
-        s.block(addr).store(D_TABLE, Ordering::Release);
-        s.pte_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn mkwrite_pte(&self, addr: u64) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
-        let s = r.get();
-        let v = s.page(addr).load(Ordering::Acquire);
-        if kind(v) != P_RO && kind(v) != P_RW {
-            return Err(DaxError::Fault {
-                what: "mkwrite of a slot that holds no device page",
-            });
-        }
-        sys::protect(addr, PAGE, true)?;
-        s.page(addr).store((v & !7) | P_RW, Ordering::Release);
-        Ok(())
-    }
-
-    fn map_pmd(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
-        let s = r.get();
-        let (fd, offset, _) = source(target)?;
-        sys::map_fd(addr, PMD, fd, offset, writable, true)?;
-        let k = if writable { D_HUGE_RW } else { D_HUGE_RO };
-        s.block(addr)
-            .store((target.pfn.0 << 3) | k, Ordering::Release);
         s.pmd_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(Inserted::New)
     }
 
-    fn map_huge_zero(&self, addr: u64) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
+    fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError> {
+        let r = owner(addr)?;
         let s = r.get();
-        sys::map_anon(addr, PMD, false)?;
-        s.block(addr).store(D_HUGE_ZERO, Ordering::Release);
-        s.pmd_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn mkwrite_pmd(&self, addr: u64) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
-        let s = r.get();
-        let v = s.block(addr).load(Ordering::Acquire);
-        if kind(v) != D_HUGE_RO && kind(v) != D_HUGE_RW {
-            return Err(DaxError::Fault {
-                what: "mkwrite of a PMD slot that holds no device mapping",
-            });
+        let b = s.block_mut(addr);
+        let _pt = b.lock.lock();
+        if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+            return Ok(Inserted::Present);
         }
-        sys::protect(addr, PMD, true)?;
-        s.block(addr).store((v & !7) | D_HUGE_RW, Ordering::Release);
-        Ok(())
-    }
-
-    fn map_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError> {
-        let r = lookup(addr).ok_or_else(not_ours)?;
-        let s = r.get();
-        sys::map_anon_copy(addr, data)?;
-        s.page(addr).store(P_PRIVATE, Ordering::Release);
-        s.block(addr).store(D_TABLE, Ordering::Release);
+        let t = b.ptes();
+        let i = slot(addr);
+        if t.val[i].load(Ordering::Acquire) != P_NONE {
+            return Ok(Inserted::Present);
+        }
+        sys::map_private_copy(addr, data)?;
+        t.val[i].store(P_PRIVATE, Ordering::Release);
+        b.state.store(D_TABLE, Ordering::Release);
         s.pte_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(Inserted::New)
     }
 
+    /// A huge device mapping of a device that also maps 4 KiB pages becomes 512 PTEs
+    /// of the same pages, with the same protection (what splitting it and then
+    /// faulting every page back in would give, without the faults); the kernel's VMA
+    /// stays and only the shadow changes (plus, for a tracked mapping, the
+    /// registration that tracks its pages one by one). A huge zero page, or a device
+    /// that maps only 2 MiB pages, is removed.
     fn split_pmd(&self, addr: u64) {
         let Some(r) = lookup(addr) else {
             return;
         };
         let s = r.get();
-        s.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let v = s.block(addr).load(Ordering::Acquire);
-        if kind(v) >= D_HUGE_RO && sys::reset(addr, PMD).is_ok() {
-            s.block(addr).store(D_NONE, Ordering::Release);
+        if !s.contains(addr) {
+            return;
+        }
+        let Some(b) = s.block(addr) else {
+            return;
+        };
+        let _pt = b.lock.lock();
+        let st = b.state.load(Ordering::Acquire);
+        if kind(st) < D_HUGE_RO {
+            return;
+        }
+        let writable = kind(st) == D_HUGE_RW;
+        let convert = is_huge_device(st)
+            && s.small_pages
+            && (!s.tracked
+                || sys::uffd::register(addr, PMD)
+                    .and_then(|()| {
+                        if writable {
+                            Ok(())
+                        } else {
+                            sys::uffd::protect(addr, PMD, true)
+                                .and_then(|()| sys::protect(addr, PMD, true))
+                        }
+                    })
+                    .is_ok());
+        if convert {
+            let t = b.ptes();
+            let (pfn, pgoff) = (pfn_of(st), b.pgoff.load(Ordering::Relaxed));
+            let k = if writable { P_RW } else { P_RO };
+            for i in 0..BLOCK_PAGES {
+                t.pgoff[i].store(pgoff + i as u64, Ordering::Relaxed);
+                t.val[i].store(with_pfn(pfn.add(i as u64), k), Ordering::Release);
+            }
+            b.state.store(D_TABLE, Ordering::Release);
+        } else if sys::reset(addr, PMD).is_ok() {
+            b.state.store(D_NONE, Ordering::Release);
         }
     }
 
@@ -408,25 +720,30 @@ impl PageTable for MmuSpace {
         let Some((lo, hi)) = s.clip(addr, len) else {
             return;
         };
-        let mut b = lo & !(PMD - 1);
-        while b < hi {
-            if b >= s.base && kind(s.block(b).load(Ordering::Acquire)) >= D_HUGE_RO {
-                let _ = sys::reset(b, PMD);
-                s.block(b).store(D_NONE, Ordering::Release);
+        s.each_block(lo, hi, |b, lo, hi| {
+            let base = lo & !(PMD - 1);
+            if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+                // A huge mapping partly inside the range goes whole.
+                if sys::reset(base, PMD).is_ok() {
+                    b.state.store(D_NONE, Ordering::Release);
+                }
+                return;
             }
-            b += PMD;
-        }
-        let runs = s.runs(lo, hi, |p| {
-            let v = p.load(Ordering::Acquire);
-            if v == P_NONE || (kind(v) == P_PRIVATE && !even_cows) {
-                return false;
+            let Some(t) = b.ptes.get() else {
+                return;
+            };
+            let gone = runs(t, lo, hi, |p| {
+                let v = p.load(Ordering::Acquire);
+                if v == P_NONE || (kind(v) == P_PRIVATE && !even_cows) {
+                    return false;
+                }
+                p.store(P_NONE, Ordering::Release);
+                true
+            });
+            for (a, l) in gone {
+                let _ = sys::reset(a, l);
             }
-            p.store(P_NONE, Ordering::Release);
-            true
         });
-        for (a, l) in runs {
-            let _ = sys::reset(a, l);
-        }
     }
 
     fn wrprotect(&self, addr: u64, len: u64, first: Pfn, pages: u64) {
@@ -438,28 +755,39 @@ impl PageTable for MmuSpace {
             return;
         };
         let in_range = |p: Pfn| p >= first && p.0 < first.0 + pages;
-        let mut b = lo & !(PMD - 1);
-        while b < hi {
-            let v = s.block(b).load(Ordering::Acquire);
-            if kind(v) == D_HUGE_RW
-                && (in_range(pfn_of(v)) || (first >= pfn_of(v) && first.0 < pfn_of(v).0 + 512))
-                && sys::protect(b, PMD, false).is_ok()
-            {
-                s.block(b).store((v & !7) | D_HUGE_RO, Ordering::Release);
+        s.each_block(lo, hi, |b, lo, hi| {
+            let base = lo & !(PMD - 1);
+            let st = b.state.load(Ordering::Acquire);
+            if kind(st) == D_HUGE_RW {
+                let pfn = pfn_of(st);
+                if (in_range(pfn) || (first >= pfn && first.0 < pfn.0 + 512))
+                    && s.make_read_only(base, PMD, false).is_ok()
+                {
+                    b.state.store(with_pfn(pfn, D_HUGE_RO), Ordering::Release);
+                }
+                return;
             }
-            b += PMD;
-        }
-        let runs = s.runs(lo, hi, |p| {
-            let v = p.load(Ordering::Acquire);
-            if kind(v) != P_RW || !in_range(pfn_of(v)) {
-                return false;
+            let Some(t) = b.ptes.get() else {
+                return;
+            };
+            let clean = runs(t, lo, hi, |p| {
+                let v = p.load(Ordering::Acquire);
+                kind(v) == P_RW && in_range(pfn_of(v))
+            });
+            for (a, l) in clean {
+                if s.make_read_only(a, l, true).is_ok() {
+                    let mut p = a;
+                    while p < a + l {
+                        let v = &t.val[slot(p)];
+                        v.store(
+                            with_pfn(pfn_of(v.load(Ordering::Acquire)), P_RO),
+                            Ordering::Release,
+                        );
+                        p += PAGE;
+                    }
+                }
             }
-            p.store((v & !7) | P_RO, Ordering::Release);
-            true
         });
-        for (a, l) in runs {
-            let _ = sys::protect(a, l, false);
-        }
     }
 
     fn release(&self, addr: u64, len: u64) {
@@ -474,26 +802,62 @@ impl MmSpace for MmuSpace {
         if !s.contains(addr) {
             return None;
         }
-        let b = s.block(addr).load(Ordering::Acquire);
-        match kind(b) {
+        match kind(s.block_state(addr)) {
             D_HUGE_RW => return Some(true),
             D_HUGE_RO | D_HUGE_ZERO => return Some(false),
             _ => {}
         }
-        match kind(s.page(addr).load(Ordering::Acquire)) {
+        match kind(s.page(addr)) {
             P_RW | P_PRIVATE => Some(true),
             P_RO | P_ZERO => Some(false),
             _ => None,
         }
     }
 
-    fn cow_private(&self, _vma: &MappedVma, addr: u64) -> Result<(), VmFault> {
+    /// The copy is made from the device page (or zeros for the zero page) into a
+    /// private buffer under the block's lock, then moved into place in one step: never
+    /// from the user's address, which another thread's store may be changing.
+    fn cow_private(&self, vma: &MappedVma, addr: u64) -> Result<(), VmFault> {
         let r = lookup(addr).ok_or(VmFault::SIGSEGV)?;
         let s = r.get();
+        if !s.contains(addr) {
+            return Err(VmFault::SIGSEGV);
+        }
         let page = addr & !(PAGE - 1);
-        sys::cow_page(page).map_err(|_| VmFault::OOM)?;
-        s.page(page).store(P_PRIVATE, Ordering::Release);
-        s.block(page).store(D_TABLE, Ordering::Release);
+        let b = s.block_mut(page);
+        let _pt = b.lock.lock();
+        if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+            // The memory manager splits it first; look again.
+            return Ok(());
+        }
+        let t = b.ptes();
+        let i = slot(page);
+        let v = t.val[i].load(Ordering::Acquire);
+        let mut data = Box::new([0u8; PAGE_SIZE]);
+        match kind(v) {
+            P_RO => {
+                let dev = vma.mapping().device();
+                let section = dev.read_lock();
+                let da = section
+                    .direct_access(t.pgoff[i].load(Ordering::Relaxed), 1, DaxAccessMode::Access)
+                    .map_err(|e| VmFault::from_error(&e))?;
+                if da.copy_to(0, &mut data[..]) != PAGE_SIZE {
+                    return Err(VmFault::HWPOISON);
+                }
+            }
+            P_ZERO => {}
+            // Copied already, or gone: the access is retried.
+            _ => return Ok(()),
+        }
+        sys::map_private_copy(page, &data).map_err(|_| VmFault::OOM)?;
+        t.val[i].store(P_PRIVATE, Ordering::Release);
+        s.pte_maps.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn note_fallback(&self, addr: u64) {
+        if let Some(r) = lookup(addr) {
+            r.get().fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

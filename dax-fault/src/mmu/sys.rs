@@ -165,19 +165,12 @@ pub(crate) fn map_anon(addr: u64, len: u64, writable: bool) -> Result<(), DaxErr
     Ok(())
 }
 
-/// Maps a private writable page at `addr` holding `data`.
-pub(crate) fn map_anon_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError> {
-    map_anon(addr, PAGE_SIZE as u64, true)?;
-    // SAFETY: the page was just mapped writable at `addr` and is ours alone.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, PAGE_SIZE) };
-    Ok(())
-}
-
-/// Replaces the readable page at `addr` by a private writable copy of its contents,
-/// atomically (a fresh page elsewhere, copied, then moved over it with `mremap`).
-pub(crate) fn cow_page(addr: u64) -> Result<(), DaxError> {
+/// Maps a private writable page holding `data` at `addr` (inside the caller's
+/// reservation) in one step: the page is filled elsewhere, then moved over `addr` with
+/// `mremap`, so no thread ever sees it empty or half-copied.
+pub(crate) fn map_private_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError> {
     let len = PAGE_SIZE;
-    // SAFETY: a fresh private page of our own.
+    // SAFETY: a fresh private page of our own, at an address of the kernel's choosing.
     let tmp = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -191,11 +184,11 @@ pub(crate) fn cow_page(addr: u64) -> Result<(), DaxError> {
     if tmp == libc::MAP_FAILED {
         return Err(os_error("allocating a copy-on-write page"));
     }
-    // SAFETY: `addr` is a readable page of the caller's mapping (it checked its state)
-    // and `tmp` the fresh page; the moved page replaces `addr` in the caller's own
-    // reservation.
+    // SAFETY: `tmp` is the fresh writable page above, which nothing else knows about;
+    // `data` is an ordinary Rust buffer. The moved page then replaces `addr` in the
+    // caller's own reservation (MREMAP_FIXED unmaps what was there first, atomically).
     unsafe {
-        std::ptr::copy_nonoverlapping(addr as *const u8, tmp as *mut u8, len);
+        std::ptr::copy_nonoverlapping(data.as_ptr(), tmp as *mut u8, len);
         let p = libc::mremap(
             tmp,
             len,
@@ -204,8 +197,9 @@ pub(crate) fn cow_page(addr: u64) -> Result<(), DaxError> {
             addr as *mut c_void,
         );
         if p == libc::MAP_FAILED {
+            let e = os_error("moving a copy-on-write page into place");
             libc::munmap(tmp, len);
-            return Err(os_error("moving a copy-on-write page into place"));
+            return Err(e);
         }
     }
     Ok(())
@@ -220,6 +214,156 @@ pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxErro
         return Err(os_error("changing the protection of a DAX mapping"));
     }
     Ok(())
+}
+
+/// Write tracking with userfaultfd write-protect: a store to a write-protected page
+/// of a registered range raises SIGBUS in the storing thread (`UFFD_FEATURE_SIGBUS`),
+/// and clearing or setting the protection changes the page-table entry alone, not
+/// the kernel's VMA, so any number of pages can differ from their neighbours without
+/// splitting the mapping (`mprotect` would split it, and past `vm.max_map_count`,
+/// 65530 by default, the next split fails).
+///
+/// Works on shmem and hugetlbfs (memfd devices), Linux 5.19 and later. Probed once;
+/// `DAX_MMU_NO_UFFD=1` in the environment turns it off (the backend then uses
+/// `mprotect`).
+pub(crate) mod uffd {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::OnceLock;
+
+    const UFFD_API: u64 = 0xaa;
+    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    const FEATURE_SIGBUS: u64 = 1 << 7;
+    const FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
+    const FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+    const IOC_API: libc::c_ulong = 0xc018_aa3f;
+    const IOC_REGISTER: libc::c_ulong = 0xc020_aa00;
+    const IOC_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
+    const REGISTER_MODE_WP: u64 = 1 << 1;
+    const WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+
+    #[repr(C)]
+    struct Api {
+        api: u64,
+        features: u64,
+        ioctls: u64,
+    }
+
+    #[repr(C)]
+    struct Range {
+        start: u64,
+        len: u64,
+    }
+
+    #[repr(C)]
+    struct Register {
+        range: Range,
+        mode: u64,
+        ioctls: u64,
+    }
+
+    #[repr(C)]
+    struct WriteProtect {
+        range: Range,
+        mode: u64,
+    }
+
+    static FD: OnceLock<Option<OwnedFd>> = OnceLock::new();
+
+    fn open() -> Option<OwnedFd> {
+        if std::env::var_os("DAX_MMU_NO_UFFD").is_some_and(|v| v != "0") {
+            return None;
+        }
+        // WP_UNPOPULATED (6.4) also protects pages not yet touched; without it the
+        // kernel still protects shmem pages through its page-table markers.
+        handshake(FEATURE_SIGBUS | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_WP_UNPOPULATED)
+            .or_else(|| handshake(FEATURE_SIGBUS | FEATURE_WP_HUGETLBFS_SHMEM))
+    }
+
+    /// A new userfaultfd that agreed to `features` (a refused `UFFDIO_API` leaves a
+    /// descriptor unusable, so each attempt opens its own).
+    fn handshake(features: u64) -> Option<OwnedFd> {
+        // SAFETY: userfaultfd(2) with plain flags; the result is a new descriptor.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_userfaultfd,
+                libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just returned to us and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        let mut api = Api {
+            api: UFFD_API,
+            features,
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_API with a valid, live argument of the kernel's layout.
+        (unsafe { libc::ioctl(fd.as_raw_fd(), IOC_API, &mut api) } == 0).then_some(fd)
+    }
+
+    /// Whether the kernel can write-protect mappings of `fd` page by page: shmem
+    /// (a memfd, tmpfs) and hugetlbfs files.
+    pub(crate) fn trackable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+        // SAFETY: fstatfs into a local with a live descriptor.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+            return false;
+        }
+        matches!(st.f_type as i64, TMPFS_MAGIC | HUGETLBFS_MAGIC)
+    }
+
+    /// Whether write tracking with userfaultfd is available (probed on the first call,
+    /// which must not be made from a signal handler).
+    pub(crate) fn available() -> bool {
+        FD.get_or_init(open).is_some()
+    }
+
+    fn fd() -> Result<libc::c_int, DaxError> {
+        match FD.get() {
+            Some(Some(fd)) => Ok(fd.as_raw_fd()),
+            _ => Err(DaxError::NotSupported {
+                what: "userfaultfd write-protect",
+            }),
+        }
+    }
+
+    /// Registers `addr .. addr + len` (a shared mapping of a memfd inside the caller's
+    /// reservation) for write-protect tracking. A new `mmap` over a range drops its
+    /// registration, so every mapping made for a tracked range is registered anew.
+    pub(crate) fn register(addr: u64, len: u64) -> Result<(), DaxError> {
+        let mut reg = Register {
+            range: Range { start: addr, len },
+            mode: REGISTER_MODE_WP,
+            ioctls: 0,
+        };
+        // SAFETY: UFFDIO_REGISTER with a valid, live argument; it changes only the
+        // tracking of the caller's own range.
+        if unsafe { libc::ioctl(fd()?, IOC_REGISTER, &mut reg) } != 0 {
+            return Err(os_error("registering a DAX mapping for write tracking"));
+        }
+        Ok(())
+    }
+
+    /// Write-protects (`wp`) or unprotects the pages of a registered range.
+    pub(crate) fn protect(addr: u64, len: u64, wp: bool) -> Result<(), DaxError> {
+        let mut arg = WriteProtect {
+            range: Range { start: addr, len },
+            mode: if wp { WRITEPROTECT_MODE_WP } else { 0 },
+        };
+        // SAFETY: UFFDIO_WRITEPROTECT with a valid, live argument over the caller's own
+        // registered range; a thread storing there concurrently either gets through
+        // (before) or takes the SIGBUS the handler serves (after).
+        if unsafe { libc::ioctl(fd()?, IOC_WRITEPROTECT, &mut arg) } != 0 {
+            return Err(os_error("changing the write protection of a DAX mapping"));
+        }
+        Ok(())
+    }
 }
 
 /// Copies `buf.len()` bytes from address `addr`, which the caller has made readable.
@@ -239,41 +383,79 @@ pub(crate) fn store(addr: u64, data: &[u8]) {
 
 // ---- signals ----
 
-/// The resolver the handler calls: `(address, is_write if known) -> Ok or the fault
-/// result`, or `None` when the address is not in any DAX mapping.
-pub(crate) type Resolver = fn(u64, Option<bool>) -> Option<Result<(), VmFault>>;
+/// What the faulting access was, as far as the handler can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A load (SIGSEGV, x86-64 error code without the write bit).
+    Load,
+    /// A store (SIGSEGV with the write bit).
+    Store,
+    /// A SIGSEGV whose direction this architecture does not report.
+    Unknown,
+    /// A store to a write-protected page of a range tracked with userfaultfd (SIGBUS
+    /// with `BUS_ADRERR`); the resolver decides whether it really was one.
+    TrackedStore,
+}
+
+/// The resolver the handler calls: `(address, access) -> Ok or the fault result`, or
+/// `None` when the fault is not ours (the previous action then gets the signal).
+pub(crate) type Resolver = fn(u64, Access) -> Option<Result<(), VmFault>>;
 
 static RESOLVER: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
 
-/// The SIGSEGV action that was installed before ours.
+/// A signal action that was installed before ours.
 struct Prev(std::cell::UnsafeCell<libc::sigaction>);
 // SAFETY: written once inside `INSTALL` before our handler is installed, then only read.
 unsafe impl Sync for Prev {}
-static PREV: Prev = Prev(std::cell::UnsafeCell::new(
+static PREV_SEGV: Prev = Prev(std::cell::UnsafeCell::new(
     // SAFETY: `sigaction` is plain data; all zeros is SIG_DFL with no flags.
+    unsafe { std::mem::zeroed() },
+));
+static PREV_BUS: Prev = Prev(std::cell::UnsafeCell::new(
+    // SAFETY: as above.
     unsafe { std::mem::zeroed() },
 ));
 static INSTALL: Once = Once::new();
 
-/// Installs the SIGSEGV handler once per process, remembering the previous action to
-/// chain to for addresses that are not ours.
+thread_local! {
+    /// Set while a SIGBUS this thread queued for itself (the engine's answer to a
+    /// fault) is on its way, so our SIGBUS handler passes it on instead of taking it
+    /// for a write-tracking fault.
+    static QUEUED_SIGBUS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn prev_for(sig: libc::c_int) -> &'static Prev {
+    if sig == libc::SIGBUS {
+        &PREV_BUS
+    } else {
+        &PREV_SEGV
+    }
+}
+
+/// Installs the SIGSEGV and SIGBUS handlers once per process, remembering the
+/// previous actions to chain to for faults that are not ours. A SIGBUS handler the
+/// program installs later replaces ours and breaks write tracking: install yours
+/// before the first mapping, and ours passes it every SIGBUS that is not ours.
 pub(crate) fn install(resolver: Resolver) -> Result<(), DaxError> {
     let mut result = Ok(());
     INSTALL.call_once(|| {
         RESOLVER.store(resolver as *mut (), Ordering::Release);
-        // SAFETY: querying and then setting the process's SIGSEGV action with valid
-        // pointers; PREV is written before the new handler can read it.
-        unsafe {
-            if libc::sigaction(libc::SIGSEGV, std::ptr::null(), PREV.0.get()) != 0 {
-                result = Err(os_error("reading the SIGSEGV action"));
-                return;
-            }
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = handler as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-            libc::sigemptyset(&mut act.sa_mask);
-            if libc::sigaction(libc::SIGSEGV, &act, std::ptr::null_mut()) != 0 {
-                result = Err(os_error("installing the SIGSEGV handler"));
+        for sig in [libc::SIGBUS, libc::SIGSEGV] {
+            // SAFETY: querying and then setting the process's action with valid
+            // pointers; the previous action is saved before ours can read it.
+            unsafe {
+                if libc::sigaction(sig, std::ptr::null(), prev_for(sig).0.get()) != 0 {
+                    result = Err(os_error("reading a signal action"));
+                    return;
+                }
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = handler as *const () as usize;
+                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+                libc::sigemptyset(&mut act.sa_mask);
+                if libc::sigaction(sig, &act, std::ptr::null_mut()) != 0 {
+                    result = Err(os_error("installing a fault handler"));
+                    return;
+                }
             }
         }
     });
@@ -285,10 +467,14 @@ pub(crate) fn install(resolver: Resolver) -> Result<(), DaxError> {
 /// # Safety
 /// `ctx` is the `ucontext_t` the kernel passed to the handler.
 #[cfg(target_arch = "x86_64")]
-unsafe fn is_write(ctx: *mut c_void) -> Option<bool> {
+unsafe fn access_of(ctx: *mut c_void) -> Access {
     // SAFETY: per the contract, `ctx` points to the kernel's ucontext_t.
     let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
-    Some(uc.uc_mcontext.gregs[libc::REG_ERR as usize] & 2 != 0)
+    if uc.uc_mcontext.gregs[libc::REG_ERR as usize] & 2 != 0 {
+        Access::Store
+    } else {
+        Access::Load
+    }
 }
 
 /// Other architectures: unknown; the resolver treats a fault on a page mapped
@@ -297,8 +483,8 @@ unsafe fn is_write(ctx: *mut c_void) -> Option<bool> {
 /// # Safety
 /// None needed; kept `unsafe` to match the x86-64 signature.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn is_write(_ctx: *mut c_void) -> Option<bool> {
-    None
+unsafe fn access_of(_ctx: *mut c_void) -> Access {
+    Access::Unknown
 }
 
 /// Bytes of stack left below the current frame when running on the alternate signal
@@ -323,18 +509,22 @@ const MIN_HANDLER_STACK: usize = 128 << 10;
 /// Size of the alternate signal stack [`prepare_thread`] gives a thread.
 const BIG_ALTSTACK: usize = 512 << 10;
 
+/// The inaccessible page under it, so that an overflow faults instead of writing
+/// over whatever lies below.
+const GUARD: usize = PAGE_SIZE;
+
 /// A thread's own large alternate signal stack, released when the thread exits.
 struct AltStack(*mut c_void);
 
 impl Drop for AltStack {
     fn drop(&mut self) {
         // SAFETY: disabling the alternate stack (the thread is exiting and not in a
-        // handler) and unmapping the memory we mapped for it.
+        // handler) and unmapping the memory we mapped for it, guard page included.
         unsafe {
             let mut ss: libc::stack_t = std::mem::zeroed();
             ss.ss_flags = libc::SS_DISABLE;
             libc::sigaltstack(&ss, std::ptr::null_mut());
-            libc::munmap(self.0, BIG_ALTSTACK);
+            libc::munmap(self.0, GUARD + BIG_ALTSTACK);
         }
     }
 }
@@ -343,21 +533,22 @@ thread_local! {
     static ALTSTACK: std::cell::RefCell<Option<AltStack>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Gives the calling thread a 512 KiB alternate signal stack, so that faults on DAX
-/// mappings are resolved in its own signal handler instead of being handed to the
-/// fault-server thread (Rust's default alternate stack is too small for the engine).
-/// Idempotent; must not be called from a signal handler.
+/// Gives the calling thread a 512 KiB alternate signal stack (with a guard page under
+/// it), so that faults on DAX mappings are resolved in its own signal handler instead
+/// of being handed to the fault-server thread (Rust's default alternate stack is too
+/// small for the engine). Idempotent; must not be called from a signal handler.
 pub(crate) fn prepare_thread() -> Result<(), DaxError> {
     ALTSTACK.with(|cell| {
         if cell.borrow().is_some() {
             return Ok(());
         }
-        // SAFETY: a fresh private mapping for the stack, then installing it as this
-        // thread's alternate signal stack (we are not running on the old one).
+        // SAFETY: a fresh private mapping for the stack, its lowest page made
+        // inaccessible, then installed as this thread's alternate signal stack (we are
+        // not running on the old one).
         unsafe {
             let p = libc::mmap(
                 std::ptr::null_mut(),
-                BIG_ALTSTACK,
+                GUARD + BIG_ALTSTACK,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -366,14 +557,20 @@ pub(crate) fn prepare_thread() -> Result<(), DaxError> {
             if p == libc::MAP_FAILED {
                 return Err(os_error("allocating an alternate signal stack"));
             }
+            if libc::mprotect(p, GUARD, libc::PROT_NONE) != 0 {
+                let e = os_error("guarding an alternate signal stack");
+                libc::munmap(p, GUARD + BIG_ALTSTACK);
+                return Err(e);
+            }
             let ss = libc::stack_t {
-                ss_sp: p,
+                ss_sp: (p as *mut u8).add(GUARD).cast(),
                 ss_flags: 0,
                 ss_size: BIG_ALTSTACK,
             };
             if libc::sigaltstack(&ss, std::ptr::null_mut()) != 0 {
-                libc::munmap(p, BIG_ALTSTACK);
-                return Err(os_error("installing an alternate signal stack"));
+                let e = os_error("installing an alternate signal stack");
+                libc::munmap(p, GUARD + BIG_ALTSTACK);
+                return Err(e);
             }
             *cell.borrow_mut() = Some(AltStack(p));
         }
@@ -382,49 +579,83 @@ pub(crate) fn prepare_thread() -> Result<(), DaxError> {
 }
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SIGSEGV.
-    let addr = unsafe { (*info).si_addr() } as u64;
+    // The interrupted code may be between a failed call and its read of errno: keep it.
+    // SAFETY: __errno_location returns this thread's errno, always valid.
+    let saved = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel's own arguments, for the signal they came with.
+    unsafe { handle(sig, info, ctx) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// The body of [`handler`].
+///
+/// # Safety
+/// The arguments are the kernel's, unchanged.
+unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SIGSEGV and SIGBUS.
+    let (addr, code) = unsafe { ((*info).si_addr() as u64, (*info).si_code) };
+    let access = if sig == libc::SIGBUS {
+        if QUEUED_SIGBUS.with(|q| q.replace(false)) {
+            // Our own answer to a fault: the program's action gets it.
+            // SAFETY: forwarding the arguments our queued signal came with.
+            return unsafe { chain(sig, info, ctx, true) };
+        }
+        if code != libc::BUS_ADRERR {
+            // No write-tracking fault (poison, a truncated file): not ours.
+            // SAFETY: forwarding the kernel's own arguments.
+            return unsafe { chain(sig, info, ctx, false) };
+        }
+        Access::TrackedStore
+    } else {
+        // SAFETY: ctx is the kernel's ucontext.
+        unsafe { access_of(ctx) }
+    };
     let resolver = RESOLVER.load(Ordering::Acquire);
-    // SAFETY: ctx is the kernel's ucontext.
-    let write = unsafe { is_write(ctx) };
     let outcome = if resolver.is_null() {
         None
     } else if altstack_room().is_some_and(|room| room < MIN_HANDLER_STACK) {
-        server::request(addr, write)
+        server::request(addr, access)
     } else {
         // SAFETY: RESOLVER only ever holds a `Resolver`.
         let f: Resolver = unsafe { std::mem::transmute::<*mut (), Resolver>(resolver) };
-        f(addr, write)
+        f(addr, access)
     };
     match outcome {
         Some(Ok(())) => {}
         Some(Err(r)) if r.contains(VmFault::SIGSEGV) => {
             // SAFETY: forwarding the kernel's own arguments.
-            unsafe { chain(sig, info, ctx) }
+            unsafe { chain(sig, info, ctx, false) }
         }
         // SAFETY: ctx is the kernel's ucontext.
         Some(Err(r)) => unsafe { raise_sigbus(addr, r, ctx) },
         // SAFETY: forwarding the kernel's own arguments.
-        None => unsafe { chain(sig, info, ctx) },
+        None => unsafe { chain(sig, info, ctx, false) },
     }
 }
 
-/// Passes a SIGSEGV that is not ours to the previous action.
+/// Passes a signal that is not ours to the action installed before ours. `queued`:
+/// the signal is one we queued ourselves, which (unlike a fault) does not come back
+/// when the handler returns.
 ///
 /// # Safety
 /// The arguments are the kernel's, unchanged.
-unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: PREV was written before our handler was installed.
-    let prev = unsafe { &*PREV.0.get() };
+unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, queued: bool) {
+    // SAFETY: the previous actions were saved before our handler was installed.
+    let prev = unsafe { &*prev_for(sig).0.get() };
     let h = prev.sa_sigaction;
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
-        // Restore the default action and return: the access faults again and the
-        // kernel applies it (terminate with a core dump), as without us.
+        // Restore the default action. A fault the hardware raised comes back when the
+        // access is retried and the kernel applies it (terminate with a core dump),
+        // as without us; a signal we queued ourselves is sent again for that.
         // SAFETY: a valid default action.
         unsafe {
             let mut dfl: libc::sigaction = std::mem::zeroed();
             dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(libc::SIGSEGV, &dfl, std::ptr::null_mut());
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            if queued {
+                libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
+            }
         }
     } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: a SA_SIGINFO handler has this signature.
@@ -438,33 +669,53 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     }
 }
 
-/// Queues SIGBUS for the current thread with `si_addr = addr` (`BUS_MCEERR_AR` for
-/// poison, `BUS_ADRERR` otherwise), and unblocks it in the mask restored when the
-/// handler returns, so it is delivered at once, as the kernel's `force_sig_fault` does.
+/// Queues SIGBUS for the current thread with `si_addr = addr` (`BUS_MCEERR_AR` with
+/// `si_addr_lsb` set to the poisoned page's shift for poison, `BUS_ADRERR`
+/// otherwise), and unblocks it in the mask restored when the handler returns, so it
+/// is delivered at once, as the kernel's `force_sig_fault` / `force_sig_mceerr` do.
+/// If the signal cannot be queued, the process is killed by SIGBUS, as an unhandled
+/// fault would be: never a silent retry.
 ///
 /// # Safety
 /// `ctx` is the kernel's ucontext for this handler invocation.
 unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
-    let code = if r.intersects(VmFault::HWPOISON | VmFault::HWPOISON_LARGE) {
-        libc::BUS_MCEERR_AR
+    let (code, lsb) = if r.contains(VmFault::HWPOISON_LARGE) {
+        (libc::BUS_MCEERR_AR, 21)
+    } else if r.contains(VmFault::HWPOISON) {
+        (libc::BUS_MCEERR_AR, 12)
     } else {
-        libc::BUS_ADRERR
+        (libc::BUS_ADRERR, 0)
     };
     // SAFETY: siginfo_t is plain data; the x86-64/aarch64 layout puts si_signo, si_errno
-    // and si_code first and the fault address at offset 16.
+    // and si_code first, the fault address at offset 16 and si_addr_lsb (a short) at
+    // offset 24. The ucontext is the kernel's.
     unsafe {
         let mut si: libc::siginfo_t = std::mem::zeroed();
         let p = &mut si as *mut libc::siginfo_t as *mut u8;
         *(p as *mut libc::c_int) = libc::SIGBUS;
         *(p.add(8) as *mut libc::c_int) = code;
         *(p.add(16) as *mut u64) = addr;
-        libc::syscall(
+        *(p.add(24) as *mut libc::c_short) = lsb;
+        QUEUED_SIGBUS.with(|q| q.set(true));
+        let r = libc::syscall(
             libc::SYS_rt_tgsigqueueinfo,
             libc::getpid(),
             libc::gettid(),
             libc::SIGBUS,
             &si as *const libc::siginfo_t,
         );
+        if r != 0 {
+            QUEUED_SIGBUS.with(|q| q.set(false));
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::gettid(),
+                libc::SIGBUS,
+            );
+        }
         let uc = &mut *(ctx as *mut libc::ucontext_t);
         libc::sigdelset(&mut uc.uc_sigmask, libc::SIGBUS);
     }
@@ -486,8 +737,8 @@ pub(crate) mod server {
     struct Req {
         state: AtomicU32,
         addr: AtomicU64,
-        /// 0 load, 1 store, 2 unknown.
-        write: AtomicU32,
+        /// 0 load, 1 store, 2 unknown, 3 tracked store.
+        access: AtomicU32,
         /// 0 ok, 1 not ours, else `VmFault` bits << 2.
         result: AtomicU32,
     }
@@ -496,7 +747,7 @@ pub(crate) mod server {
     const REQ: Req = Req {
         state: AtomicU32::new(FREE),
         addr: AtomicU64::new(0),
-        write: AtomicU32::new(0),
+        access: AtomicU32::new(0),
         result: AtomicU32::new(0),
     };
     static REQS: [Req; SLOTS] = [REQ; SLOTS];
@@ -539,6 +790,16 @@ pub(crate) mod server {
     }
 
     fn run() {
+        // The server's own faults on DAX mappings (none are expected: the engine never
+        // touches a mapping's addresses) must be resolved in its own handler: handed
+        // to itself, it would wait for itself forever (`request` refuses that, with
+        // SIGBUS, if the stack could not be had).
+        let _ = prepare_thread();
+        SERVER_TID.store(
+            // SAFETY: gettid has no preconditions.
+            unsafe { libc::gettid() } as u32,
+            Ordering::Release,
+        );
         loop {
             let bell = BELL.load(Ordering::Acquire);
             let mut served = false;
@@ -551,10 +812,11 @@ pub(crate) mod server {
                 }
                 served = true;
                 let addr = r.addr.load(Ordering::Relaxed);
-                let write = match r.write.load(Ordering::Relaxed) {
-                    0 => Some(false),
-                    1 => Some(true),
-                    _ => None,
+                let access = match r.access.load(Ordering::Relaxed) {
+                    0 => Access::Load,
+                    1 => Access::Store,
+                    2 => Access::Unknown,
+                    _ => Access::TrackedStore,
                 };
                 let f = RESOLVER.load(Ordering::Acquire);
                 let out = if f.is_null() {
@@ -562,7 +824,7 @@ pub(crate) mod server {
                 } else {
                     // SAFETY: RESOLVER only ever holds a `Resolver`.
                     let f: Resolver = unsafe { std::mem::transmute::<*mut (), Resolver>(f) };
-                    f(addr, write)
+                    f(addr, access)
                 };
                 let code = match out {
                     None => 1,
@@ -579,8 +841,22 @@ pub(crate) mod server {
         }
     }
 
+    /// The server thread's id, once it runs.
+    static SERVER_TID: AtomicU32 = AtomicU32::new(0);
+
+    /// Whether the calling thread is the server itself.
+    pub(crate) fn on_server() -> bool {
+        // SAFETY: gettid has no preconditions.
+        SERVER_TID.load(Ordering::Acquire) == unsafe { libc::gettid() } as u32
+    }
+
     /// Hands a fault to the server and waits for its answer (signal-handler side).
-    pub(crate) fn request(addr: u64, write: Option<bool>) -> Option<Result<(), VmFault>> {
+    /// The server never hands a fault to itself: it answers SIGBUS instead of waiting
+    /// for itself.
+    pub(crate) fn request(addr: u64, access: Access) -> Option<Result<(), VmFault>> {
+        if on_server() {
+            return Some(Err(VmFault::SIGBUS));
+        }
         let r = loop {
             if let Some(r) = REQS.iter().find(|r| {
                 r.state
@@ -593,11 +869,12 @@ pub(crate) mod server {
             unsafe { libc::sched_yield() };
         };
         r.addr.store(addr, Ordering::Relaxed);
-        r.write.store(
-            match write {
-                Some(false) => 0,
-                Some(true) => 1,
-                None => 2,
+        r.access.store(
+            match access {
+                Access::Load => 0,
+                Access::Store => 1,
+                Access::Unknown => 2,
+                Access::TrackedStore => 3,
             },
             Ordering::Relaxed,
         );

@@ -25,8 +25,8 @@ use dax_core::{
     RawAccess,
 };
 use dax_fault::{
-    DaxMapping, Entry, EntryInfo, FaultFlags, MapTarget, MappedVma, Marks, PageTable, PmdSlot, Pte,
-    SimPageTable, VmFault, Vma, Vmf, dax_iomap_fault,
+    DaxMapping, Entry, EntryInfo, FaultFlags, Inserted, MappedVma, Marks, PageTable, PmdSlot,
+    PmdValue, Pte, PteValue, SimPageTable, VmFault, Vma, Vmf, dax_iomap_fault,
 };
 use dax_iomap::{
     DaxInode, IOMAP_NULL_ADDR, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MappingOps,
@@ -760,39 +760,42 @@ impl PageTable for Space {
         self.sim.pmd(addr)
     }
 
-    fn map_pte(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        self.enter(PtOp::MapPte, addr);
-        self.sim.map_pte(addr, target, writable)
+    fn insert_pte(
+        &self,
+        addr: u64,
+        value: PteValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError> {
+        // Named by what the insertion will do, as the old per-kind calls were.
+        let op = match (self.sim.pte(addr).is_some(), value) {
+            (true, _) if write => PtOp::MkwritePte,
+            (_, PteValue::Zero) => PtOp::MapZeroPte,
+            _ => PtOp::MapPte,
+        };
+        self.enter(op, addr);
+        self.sim.insert_pte(addr, value, write, writable)
     }
 
-    fn map_zero_pte(&self, addr: u64) -> Result<(), DaxError> {
-        self.enter(PtOp::MapZeroPte, addr);
-        self.sim.map_zero_pte(addr)
+    fn insert_pmd(
+        &self,
+        addr: u64,
+        value: PmdValue<'_>,
+        write: bool,
+        writable: bool,
+    ) -> Result<Inserted, DaxError> {
+        let op = match (self.sim.pmd(addr).is_huge(), value) {
+            (_, PmdValue::Zero) => PtOp::MapHugeZero,
+            (true, _) if write => PtOp::MkwritePmd,
+            _ => PtOp::MapPmd,
+        };
+        self.enter(op, addr);
+        self.sim.insert_pmd(addr, value, write, writable)
     }
 
-    fn mkwrite_pte(&self, addr: u64) -> Result<(), DaxError> {
-        self.enter(PtOp::MkwritePte, addr);
-        self.sim.mkwrite_pte(addr)
-    }
-
-    fn map_pmd(&self, addr: u64, target: &MapTarget<'_>, writable: bool) -> Result<(), DaxError> {
-        self.enter(PtOp::MapPmd, addr);
-        self.sim.map_pmd(addr, target, writable)
-    }
-
-    fn map_huge_zero(&self, addr: u64) -> Result<(), DaxError> {
-        self.enter(PtOp::MapHugeZero, addr);
-        self.sim.map_huge_zero(addr)
-    }
-
-    fn mkwrite_pmd(&self, addr: u64) -> Result<(), DaxError> {
-        self.enter(PtOp::MkwritePmd, addr);
-        self.sim.mkwrite_pmd(addr)
-    }
-
-    fn map_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), DaxError> {
+    fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError> {
         self.enter(PtOp::MapPrivate, addr);
-        self.sim.map_private(addr, data)
+        self.sim.insert_private(addr, data)
     }
 
     fn split_pmd(&self, addr: u64) {
