@@ -29,7 +29,17 @@ pub enum Backing {
     /// A memfd (`memfd_create`), mapped `MAP_SHARED`: 4 KiB pages, and a descriptor
     /// the `mmu` backend can map. The default.
     Memfd,
-    /// A hugetlb memfd (`memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)`): 2 MiB pages. The
+    /// A memfd whose memory the kernel backs with transparent huge pages
+    /// (`madvise(MADV_HUGEPAGE)` on shmem): it maps in 2 MiB pages where a mapping is
+    /// 2 MiB aligned, and any 4 KiB of it can still be mapped alone, so it serves PMD
+    /// and PTE faults alike: the PMD-capable device to use by default. Needs shmem THP
+    /// enabled for `advise` (as root: `echo advise >
+    /// /sys/kernel/mm/transparent_hugepage/shmem_enabled`), or
+    /// [`MemDeviceBuilder::build`] fails with `EOPNOTSUPP` naming that file; the size
+    /// must be a multiple of 2 MiB.
+    ShmemThp,
+    /// A hugetlb memfd (`memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)`): 2 MiB pages only,
+    /// as device-dax has them (a 4 KiB piece of it cannot be mapped alone). The
     /// size must be a multiple of 2 MiB and the pages must be reserved
     /// (`sysctl vm.nr_hugepages`), or [`MemDeviceBuilder::build`] fails with `ENOMEM`.
     HugetlbMemfd,
@@ -203,6 +213,25 @@ impl MemDeviceBuilder {
                 rustix::fs::ftruncate(&fd, size).map_err(|e| os("ftruncate memfd", e))?;
                 (Some(fd), size)
             }
+            Backing::ShmemThp => {
+                page_size = PAGE_SIZE;
+                let size = self.require_size()?;
+                if size % PMD_SIZE as u64 != 0 {
+                    return Err(DaxError::InvalidArgument {
+                        what: "a shmem-THP device's size must be a multiple of 2 MiB",
+                    });
+                }
+                if !shmem_thp_enabled() {
+                    return Err(DaxError::NotSupported {
+                        what: "shmem transparent huge pages are off: write advise to /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+                    });
+                }
+                let fd =
+                    rustix::fs::memfd_create("dax-testdev-thp", rustix::fs::MemfdFlags::CLOEXEC)
+                        .map_err(|e| os("memfd_create", e))?;
+                rustix::fs::ftruncate(&fd, size).map_err(|e| os("ftruncate memfd", e))?;
+                (Some(fd), size)
+            }
             Backing::HugetlbMemfd => {
                 page_size = PMD_SIZE;
                 let size = self.require_size()?;
@@ -272,7 +301,8 @@ impl MemDeviceBuilder {
         let len = usize::try_from(size).map_err(|_| DaxError::Overflow {
             what: "device size does not fit the address space",
         })?;
-        let region = Region::map(fd, len, self.populate)?;
+        let huge = self.backing == Backing::ShmemThp;
+        let region = Region::map(fd, len, self.populate, huge)?;
         Ok(MemDevice {
             region,
             nr_pages: size / PAGE_SIZE as u64,
@@ -293,6 +323,16 @@ impl MemDeviceBuilder {
             what: "this backing needs a size",
         })
     }
+}
+
+/// Whether shmem may be backed by transparent huge pages for memory that asks
+/// (`shmem_enabled` is `advise`, `always`, `within_size` or `force`).
+pub fn shmem_thp_enabled() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled").is_ok_and(|s| {
+        ["[advise]", "[always]", "[within_size]", "[force]"]
+            .iter()
+            .any(|m| s.contains(m))
+    })
 }
 
 fn os(what: &'static str, e: rustix::io::Errno) -> DaxError {

@@ -40,8 +40,15 @@ fn os_err(what: &'static str, e: rustix::io::Errno) -> DaxError {
 impl Region {
     /// Maps `len` bytes of `fd` (from offset 0), or anonymous memory when `fd` is
     /// `None`, read-write and shared, at a 2 MiB-aligned address. `populate` prefaults
-    /// every page (`MAP_POPULATE`).
-    pub(crate) fn map(fd: Option<OwnedFd>, len: usize, populate: bool) -> Result<Region, DaxError> {
+    /// every page (`MAP_POPULATE`); `huge` asks for transparent huge pages
+    /// (`MADV_HUGEPAGE`) before anything is touched, so that shmem allocates 2 MiB
+    /// pages, which every later mapping of the same file can map whole.
+    pub(crate) fn map(
+        fd: Option<OwnedFd>,
+        len: usize,
+        populate: bool,
+        huge: bool,
+    ) -> Result<Region, DaxError> {
         if len == 0 {
             return Err(DaxError::InvalidArgument {
                 what: "device size is zero",
@@ -63,7 +70,7 @@ impl Region {
         .map_err(|e| os_err("reserving device address space", e))? as usize;
         let aligned = (base + PMD_SIZE - 1) & !(PMD_SIZE - 1);
         let mut flags = MapFlags::SHARED | MapFlags::FIXED;
-        if populate {
+        if populate && !huge {
             flags |= MapFlags::POPULATE;
         }
         let prot = ProtFlags::READ | ProtFlags::WRITE;
@@ -86,6 +93,30 @@ impl Region {
             Ok(_) => {
                 trim(base, aligned);
                 trim(aligned + len, base + reserve);
+                if huge {
+                    // SAFETY: advice on the mapping just made, which is ours alone.
+                    let advised = unsafe {
+                        rustix::mm::madvise(target, len, rustix::mm::Advice::LinuxHugepage)
+                    }
+                    .and_then(|()| {
+                        if populate {
+                            // SAFETY: as above; it only prefaults our own pages.
+                            unsafe {
+                                rustix::mm::madvise(
+                                    target,
+                                    len,
+                                    rustix::mm::Advice::LinuxPopulateWrite,
+                                )
+                            }
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = advised {
+                        trim(aligned, aligned + len);
+                        return Err(os_err("asking for transparent huge pages", e));
+                    }
+                }
             }
             Err(e) => {
                 trim(base, base + reserve);

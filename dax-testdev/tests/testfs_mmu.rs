@@ -612,3 +612,113 @@ fn private_mappings_keep_their_stores_and_map_sync_needs_a_synchronous_device() 
         .unwrap_err();
     assert_eq!(err.errno(), libc::EOPNOTSUPP);
 }
+
+/// A shmem-THP device (the PMD-capable device that also maps 4 KiB pages), or a
+/// printed reason to skip.
+fn thp_fs(size: u64) -> Option<dax_testdev::TestFs> {
+    match dax_testdev::MemDevice::builder()
+        .size(size)
+        .backing(dax_testdev::Backing::ShmemThp)
+        .build()
+    {
+        Ok(d) => Some(dax_testdev::TestFs::mkfs(d).unwrap()),
+        Err(e) => {
+            println!("skipping: no shmem-THP device ({e})");
+            None
+        }
+    }
+}
+
+/// Bytes of the mapping at `addr` that the kernel maps with 2 MiB shmem entries
+/// (`ShmemPmdMapped` in /proc/self/smaps), summed over the VMAs inside `addr .. addr + len`.
+fn shmem_pmd_mapped(addr: u64, len: u64) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ')
+            && let Some((lo, hi)) = range.split_once('-')
+            && let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
+        {
+            inside = lo < addr + len && hi > addr;
+            continue;
+        }
+        if inside && let Some(v) = line.strip_prefix("ShmemPmdMapped:") {
+            total += v
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+                << 10;
+        }
+    }
+    total
+}
+
+#[test]
+fn a_shmem_thp_device_maps_2m_pages_and_any_4k_page_alone() {
+    let Some(fs) = thp_fs(32 << 20) else {
+        return;
+    };
+    let ino = fs.create("f").unwrap();
+    let data = pattern(11, 0, 2 * PMD as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let m = fs.mmap_real(ino, 0, 2 * PMD, rw()).unwrap();
+    for off in (0..m.len()).step_by(B as usize) {
+        assert_eq!(peek_at(&m, off), data[off], "offset {off}");
+    }
+    let s = m.stats();
+    assert_eq!((s.pmd, s.pte, s.fallback), (2, 0, 0), "{s:?}");
+    assert_eq!(
+        shmem_pmd_mapped(m.as_ptr() as u64, m.len() as u64),
+        2 * PMD,
+        "the kernel maps the device with 2 MiB entries"
+    );
+    // A 12-byte file on the same device: one 4 KiB page, mapped alone.
+    let small = fs.create("small").unwrap();
+    fs.write(small, 0, b"hello, world").unwrap();
+    let m = fs.mmap_real(small, 0, PMD, rw()).unwrap();
+    assert_eq!(peek_at(&m, 7), b'w');
+    poke_at(&m, 0, b'H');
+    let mut b = [0u8; 12];
+    fs.read(small, 0, &mut b).unwrap();
+    assert_eq!(&b, b"Hello, world");
+    let s = m.stats();
+    assert_eq!((s.pmd, s.pte, s.fallback), (0, 1, 1), "{s:?}");
+}
+
+#[test]
+fn a_hugetlb_device_refuses_up_front_what_would_need_4k_pages() {
+    let dev = match dax_testdev::MemDevice::builder()
+        .size(16 << 20)
+        .backing(dax_testdev::Backing::HugetlbMemfd)
+        .build()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            println!("skipping: no hugetlb-backed device ({e})");
+            return;
+        }
+    };
+    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
+    let small = fs.create("small").unwrap();
+    fs.write(small, 0, b"hello, world").unwrap();
+    let e = fs.mmap_real(small, 0, PMD, rw()).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    let whole = fs.create("whole").unwrap();
+    fs.write(whole, 0, &pattern(12, 0, PMD as usize)).unwrap();
+    let private = MapOptions {
+        shared: false,
+        ..rw()
+    };
+    let e = fs.mmap_real(whole, 0, PMD, private).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    let e = fs.mmap_real(whole, 0, B, rw()).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    // What it does map works with 2 MiB faults only.
+    let m = fs.mmap_real(whole, 0, PMD, rw()).unwrap();
+    assert_eq!(peek_at(&m, 4097), pattern(12, 0, 4098)[4097]);
+    poke_at(&m, 4097, 1);
+    assert_eq!(m.stats().pmd, 1);
+}
