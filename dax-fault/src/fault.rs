@@ -90,19 +90,24 @@ where
         // Raced with a PMD fault: the huge mapping serves this address.
         return VmFault::NOPAGE;
     }
-    // Fault-around (off with the kernel's default of 1 page): a read fault asks the
-    // filesystem for the run it may map at once and stops after this one mapping.
-    let around = if flags.contains(IterFlags::WRITE) || vmf.is_cow() {
+    // Fault-around (off with the kernel's default of 1 page): how many of the pages
+    // after this one may be mapped read-only with it, bounded by EOF, the VMA and the
+    // 2 MiB block. A read fault asks the filesystem for the run and stops after this
+    // one mapping; a write fault (where the page table asks for it) maps the pages
+    // after its own with a separate read query, so that it allocates nothing more.
+    let write = flags.contains(IterFlags::WRITE);
+    let around_limit = if vmf.is_cow() {
         0
     } else {
         let eof_pages = inode.size().div_ceil(PAGE).saturating_sub(vmf.pgoff() + 1);
         let vma_pages = (vmf.vma().vma().end() - vmf.address()) / PAGE - 1;
         let block_pages = (PMD - vmf.address() % PMD) / PAGE - 1;
-        (pt.fault_around().saturating_sub(1))
+        (pt.fault_around(vmf.address(), write).saturating_sub(1))
             .min(eof_pages)
             .min(vma_pages)
             .min(block_pages)
     };
+    let around = if write { 0 } else { around_limit };
     let mut iter = match IomapIter::new(ops, pos, PAGE * (1 + around), flags) {
         Ok(it) => it,
         Err(e) => return VmFault::from_error(&e),
@@ -144,8 +149,55 @@ where
     if let Some(p) = iomap_errp {
         *p = status;
     }
+    if write && around_limit > 0 && ret.contains(VmFault::NOPAGE) && !ret.is_error() {
+        map_after_write(vmf, ops, around_limit);
+    }
     drop(entry);
     ret
+}
+
+/// Fault-around after a write fault (a dax-rs extension, for page tables that ask for
+/// it): maps up to `max` pages after the faulting one read-only, from a separate read
+/// query, when they are already mapped extent (a hole or an unwritten extent is left
+/// to its own fault; nothing is allocated). A store to one of them later faults as a
+/// mkwrite, as after a read fault. Best effort: any failure just maps fewer pages.
+fn map_after_write<O: IomapOps + ?Sized>(vmf: &Vmf<'_>, ops: &O, max: u64) {
+    let pt = vmf.vma().page_table();
+    let addr = vmf.address() + PAGE;
+    let max = pt.empty_run(addr, max);
+    if max == 0 {
+        return;
+    }
+    let pos = (vmf.pgoff() + 1) * PAGE;
+    let Ok(mut iter) = IomapIter::new(ops, pos, PAGE * max, IterFlags::DAX | IterFlags::FAULT)
+    else {
+        return;
+    };
+    if !matches!(iter.next(), Ok(true)) {
+        return;
+    }
+    let iomap = iter.iomap();
+    let Some(dev) = iomap.dax_dev else {
+        return;
+    };
+    if iomap.kind != IomapType::Mapped || iter.length() < PAGE {
+        return;
+    }
+    let pgoff = iomap.pgoff(pos);
+    let n = max.min(iter.length() / PAGE);
+    let section = dev.read_lock();
+    let Ok(da) = section.direct_access(pgoff, n, DaxAccessMode::Access) else {
+        return;
+    };
+    let n = n.min(da.pages());
+    let pfn = da.pfn();
+    drop(section);
+    let mapping = vmf.vma().mapping();
+    let (n, created) = mapping.index().prepare_run(vmf.pgoff() + 1, n, pfn, pgoff);
+    pages::associate_pages(pfn, vmf.pgoff() + 1, &created, mapping);
+    if n > 0 {
+        let _ = pt.insert_pte_run(addr, &MapTarget { pfn, pgoff, dev }, n);
+    }
 }
 
 /// `dax_fault_check_fallback`: whether a PMD cannot serve this fault.
@@ -405,8 +457,9 @@ fn pt_error(e: &DaxError) -> VmFault {
 /// `vmf_insert_page_mkwrite`: maps `value` at the fault address if the slot is empty.
 /// An occupied slot is left alone on a read; on a write it must hold the same page,
 /// which is made writable in place (the check and the change are one step under the
-/// page-table lock). A write that finds another page is SIGBUS (the kernel's
-/// `-EFAULT`); one that lost the race to another fault is NOPAGE.
+/// page-table lock). A write that finds another device page is SIGBUS (the kernel's
+/// `-EFAULT`); one that lost the race to another fault, or found the zero page of a
+/// hole a racing `write(2)` has just allocated ([`Inserted::ZeroPage`]), is NOPAGE.
 fn insert_pte(vmf: &Vmf<'_>, value: PteValue<'_>, write: bool) -> VmFault {
     let pt = vmf.vma().page_table();
     let writable = write && vmf.vma().vma().is_writable();

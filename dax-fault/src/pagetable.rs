@@ -113,9 +113,16 @@ pub enum Inserted {
     /// a write found the same page already writable. Another fault got there first;
     /// the engine answers `VM_FAULT_NOPAGE`, as the kernel does.
     Present,
-    /// A write found a different page (or the zero page) in the slot, which it may
-    /// not replace: the kernel's `-EFAULT`, `VM_FAULT_SIGBUS` for a PTE.
+    /// A write found a different device page in the slot, which it may not replace:
+    /// the kernel's `-EFAULT`, `VM_FAULT_SIGBUS` for a PTE.
     Mismatch,
+    /// A write found the zero page in the slot and left it alone: a hole that a
+    /// racing `write(2)` has just allocated, whose invalidation has deleted the ZERO
+    /// entry but not yet unmapped the zero page. The engine answers NOPAGE and the
+    /// access is retried once the unmap lands (the pre-folio kernel's `insert_pfn`
+    /// skipped the update for the same race; 6.15's `insert_page_into_pte_locked`
+    /// returns `-EFAULT`, a spurious SIGBUS, which dax-rs does not reproduce).
+    ZeroPage,
 }
 
 /// What to put in a 4 KiB slot.
@@ -166,8 +173,9 @@ pub trait PageTable: Send + Sync {
     /// when the PMD slot was empty): writable and dirty when `writable`. When the slot
     /// is occupied: a read (`write` false) leaves it alone ([`Inserted::Present`]); a
     /// write upgrades the same device page in place to writable and dirty
-    /// ([`Inserted::Upgraded`], or `Present` if it already was) and refuses any other
-    /// page ([`Inserted::Mismatch`]). Under a huge mapping: `Present`.
+    /// ([`Inserted::Upgraded`], or `Present` if it already was), leaves the zero page
+    /// ([`Inserted::ZeroPage`]) and refuses any other page ([`Inserted::Mismatch`]).
+    /// Under a huge mapping: `Present`.
     fn insert_pte(
         &self,
         addr: u64,
@@ -176,11 +184,14 @@ pub trait PageTable: Send + Sync {
         writable: bool,
     ) -> Result<Inserted, DaxError>;
 
-    /// How many pages a read fault on a mapped extent may map at once (the faulting
-    /// page and the ones after it in the same extent and 2 MiB block). 1, the default,
-    /// is the kernel's DAX behaviour; a real backend raises it so that sparse and
-    /// sequential access do not cost one fault and one kernel mapping per page.
-    fn fault_around(&self) -> u64 {
+    /// How many pages a fault at `addr` on a mapped extent may map at once (the
+    /// faulting page and the ones after it in the same extent and 2 MiB block, those
+    /// read-only). 1, the default, is the kernel's DAX behaviour; a real backend
+    /// raises it so that sparse and sequential access do not cost one fault and one
+    /// kernel mapping per page. For a `write` fault the pages after the faulting one
+    /// are found with a separate read query, so nothing more is allocated.
+    fn fault_around(&self, addr: u64, write: bool) -> u64 {
+        let _ = (addr, write);
         1
     }
 

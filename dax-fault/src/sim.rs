@@ -441,6 +441,7 @@ impl PageTable for SimPageTable {
                         Inserted::Upgraded
                     }
                 }
+                Some(SimPte { pte: Pte::Zero, .. }) => Inserted::ZeroPage,
                 _ => Inserted::Mismatch,
             });
         }

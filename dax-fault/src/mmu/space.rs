@@ -520,6 +520,7 @@ impl PageTable for MmuSpace {
                     s.mkwrites.fetch_add(1, Ordering::Relaxed);
                     Ok(Inserted::Upgraded)
                 }
+                _ if kind(v) == P_ZERO => Ok(Inserted::ZeroPage),
                 _ => Ok(Inserted::Mismatch),
             };
         }
@@ -540,10 +541,16 @@ impl PageTable for MmuSpace {
         Ok(Inserted::New)
     }
 
-    fn fault_around(&self) -> u64 {
-        // One signal and one kernel mapping for up to a whole 2 MiB block of a read
-        // extent, not one per page (which would also exhaust vm.max_map_count).
-        PMD / PAGE
+    fn fault_around(&self, addr: u64, write: bool) -> u64 {
+        // One signal and one kernel mapping for up to a whole 2 MiB block of an
+        // extent, not one per page (which would also exhaust vm.max_map_count). After
+        // a write fault only where stores are tracked per page: elsewhere a store to
+        // one of those pages would split the kernel's mapping anyway.
+        if !write || lookup(addr).is_some_and(|r| r.get().tracked) {
+            PMD / PAGE
+        } else {
+            1
+        }
     }
 
     fn empty_run(&self, addr: u64, max: u64) -> u64 {
