@@ -1,5 +1,6 @@
-//! The lock and condition variable the mapping index uses, in one place so that a
-//! `--cfg loom` build checks the entry-lock protocol with loom's versions.
+//! The lock and condition variable the mapping index and the simulated page table use,
+//! in one place so that a `--cfg loom` build checks the entry-lock protocol and the
+//! page-table lock with loom's versions.
 //!
 //! Both flavours expose the same small API: `Mutex::lock` returns a guard,
 //! `Condvar::wait` takes the guard and gives it back.
