@@ -722,3 +722,126 @@ fn a_hugetlb_device_refuses_up_front_what_would_need_4k_pages() {
     poke_at(&m, 4097, 1);
     assert_eq!(m.stats().pmd, 1);
 }
+
+#[test]
+#[ignore = "run by a_partial_munmap_leaves_the_rest_working in a child process"]
+fn child_partial_munmap() {
+    let Some(fs) = thp_fs(16 << 20) else {
+        println!("rest works (skipped)");
+        std::process::exit(0);
+    };
+    let ino = fs.create("f").unwrap();
+    let data = pattern(13, 0, PMD as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let m = fs.mmap_real(ino, 0, PMD, rw()).unwrap();
+    // A 2 MiB mapping first, then a hole in it: the rest faults back in with PTEs.
+    assert_eq!(peek_at(&m, 0), data[0]);
+    assert_eq!(m.stats().pmd, 1);
+    let b = B as usize;
+    assert_eq!(m.munmap(1, b).unwrap_err().errno(), libc::EINVAL);
+    m.munmap(b, 2 * b).unwrap();
+    poke_at(&m, 0, 0x5a);
+    assert_eq!(peek_at(&m, 3 * b + 1), data[3 * b + 1]);
+    assert_eq!(peek_at(&m, PMD as usize - 1), data[PMD as usize - 1]);
+    let mut one = [0u8];
+    fs.read(ino, 0, &mut one).unwrap();
+    assert_eq!(one[0], 0x5a);
+    assert_eq!(m.load(b, &mut one), Err(dax_fault::VmFault::SIGSEGV));
+    // mremap: the same length is fine, growing is refused, shrinking unmaps the tail.
+    m.mremap(m.len()).unwrap();
+    assert_eq!(m.mremap(m.len() + b).unwrap_err().errno(), libc::EOPNOTSUPP);
+    m.mremap(PMD as usize - b).unwrap();
+    assert_eq!(
+        m.load(PMD as usize - b, &mut one),
+        Err(dax_fault::VmFault::SIGSEGV)
+    );
+    println!("rest works");
+    // A load in the hole: SIGSEGV, as after the kernel's munmap.
+    peek_at(&m, b + 5);
+    println!("not reached");
+}
+
+#[test]
+fn a_partial_munmap_leaves_the_rest_working() {
+    let (status, out) = run_child("child_partial_munmap");
+    assert!(out.contains("rest works"), "{out}");
+    if out.contains("(skipped)") {
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{out}");
+    assert!(!out.contains("not reached"), "{out}");
+}
+
+#[test]
+fn madvise_dontneed_zaps_a_range_and_drops_private_copies() {
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    let data = pattern(14, 0, 4 * B as usize);
+    fs.write(ino, 0, &data).unwrap();
+    let b = B as usize;
+    // Private: the copy goes, the file shows through again.
+    let private = MapOptions {
+        shared: false,
+        ..rw()
+    };
+    let p = fs.mmap_real(ino, 0, 4 * B, private).unwrap();
+    poke_at(&p, b + 1, !data[b + 1]);
+    assert_eq!(peek_at(&p, b + 1), !data[b + 1]);
+    p.madvise_dontneed(b, b).unwrap();
+    assert_eq!(peek_at(&p, b + 1), data[b + 1]);
+    assert_eq!(
+        p.madvise_dontneed(b, 5 * b).unwrap_err().errno(),
+        libc::EINVAL
+    );
+    // Shared: the stores are in the file; the zapped page faults in again.
+    let s = fs.mmap_real(ino, 0, 4 * B, rw()).unwrap();
+    poke_at(&s, 2 * b, 0x77);
+    let before = s.stats().pte;
+    s.madvise_dontneed(0, 4 * b).unwrap();
+    assert_eq!(peek_at(&s, 2 * b), 0x77);
+    assert!(s.stats().pte > before, "{:?}", s.stats());
+}
+
+#[test]
+fn map_populate_and_the_mmap_flag_rules() {
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &pattern(15, 0, 8 * B as usize)).unwrap();
+    let o = MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED | libc::MAP_POPULATE).unwrap();
+    assert!(o.populate && o.shared && !o.writable && !o.sync && o.huge);
+    let m = fs.mmap_real(ino, 0, 8 * B, o).unwrap();
+    assert_eq!(m.stats().pte, 8, "populated before any access");
+    // MAP_STACK means VM_NOHUGEPAGE.
+    assert!(
+        !MapOptions::from_mmap(libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_STACK)
+            .unwrap()
+            .huge
+    );
+    // Unknown flags: ignored with MAP_SHARED, refused with MAP_SHARED_VALIDATE.
+    assert!(MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED | 0x0020_0000).is_ok());
+    let e = MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED_VALIDATE | 0x0020_0000);
+    assert_eq!(e.unwrap_err().errno(), libc::EOPNOTSUPP);
+    let e = MapOptions::from_mmap(libc::PROT_READ, 0);
+    assert_eq!(e.unwrap_err().errno(), libc::EINVAL);
+    // MAP_SYNC through MAP_SHARED_VALIDATE: honoured on this (synchronous) device,
+    // refused on one that is not.
+    let o = MapOptions::from_mmap(
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+    )
+    .unwrap();
+    assert!(fs.mmap_real(ino, 0, 8 * B, o).unwrap().vma().vma().is_sync());
+    let dev = dax_testdev::MemDevice::builder()
+        .size(16 << 20)
+        .synchronous(false)
+        .build()
+        .unwrap();
+    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
+    let ino = fs.create("f").unwrap();
+    fs.truncate(ino, 8 * B).unwrap();
+    assert_eq!(
+        fs.mmap_real(ino, 0, 8 * B, o).unwrap_err().errno(),
+        libc::EOPNOTSUPP
+    );
+}

@@ -39,7 +39,8 @@ use space::{MmuSpace, Shadow};
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
 
-/// How to map: shared or private, read-only or writable, MAP_SYNC, huge pages.
+/// How to map: shared or private, read-only or writable, MAP_SYNC, huge pages,
+/// populated. [`MapOptions::from_mmap`] reads them from `mmap(2)`'s arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapOptions {
     /// `MAP_SHARED` (true, the default) or `MAP_PRIVATE`.
@@ -48,8 +49,12 @@ pub struct MapOptions {
     pub writable: bool,
     /// `MAP_SYNC` (default false): needs a synchronous device.
     pub sync: bool,
-    /// Try 2 MiB faults (default true).
+    /// Try 2 MiB faults (default true; ext4 and XFS mark DAX mappings `VM_HUGEPAGE`).
     pub huge: bool,
+    /// `MAP_POPULATE` (default false): fault the whole mapping in when it is made (for
+    /// loads; for stores too in a private writable mapping), as
+    /// `populate_vma_page_range` does. A fault that fails there fails the mapping.
+    pub populate: bool,
 }
 
 impl Default for MapOptions {
@@ -59,7 +64,89 @@ impl Default for MapOptions {
             writable: false,
             sync: false,
             huge: true,
+            populate: false,
         }
+    }
+}
+
+impl MapOptions {
+    /// The options `mmap(2)` with `prot` and `flags` asks for on a DAX file, read as
+    /// the kernel's `do_mmap` reads them:
+    /// - the mapping type (`flags & 0xf`) is `MAP_SHARED`, `MAP_PRIVATE` or
+    ///   `MAP_SHARED_VALIDATE`, anything else `EINVAL`;
+    /// - with `MAP_SHARED`, flags the kernel does not know and `MAP_SYNC` are
+    ///   ignored (the legacy flag mask); with `MAP_SHARED_VALIDATE`, an unknown flag
+    ///   is `EOPNOTSUPP` and `MAP_SYNC` is honoured;
+    /// - `MAP_POPULATE` populates; `MAP_STACK` turns huge pages off (`VM_NOHUGEPAGE`);
+    ///   address placement (`MAP_FIXED` and friends) is ignored: a DAX mapping is
+    ///   always placed by [`MmuMapping::map`], 2 MiB aligned;
+    /// - `PROT_WRITE` makes it writable; `PROT_READ` is implied (x86); `PROT_NONE` alone
+    ///   is `EOPNOTSUPP`.
+    ///
+    /// ```
+    /// use dax_fault::mmu::MapOptions;
+    /// let o = MapOptions::from_mmap(
+    ///     libc::PROT_READ | libc::PROT_WRITE,
+    ///     libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+    /// )?;
+    /// assert!(o.shared && o.writable && o.sync);
+    /// // Plain MAP_SHARED drops MAP_SYNC, as the kernel does.
+    /// assert!(!MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED | libc::MAP_SYNC)?.sync);
+    /// // MAP_SHARED_VALIDATE refuses what it does not know.
+    /// let e = MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED_VALIDATE | 0x0020_0000);
+    /// assert_eq!(e.unwrap_err().errno(), libc::EOPNOTSUPP);
+    /// # Ok::<(), dax_core::DaxError>(())
+    /// ```
+    pub fn from_mmap(prot: i32, flags: i32) -> Result<MapOptions, DaxError> {
+        // `LEGACY_MAP_MASK` of include/linux/mman.h (x86-64 values).
+        const LEGACY: i32 = libc::MAP_SHARED
+            | libc::MAP_PRIVATE
+            | libc::MAP_FIXED
+            | libc::MAP_ANONYMOUS
+            | libc::MAP_DENYWRITE
+            | libc::MAP_EXECUTABLE
+            | 0x0400_0000 // MAP_UNINITIALIZED
+            | libc::MAP_GROWSDOWN
+            | libc::MAP_LOCKED
+            | libc::MAP_NORESERVE
+            | libc::MAP_POPULATE
+            | libc::MAP_NONBLOCK
+            | libc::MAP_STACK
+            | libc::MAP_HUGETLB
+            | libc::MAP_32BIT
+            | 0x80 // MAP_ABOVE4G
+            | libc::MAP_HUGE_2MB
+            | libc::MAP_HUGE_1GB;
+        const MAP_TYPE: i32 = 0x0f;
+        let (shared, flags) = match flags & MAP_TYPE {
+            libc::MAP_SHARED => (true, flags & LEGACY),
+            libc::MAP_PRIVATE => (false, flags),
+            libc::MAP_SHARED_VALIDATE => {
+                if flags & !(LEGACY | libc::MAP_SYNC | MAP_TYPE) != 0 {
+                    return Err(DaxError::NotSupported {
+                        what: "MAP_SHARED_VALIDATE with a flag the kernel does not know",
+                    });
+                }
+                (true, flags)
+            }
+            _ => {
+                return Err(DaxError::InvalidArgument {
+                    what: "the mapping type must be MAP_SHARED, MAP_PRIVATE or MAP_SHARED_VALIDATE",
+                });
+            }
+        };
+        if prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) == 0 {
+            return Err(DaxError::NotSupported {
+                what: "a PROT_NONE DAX mapping",
+            });
+        }
+        Ok(MapOptions {
+            shared,
+            writable: prot & libc::PROT_WRITE != 0,
+            sync: flags & libc::MAP_SYNC != 0,
+            huge: flags & libc::MAP_STACK == 0,
+            populate: flags & libc::MAP_POPULATE != 0,
+        })
     }
 }
 
@@ -173,7 +260,17 @@ impl MmuMapping {
                 return Err(e);
             }
         };
-        Ok(MmuMapping { shadow, slot, vma })
+        let m = MmuMapping { shadow, slot, vma };
+        if opts.populate {
+            // Private writable mappings are populated for stores (their copies made
+            // now), shared ones for loads, as populate_vma_page_range does.
+            let write = opts.writable && !opts.shared;
+            m.populate(0, m.len(), write).map_err(|_| DaxError::Os {
+                errno: libc::ENOMEM,
+                what: "MAP_POPULATE: a fault failed while populating the mapping",
+            })?;
+        }
+        Ok(m)
     }
 
     /// The first byte of the mapping.
@@ -228,6 +325,9 @@ impl MmuMapping {
         let (lo, hi) = self.range(offset, len).map_err(|_| VmFault::SIGSEGV)?;
         let mut a = lo & !(PAGE - 1);
         while a < hi {
+            if self.shadow.gone(a) {
+                return Err(VmFault::SIGSEGV);
+            }
             if MmuSpace.present(a).is_none_or(|w| write && !w) {
                 handle_mm_fault(&MmuSpace, &self.vma, a, write)?;
             }
@@ -255,6 +355,64 @@ impl MmuMapping {
         self.populate(offset, data.len(), true)?;
         sys::store(self.shadow.base + offset as u64, data);
         Ok(())
+    }
+
+    /// The page-aligned range `offset .. offset + len`, or `EINVAL`.
+    fn page_range(&self, offset: usize, len: usize) -> Result<(u64, u64), DaxError> {
+        if !(offset as u64).is_multiple_of(PAGE) || !(len as u64).is_multiple_of(PAGE) {
+            return Err(DaxError::InvalidArgument {
+                what: "offset and length must be multiples of the page size",
+            });
+        }
+        self.range(offset, len)
+    }
+
+    /// Unmaps `offset .. offset + len` (page aligned) for good (`munmap(2)` of part of
+    /// the mapping): its pages are zapped through the same lock as any other change,
+    /// and from then on an access there is a SIGSEGV, as after the kernel's `munmap`;
+    /// the rest of the mapping keeps working. The addresses stay reserved (no access)
+    /// until the mapping is dropped, so nothing else is placed there meanwhile. The
+    /// file's entries stay (the kernel's `munmap` does not touch the page cache).
+    /// `EINVAL` for an unaligned or out-of-range span; an empty one does nothing.
+    pub fn munmap(&self, offset: usize, len: usize) -> Result<(), DaxError> {
+        let (lo, hi) = self.page_range(offset, len)?;
+        if lo < hi {
+            self.shadow.retire(lo, hi);
+        }
+        Ok(())
+    }
+
+    /// `madvise(MADV_DONTNEED)` of `offset .. offset + len` (page aligned): zaps the
+    /// span's mappings, private copies included (`zap_page_range_single`), so the next
+    /// access faults again and, in a private mapping, sees the file anew. `EINVAL` for
+    /// an unaligned or out-of-range span.
+    pub fn madvise_dontneed(&self, offset: usize, len: usize) -> Result<(), DaxError> {
+        let (lo, hi) = self.page_range(offset, len)?;
+        if lo < hi {
+            crate::pagetable::PageTable::unmap(&MmuSpace, lo, hi - lo, true);
+        }
+        Ok(())
+    }
+
+    /// `mremap(2)`: shrinking (a `new_len` that is a multiple of the page size, not
+    /// zero) unmaps the tail as [`munmap`](Self::munmap) does; the same length does
+    /// nothing. A DAX mapping cannot grow or move here (its address range is reserved
+    /// when it is made): `EOPNOTSUPP`; make a new mapping instead. Never call the
+    /// system call itself on a DAX mapping's addresses: the handler would no longer
+    /// know them.
+    pub fn mremap(&self, new_len: usize) -> Result<(), DaxError> {
+        if new_len == 0 || !(new_len as u64).is_multiple_of(PAGE) {
+            return Err(DaxError::InvalidArgument {
+                what: "a mapping's new length must be a non-zero multiple of the page size",
+            });
+        }
+        match new_len.cmp(&self.len()) {
+            std::cmp::Ordering::Greater => Err(DaxError::NotSupported {
+                what: "a DAX mapping cannot grow or move: map the file again",
+            }),
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => self.munmap(new_len, self.len() - new_len),
+        }
     }
 
     /// Writes dirty data of `offset .. offset + len` back from the CPU cache and

@@ -55,6 +55,8 @@ const P_RO: u64 = 1;
 const P_RW: u64 = 2;
 const P_ZERO: u64 = 3;
 const P_PRIVATE: u64 = 4;
+/// Unmapped for good by a partial `munmap`: no access, never mapped again.
+const P_GONE: u64 = 5;
 // 2 MiB block states.
 const D_NONE: u64 = 0;
 const D_TABLE: u64 = 1;
@@ -202,6 +204,40 @@ impl Shadow {
                 let _pt = block.lock.lock();
                 f(block, s, e);
             }
+            b += PMD;
+        }
+    }
+
+    /// Whether `addr` (inside the mapping) was unmapped for good ([`retire`](Self::retire)).
+    pub(crate) fn gone(&self, addr: u64) -> bool {
+        self.page(addr) == P_GONE
+    }
+
+    /// Unmaps the pages of `lo .. hi` (page aligned, inside the mapping) for good, as a
+    /// partial `munmap` does: their mappings go (a huge mapping over any of them goes
+    /// whole; its other pages fault back in with PTEs), and every later access there
+    /// is a SIGSEGV. The addresses stay reserved with no access until the whole
+    /// mapping is dropped, so nothing else is placed there meanwhile.
+    pub(crate) fn retire(&self, lo: u64, hi: u64) {
+        let mut b = lo & !(PMD - 1);
+        while b < hi {
+            let (s, e) = (lo.max(b), hi.min(b + PMD));
+            let block = self.block_mut(s);
+            let _pt = block.lock.lock();
+            if kind(block.state.load(Ordering::Acquire)) >= D_HUGE_RO && sys::reset(b, PMD).is_ok()
+            {
+                block.state.store(D_NONE, Ordering::Release);
+            }
+            let t = block.ptes();
+            let gone = runs(t, s, e, |p| {
+                let v = p.swap(P_GONE, Ordering::AcqRel);
+                v != P_NONE && v != P_GONE
+            });
+            for (a, l) in gone {
+                let _ = sys::reset(a, l);
+            }
+            // A table, so that no 2 MiB mapping covers the gone pages again.
+            block.state.store(D_TABLE, Ordering::Release);
             b += PMD;
         }
     }
@@ -391,6 +427,10 @@ const STALE_TRACKED_LIMIT: u32 = 8;
 pub(crate) fn resolve(addr: u64, access: Access) -> Option<Result<(), VmFault>> {
     let r = lookup(addr)?;
     let s = r.get();
+    if s.gone(addr) {
+        // Unmapped by a partial munmap: what the kernel gives for no mapping.
+        return Some(Err(VmFault::SIGSEGV));
+    }
     let vma = s.vma.clone()?;
     let tracked = s.tracked;
     drop(r);
@@ -741,7 +781,7 @@ impl PageTable for MmuSpace {
             };
             let gone = runs(t, lo, hi, |p| {
                 let v = p.load(Ordering::Acquire);
-                if v == P_NONE || (kind(v) == P_PRIVATE && !even_cows) {
+                if v == P_NONE || v == P_GONE || (kind(v) == P_PRIVATE && !even_cows) {
                     return false;
                 }
                 p.store(P_NONE, Ordering::Release);
