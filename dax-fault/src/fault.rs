@@ -248,7 +248,20 @@ where
     if vmf.is_write() {
         flags |= IterFlags::WRITE;
     }
-    let Ok(mut iter) = IomapIter::new(ops, index * PAGE, PMD, flags) else {
+    // PMD fault-around (a dax-rs extension, off with the default of 1): a read fault
+    // may also map the following 2 MiB units of its extent, each wholly inside the
+    // VMA and before EOF (the rules a PMD fault of its own would check).
+    let around = if vmf.is_write() {
+        0
+    } else {
+        let vma_units = (vmf.vma().vma().end().saturating_sub(addr) / PMD).saturating_sub(1);
+        let eof_units = ((max_pgoff - index) / PMD_PAGES).saturating_sub(1);
+        pt.pmd_fault_around(addr)
+            .saturating_sub(1)
+            .min(vma_units)
+            .min(eof_units)
+    };
+    let Ok(mut iter) = IomapIter::new(ops, index * PAGE, PMD * (1 + around), flags) else {
         drop(entry);
         return fallback();
     };
@@ -260,9 +273,20 @@ where
             // iteration without progress, so `iomap_end` sees 0 bytes.
             continue;
         }
-        ret = fault_iter(vmf, &iter, &mut entry, true, pfnp.as_deref_mut(), 0);
+        ret = fault_iter(
+            vmf,
+            &iter,
+            &mut entry,
+            true,
+            pfnp.as_deref_mut(),
+            around * PMD_PAGES,
+        );
         if ret != VmFault::FALLBACK {
             let _ = iter.advance(PMD);
+        }
+        if around > 0 {
+            // The fault is one unit; the run was only a hint to the filesystem.
+            break;
         }
     }
     drop(iter);
@@ -275,9 +299,10 @@ where
 
 /// `dax_fault_iter`: the fault body for one mapping.
 ///
-/// `around_limit`: pages after the faulting one that fault-around may map, already
-/// bounded by the page table's fault-around size, the 2 MiB block, EOF and the VMA
-/// ([`pte_fault`] works it out); 0 where fault-around does not apply (PMD, write and
+/// `around_limit`: pages after the faulting page (or 2 MiB unit) that fault-around
+/// may map, already bounded by the page table's fault-around size, EOF, the VMA and,
+/// for a PTE, the 2 MiB block ([`pte_fault`] and [`pmd_fault`] work it out; for a
+/// PMD a multiple of 512); 0 where fault-around does not apply (write and
 /// copy-on-write faults).
 fn fault_iter<O: IomapOps + ?Sized>(
     vmf: &Vmf<'_>,
@@ -328,8 +353,9 @@ fn fault_iter<O: IomapOps + ?Sized>(
     let pgoff = iomap.pgoff(pos);
     // Fault-around (a dax-rs extension, off unless the page table asks for it): a read
     // fault on a mapped extent may also map the following pages of the same extent.
+    let whole = |n: u64| if pmd { n - n % PMD_PAGES } else { n };
     let mut around = if iomap.kind == IomapType::Mapped {
-        around_limit.min((iomap.end().saturating_sub(pos) / PAGE).saturating_sub(1))
+        whole(around_limit.min((iomap.end().saturating_sub(pos) / PAGE).saturating_sub(pages)))
     } else {
         0
     };
@@ -355,7 +381,7 @@ fn fault_iter<O: IomapOps + ?Sized>(
         Ok(da) => da,
         Err(e) => return err(&e),
     };
-    let around = around.min(da.pages() - pages);
+    let around = whole(around.min(da.pages() - pages));
     let pfn = da.pfn();
     let sync = write && vma.is_sync() && iomap.flags.contains(IomapFlags::DIRTY);
     let shared = iomap.flags.contains(IomapFlags::SHARED);
@@ -385,6 +411,9 @@ fn fault_iter<O: IomapOps + ?Sized>(
         };
     }
     let target = MapTarget { pfn, pgoff, dev };
+    if pmd && around > 0 {
+        return insert_pmd_run(vmf, entry.start(), &target, around / PMD_PAGES);
+    }
     if pmd {
         return insert_pmd(vmf, &target, write);
     }
@@ -482,6 +511,34 @@ fn insert_pmd(vmf: &Vmf<'_>, target: &MapTarget<'_>, write: bool) -> VmFault {
     }
     let writable = write && vma.is_writable();
     match pt.insert_pmd(addr, PmdValue::Page(*target), write, writable) {
+        Ok(_) => VmFault::NOPAGE,
+        Err(e) => pt_error(&e),
+    }
+}
+
+/// PMD fault-around: maps the faulting 2 MiB unit at `index` (its entry already
+/// inserted) read-only together with up to `more` following units of the same
+/// extent, whose entries are created here unless already there, in one step of the
+/// page table (for the `mmu` backend, one `mmap`). Units whose entries cannot be
+/// taken (a PTE entry, a locked one) or whose slots are occupied end the run.
+fn insert_pmd_run(vmf: &Vmf<'_>, index: u64, target: &MapTarget<'_>, more: u64) -> VmFault {
+    let mapping = vmf.vma().mapping();
+    let next = index + PMD_PAGES;
+    let (n, created) = mapping.index().prepare_pmd_run(
+        next,
+        more,
+        target.pfn.add(PMD_PAGES),
+        target.pgoff + PMD_PAGES,
+    );
+    let arc = mapping.arc();
+    for c in created {
+        let pfn = target.pfn.add((c + 1) * PMD_PAGES);
+        pages::associate(pfn, PMD_ORDER, &arc, next + c * PMD_PAGES, false);
+    }
+    let addr = vmf.address() & !(PMD - 1);
+    // A slot another fault filled meanwhile ends the run (0 units: the faulting one
+    // was filled, and a read leaves it alone).
+    match vmf.vma().page_table().insert_pmd_run(addr, target, n + 1) {
         Ok(_) => VmFault::NOPAGE,
         Err(e) => pt_error(&e),
     }

@@ -678,6 +678,49 @@ impl MappingIndex {
         (n, created)
     }
 
+    /// [`prepare_run`](Self::prepare_run) for 2 MiB units: the units at page indices
+    /// `first, first + 512, ...` (at most `max`; `first` 512-aligned) backed by
+    /// consecutive 2 MiB device units from `pfn` / `pgoff`, to be mapped with a
+    /// faulting PMD (PMD fault-around, a dax-rs extension). A unit with no entry at
+    /// all gets an unlocked, clean REAL PMD entry; one whose unlocked REAL PMD entry
+    /// already has the expected pfn is kept; anything else (a PTE entry anywhere in
+    /// the unit, a locked, ZERO or EMPTY entry, another pfn) ends the run. Returns the
+    /// run's length in units and the offsets (in units, from `first`) of the entries
+    /// created.
+    pub fn prepare_pmd_run(&self, first: u64, max: u64, pfn: Pfn, pgoff: u64) -> (u64, Vec<u64>) {
+        const UNIT: u64 = 1 << PMD_ORDER;
+        let mut g = self.inner.lock();
+        let mut created = Vec::new();
+        let mut n = 0;
+        while n < max {
+            let idx = first + n * UNIT;
+            let want = Entry::real(PMD_ORDER, pfn.add(n * UNIT));
+            match g.overlapping(idx, PMD_ORDER) {
+                None => {
+                    g.slots.insert(
+                        idx,
+                        Slot {
+                            entry: want,
+                            locked: false,
+                            marks: Marks::empty(),
+                            pgoff: pgoff + n * UNIT,
+                        },
+                    );
+                    g.nrpages += UNIT;
+                    created.push(n);
+                }
+                Some(k)
+                    if k == idx
+                        && !g.slots[&k].locked
+                        && g.slots[&k].entry == want
+                        && g.slots[&k].pgoff == pgoff + n * UNIT => {}
+                Some(_) => break,
+            }
+            n += 1;
+        }
+        (n, created)
+    }
+
     /// The first page of every entry overlapping `first ..= last` that carries
     /// TOWRITE, with its pfn (the writeback walk's snapshot).
     pub fn towrite_entries(&self, first: u64, last: u64) -> Vec<(u64, Pfn)> {

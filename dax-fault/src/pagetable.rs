@@ -237,6 +237,36 @@ pub trait PageTable: Send + Sync {
         writable: bool,
     ) -> Result<Inserted, DaxError>;
 
+    /// How many 2 MiB units a read fault on a mapped extent may map at once (the
+    /// faulting unit and the ones after it in the same extent). 1, the default, is the
+    /// kernel's DAX behaviour; a real backend raises it so that one fault and one
+    /// kernel mapping serve a run of 2 MiB pages.
+    fn pmd_fault_around(&self, addr: u64) -> u64 {
+        let _ = addr;
+        1
+    }
+
+    /// Maps up to `n` consecutive 2 MiB units of device pages from `target` at
+    /// 2 MiB-aligned `addr`, read-only, into the empty 2 MiB slots from `addr` on,
+    /// stopping at the first occupied one; returns how many it mapped (0 when the slot
+    /// at `addr` is occupied). The check and the mapping are one step under the locks
+    /// of those slots. The default inserts unit by unit.
+    fn insert_pmd_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
+        const UNIT: u64 = dax_core::PMD_PAGES;
+        for i in 0..n {
+            let t = MapTarget {
+                pfn: target.pfn.add(i * UNIT),
+                pgoff: target.pgoff + i * UNIT,
+                dev: target.dev,
+            };
+            let a = addr + i * dax_core::PMD_SIZE as u64;
+            if self.insert_pmd(a, PmdValue::Page(t), false, false)? != Inserted::New {
+                return Ok(i);
+            }
+        }
+        Ok(n)
+    }
+
     /// Maps a private anonymous page holding `data` (one page) at `addr`, writable,
     /// if the slot is empty (the memory manager's `finish_fault` of a copy-on-write
     /// page: the copy appears whole, in one step); an occupied slot is left alone

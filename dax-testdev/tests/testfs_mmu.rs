@@ -831,7 +831,13 @@ fn map_populate_and_the_mmap_flag_rules() {
         libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
     )
     .unwrap();
-    assert!(fs.mmap_real(ino, 0, 8 * B, o).unwrap().vma().vma().is_sync());
+    assert!(
+        fs.mmap_real(ino, 0, 8 * B, o)
+            .unwrap()
+            .vma()
+            .vma()
+            .is_sync()
+    );
     let dev = dax_testdev::MemDevice::builder()
         .size(16 << 20)
         .synchronous(false)
@@ -844,4 +850,52 @@ fn map_populate_and_the_mmap_flag_rules() {
         fs.mmap_real(ino, 0, 8 * B, o).unwrap_err().errno(),
         libc::EOPNOTSUPP
     );
+}
+
+#[test]
+fn a_read_fault_maps_the_rest_of_its_extent_at_2m_pmd_fault_around() {
+    let Some(fs) = thp_fs(64 << 20) else {
+        return;
+    };
+    let ino = fs.create("f").unwrap();
+    let units = 8usize;
+    let data = pattern(16, 0, units * PMD as usize);
+    for u in 0..units {
+        let r = u * PMD as usize..(u + 1) * PMD as usize;
+        fs.write(ino, r.start as u64, &data[r]).unwrap();
+    }
+    let ext = fs.extents(ino).unwrap();
+    if ext.len() != 1 || ext[0].dev_block % 512 != 0 {
+        println!("skipping: the file did not get one aligned extent ({ext:?})");
+        return;
+    }
+    let m = fs.mmap_real(ino, 0, units as u64 * PMD, rw()).unwrap();
+    assert_eq!(peek_at(&m, 5), data[5]);
+    let s = m.stats();
+    assert_eq!((s.pmd, s.pte, s.fallback), (units as u64, 0, 0), "{s:?}");
+    // Every unit is now mapped, with a REAL PMD entry of its own.
+    let ix = m.vma().mapping().index();
+    for u in 0..units as u64 {
+        let e = ix.lookup(u * 512).unwrap();
+        assert_eq!(
+            (e.entry.kind, e.entry.order, e.start),
+            (EntryKind::Real, 9, u * 512)
+        );
+    }
+    for off in (0..m.len()).step_by(B as usize) {
+        assert_eq!(peek_at(&m, off), data[off], "offset {off}");
+    }
+    assert_eq!(m.stats().pmd, units as u64, "no more faults");
+    // A store to a unit mapped by fault-around upgrades it in place and dirties it.
+    poke_at(&m, 3 * PMD as usize + 7, 0x42);
+    assert_eq!(m.stats().mkwrite, 1);
+    assert_eq!(ix.lookup(3 * 512).unwrap().marks, Marks::DIRTY);
+    let mut b = [0u8];
+    fs.read(ino, 3 * PMD + 7, &mut b).unwrap();
+    assert_eq!(b[0], 0x42);
+    // Truncating unmaps the fault-around units too: a load past the new EOF would
+    // SIGBUS, and one before it faults again and sees the data.
+    fs.truncate(ino, 2 * PMD).unwrap();
+    assert_eq!(peek_at(&m, PMD as usize + 1), data[PMD as usize + 1]);
+    assert!(ix.lookup(5 * 512).is_none());
 }

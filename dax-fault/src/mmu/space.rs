@@ -45,6 +45,8 @@ use crate::vm::VmFault;
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
 const BLOCK_PAGES: usize = (PMD / PAGE) as usize;
+/// 2 MiB units a read fault may map at once (PMD fault-around).
+const PMD_AROUND: u64 = 16;
 /// Address space one directory of blocks covers.
 const DIR_SPAN: u64 = 1 << 30;
 const DIR_BLOCKS: usize = (DIR_SPAN / PMD) as usize;
@@ -686,6 +688,45 @@ impl PageTable for MmuSpace {
         }
         s.pmd_maps.fetch_add(1, Ordering::Relaxed);
         Ok(Inserted::New)
+    }
+
+    fn pmd_fault_around(&self, _addr: u64) -> u64 {
+        // One signal and one kernel mapping for up to 32 MiB of an extent.
+        PMD_AROUND
+    }
+
+    fn insert_pmd_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
+        let r = owner(addr)?;
+        let s = r.get();
+        // The blocks' locks, taken in address order (the only place that holds more
+        // than one), for as long as their slots are empty.
+        let mut held = Vec::new();
+        for k in 0..n {
+            let a = addr + k * PMD;
+            if !s.contains(a + PMD - 1) {
+                break;
+            }
+            let b = s.block_mut(a);
+            let g = b.lock.lock();
+            if kind(b.state.load(Ordering::Acquire)) != D_NONE {
+                break;
+            }
+            held.push((b, g));
+        }
+        let k = held.len() as u64;
+        if k == 0 {
+            return Ok(0);
+        }
+        let (fd, offset, _) = source(target)?;
+        sys::map_fd(addr, k * PMD, fd, offset, false, true)?;
+        for (i, (b, _)) in held.iter().enumerate() {
+            let i = i as u64 * (PMD / PAGE);
+            b.pgoff.store(target.pgoff + i, Ordering::Relaxed);
+            b.state
+                .store(with_pfn(target.pfn.add(i), D_HUGE_RO), Ordering::Release);
+        }
+        s.pmd_maps.fetch_add(k, Ordering::Relaxed);
+        Ok(k)
     }
 
     fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError> {
