@@ -2,20 +2,69 @@
 //! engine (Linux).
 //!
 //! [`MmuMapping::map`] reserves a 2 MiB-aligned range of address space with no access
-//! and records it in a table the SIGSEGV handler searches without locks. A load or
-//! store there faults; the handler (installed once, chaining to the previous one for
-//! addresses that are not ours, so Rust's stack-overflow report keeps working) runs
-//! the memory manager's dispatch — PMD fault first, PTE fault after a fallback,
-//! mkwrite on read-only shared pages, private copy-on-write — which calls the
-//! filesystem's [`VmOps`] and so [`dax_iomap_fault`](crate::dax_iomap_fault). Its
+//! and records it in a table the signal handler searches without locks. A load or
+//! store there faults; the SIGSEGV handler (installed once, chaining to the previous
+//! one for addresses that are not ours, so Rust's stack-overflow report keeps
+//! working) runs the memory manager's dispatch — PMD fault first, PTE fault after a
+//! fallback, mkwrite on read-only shared pages, private copy-on-write — which calls
+//! the filesystem's [`VmOps`] and so [`dax_iomap_fault`](crate::dax_iomap_fault). Its
 //! page-table calls become `mmap(MAP_FIXED | MAP_SHARED)` of the device's file
 //! descriptor at the block's offset: read-only on read faults (holes get anonymous
 //! zero pages), writable after a write fault, so dirty tracking and writeback work as
 //! in the kernel. A fault the engine answers with SIGBUS raises SIGBUS in the faulting
-//! thread with the address in `si_addr` (`BUS_MCEERR_AR` for poison).
+//! thread with the address in `si_addr` (`BUS_MCEERR_AR`, with `si_addr_lsb`, for
+//! poison).
+//!
+//! # Threads
+//!
+//! Any number of threads may load and store through a mapping at once, while others
+//! call `write(2)`-style I/O, truncate, punch holes or fsync the file. Each 2 MiB
+//! block of a mapping has a lock, the kernel's page-table lock: every change to what
+//! the block maps checks the state and makes the system call that realises it in one
+//! step under that lock, so a fault that loses a race to another finds the other's
+//! mapping and leaves it alone (`VM_FAULT_NOPAGE`), as in the kernel.
+//!
+//! # Write tracking, and how many pages can be written
+//!
+//! A shared writable mapping of a memfd-backed device tracks 4 KiB stores with
+//! userfaultfd write-protect: the first store to a clean page raises SIGBUS, which
+//! the handler serves as the mkwrite fault, and writeback re-protects written pages,
+//! all without changing the kernel's VMAs. So any number of pages can be written:
+//! 100,000 scattered stored pages in one mapping cost a few hundred kernel VMAs
+//! (`vm.max_map_count` is 65530). Where userfaultfd is not available (or
+//! `DAX_MMU_NO_UFFD=1`), and for read-only and private mappings, protection changes
+//! use `mprotect`, which costs a VMA per run of pages whose protection differs from
+//! its neighbours'; [`MmuStats::write_tracking`] says which a mapping uses.
+//!
+//! Because write-tracking faults arrive as SIGBUS, the backend installs a SIGBUS
+//! handler next to its SIGSEGV handler; it passes every SIGBUS that is not its own to
+//! the handler installed before it. A program that installs its own SIGBUS handler
+//! must do it before mapping the first DAX file, or write tracking stops working.
+//!
+//! # Page sizes
+//!
+//! A device whose memory maps 4 KiB pages (a memfd, a file; with shmem transparent
+//! huge pages, 2 MiB ones too) serves PTE and PMD faults alike. A device that maps
+//! only whole 2 MiB pages (hugetlb, 2 MiB-aligned device-dax) follows device-dax's
+//! rules: it backs only shared mappings whose length and file offset are multiples of
+//! 2 MiB, and `map` refuses anything else with `EINVAL`, so that no access gets a
+//! surprise SIGBUS; a fault that would still need a 4 KiB page there (a file whose
+//! extents are not whole 2 MiB units) is SIGBUS.
+//!
+//! # Fault-around (not in the kernel's DAX)
+//!
+//! A read fault maps the rest of its extent in its 2 MiB block with one `mmap`, and a
+//! 2 MiB read fault up to 16 units of its extent, each page or unit with its own
+//! clean entry: one signal and one kernel mapping per run instead of per page.
+//!
+//! # What differs from a kernel mapping
 //!
 //! Kernel accesses to a mapping (`read(2)` into it, `write(2)` from it) do not fault
-//! into this process: call [`MmuMapping::populate`] on the range first.
+//! into this process: call [`MmuMapping::populate`] on the range first. Unmapping part
+//! of a mapping, `MADV_DONTNEED` and `mremap` are methods ([`MmuMapping::munmap`],
+//! [`MmuMapping::madvise_dontneed`], [`MmuMapping::mremap`]); never call those system
+//! calls on a DAX mapping's addresses yourself. A mapping is not inherited usefully
+//! across `fork`.
 //!
 //! See `sys` for what runs in the signal handler and the one rule for users: never
 //! touch a DAX mapping while holding a lock of the filesystem behind it.
@@ -31,7 +80,7 @@ use std::sync::atomic::Ordering;
 use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE};
 
 use crate::mapping::{DaxMapping, MappedVma, VmOps};
-use crate::mm::{MmSpace, handle_mm_fault};
+use crate::mm::handle_mm_fault;
 use crate::vm::{VmFault, Vma};
 use crate::writeback::{WritebackControl, dax_writeback_mapping_range};
 use space::{MmuSpace, Shadow};
@@ -191,9 +240,12 @@ impl MmuMapping {
     /// process, faults going to `ops` (the filesystem's fault handler).
     ///
     /// Errors: `EINVAL` for a zero or unaligned length or a range past the largest file
-    /// offset; `EOPNOTSUPP` for MAP_SYNC on a device that is not synchronous (or a
-    /// private MAP_SYNC mapping); `ENOMEM` when address space or the mapping table
-    /// (1024 live mappings) runs out.
+    /// offset, and on a device that maps only 2 MiB pages for a private mapping, one
+    /// without huge pages, or a length or offset that is not a multiple of 2 MiB;
+    /// `EOPNOTSUPP` for MAP_SYNC on a device that is not synchronous (or a private
+    /// MAP_SYNC mapping), and for a device whose driver gives no map source;
+    /// `ENOMEM` when address space or the mapping table (1024 live mappings) runs out,
+    /// or a fault fails while populating (`populate`).
     pub fn map(
         mapping: &Arc<DaxMapping>,
         ops: Arc<dyn VmOps>,
@@ -323,20 +375,24 @@ impl MmuMapping {
     /// otherwise fail with `EFAULT`. Returns the fault result that stopped it.
     pub fn populate(&self, offset: usize, len: usize, write: bool) -> Result<(), VmFault> {
         let (lo, hi) = self.range(offset, len).map_err(|_| VmFault::SIGSEGV)?;
+        let s = &self.shadow;
         let mut a = lo & !(PAGE - 1);
         while a < hi {
-            if self.shadow.gone(a) {
+            if s.gone(a) {
                 return Err(VmFault::SIGSEGV);
             }
-            if MmuSpace.present(a).is_none_or(|w| write && !w) {
+            if s.present(a).is_none_or(|w| write && !w) {
                 handle_mm_fault(&MmuSpace, &self.vma, a, write)?;
             }
-            a = if crate::pagetable::PageTable::pmd(&MmuSpace, a).is_huge() {
+            a = if s.is_huge(a) {
                 (a & !(PMD - 1)) + PMD
             } else {
                 a + PAGE
             };
         }
+        // Then the kernel's own page-table entries, so that the range takes no fault
+        // at all afterwards (best effort: a racing truncate may have unmapped a part).
+        sys::populate(lo & !(PAGE - 1), hi.next_multiple_of(PAGE), write);
         Ok(())
     }
 

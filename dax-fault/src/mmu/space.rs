@@ -22,13 +22,16 @@
 //!
 //! A shared writable mapping of a device whose memory the kernel can write-protect
 //! per page (a memfd: shmem or hugetlbfs) tracks 4 KiB stores with userfaultfd
-//! write-protect where the kernel has it (see `sys::uffd`): its device runs are
-//! mapped readable and writable, and "read-only" is the write-protect bit of each
-//! page-table entry, so a store to a clean page raises SIGBUS (served as the mkwrite
-//! fault) and writeback re-protects pages without changing the kernel's VMA. Without
-//! it (`mprotect`), every page whose protection differs from its neighbours' costs a
-//! kernel VMA, and a process has `vm.max_map_count` of those (65530 by default). 2 MiB
-//! mappings always use `mprotect` (one VMA per 2 MiB block at most).
+//! write-protect where the kernel has it (see `sys::uffd`). Read faults map runs
+//! read-only by protection, as elsewhere, so the kernel's own fault-around keeps
+//! first touch fast; the first store into such a run takes the whole run into
+//! tracking (registered, write-protected, then made writable by protection), and
+//! from then on "read-only" is the write-protect bit of each page-table entry: a
+//! store to a clean page raises SIGBUS (served as the mkwrite fault) and writeback
+//! re-protects pages, without changing the kernel's VMA. Without it (`mprotect`),
+//! every page whose protection differs from its neighbours' costs a kernel VMA, and a
+//! process has `vm.max_map_count` of those (65530 by default). 2 MiB mappings always
+//! use `mprotect` (one VMA per 2 MiB block at most).
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -53,12 +56,17 @@ const DIR_BLOCKS: usize = (DIR_SPAN / PMD) as usize;
 
 // Page states (low 3 bits; device pages keep their pfn above them).
 const P_NONE: u64 = 0;
+/// A device page mapped read-only by its protection (`PROT_READ`).
 const P_RO: u64 = 1;
+/// A device page mapped writable (in a tracked mapping: registered, not protected).
 const P_RW: u64 = 2;
 const P_ZERO: u64 = 3;
 const P_PRIVATE: u64 = 4;
 /// Unmapped for good by a partial `munmap`: no access, never mapped again.
 const P_GONE: u64 = 5;
+/// A device page mapped read-only by userfaultfd write-protect, in a registered
+/// writable mapping (tracked mappings only).
+const P_WP: u64 = 6;
 // 2 MiB block states.
 const D_NONE: u64 = 0;
 const D_TABLE: u64 = 1;
@@ -79,7 +87,7 @@ fn with_pfn(pfn: Pfn, k: u64) -> u64 {
 }
 
 fn is_device_page(v: u64) -> bool {
-    matches!(kind(v), P_RO | P_RW)
+    matches!(kind(v), P_RO | P_RW | P_WP)
 }
 
 fn is_huge_device(st: u64) -> bool {
@@ -210,6 +218,29 @@ impl Shadow {
         }
     }
 
+    /// Whether `addr` is mapped (`Some`), and whether stores pass without a fault
+    /// (an unlocked snapshot).
+    pub(crate) fn present(&self, addr: u64) -> Option<bool> {
+        if !self.contains(addr) {
+            return None;
+        }
+        match kind(self.block_state(addr)) {
+            D_HUGE_RW => return Some(true),
+            D_HUGE_RO | D_HUGE_ZERO => return Some(false),
+            _ => {}
+        }
+        match kind(self.page(addr)) {
+            P_RW | P_PRIVATE => Some(true),
+            P_RO | P_WP | P_ZERO => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Whether the 2 MiB block holding `addr` is one huge mapping (a snapshot).
+    pub(crate) fn is_huge(&self, addr: u64) -> bool {
+        kind(self.block_state(addr)) >= D_HUGE_RO
+    }
+
     /// Whether `addr` (inside the mapping) was unmapped for good ([`retire`](Self::retire)).
     pub(crate) fn gone(&self, addr: u64) -> bool {
         self.page(addr) == P_GONE
@@ -261,42 +292,62 @@ impl Shadow {
             });
         }
         let len = n * PAGE;
-        let r = if !self.tracked {
-            sys::map_fd(addr, len, fd, offset, writable, false)
-        } else if writable {
-            // Writable from the start: the entry is already dirty, so a store in the
-            // moment before the registration needs no tracking.
-            sys::map_fd(addr, len, fd, offset, true, false)
-                .and_then(|()| sys::uffd::register(addr, len))
-        } else {
-            // Read-only until write-protected, so that no store slips through
-            // untracked; then writable, the protection bit doing the tracking.
-            sys::map_fd(addr, len, fd, offset, false, false)
-                .and_then(|()| sys::uffd::register(addr, len))
-                .and_then(|()| sys::uffd::protect(addr, len, true))
-                .and_then(|()| sys::protect(addr, len, true))
-        };
+        // Writable in a tracked mapping: registered at once, so that writeback can
+        // write-protect it later (the entry is already dirty, so a store before the
+        // registration needs no tracking). Read-only: by protection, registered only
+        // when the first store comes (registered ranges lose the kernel's own
+        // fault-around, which makes first touch several times slower).
+        let r = sys::map_fd(addr, len, fd, offset, writable, false).and_then(|()| {
+            if self.tracked && writable {
+                sys::uffd::register(addr, len)
+            } else {
+                Ok(())
+            }
+        });
         if r.is_err() {
             let _ = sys::reset(addr, len);
         }
         r
     }
 
-    /// Makes the device pages `addr .. addr + len` (one block, locked) writable.
-    fn make_writable(&self, addr: u64, len: u64, pte_level: bool) -> Result<(), DaxError> {
-        if self.tracked && pte_level {
-            sys::uffd::protect(addr, len, false)
-        } else {
-            sys::protect(addr, len, true)
+    /// Makes the device page at `addr` (state `v`, in block table `t`, its lock held)
+    /// writable. In a tracked mapping a page read-only by protection first takes the
+    /// whole run of such pages around it in its block into tracking: registered,
+    /// write-protected, then made writable by protection (in that order, so that no
+    /// store slips through untracked); after that every page of the run is a
+    /// write-protected one, and a store to it costs one write-protect change and no
+    /// VMA. Elsewhere `mprotect` of the page.
+    fn make_writable(&self, t: &Ptes, addr: u64, v: u64) -> Result<(), DaxError> {
+        if !self.tracked {
+            return sys::protect(addr, PAGE, true);
         }
+        if kind(v) == P_RO {
+            let i = slot(addr);
+            let ro = |j: usize| kind(t.val[j].load(Ordering::Acquire)) == P_RO;
+            let first = (0..i).rev().take_while(|&j| ro(j)).last().unwrap_or(i);
+            let end = (i..BLOCK_PAGES).take_while(|&j| ro(j)).last().unwrap_or(i) + 1;
+            let base = addr - (i - first) as u64 * PAGE;
+            let len = (end - first) as u64 * PAGE;
+            sys::uffd::register(base, len)
+                .and_then(|()| sys::uffd::protect(base, len, true))
+                .and_then(|()| sys::protect(base, len, true))?;
+            for v in &t.val[first..end] {
+                v.store(
+                    with_pfn(pfn_of(v.load(Ordering::Acquire)), P_WP),
+                    Ordering::Release,
+                );
+            }
+        }
+        sys::uffd::protect(addr, PAGE, false)
     }
 
-    /// Makes them read-only again (writeback's `mkclean`).
-    fn make_read_only(&self, addr: u64, len: u64, pte_level: bool) -> Result<(), DaxError> {
-        if self.tracked && pte_level {
-            sys::uffd::protect(addr, len, true)
+    /// Makes the writable device pages `addr .. addr + len` (one block, locked)
+    /// read-only again (writeback's `mkclean`); returns their new state.
+    fn make_read_only(&self, addr: u64, len: u64) -> Result<u64, DaxError> {
+        if self.tracked {
+            sys::uffd::protect(addr, len, true).map(|()| P_WP)
         } else {
-            sys::protect(addr, len, false)
+            sys::protect(addr, len, false).map(|()| P_RO)
         }
     }
 }
@@ -503,7 +554,7 @@ impl PageTable for MmuSpace {
         }
         let v = s.page(addr);
         match kind(v) {
-            P_RO | P_RW => Some(Pte::Page {
+            P_RO | P_RW | P_WP => Some(Pte::Page {
                 pfn: pfn_of(v),
                 writable: kind(v) == P_RW,
                 dirty: kind(v) == P_RW,
@@ -557,7 +608,7 @@ impl PageTable for MmuSpace {
                     if !writable || kind(v) == P_RW {
                         return Ok(Inserted::Present);
                     }
-                    s.make_writable(addr, PAGE, true)?;
+                    s.make_writable(t, addr, v)?;
                     t.val[i].store(with_pfn(tg.pfn, P_RW), Ordering::Release);
                     s.mkwrites.fetch_add(1, Ordering::Relaxed);
                     Ok(Inserted::Upgraded)
@@ -664,7 +715,7 @@ impl PageTable for MmuSpace {
                     if !writable || kind(st) == D_HUGE_RW {
                         return Ok(Inserted::Present);
                     }
-                    s.make_writable(addr, PMD, false)?;
+                    sys::protect(addr, PMD, true)?;
                     b.state
                         .store(with_pfn(tg.pfn, D_HUGE_RW), Ordering::Release);
                     s.mkwrites.fetch_add(1, Ordering::Relaxed);
@@ -752,9 +803,9 @@ impl PageTable for MmuSpace {
     /// A huge device mapping of a device that also maps 4 KiB pages becomes 512 PTEs
     /// of the same pages, with the same protection (what splitting it and then
     /// faulting every page back in would give, without the faults); the kernel's VMA
-    /// stays and only the shadow changes (plus, for a tracked mapping, the
-    /// registration that tracks its pages one by one). A huge zero page, or a device
-    /// that maps only 2 MiB pages, is removed.
+    /// stays and only the shadow changes (plus, for writable pages of a tracked
+    /// mapping, the registration that tracks them one by one). A huge zero page, or a
+    /// device that maps only 2 MiB pages, is removed.
     fn split_pmd(&self, addr: u64) {
         let Some(r) = lookup(addr) else {
             return;
@@ -772,19 +823,12 @@ impl PageTable for MmuSpace {
             return;
         }
         let writable = kind(st) == D_HUGE_RW;
+        // Writable pages of a tracked mapping must be registered, so that writeback can
+        // write-protect them one by one; read-only ones are registered when first
+        // stored to, as any read-only run.
         let convert = is_huge_device(st)
             && s.small_pages
-            && (!s.tracked
-                || sys::uffd::register(addr, PMD)
-                    .and_then(|()| {
-                        if writable {
-                            Ok(())
-                        } else {
-                            sys::uffd::protect(addr, PMD, true)
-                                .and_then(|()| sys::protect(addr, PMD, true))
-                        }
-                    })
-                    .is_ok());
+            && (!s.tracked || !writable || sys::uffd::register(addr, PMD).is_ok());
         if convert {
             let t = b.ptes();
             let (pfn, pgoff) = (pfn_of(st), b.pgoff.load(Ordering::Relaxed));
@@ -849,7 +893,7 @@ impl PageTable for MmuSpace {
             if kind(st) == D_HUGE_RW {
                 let pfn = pfn_of(st);
                 if (in_range(pfn) || (first >= pfn && first.0 < pfn.0 + 512))
-                    && s.make_read_only(base, PMD, false).is_ok()
+                    && sys::protect(base, PMD, false).is_ok()
                 {
                     b.state.store(with_pfn(pfn, D_HUGE_RO), Ordering::Release);
                 }
@@ -863,12 +907,12 @@ impl PageTable for MmuSpace {
                 kind(v) == P_RW && in_range(pfn_of(v))
             });
             for (a, l) in clean {
-                if s.make_read_only(a, l, true).is_ok() {
+                if let Ok(k) = s.make_read_only(a, l) {
                     let mut p = a;
                     while p < a + l {
                         let v = &t.val[slot(p)];
                         v.store(
-                            with_pfn(pfn_of(v.load(Ordering::Acquire)), P_RO),
+                            with_pfn(pfn_of(v.load(Ordering::Acquire)), k),
                             Ordering::Release,
                         );
                         p += PAGE;
@@ -885,21 +929,7 @@ impl PageTable for MmuSpace {
 
 impl MmSpace for MmuSpace {
     fn present(&self, addr: u64) -> Option<bool> {
-        let r = lookup(addr)?;
-        let s = r.get();
-        if !s.contains(addr) {
-            return None;
-        }
-        match kind(s.block_state(addr)) {
-            D_HUGE_RW => return Some(true),
-            D_HUGE_RO | D_HUGE_ZERO => return Some(false),
-            _ => {}
-        }
-        match kind(s.page(addr)) {
-            P_RW | P_PRIVATE => Some(true),
-            P_RO | P_ZERO => Some(false),
-            _ => None,
-        }
+        lookup(addr)?.get().present(addr)
     }
 
     /// The copy is made from the device page (or zeros for the zero page) into a

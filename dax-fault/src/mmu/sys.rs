@@ -205,6 +205,19 @@ pub(crate) fn map_private_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), 
     Ok(())
 }
 
+/// Fills the kernel's page-table entries of `addr .. addr + len` (inside the caller's
+/// reservation, already mapped) for loads or stores (`MADV_POPULATE_READ`/`_WRITE`),
+/// best effort: a range that is no longer mapped whole just stays as it is.
+pub(crate) fn populate(addr: u64, len: u64, write: bool) {
+    let advice = if write {
+        libc::MADV_POPULATE_WRITE
+    } else {
+        libc::MADV_POPULATE_READ
+    };
+    // SAFETY: advice over the caller's own mapped range; it only prefaults pages.
+    unsafe { libc::madvise(addr as *mut c_void, len as usize, advice) };
+}
+
 /// Changes the protection of `addr .. addr + len` (inside the caller's reservation).
 pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxError> {
     // SAFETY: only the protection of the caller's own pages changes; a thread storing
