@@ -138,6 +138,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 static BUS_ADDR: AtomicU64 = AtomicU64::new(0);
 static BUS_CODE: AtomicI32 = AtomicI32::new(0);
+static BUS_LSB: AtomicI32 = AtomicI32::new(-1);
 
 /// A SIGBUS handler that records the address and code, then "recovers" by mapping a
 /// fresh zero page over the faulting page so the access can complete.
@@ -146,6 +147,10 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     let (addr, code) = unsafe { ((*info).si_addr() as u64, (*info).si_code) };
     BUS_ADDR.store(addr, Ordering::SeqCst);
     BUS_CODE.store(code, Ordering::SeqCst);
+    // SAFETY: si_addr_lsb, a short at offset 24 of the x86-64/aarch64 siginfo_t, part
+    // of the fault fields the kernel (and our handler) fill for SIGBUS.
+    let lsb = unsafe { *((info as *const u8).add(24) as *const i16) };
+    BUS_LSB.store(lsb as i32, Ordering::SeqCst);
     let page = addr & !(B - 1);
     // SAFETY: replaces one page of the test's own mapping with anonymous memory.
     unsafe {
@@ -204,9 +209,10 @@ fn child_poison() {
     let v = peek_at(&m, B as usize + 100);
     let want = m.as_ptr() as u64 + B + 100;
     println!(
-        "CHILD sigbus addr_ok={} code={} value={v}",
+        "CHILD sigbus addr_ok={} code={} lsb={} value={v}",
         BUS_ADDR.load(Ordering::SeqCst) == want,
-        BUS_CODE.load(Ordering::SeqCst)
+        BUS_CODE.load(Ordering::SeqCst),
+        BUS_LSB.load(Ordering::SeqCst)
     );
     drop(m);
     // Clear the poison with a whole-page write; a new mapping works again.
@@ -224,7 +230,8 @@ fn sigbus_on_poison_is_delivered_and_recoverable() {
     assert!(status.success(), "child failed: {out}");
     assert!(
         out.contains(&format!(
-            "CHILD sigbus addr_ok=true code={} value=0",
+            // si_addr_lsb: the poisoned unit is one 4 KiB page (PAGE_SHIFT).
+            "CHILD sigbus addr_ok=true code={} lsb=12 value=0",
             libc::BUS_MCEERR_AR
         )),
         "{out}"
@@ -898,4 +905,45 @@ fn a_read_fault_maps_the_rest_of_its_extent_at_2m_pmd_fault_around() {
     fs.truncate(ino, 2 * PMD).unwrap();
     assert_eq!(peek_at(&m, PMD as usize + 1), data[PMD as usize + 1]);
     assert!(ix.lookup(5 * 512).is_none());
+}
+
+#[test]
+fn mmu_stats_count_pmd_fallbacks_and_mkwrite_faults_as_the_engine_does() {
+    let Some(fs) = thp_fs(32 << 20) else {
+        return;
+    };
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &pattern(17, 0, 2 * PMD as usize)).unwrap();
+    // 4 KiB only: no PMD fault is tried, so none falls back.
+    let small = fs
+        .mmap_real(
+            ino,
+            0,
+            2 * PMD,
+            MapOptions {
+                huge: false,
+                ..rw()
+            },
+        )
+        .unwrap();
+    for off in (0..small.len()).step_by(B as usize) {
+        peek_at(&small, off);
+    }
+    let s = small.stats();
+    assert_eq!((s.pmd, s.fallback, s.mkwrite), (0, 0, 0), "{s:?}");
+    // Misaligned (file page 1 at a 2 MiB-aligned address): PMD faults fall back.
+    let mis = fs.mmap_real(ino, 1, PMD, rw()).unwrap();
+    peek_at(&mis, 0);
+    assert_eq!(mis.stats().fallback, 1, "{:?}", mis.stats());
+    // A store after a load, and again after fsync cleaned the page: two mkwrites.
+    poke_at(&small, 100, 1);
+    assert_eq!(small.stats().mkwrite, 1);
+    poke_at(&small, 101, 2);
+    assert_eq!(small.stats().mkwrite, 1, "still writable: no fault");
+    fs.fsync(ino).unwrap();
+    poke_at(&small, 102, 3);
+    assert_eq!(small.stats().mkwrite, 2, "{:?}", small.stats());
+    let mut b = [0u8; 3];
+    fs.read(ino, 100, &mut b).unwrap();
+    assert_eq!(b, [1, 2, 3]);
 }

@@ -376,23 +376,35 @@ impl MmuMapping {
     pub fn populate(&self, offset: usize, len: usize, write: bool) -> Result<(), VmFault> {
         let (lo, hi) = self.range(offset, len).map_err(|_| VmFault::SIGSEGV)?;
         let s = &self.shadow;
+        // 4 KiB runs whose kernel page-table entries are still to be filled (2 MiB
+        // mappings are filled when they are made).
+        let mut small: Vec<(u64, u64)> = Vec::new();
         let mut a = lo & !(PAGE - 1);
-        while a < hi {
-            if s.gone(a) {
-                return Err(VmFault::SIGSEGV);
+        space::populating(|| {
+            while a < hi {
+                if s.gone(a) {
+                    return Err(VmFault::SIGSEGV);
+                }
+                if s.present(a).is_none_or(|w| write && !w) {
+                    handle_mm_fault(&MmuSpace, &self.vma, a, write)?;
+                }
+                if s.is_huge(a) {
+                    a = (a & !(PMD - 1)) + PMD;
+                } else {
+                    match small.last_mut() {
+                        Some((_, end)) if *end == a => *end += PAGE,
+                        _ => small.push((a, a + PAGE)),
+                    }
+                    a += PAGE;
+                }
             }
-            if s.present(a).is_none_or(|w| write && !w) {
-                handle_mm_fault(&MmuSpace, &self.vma, a, write)?;
-            }
-            a = if s.is_huge(a) {
-                (a & !(PMD - 1)) + PMD
-            } else {
-                a + PAGE
-            };
+            Ok(())
+        })?;
+        // Then the kernel's own entries, so that the range takes no fault at all
+        // afterwards (best effort: a racing truncate may have unmapped a part).
+        for (s, e) in small {
+            sys::populate(s, e.min(hi.next_multiple_of(PAGE)), write);
         }
-        // Then the kernel's own page-table entries, so that the range takes no fault
-        // at all afterwards (best effort: a racing truncate may have unmapped a part).
-        sys::populate(lo & !(PAGE - 1), hi.next_multiple_of(PAGE), write);
         Ok(())
     }
 

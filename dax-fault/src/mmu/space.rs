@@ -467,6 +467,26 @@ pub(crate) fn unpublish(i: usize) {
 }
 
 thread_local! {
+    /// Set while [`populating`] runs on this thread.
+    static POPULATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (faults asked for by `MmuMapping::populate`) with PMD fault-around
+/// unbounded: populating a range maps each 2 MiB extent run with one `mmap`, as
+/// `MAP_POPULATE` does the whole range at once.
+pub(crate) fn populating<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            POPULATING.with(|p| p.set(false));
+        }
+    }
+    POPULATING.with(|p| p.set(true));
+    let _reset = Reset;
+    f()
+}
+
+thread_local! {
     /// Write-tracking faults in a row at one address that found the page already
     /// writable: a SIGBUS that is not ours once it repeats.
     static STALE_TRACKED: std::cell::Cell<(u64, u32)> = const { std::cell::Cell::new((0, 0)) };
@@ -742,8 +762,13 @@ impl PageTable for MmuSpace {
     }
 
     fn pmd_fault_around(&self, _addr: u64) -> u64 {
-        // One signal and one kernel mapping for up to 32 MiB of an extent.
-        PMD_AROUND
+        // One signal and one kernel mapping for up to 32 MiB of an extent; while
+        // populating, the whole extent (the engine bounds it by the VMA and EOF).
+        if POPULATING.with(|p| p.get()) {
+            u64::MAX >> 32
+        } else {
+            PMD_AROUND
+        }
     }
 
     fn insert_pmd_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
