@@ -194,7 +194,7 @@ fn map_after_write<O: IomapOps + ?Sized>(vmf: &Vmf<'_>, ops: &O, max: u64) {
     drop(section);
     let mapping = vmf.vma().mapping();
     let (n, created) = mapping.index().prepare_run(vmf.pgoff() + 1, n, pfn, pgoff);
-    pages::associate_pages(pfn, vmf.pgoff() + 1, &created, mapping);
+    pages::associate_units(pfn, 0, vmf.pgoff() + 1, &created, mapping);
     if n > 0 {
         let _ = pt.insert_pte_run(addr, &MapTarget { pfn, pgoff, dev }, n);
     }
@@ -429,7 +429,7 @@ fn fault_iter<O: IomapOps + ?Sized>(
             mapping
                 .index()
                 .prepare_run(vmf.pgoff() + 1, around, pfn.add(1), pgoff + 1);
-        pages::associate_pages(pfn.add(1), vmf.pgoff() + 1, &created, mapping);
+        pages::associate_units(pfn.add(1), 0, vmf.pgoff() + 1, &created, mapping);
         // Under the lock the run maps only into slots that are still empty; a slot
         // another fault filled meanwhile ends it (0 pages: the faulting one was
         // filled, and a read leaves it alone).
@@ -530,11 +530,13 @@ fn insert_pmd_run(vmf: &Vmf<'_>, index: u64, target: &MapTarget<'_>, more: u64) 
         target.pfn.add(PMD_PAGES),
         target.pgoff + PMD_PAGES,
     );
-    let arc = mapping.arc();
-    for c in created {
-        let pfn = target.pfn.add((c + 1) * PMD_PAGES);
-        pages::associate(pfn, PMD_ORDER, &arc, next + c * PMD_PAGES, false);
-    }
+    pages::associate_units(
+        target.pfn.add(PMD_PAGES),
+        PMD_ORDER,
+        next,
+        &created,
+        &mapping.arc(),
+    );
     let addr = vmf.address() & !(PMD - 1);
     // A slot another fault filled meanwhile ends the run (0 units: the faulting one
     // was filled, and a read leaves it alone).

@@ -74,16 +74,24 @@ pub(crate) fn associate(pfn: Pfn, order: u32, mapping: &Arc<DaxMapping>, index: 
     }
 }
 
-/// [`associate`] for single pages `pfn + o` backing file pages `index + o`, for each
-/// offset `o` in `offsets`, under one lock (the pages fault-around created entries for).
-pub(crate) fn associate_pages(pfn: Pfn, index: u64, offsets: &[u64], mapping: &Arc<DaxMapping>) {
+/// [`associate`] for units of `2^order` pages, `pfn + o * 2^order` backing file pages
+/// from `index + o * 2^order`, for each offset `o` in `offsets`, under one lock (the
+/// units fault-around created entries for).
+pub(crate) fn associate_units(
+    pfn: Pfn,
+    order: u32,
+    index: u64,
+    offsets: &[u64],
+    mapping: &Arc<DaxMapping>,
+) {
     let mut t = PAGES.table.lock();
     let weak = Arc::downgrade(mapping);
     for &o in offsets {
+        let o = o << order;
         t.meta.insert(
             pfn.0 + o,
             Meta {
-                order: 0,
+                order,
                 owner: Owner::File(weak.clone(), index + o),
             },
         );
