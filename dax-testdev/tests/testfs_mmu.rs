@@ -364,22 +364,29 @@ fn misaligned_or_fragmented_files_fall_back_to_ptes_within_extents() {
     );
 }
 
-#[test]
-fn needs_hugetlb_aligned_file_is_served_by_pmd_faults_only() {
-    let dev = match dax_testdev::MemDevice::builder()
-        .size(128 << 20)
+/// A TestFs on a hugetlb-backed device (2 MiB pages only), or a printed reason to
+/// skip.
+fn hugetlb_fs(size: u64) -> Option<dax_testdev::TestFs> {
+    match dax_testdev::MemDevice::builder()
+        .size(size)
         .backing(dax_testdev::Backing::HugetlbMemfd)
         .build()
     {
-        Ok(d) => d,
+        Ok(d) => Some(dax_testdev::TestFs::mkfs(d).unwrap()),
         Err(e) => {
             println!(
                 "skipping: no hugetlb-backed device ({e}); reserve 2 MiB pages with sysctl vm.nr_hugepages"
             );
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn needs_hugetlb_aligned_file_is_served_by_pmd_faults_only() {
+    let Some(fs) = hugetlb_fs(128 << 20) else {
+        return;
     };
-    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
     let ino = fs.create("f").unwrap();
     let len = 64u64 << 20;
     let blocks: Vec<Vec<u8>> = (0..len / PMD)
@@ -697,18 +704,9 @@ fn a_shmem_thp_device_maps_2m_pages_and_any_4k_page_alone() {
 
 #[test]
 fn a_hugetlb_device_refuses_up_front_what_would_need_4k_pages() {
-    let dev = match dax_testdev::MemDevice::builder()
-        .size(16 << 20)
-        .backing(dax_testdev::Backing::HugetlbMemfd)
-        .build()
-    {
-        Ok(d) => d,
-        Err(e) => {
-            println!("skipping: no hugetlb-backed device ({e})");
-            return;
-        }
+    let Some(fs) = hugetlb_fs(16 << 20) else {
+        return;
     };
-    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
     let small = fs.create("small").unwrap();
     fs.write(small, 0, b"hello, world").unwrap();
     let e = fs.mmap_real(small, 0, PMD, rw()).unwrap_err();

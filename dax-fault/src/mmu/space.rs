@@ -565,6 +565,23 @@ fn owner(addr: u64) -> Result<ShadowRef, DaxError> {
     Ok(r)
 }
 
+/// Runs `f` on the PTE slot of `addr` (the mapping, its block, the block's table and
+/// the slot's index) under the block's lock; under a huge mapping the slot is not
+/// there to fill: [`Inserted::Present`].
+fn with_pte_slot(
+    addr: u64,
+    f: impl FnOnce(&Shadow, &Block, &Ptes, usize) -> Result<Inserted, DaxError>,
+) -> Result<Inserted, DaxError> {
+    let r = owner(addr)?;
+    let s = r.get();
+    let b = s.block_mut(addr);
+    let _pt = b.lock.lock();
+    if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+        return Ok(Inserted::Present);
+    }
+    f(s, b, b.ptes(), slot(addr))
+}
+
 impl PageTable for MmuSpace {
     fn pte(&self, addr: u64) -> Option<Pte> {
         let r = lookup(addr)?;
@@ -609,49 +626,42 @@ impl PageTable for MmuSpace {
         write: bool,
         writable: bool,
     ) -> Result<Inserted, DaxError> {
-        let r = owner(addr)?;
-        let s = r.get();
-        let b = s.block_mut(addr);
-        let _pt = b.lock.lock();
-        if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
-            return Ok(Inserted::Present);
-        }
-        let t = b.ptes();
-        let i = slot(addr);
-        let v = t.val[i].load(Ordering::Acquire);
-        if v != P_NONE {
-            if !write {
-                return Ok(Inserted::Present);
-            }
-            return match value {
-                PteValue::Page(tg) if is_device_page(v) && pfn_of(v) == tg.pfn => {
-                    if !writable || kind(v) == P_RW {
-                        return Ok(Inserted::Present);
-                    }
-                    s.make_writable(t, addr, v)?;
-                    t.val[i].store(with_pfn(tg.pfn, P_RW), Ordering::Release);
-                    s.mkwrites.fetch_add(1, Ordering::Relaxed);
-                    Ok(Inserted::Upgraded)
+        with_pte_slot(addr, |s, b, t, i| {
+            let v = t.val[i].load(Ordering::Acquire);
+            if v != P_NONE {
+                if !write {
+                    return Ok(Inserted::Present);
                 }
-                _ if kind(v) == P_ZERO => Ok(Inserted::ZeroPage),
-                _ => Ok(Inserted::Mismatch),
-            };
-        }
-        match value {
-            PteValue::Page(tg) => {
-                s.map_device_ptes(addr, &tg, 1, writable)?;
-                t.pgoff[i].store(tg.pgoff, Ordering::Relaxed);
-                let k = if writable { P_RW } else { P_RO };
-                t.val[i].store(with_pfn(tg.pfn, k), Ordering::Release);
+                return match value {
+                    PteValue::Page(tg) if is_device_page(v) && pfn_of(v) == tg.pfn => {
+                        if !writable || kind(v) == P_RW {
+                            return Ok(Inserted::Present);
+                        }
+                        s.make_writable(t, addr, v)?;
+                        t.val[i].store(with_pfn(tg.pfn, P_RW), Ordering::Release);
+                        s.mkwrites.fetch_add(1, Ordering::Relaxed);
+                        Ok(Inserted::Upgraded)
+                    }
+                    _ if kind(v) == P_ZERO => Ok(Inserted::ZeroPage),
+                    _ => Ok(Inserted::Mismatch),
+                };
             }
-            PteValue::Zero => {
-                sys::map_anon(addr, PAGE, false)?;
-                t.val[i].store(P_ZERO, Ordering::Release);
+            match value {
+                PteValue::Page(tg) => {
+                    s.map_device_ptes(addr, &tg, 1, writable)?;
+                    t.pgoff[i].store(tg.pgoff, Ordering::Relaxed);
+                    let k = if writable { P_RW } else { P_RO };
+                    t.val[i].store(with_pfn(tg.pfn, k), Ordering::Release);
+                }
+                PteValue::Zero => {
+                    sys::map_anon(addr, PAGE, false)?;
+                    t.val[i].store(P_ZERO, Ordering::Release);
+                }
             }
-        }
-        b.state.store(D_TABLE, Ordering::Release);
-        s.pte_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(Inserted::New)
+            b.state.store(D_TABLE, Ordering::Release);
+            s.pte_maps.fetch_add(1, Ordering::Relaxed);
+            Ok(Inserted::New)
+        })
     }
 
     fn fault_around(&self, addr: u64, write: bool) -> u64 {
@@ -806,23 +816,16 @@ impl PageTable for MmuSpace {
     }
 
     fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError> {
-        let r = owner(addr)?;
-        let s = r.get();
-        let b = s.block_mut(addr);
-        let _pt = b.lock.lock();
-        if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
-            return Ok(Inserted::Present);
-        }
-        let t = b.ptes();
-        let i = slot(addr);
-        if t.val[i].load(Ordering::Acquire) != P_NONE {
-            return Ok(Inserted::Present);
-        }
-        sys::map_private_copy(addr, data)?;
-        t.val[i].store(P_PRIVATE, Ordering::Release);
-        b.state.store(D_TABLE, Ordering::Release);
-        s.pte_maps.fetch_add(1, Ordering::Relaxed);
-        Ok(Inserted::New)
+        with_pte_slot(addr, |s, b, t, i| {
+            if t.val[i].load(Ordering::Acquire) != P_NONE {
+                return Ok(Inserted::Present);
+            }
+            sys::map_private_copy(addr, data)?;
+            t.val[i].store(P_PRIVATE, Ordering::Release);
+            b.state.store(D_TABLE, Ordering::Release);
+            s.pte_maps.fetch_add(1, Ordering::Relaxed);
+            Ok(Inserted::New)
+        })
     }
 
     /// A huge device mapping of a device that also maps 4 KiB pages becomes 512 PTEs
