@@ -39,33 +39,49 @@ pub fn dax_lock_mapping_entry(mapping: Option<&DaxMapping>, index: u64) -> MfLoc
 /// HWPoison (not for [`MfFlags::MEM_PRE_REMOVE`]), removes it (the whole PMD when a
 /// huge mapping covers it) from every user mapping, and sends SIGBUS to those users
 /// ([`MappedVma::take_signals`](crate::MappedVma::take_signals)). Pages without a
-/// REAL entry are skipped. [`DaxError::Busy`] (`EBUSY`) when `mapping` is `None`.
+/// REAL entry are skipped; only pages with entries are visited, so a count of
+/// `u64::MAX` (to the end of the file) costs what the file has. [`DaxError::Busy`]
+/// (`EBUSY`) when `mapping` is `None` and the range is not empty.
 pub fn mf_dax_kill_procs(
     mapping: Option<&DaxMapping>,
     index: u64,
     count: u64,
     flags: MfFlags,
 ) -> Result<(), DaxError> {
-    for i in index..index.saturating_add(count) {
-        match dax_lock_mapping_entry(mapping, i) {
-            MfLock::NotDax => {
-                return Err(DaxError::Busy {
-                    what: "memory failure on a file that is not DAX-mapped",
-                });
-            }
-            MfLock::NoPage => {}
-            MfLock::Locked(e) => {
-                let m = mapping.expect("locked implies a mapping");
-                let entry = e.entry();
-                let pfn = entry.pfn.add(i - e.start());
-                if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
-                    pages::set_hwpoison(pfn);
-                }
-                kill(m, i, pfn, entry.pages(), e.start());
-            }
+    if count == 0 {
+        return Ok(());
+    }
+    let Some(m) = mapping else {
+        return Err(DaxError::Busy {
+            what: "memory failure on a file that is not DAX-mapped",
+        });
+    };
+    // Visit only the pages that have entries: a walk over a range costs what exists
+    // in it, not its length (a count of u64::MAX means to the end of the file).
+    let last = index.saturating_add(count - 1);
+    let mut next = Some(index);
+    while let Some(from) = next
+        && let Some((start, pages)) = m.index().next_entry(from, last)
+    {
+        let end = (start + (pages - 1)).min(last);
+        next = end.checked_add(1);
+        for i in from.max(start)..=end {
+            kill_page(m, i, flags);
         }
     }
     Ok(())
+}
+
+/// [`mf_dax_kill_procs`] for file page `i`: nothing unless it has a REAL entry.
+fn kill_page(m: &DaxMapping, i: u64, flags: MfFlags) {
+    if let MfLock::Locked(e) = dax_lock_mapping_entry(Some(m), i) {
+        let entry = e.entry();
+        let pfn = entry.pfn.add(i - e.start());
+        if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
+            pages::set_hwpoison(pfn);
+        }
+        kill(m, i, pfn, entry.pages(), e.start());
+    }
 }
 
 /// Signals every user mapping device page `pfn` at file page `index` and unmaps the

@@ -230,8 +230,9 @@ impl Inner {
         if let Some(k) = self.covering(start) {
             return Some(k);
         }
+        // An inclusive end: the unit at the top of the index ends at u64::MAX.
         self.slots
-            .range(start..start + (1u64 << order))
+            .range(start..=start | ((1u64 << order) - 1))
             .next()
             .map(|(&k, _)| k)
     }
@@ -517,17 +518,18 @@ impl MappingIndex {
                 }
                 continue;
             }
-            let next = key + slot.entry.pages();
+            // The entry at the top of the index ends the walk (no page after it).
+            let next = key.checked_add(slot.entry.pages());
             let remove = f(key, g.slots.get_mut(&key).expect("present"));
             if remove {
                 self.remove_slot(&mut g, key);
             } else {
                 Self::put_unlocked(&mut g, key);
             }
-            if next > last {
-                return;
+            match next {
+                Some(n) if n <= last => pos = n,
+                _ => return,
             }
-            pos = next;
         }
     }
 
@@ -637,8 +639,13 @@ impl MappingIndex {
     /// expected pfn is kept; anything else (a locked, ZERO, EMPTY or PMD entry, another
     /// pfn) ends the run. Returns the run's length and the offsets (from `first`) of
     /// the entries created. The caller holds the faulting page's entry lock and the
-    /// filesystem lock that keeps the block map stable.
+    /// filesystem lock that keeps the block map stable. A run is at most 512 pages
+    /// (fault-around never maps more than a 2 MiB block at once) and ends at the top
+    /// of the index.
     pub fn prepare_run(&self, first: u64, max: u64, pfn: Pfn, pgoff: u64) -> (u64, Vec<u64>) {
+        let max = max
+            .min(1 << PMD_ORDER)
+            .min((u64::MAX - first).saturating_add(1));
         let mut g = self.inner.lock();
         if max == 0 || g.covering(first).is_some_and(|k| k != first) {
             return (0, Vec::new());
@@ -649,7 +656,7 @@ impl MappingIndex {
         let mut created = Vec::new();
         let mut n = 0;
         let mut stopped = false;
-        for (&k, s) in g.slots.range(first..first.saturating_add(max)) {
+        for (&k, s) in g.slots.range(first..=first + (max - 1)) {
             let at = k - first;
             created.extend(n..at);
             n = at;
@@ -689,6 +696,8 @@ impl MappingIndex {
     /// created.
     pub fn prepare_pmd_run(&self, first: u64, max: u64, pfn: Pfn, pgoff: u64) -> (u64, Vec<u64>) {
         const UNIT: u64 = 1 << PMD_ORDER;
+        // Never past the top of the index.
+        let max = max.min((u64::MAX - first) / UNIT + 1);
         let mut g = self.inner.lock();
         let mut created = Vec::new();
         let mut n = 0;

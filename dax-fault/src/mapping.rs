@@ -208,7 +208,8 @@ impl DaxMapping {
     }
 
     /// Removes file pages `first .. first + count` from every user mapping
-    /// (`unmap_mapping_pages`); private copy-on-write pages stay unless `even_cows`.
+    /// (`unmap_mapping_pages`); private copy-on-write pages stay unless `even_cows`. A
+    /// count that runs past `u64::MAX` means to the end of the file.
     pub fn unmap_mapping_pages(&self, first: u64, count: u64, even_cows: bool) {
         self.for_each_vma(|m| {
             if let Some((addr, len)) = m.vma.range_of(first, count) {
@@ -303,7 +304,8 @@ impl MappingOps for DaxMapping {
             return Ok(());
         }
         let all = self.index.invalidate_clean(first, last);
-        self.unmap_mapping_pages(first, last - first + 1, false);
+        // `last` may be u64::MAX ("to the end"): the count saturates, it never wraps.
+        self.unmap_mapping_pages(first, (last - first).saturating_add(1), false);
         if all {
             Ok(())
         } else {

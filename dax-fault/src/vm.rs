@@ -292,9 +292,10 @@ impl fmt::Debug for Vmf<'_> {
 impl<'a> Vmf<'a> {
     /// A fault at `address` (any byte of the page) in `vma`.
     ///
-    /// [`DaxError::InvalidArgument`] when the address is outside the mapping, or a
-    /// store hits a mapping without `PROT_WRITE` (the memory manager answers that
-    /// with SIGSEGV before any handler runs).
+    /// [`DaxError::InvalidArgument`] when the address is outside the mapping, a store
+    /// hits a mapping without `PROT_WRITE` (the memory manager answers that with
+    /// SIGSEGV before any handler runs), or a `MKWRITE` fault names a private mapping
+    /// (the memory manager never sends one there: it copies the page itself).
     pub fn new(vma: &'a MappedVma, address: u64, flags: FaultFlags) -> Result<Vmf<'a>, DaxError> {
         let v = vma.vma();
         if !v.contains(address) {
@@ -305,6 +306,13 @@ impl<'a> Vmf<'a> {
         if flags.contains(FaultFlags::WRITE) && !v.is_writable() {
             return Err(DaxError::InvalidArgument {
                 what: "write fault on a mapping without write permission",
+            });
+        }
+        if flags.contains(FaultFlags::MKWRITE) && !v.is_shared() {
+            // The memory manager copies a private page itself on a store to a
+            // read-only one (`wp_page_copy`); `pfn_mkwrite` is only for shared ones.
+            return Err(DaxError::InvalidArgument {
+                what: "a mkwrite fault on a private mapping (a store there goes to a private copy)",
             });
         }
         let address = address & !(PAGE_SIZE as u64 - 1);
