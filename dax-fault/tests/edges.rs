@@ -159,9 +159,9 @@ fn edge17_a_private_mapping_takes_no_mkwrite_fault() {
         &space,
     );
     assert_eq!(rd(&fs, &vma, BASE), VmFault::NOPAGE);
-    let e = Vmf::new(&vma, BASE, FaultFlags::WRITE | FaultFlags::MKWRITE)
-        .err()
-        .expect("refused");
+    let Err(e) = Vmf::new(&vma, BASE, FaultFlags::WRITE | FaultFlags::MKWRITE) else {
+        panic!("a private mkwrite fault must be refused");
+    };
     assert_eq!(e.errno(), libc::EINVAL);
     // What the memory manager does send for a store to an unmapped page of a
     // private mapping is a copy-on-write fault: a private copy, the device untouched.
