@@ -564,7 +564,9 @@ impl MemDevice {
     /// The firmware's poison clear (`nvdimm_clear_poison` as pmem's
     /// `__pmem_clear_poison` uses it): both `offset` and `len` must be aligned to the
     /// clear unit, else `ENXIO`; returns the bytes cleared. Cleared bytes lose their
-    /// hardware poison; the badblocks table is left to the caller, as in the kernel.
+    /// hardware poison, and each whole page cleared its `PageHWPoison` flag
+    /// ([`dax_fault::page_hwpoison`]); the badblocks table is left to the caller, as
+    /// in the kernel.
     pub fn clear_poison(&self, offset: u64, len: u64) -> Result<u64, DaxError> {
         self.enter(DevOp::ClearPoison)?;
         self.check_range(offset, len)?;
@@ -593,6 +595,15 @@ impl MemDevice {
             range_remove(&mut hw, offset, offset + cleared);
             if hw.is_empty() {
                 self.hw_any.store(false, Ordering::Release);
+            }
+            drop(hw);
+            // The pages' HWPoison flags go with the poison, as `pmem_clear_hwpoison`
+            // clears them: from the page holding `offset`, one per whole page cleared.
+            let base = self.region.ptr_at(0).expect("offset 0 is inside").as_ptr() as u64
+                >> dax_core::PAGE_SHIFT;
+            let first = offset / PAGE_SIZE as u64;
+            for p in first..first + cleared / PAGE_SIZE as u64 {
+                dax_fault::clear_page_hwpoison(dax_core::Pfn(base + p));
             }
         }
         Ok(cleared)

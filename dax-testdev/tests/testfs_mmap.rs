@@ -338,7 +338,20 @@ fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
     fs.write(ino, 2 * B, &pattern(8, 0, B as usize)).unwrap();
     pt.read(&vma, BASE + 2 * B, &mut b).unwrap();
     assert_eq!(b[0], pattern(8, 0, 1)[0]);
-    dax_fault::clear_page_hwpoison(pfn);
+    // Issue 17, item 7: clearing the poison clears the page's HWPoison flag too
+    // (pmem's poison clear does), or the healthy page would stay flagged.
+    assert!(
+        !dax_fault::page_hwpoison(pfn),
+        "HWPoison outlived the poison"
+    );
+    // The same through the driver's zeroing of the whole page (what dax_zero_range
+    // and a new block's zeroing do): poison again, flag it, zero the page.
+    dev.driver().poison(pgoff * B, B).unwrap();
+    dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty()).unwrap();
+    assert!(dax_fault::page_hwpoison(pfn));
+    dev.zero_page_range(pgoff, 1).unwrap();
+    assert!(!dev.driver().is_poisoned(pgoff * B, B));
+    assert!(!dax_fault::page_hwpoison(pfn), "zeroing cleared the poison");
 }
 
 #[test]
