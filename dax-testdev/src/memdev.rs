@@ -44,7 +44,10 @@ pub enum Backing {
     /// (`sysctl vm.nr_hugepages`), or [`MemDeviceBuilder::build`] fails with `ENOMEM`.
     HugetlbMemfd,
     /// A regular file, created if missing and extended to the device size: its bytes
-    /// survive the process, so a device can be reopened and read back.
+    /// survive the process, so a device can be reopened and read back. So does its
+    /// poison: the hardware poison is kept in `FILE.poison` beside it and reported
+    /// again at the next open (hardware poison and known bad sectors both, as a real
+    /// pmem platform's scrub reports it after a reboot).
     File(PathBuf),
     /// A device-dax character device (`/dev/daxX.Y`); the size and alignment come from
     /// sysfs.
@@ -303,7 +306,7 @@ impl MemDeviceBuilder {
         })?;
         let huge = self.backing == Backing::ShmemThp;
         let region = Region::map(fd, len, self.populate, huge)?;
-        Ok(MemDevice {
+        let dev = MemDevice {
             region,
             nr_pages: size / PAGE_SIZE as u64,
             page_size,
@@ -315,7 +318,9 @@ impl MemDeviceBuilder {
             inject: Mutex::new(Injections::default()),
             injecting: AtomicBool::new(false),
             calls: CallCounts::new(),
-        })
+        };
+        dev.load_poison()?;
+        Ok(dev)
     }
 
     fn require_size(&self) -> Result<u64, DaxError> {
@@ -531,6 +536,69 @@ impl MemDevice {
         let mut hw = self.hw.lock();
         range_insert(&mut hw, start, end);
         self.hw_any.store(true, Ordering::Release);
+        self.save_poison(&hw)
+    }
+
+    /// Where a file-backed device keeps its poison between opens: `IMAGE.poison` beside
+    /// the image, one `start end` byte range (hexadecimal) a line.
+    fn poison_path(&self) -> Option<PathBuf> {
+        match &self.backing {
+            Backing::File(p) => {
+                let mut name = p.as_os_str().to_owned();
+                name.push(".poison");
+                Some(PathBuf::from(name))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records the hardware poison of a file-backed device beside its image (written
+    /// whole to a temporary file, then renamed over the old list; removed when there is
+    /// none), so that a later open reports it again, as real pmem does after a reboot.
+    fn save_poison(&self, hw: &BTreeMap<u64, u64>) -> Result<(), DaxError> {
+        let Some(path) = self.poison_path() else {
+            return Ok(());
+        };
+        let io = |e: std::io::Error| DaxError::from_io("recording the device's poison", &e);
+        if hw.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+                _ => Ok(()),
+            };
+        }
+        let text: String = hw.iter().map(|(s, e)| format!("{s:x} {e:x}\n")).collect();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    /// At open, the poison a file-backed device recorded: hardware poison again, and,
+    /// as the platform's address range scrub would find it at probe, known bad sectors
+    /// in the badblocks table too (latent poison included). A list that does not parse
+    /// or runs past the device is `EIO`.
+    fn load_poison(&self) -> Result<(), DaxError> {
+        let Some(path) = self.poison_path() else {
+            return Ok(());
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(DaxError::from_io("reading the device's poison", &e)),
+        };
+        let bad = || DaxError::Io {
+            what: "the device's poison list is damaged",
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut it = line.split_whitespace().map(|w| u64::from_str_radix(w, 16));
+            let (Some(Ok(start)), Some(Ok(end)), None) = (it.next(), it.next(), it.next()) else {
+                return Err(bad());
+            };
+            if start >= end || end > self.size() {
+                return Err(bad());
+            }
+            self.poison(start, end - start)?;
+        }
         Ok(())
     }
 
@@ -596,6 +664,7 @@ impl MemDevice {
             if hw.is_empty() {
                 self.hw_any.store(false, Ordering::Release);
             }
+            self.save_poison(&hw)?;
             drop(hw);
             // The pages' HWPoison flags go with the poison, as `pmem_clear_hwpoison`
             // clears them: from the page holding `offset`, one per whole page cleared.

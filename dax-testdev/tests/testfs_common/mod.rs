@@ -46,6 +46,10 @@ impl TempPath {
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        // The poison list a file-backed device keeps beside its image.
+        let mut poison = self.0.clone().into_os_string();
+        poison.push(".poison");
+        let _ = std::fs::remove_file(poison);
     }
 }
 
