@@ -369,7 +369,8 @@ fn devdax_geometry(file: &std::fs::File) -> Result<(u64, usize), DaxError> {
 /// What the next firmware poison clears do (see [`MemDevice::inject_partial_clear`]).
 #[derive(Debug, Default)]
 struct Injections {
-    errors: [Option<(u32, DaxError)>; N_OPS],
+    /// Per operation: calls to let through first, calls to fail, the error.
+    errors: [Option<(u32, u32, DaxError)>; N_OPS],
     partial_clear: Option<(u32, u64)>,
 }
 
@@ -461,7 +462,14 @@ impl MemDevice {
     /// Makes the next `count` calls of `op` fail with `err` (for
     /// [`DevOp::RecoveryWrite`], return 0 bytes). A later call replaces the setting.
     pub fn inject_error(&self, op: DevOp, count: u32, err: DaxError) {
-        self.inject.lock().errors[op.index()] = (count > 0).then_some((count, err));
+        self.inject_error_after(op, 0, count, err);
+    }
+
+    /// Lets the next `skip` calls of `op` through, then makes `count` calls fail with
+    /// `err` (for example the second flush of a checkpoint: its commit, after the data
+    /// flush). A later call replaces the setting.
+    pub fn inject_error_after(&self, op: DevOp, skip: u32, count: u32, err: DaxError) {
+        self.inject.lock().errors[op.index()] = (count > 0).then_some((skip, count, err));
         self.injecting.store(true, Ordering::SeqCst);
     }
 
@@ -485,7 +493,11 @@ impl MemDevice {
         }
         let mut inj = self.inject.lock();
         let slot = &mut inj.errors[op.index()];
-        if let Some((n, err)) = slot {
+        if let Some((skip, n, err)) = slot {
+            if *skip > 0 {
+                *skip -= 1;
+                return Ok(());
+            }
             let err = err.clone();
             *n -= 1;
             if *n == 0 {

@@ -240,3 +240,82 @@ fn metadata_too_big_for_a_slot_is_enospc_and_the_last_checkpoint_stays() {
     let fs = TestFs::open(path.device(None)).unwrap();
     assert_eq!(fs.list().len(), synced);
 }
+
+/// Where a checkpoint can fail, and how to make the device fail it there.
+#[derive(Debug, Clone, Copy)]
+enum CommitStep {
+    /// The data flush before the metadata is written.
+    DataFlush,
+    /// The metadata write into the checkpoint slot.
+    MetadataWrite,
+    /// The flush that commits the written slot (the slot is on the media, whole).
+    CommitFlush,
+}
+
+fn fail_commit_at(dev: &Dev, step: CommitStep) {
+    let eio = dax_core::DaxError::Io {
+        what: "injected commit failure",
+    };
+    let d = dev.driver();
+    match step {
+        CommitStep::DataFlush => d.inject_error(dax_testdev::DevOp::Flush, 1, eio),
+        CommitStep::MetadataWrite => d.inject_error(dax_testdev::DevOp::DirectAccess, 1, eio),
+        CommitStep::CommitFlush => d.inject_error_after(dax_testdev::DevOp::Flush, 1, 1, eio),
+    }
+}
+
+#[test]
+fn after_a_failed_commit_no_file_comes_back_with_another_files_data() {
+    // Issue 17, item 6: fsync a new file F while the device fails the commit (fsync
+    // says EIO), then, as an application would, truncate F, create Y and write Y;
+    // crash; reopen. If the failed checkpoint did reach the media, F comes back with
+    // its blocks, so those blocks must not have been given to Y.
+    for step in [
+        CommitStep::DataFlush,
+        CommitStep::MetadataWrite,
+        CommitStep::CommitFlush,
+    ] {
+        let path = TempPath::new("failed-commit");
+        let (f_data, g_data, y_data) = (
+            pattern(21, 0, 4 * B as usize),
+            pattern(22, 0, 4 * B as usize),
+            pattern(23, 0, 4 * B as usize),
+        );
+        {
+            let dev = path.device(Some(SIZE));
+            let fs = TestFs::mkfs(dev.clone()).unwrap();
+            let g = fs.create("g").unwrap();
+            fs.write(g, 0, &g_data).unwrap();
+            fs.fsync(g).unwrap();
+            let f = fs.create("f").unwrap();
+            fs.write(f, 0, &f_data).unwrap();
+            fail_commit_at(&dev, step);
+            let e = fs.fsync(f).unwrap_err();
+            assert_eq!(e.errno(), libc::EIO, "{step:?}: {e}");
+            dev.driver().clear_injections();
+            fs.truncate(f, 0).unwrap();
+            let y = fs.create("y").unwrap();
+            fs.write(y, 0, &y_data).unwrap();
+        } // crash
+        let dev = path.device(None);
+        let fs = TestFs::open(dev).unwrap();
+        let g = fs.lookup("g").unwrap();
+        let mut back = vec![0u8; g_data.len()];
+        fs.read(g, 0, &mut back).unwrap();
+        assert_eq!(back, g_data, "{step:?}: fsynced data intact");
+        if let Ok(f) = fs.lookup("f") {
+            let size = fs.stat(f).unwrap().size as usize;
+            let mut back = vec![0u8; size];
+            fs.read(f, 0, &mut back).unwrap();
+            assert!(
+                back.iter().all(|&b| b == 0) || back == f_data[..size],
+                "{step:?}: f came back with data that is not its own"
+            );
+            assert_ne!(
+                back,
+                y_data[..size.min(y_data.len())],
+                "{step:?}: f shows y's data"
+            );
+        }
+    }
+}

@@ -8,6 +8,11 @@
 //!   references it is *busy*, not free: reusing it before the next checkpoint would let
 //!   a crash bring back a file whose blocks hold someone else's data (XFS keeps such
 //!   "busy extents" for the same reason). The next checkpoint frees busy blocks.
+//! * After a checkpoint fails to commit, nobody knows whether it or the last durable
+//!   one is on the media, so both count as durable until a commit succeeds: a block
+//!   either references is not reused before then. (The alternative, XFS's, is to shut
+//!   the filesystem down on a log I/O error; TestFs keeps working, and an fsync that
+//!   succeeds later settles which checkpoint is the durable one.)
 
 use std::collections::BTreeMap;
 
@@ -200,6 +205,16 @@ impl Allocator {
             };
         }
         (first, n.max(1))
+    }
+
+    /// A checkpoint that references `referenced` failed to commit, and may or may not
+    /// be on the media: after a crash either it or the last durable one comes back.
+    /// Until a commit succeeds, blocks either references are kept from reuse (the
+    /// durable set grows by `referenced`, so blocks freed meanwhile become busy).
+    pub(crate) fn checkpoint_failed(&mut self, referenced: RangeSet) {
+        for (s, e) in referenced.iter() {
+            self.durable.insert(s, e);
+        }
     }
 
     /// A checkpoint that references exactly `referenced` is durable: busy blocks it

@@ -430,11 +430,20 @@ impl Shared {
                 what: "the metadata no longer fits a checkpoint slot",
             });
         }
-        self.write_meta(self.slot_offset(generation), &bytes)?;
-        self.dev.flush()?; // the commit
+        let referenced = format::referenced_set(&image.refcounts);
+        let written = self
+            .write_meta(self.slot_offset(generation), &bytes)
+            .and_then(|()| self.dev.flush()); // the commit
+        if let Err(e) = written {
+            // Whether the new checkpoint is on the media is unknown now (written whole
+            // but not known flushed, or written in part): either it or the last
+            // durable one may come back after a crash, so blocks that either
+            // references stay unusable until a commit succeeds.
+            meta.alloc.checkpoint_failed(referenced);
+            return Err(e);
+        }
         meta.generation = generation;
-        meta.alloc
-            .checkpoint_committed(format::referenced_set(&image.refcounts));
+        meta.alloc.checkpoint_committed(referenced);
         for im in meta.inodes.values() {
             im.core.blocks.write().dirty = false;
         }
