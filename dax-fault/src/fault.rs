@@ -180,7 +180,10 @@ fn map_after_write<O: IomapOps + ?Sized>(vmf: &Vmf<'_>, ops: &O, max: u64) {
     let Some(dev) = iomap.dax_dev else {
         return;
     };
-    if iomap.kind != IomapType::Mapped || iter.length() < PAGE {
+    if iomap.kind != IomapType::Mapped
+        || iomap.flags.contains(IomapFlags::SHARED)
+        || iter.length() < PAGE
+    {
         return;
     }
     let pgoff = iomap.pgoff(pos);
@@ -354,7 +357,12 @@ fn fault_iter<O: IomapOps + ?Sized>(
     // Fault-around (a dax-rs extension, off unless the page table asks for it): a read
     // fault on a mapped extent may also map the following pages of the same extent.
     let whole = |n: u64| if pmd { n - n % PMD_PAGES } else { n };
-    let mut around = if iomap.kind == IomapType::Mapped {
+    // Not over a shared (reflinked) extent: a write(2) may copy-on-write those
+    // blocks away while holding only the I/O lock, deleting the run's unlocked entries
+    // and unmapping before this fault maps them; only the faulting page, whose entry
+    // this fault holds, is safe to map there.
+    let mut around = if iomap.kind == IomapType::Mapped && !iomap.flags.contains(IomapFlags::SHARED)
+    {
         whole(around_limit.min((iomap.end().saturating_sub(pos) / PAGE).saturating_sub(pages)))
     } else {
         0

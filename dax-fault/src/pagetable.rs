@@ -274,11 +274,14 @@ pub trait PageTable: Send + Sync {
     fn insert_private(&self, addr: u64, data: &[u8; PAGE_SIZE]) -> Result<Inserted, DaxError>;
 
     /// Splits the huge mapping at 2 MiB-aligned `addr`, if any (`split_huge_pmd`).
-    /// For a DAX mapping, which is not anonymous memory, that removes it, device
-    /// mapping or huge zero page alike (`__split_huge_pmd_locked` zaps file
-    /// mappings); the next access faults with PTEs. Only anonymous mappings turn a
-    /// huge zero page into 512 zero-page PTEs, and doing so here would leave PTEs
-    /// that no entry accounts for.
+    /// For a DAX mapping, which is not anonymous memory, the kernel removes it,
+    /// device mapping or huge zero page alike (`__split_huge_pmd_locked` zaps file
+    /// mappings); the next access faults with PTEs. A backend may instead leave a
+    /// huge *device* mapping as 512 PTEs of the same pages with the same protection
+    /// (the state splitting and then faulting every page back in would reach; the
+    /// PMD entry still covers them). A huge zero page is always removed: only
+    /// anonymous mappings turn it into 512 zero-page PTEs, which no entry would
+    /// account for here.
     fn split_pmd(&self, addr: u64);
 
     /// Removes every mapping of `addr .. addr + len` (`zap_page_range`), PTEs and

@@ -130,7 +130,8 @@ impl MapOptions {
     ///   address placement (`MAP_FIXED` and friends) is ignored: a DAX mapping is
     ///   always placed by [`MmuMapping::map`], 2 MiB aligned;
     /// - `PROT_WRITE` makes it writable; `PROT_READ` is implied (x86); `PROT_NONE` alone
-    ///   is `EOPNOTSUPP`.
+    ///   and `PROT_EXEC` are `EOPNOTSUPP` (these mappings are never executable);
+    ///   `MAP_HUGETLB` is `EINVAL`, as for any file not on hugetlbfs.
     ///
     /// ```
     /// use dax_fault::mmu::MapOptions;
@@ -187,6 +188,17 @@ impl MapOptions {
         if prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) == 0 {
             return Err(DaxError::NotSupported {
                 what: "a PROT_NONE DAX mapping",
+            });
+        }
+        if prot & libc::PROT_EXEC != 0 {
+            return Err(DaxError::NotSupported {
+                what: "an executable DAX mapping (these mappings are never executable)",
+            });
+        }
+        if flags & libc::MAP_HUGETLB != 0 {
+            // As for any file that is not on hugetlbfs.
+            return Err(DaxError::InvalidArgument {
+                what: "MAP_HUGETLB on a DAX file",
             });
         }
         Ok(MapOptions {
@@ -425,61 +437,88 @@ impl MmuMapping {
         Ok(())
     }
 
-    /// The page-aligned range `offset .. offset + len`, or `EINVAL`.
-    fn page_range(&self, offset: usize, len: usize) -> Result<(u64, u64), DaxError> {
-        if !(offset as u64).is_multiple_of(PAGE) || !(len as u64).is_multiple_of(PAGE) {
+    /// The unit the mapping's pages come in: 4 KiB, or 2 MiB on a device that maps
+    /// only 2 MiB pages (as `munmap` of a hugetlb mapping works in huge pages).
+    fn unit(&self) -> u64 {
+        if self.shadow.small_pages { PAGE } else { PMD }
+    }
+
+    /// `offset .. offset + len` as the kernel's `munmap`/`madvise` take a span: the
+    /// start aligned to the unit (else `EINVAL`), the length rounded up to it, inside
+    /// the mapping (else `EINVAL`).
+    fn span(&self, offset: usize, len: usize) -> Result<(u64, u64), DaxError> {
+        let unit = self.unit();
+        if !(offset as u64).is_multiple_of(unit) {
             return Err(DaxError::InvalidArgument {
-                what: "offset and length must be multiples of the page size",
+                what: "the start of the span must be aligned to the mapping's page size",
             });
         }
+        let len = (len as u64)
+            .checked_next_multiple_of(unit)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or(DaxError::InvalidArgument {
+                what: "span length overflows",
+            })?;
         self.range(offset, len)
     }
 
-    /// Unmaps `offset .. offset + len` (page aligned) for good (`munmap(2)` of part of
-    /// the mapping): its pages are zapped through the same lock as any other change,
-    /// and from then on an access there is a SIGSEGV, as after the kernel's `munmap`;
-    /// the rest of the mapping keeps working. The addresses stay reserved (no access)
-    /// until the mapping is dropped, so nothing else is placed there meanwhile. The
-    /// file's entries stay (the kernel's `munmap` does not touch the page cache).
-    /// `EINVAL` for an unaligned or out-of-range span; an empty one does nothing.
+    /// Unmaps `offset .. offset + len` for good (`munmap(2)` of part of the mapping):
+    /// its pages are zapped through the same lock as any other change, and from then
+    /// on an access there is a SIGSEGV, as after the kernel's `munmap`; the rest of the
+    /// mapping keeps working. The addresses stay reserved (no access) until the
+    /// mapping is dropped, so nothing else is placed there meanwhile. The file's
+    /// entries stay (the kernel's `munmap` does not touch the page cache). As the
+    /// kernel's: `offset` must be page aligned (2 MiB aligned on a device that maps
+    /// only 2 MiB pages) and `len` is rounded up to that; a zero `len` or a span past
+    /// the mapping is `EINVAL`.
     pub fn munmap(&self, offset: usize, len: usize) -> Result<(), DaxError> {
-        let (lo, hi) = self.page_range(offset, len)?;
-        if lo < hi {
-            self.shadow.retire(lo, hi);
+        if len == 0 {
+            return Err(DaxError::InvalidArgument {
+                what: "munmap of zero bytes",
+            });
         }
+        let (lo, hi) = self.span(offset, len)?;
+        self.shadow.retire(lo, hi);
         Ok(())
     }
 
-    /// `madvise(MADV_DONTNEED)` of `offset .. offset + len` (page aligned): zaps the
-    /// span's mappings, private copies included (`zap_page_range_single`), so the next
-    /// access faults again and, in a private mapping, sees the file anew. `EINVAL` for
-    /// an unaligned or out-of-range span.
+    /// `madvise(MADV_DONTNEED)` of `offset .. offset + len`: zaps the span's mappings,
+    /// private copies included (`zap_page_range_single`), so the next access faults
+    /// again and, in a private mapping, sees the file anew. Alignment and rounding as
+    /// [`munmap`](Self::munmap); a zero `len` does nothing.
     pub fn madvise_dontneed(&self, offset: usize, len: usize) -> Result<(), DaxError> {
-        let (lo, hi) = self.page_range(offset, len)?;
+        let (lo, hi) = self.span(offset, len)?;
         if lo < hi {
             crate::pagetable::PageTable::unmap(&MmuSpace, lo, hi - lo, true);
         }
         Ok(())
     }
 
-    /// `mremap(2)`: shrinking (a `new_len` that is a multiple of the page size, not
-    /// zero) unmaps the tail as [`munmap`](Self::munmap) does; the same length does
-    /// nothing. A DAX mapping cannot grow or move here (its address range is reserved
-    /// when it is made): `EOPNOTSUPP`; make a new mapping instead. Never call the
-    /// system call itself on a DAX mapping's addresses: the handler would no longer
-    /// know them.
+    /// `mremap(2)`: shrinking unmaps the tail as [`munmap`](Self::munmap) does
+    /// (`new_len` rounded up to the page size); the same length does nothing. A DAX
+    /// mapping cannot grow or move here (its address range is reserved when it is
+    /// made): `EOPNOTSUPP`; make a new mapping instead. A zero `new_len` is `EINVAL`.
+    /// Never call the system call itself on a DAX mapping's addresses: the handler
+    /// would no longer know them.
     pub fn mremap(&self, new_len: usize) -> Result<(), DaxError> {
-        if new_len == 0 || !(new_len as u64).is_multiple_of(PAGE) {
-            return Err(DaxError::InvalidArgument {
-                what: "a mapping's new length must be a non-zero multiple of the page size",
-            });
-        }
-        match new_len.cmp(&self.len()) {
+        let unit = self.unit();
+        let new_len = (new_len as u64).checked_next_multiple_of(unit);
+        let new_len = match new_len {
+            Some(l) if l > 0 => l,
+            _ => {
+                return Err(DaxError::InvalidArgument {
+                    what: "a mapping's new length must be more than zero",
+                });
+            }
+        };
+        match new_len.cmp(&(self.len() as u64)) {
             std::cmp::Ordering::Greater => Err(DaxError::NotSupported {
                 what: "a DAX mapping cannot grow or move: map the file again",
             }),
             std::cmp::Ordering::Equal => Ok(()),
-            std::cmp::Ordering::Less => self.munmap(new_len, self.len() - new_len),
+            std::cmp::Ordering::Less => {
+                self.munmap(new_len as usize, self.len() - new_len as usize)
+            }
         }
     }
 

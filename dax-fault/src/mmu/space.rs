@@ -149,6 +149,21 @@ pub(crate) struct Shadow {
     pub(crate) pmd_maps: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
     pub(crate) mkwrites: AtomicU64,
+    /// Bumped whenever a block lock is released: tells a fault that found nothing to
+    /// do whether anything changed since it last looked.
+    changes: AtomicU64,
+}
+
+/// A held block lock; releasing it counts as a change of the mapping.
+struct Locked<'a> {
+    _guard: parking_lot::MutexGuard<'a, ()>,
+    changes: &'a AtomicU64,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
 }
 
 impl Shadow {
@@ -166,6 +181,15 @@ impl Shadow {
             pmd_maps: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             mkwrites: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `b`'s lock (the page-table lock of its 2 MiB block).
+    fn lock<'a>(&'a self, b: &'a Block) -> Locked<'a> {
+        Locked {
+            _guard: b.lock.lock(),
+            changes: &self.changes,
         }
     }
 
@@ -211,7 +235,7 @@ impl Shadow {
         while b < hi {
             let (s, e) = (lo.max(b), hi.min(b + PMD));
             if let Some(block) = self.block(s) {
-                let _pt = block.lock.lock();
+                let _pt = self.lock(block);
                 f(block, s, e);
             }
             b += PMD;
@@ -256,9 +280,9 @@ impl Shadow {
         while b < hi {
             let (s, e) = (lo.max(b), hi.min(b + PMD));
             let block = self.block_mut(s);
-            let _pt = block.lock.lock();
-            if kind(block.state.load(Ordering::Acquire)) >= D_HUGE_RO && sys::reset(b, PMD).is_ok()
-            {
+            let _pt = self.lock(block);
+            if kind(block.state.load(Ordering::Acquire)) >= D_HUGE_RO {
+                must(sys::reset(b, PMD), "unmapping a 2 MiB page for munmap");
                 block.state.store(D_NONE, Ordering::Release);
             }
             let t = block.ptes();
@@ -267,7 +291,7 @@ impl Shadow {
                 v != P_NONE && v != P_GONE
             });
             for (a, l) in gone {
-                let _ = sys::reset(a, l);
+                must(sys::reset(a, l), "unmapping pages for munmap");
             }
             // A table, so that no 2 MiB mapping covers the gone pages again.
             block.state.store(D_TABLE, Ordering::Release);
@@ -349,6 +373,17 @@ impl Shadow {
         } else {
             sys::protect(addr, len, false).map(|()| P_RO)
         }
+    }
+}
+
+/// The kernel's zap and mkclean cannot fail; here they are system calls that can
+/// (`ENOMEM` when the process runs out of kernel mappings). Going on would leave a
+/// page mapped that the engine believes gone (showing blocks the filesystem may give
+/// to another file) or writable when writeback believes it clean (losing a store's
+/// durability): the process is stopped instead, with the reason on stderr.
+fn must(r: Result<(), DaxError>, what: &str) {
+    if let Err(e) = r {
+        sys::fatal(what, &e);
     }
 }
 
@@ -487,14 +522,15 @@ pub(crate) fn populating<R>(f: impl FnOnce() -> R) -> R {
 }
 
 thread_local! {
-    /// Write-tracking faults in a row at one address that found the page already
-    /// writable: a SIGBUS that is not ours once it repeats.
-    static STALE_TRACKED: std::cell::Cell<(u64, u32)> = const { std::cell::Cell::new((0, 0)) };
+    /// Faults in a row at one page that found nothing to do (the shadow already
+    /// allows the access) while the mapping did not change: (page, change count, n).
+    static STALE: std::cell::Cell<(u64, u64, u32)> = const { std::cell::Cell::new((0, 0, 0)) };
 }
 
-/// How many times a write-tracking SIGBUS may find its page already writable (another
-/// thread upgraded it first) before it is taken for someone else's SIGBUS.
-const STALE_TRACKED_LIMIT: u32 = 8;
+/// How many times in a row a fault may find nothing to do at an unchanged mapping
+/// before it is taken for a fault that is not ours. One is the common race: another
+/// thread mapped the page between the fault and the handler.
+const STALE_LIMIT: u32 = 8;
 
 /// The handler's resolver: the memory manager's dispatch for a fault at `addr`.
 pub(crate) fn resolve(addr: u64, access: Access) -> Option<Result<(), VmFault>> {
@@ -504,32 +540,35 @@ pub(crate) fn resolve(addr: u64, access: Access) -> Option<Result<(), VmFault>> 
         // Unmapped by a partial munmap: what the kernel gives for no mapping.
         return Some(Err(VmFault::SIGSEGV));
     }
+    if access == Access::Fetch {
+        // The mappings are not executable: the kernel's answer for a fetch there.
+        return Some(Err(VmFault::SIGSEGV));
+    }
+    if access == Access::TrackedStore && !s.tracked {
+        return None;
+    }
     let vma = s.vma.clone()?;
-    let tracked = s.tracked;
-    drop(r);
+    let present = s.present(addr);
     let write = match access {
         Access::Load => false,
-        Access::Store => true,
         // A fault on a page mapped read-only can only be a store.
-        Access::Unknown => MmuSpace.present(addr) == Some(false),
-        Access::TrackedStore => {
-            if !tracked {
-                return None;
-            }
-            if MmuSpace.present(addr) == Some(true) {
-                let page = addr & !(PAGE - 1);
-                let n = STALE_TRACKED.with(|c| {
-                    let (a, n) = c.get();
-                    let n = if a == page { n + 1 } else { 1 };
-                    c.set((page, n));
-                    n
-                });
-                return (n <= STALE_TRACKED_LIMIT).then_some(Ok(()));
-            }
-            STALE_TRACKED.with(|c| c.set((0, 0)));
-            true
-        }
+        Access::Unknown => present == Some(false),
+        _ => true,
     };
+    if present.is_some_and(|w| w || !write) {
+        // Nothing to do: another thread got there first, and retrying the access
+        // will pass, unless this keeps happening with the mapping unchanged, which
+        // means the fault is not one the shadow can explain (not ours).
+        let (page, seen) = (addr & !(PAGE - 1), s.changes.load(Ordering::Acquire));
+        let n = STALE.with(|c| {
+            let (p, g, n) = c.get();
+            let n = if (p, g) == (page, seen) { n + 1 } else { 1 };
+            c.set((page, seen, n));
+            n
+        });
+        return (n <= STALE_LIMIT).then_some(Ok(()));
+    }
+    drop(r);
     Some(
         match handle_mm_fault_retrying(&MmuSpace, &vma, addr, write) {
             // Still contended: return, and the access faults again if it must.
@@ -575,7 +614,7 @@ fn with_pte_slot(
     let r = owner(addr)?;
     let s = r.get();
     let b = s.block_mut(addr);
-    let _pt = b.lock.lock();
+    let _pt = s.lock(b);
     if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
         return Ok(Inserted::Present);
     }
@@ -693,7 +732,7 @@ impl PageTable for MmuSpace {
         let r = owner(addr)?;
         let s = r.get();
         let b = s.block_mut(addr);
-        let _pt = b.lock.lock();
+        let _pt = s.lock(b);
         if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
             return Ok(0);
         }
@@ -734,7 +773,7 @@ impl PageTable for MmuSpace {
             });
         }
         let b = s.block_mut(addr);
-        let _pt = b.lock.lock();
+        let _pt = s.lock(b);
         let st = b.state.load(Ordering::Acquire);
         if kind(st) != D_NONE {
             if !write {
@@ -793,7 +832,7 @@ impl PageTable for MmuSpace {
                 break;
             }
             let b = s.block_mut(a);
-            let g = b.lock.lock();
+            let g = s.lock(b);
             if kind(b.state.load(Ordering::Acquire)) != D_NONE {
                 break;
             }
@@ -845,7 +884,7 @@ impl PageTable for MmuSpace {
         let Some(b) = s.block(addr) else {
             return;
         };
-        let _pt = b.lock.lock();
+        let _pt = s.lock(b);
         let st = b.state.load(Ordering::Acquire);
         if kind(st) < D_HUGE_RO {
             return;
@@ -884,9 +923,8 @@ impl PageTable for MmuSpace {
             let base = lo & !(PMD - 1);
             if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
                 // A huge mapping partly inside the range goes whole.
-                if sys::reset(base, PMD).is_ok() {
-                    b.state.store(D_NONE, Ordering::Release);
-                }
+                must(sys::reset(base, PMD), "zapping a 2 MiB mapping");
+                b.state.store(D_NONE, Ordering::Release);
                 return;
             }
             let Some(t) = b.ptes.get() else {
@@ -901,7 +939,7 @@ impl PageTable for MmuSpace {
                 true
             });
             for (a, l) in gone {
-                let _ = sys::reset(a, l);
+                must(sys::reset(a, l), "zapping mapped pages");
             }
         });
     }
@@ -920,9 +958,11 @@ impl PageTable for MmuSpace {
             let st = b.state.load(Ordering::Acquire);
             if kind(st) == D_HUGE_RW {
                 let pfn = pfn_of(st);
-                if (in_range(pfn) || (first >= pfn && first.0 < pfn.0 + 512))
-                    && sys::protect(base, PMD, false).is_ok()
-                {
+                if in_range(pfn) || (first >= pfn && first.0 < pfn.0 + 512) {
+                    must(
+                        sys::protect(base, PMD, false),
+                        "write-protecting a 2 MiB mapping",
+                    );
                     b.state.store(with_pfn(pfn, D_HUGE_RO), Ordering::Release);
                 }
                 return;
@@ -935,7 +975,11 @@ impl PageTable for MmuSpace {
                 kind(v) == P_RW && in_range(pfn_of(v))
             });
             for (a, l) in clean {
-                if let Ok(k) = s.make_read_only(a, l) {
+                {
+                    let k = match s.make_read_only(a, l) {
+                        Ok(k) => k,
+                        Err(e) => sys::fatal("write-protecting written pages for writeback", &e),
+                    };
                     let mut p = a;
                     while p < a + l {
                         let v = &t.val[slot(p)];
@@ -971,7 +1015,7 @@ impl MmSpace for MmuSpace {
         }
         let page = addr & !(PAGE - 1);
         let b = s.block_mut(page);
-        let _pt = b.lock.lock();
+        let _pt = s.lock(b);
         if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
             // The memory manager splits it first; look again.
             return Ok(());

@@ -218,6 +218,50 @@ pub(crate) fn populate(addr: u64, len: u64, write: bool) {
     unsafe { libc::madvise(addr as *mut c_void, len as usize, advice) };
 }
 
+/// Stops the process after a page-table change that must not fail did: writes
+/// `dax-rs mmu: <what> failed: <error>` to stderr with `write(2)` alone (this may run in
+/// the signal handler) and aborts.
+pub(crate) fn fatal(what: &str, err: &DaxError) -> ! {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    for part in [
+        "dax-rs mmu: ".as_bytes(),
+        what.as_bytes(),
+        b" failed (errno ",
+        itoa(err.errno(), &mut [0u8; 12]),
+        b"); stopping rather than leave a stale or untracked mapping\n",
+    ] {
+        let take = part.len().min(buf.len() - n);
+        buf[n..n + take].copy_from_slice(&part[..take]);
+        n += take;
+    }
+    // SAFETY: writing our own buffer to stderr; abort has no preconditions.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n);
+        libc::abort();
+    }
+}
+
+/// `v` in decimal, in `buf`, without allocating.
+fn itoa(v: i32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = buf.len();
+    let neg = v < 0;
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if neg {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
 /// Changes the protection of `addr .. addr + len` (inside the caller's reservation).
 pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxError> {
     // SAFETY: only the protection of the caller's own pages changes; a thread storing
@@ -314,7 +358,11 @@ pub(crate) mod uffd {
             ioctls: 0,
         };
         // SAFETY: UFFDIO_API with a valid, live argument of the kernel's layout.
-        (unsafe { libc::ioctl(fd.as_raw_fd(), IOC_API, &mut api) } == 0).then_some(fd)
+        let ok = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_API, &mut api) } == 0;
+        // Older kernels accept a feature they cannot provide and clear it in the
+        // answer (write-protect of shmem without page-table markers): every feature
+        // asked for must come back.
+        (ok && api.features & features == features).then_some(fd)
     }
 
     /// Whether the kernel can write-protect mappings of `fd` page by page: shmem
@@ -405,6 +453,9 @@ pub(crate) enum Access {
     Store,
     /// A SIGSEGV whose direction this architecture does not report.
     Unknown,
+    /// An instruction fetch (x86-64 error code bit 4): never served, the mappings are
+    /// not executable.
+    Fetch,
     /// A store to a write-protected page of a range tracked with userfaultfd (SIGBUS
     /// with `BUS_ADRERR`); the resolver decides whether it really was one.
     TrackedStore,
@@ -463,8 +514,24 @@ pub(crate) fn install(resolver: Resolver) -> Result<(), DaxError> {
                 }
                 let mut act: libc::sigaction = std::mem::zeroed();
                 act.sa_sigaction = handler as *const () as usize;
-                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-                libc::sigemptyset(&mut act.sa_mask);
+                // SA_NODEFER: a handler we chain to runs inside ours, and its own
+                // loads and stores to a DAX mapping must be able to fault again (a
+                // pmem poison handler repairing data through the mapping does).
+                act.sa_flags =
+                    libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART | libc::SA_NODEFER;
+                // Asynchronous signals wait while a fault is resolved, so that their
+                // handlers cannot run in the middle of it (holding its locks) and
+                // fault on a DAX mapping themselves.
+                libc::sigfillset(&mut act.sa_mask);
+                for s in [
+                    libc::SIGSEGV,
+                    libc::SIGBUS,
+                    libc::SIGILL,
+                    libc::SIGFPE,
+                    libc::SIGTRAP,
+                ] {
+                    libc::sigdelset(&mut act.sa_mask, s);
+                }
                 if libc::sigaction(sig, &act, std::ptr::null_mut()) != 0 {
                     result = Err(os_error("installing a fault handler"));
                     return;
@@ -483,7 +550,11 @@ pub(crate) fn install(resolver: Resolver) -> Result<(), DaxError> {
 unsafe fn access_of(ctx: *mut c_void) -> Access {
     // SAFETY: per the contract, `ctx` points to the kernel's ucontext_t.
     let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
-    if uc.uc_mcontext.gregs[libc::REG_ERR as usize] & 2 != 0 {
+    let err = uc.uc_mcontext.gregs[libc::REG_ERR as usize];
+    if err & 0x10 != 0 {
+        // An instruction fetch: DAX mappings here are never executable.
+        Access::Fetch
+    } else if err & 2 != 0 {
         Access::Store
     } else {
         Access::Load
@@ -607,7 +678,15 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_
 /// The arguments are the kernel's, unchanged.
 unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo for SIGSEGV and SIGBUS.
-    let (addr, code) = unsafe { ((*info).si_addr() as u64, (*info).si_code) };
+    let code = unsafe { (*info).si_code };
+    if code <= 0 {
+        // Sent, not raised by a fault (kill, raise, sigqueue): not ours. Its fields
+        // are no fault's, and it does not come back by itself.
+        // SAFETY: forwarding the kernel's own arguments.
+        return unsafe { chain(sig, info, ctx, true) };
+    }
+    // SAFETY: a fault's siginfo carries the fault address.
+    let addr = unsafe { (*info).si_addr() } as u64;
     let access = if sig == libc::SIGBUS {
         if QUEUED_SIGBUS.with(|q| q.replace(false)) {
             // Our own answer to a fault: the program's action gets it.
@@ -615,9 +694,15 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
             return unsafe { chain(sig, info, ctx, true) };
         }
         if code != libc::BUS_ADRERR {
-            // No write-tracking fault (poison, a truncated file): not ours.
+            // No write-tracking fault (poison, a truncated file): not ours. Only a
+            // fault raised by the access itself comes back when the handler returns;
+            // an asynchronous machine-check report (BUS_MCEERR_AO) does not.
+            let recurs = matches!(
+                code,
+                libc::BUS_ADRALN | libc::BUS_OBJERR | libc::BUS_MCEERR_AR
+            );
             // SAFETY: forwarding the kernel's own arguments.
-            return unsafe { chain(sig, info, ctx, false) };
+            return unsafe { chain(sig, info, ctx, !recurs) };
         }
         Access::TrackedStore
     } else {
@@ -750,7 +835,7 @@ pub(crate) mod server {
     struct Req {
         state: AtomicU32,
         addr: AtomicU64,
-        /// 0 load, 1 store, 2 unknown, 3 tracked store.
+        /// 0 load, 1 store, 2 unknown, 3 tracked store, 4 fetch.
         access: AtomicU32,
         /// 0 ok, 1 not ours, else `VmFault` bits << 2.
         result: AtomicU32,
@@ -829,7 +914,8 @@ pub(crate) mod server {
                     0 => Access::Load,
                     1 => Access::Store,
                     2 => Access::Unknown,
-                    _ => Access::TrackedStore,
+                    3 => Access::TrackedStore,
+                    _ => Access::Fetch,
                 };
                 let f = RESOLVER.load(Ordering::Acquire);
                 let out = if f.is_null() {
@@ -837,7 +923,11 @@ pub(crate) mod server {
                 } else {
                     // SAFETY: RESOLVER only ever holds a `Resolver`.
                     let f: Resolver = unsafe { std::mem::transmute::<*mut (), Resolver>(f) };
-                    f(addr, access)
+                    // A panic in the engine must not take the server down with the
+                    // requester still waiting (every later hand-off would hang): the
+                    // fault gets SIGBUS.
+                    std::panic::catch_unwind(|| f(addr, access))
+                        .unwrap_or(Some(Err(VmFault::SIGBUS)))
                 };
                 let code = match out {
                     None => 1,
@@ -888,6 +978,7 @@ pub(crate) mod server {
                 Access::Store => 1,
                 Access::Unknown => 2,
                 Access::TrackedStore => 3,
+                Access::Fetch => 4,
             },
             Ordering::Relaxed,
         );
