@@ -35,7 +35,7 @@ pub enum DaxError {
     /// `EHWPOISON`.
     ///
     /// Mirrors pmem's `direct_access` in `DAX_ACCESS` mode over a bad sector.
-    #[error("hardware poison in device pages {pgoff}..{end}", end = pgoff + nr_pages)]
+    #[error("hardware poison in device pages {pgoff}..{end}", end = pgoff.saturating_add(*nr_pages))]
     HwPoison {
         /// First page of the request.
         pgoff: u64,
@@ -45,7 +45,7 @@ pub enum DaxError {
     /// Poison seen through a block-like path (read/write/zero): `EIO`.
     ///
     /// This is what `dax_mem2blk_err` makes of [`DaxError::HwPoison`].
-    #[error("media error in device pages {pgoff}..{end}", end = pgoff + nr_pages)]
+    #[error("media error in device pages {pgoff}..{end}", end = pgoff.saturating_add(*nr_pages))]
     MediaError {
         /// First page of the request.
         pgoff: u64,

@@ -31,14 +31,19 @@ pub const CACHELINE_SIZE: usize = 64;
 pub struct Pfn(pub u64);
 
 impl Pfn {
-    /// The pfn `n` pages after this one.
+    /// The pfn `n` pages after this one (wrapping, as the kernel's `unsigned long`
+    /// pfn arithmetic does: a pfn is a number, not a checked address).
     pub const fn add(self, n: u64) -> Pfn {
-        Pfn(self.0 + n)
+        Pfn(self.0.wrapping_add(n))
     }
 
     /// Whether the pfn is aligned to `1 << order` pages (`pfn_t` alignment test used by
-    /// the PMD fault path).
+    /// the PMD fault path). An order of 64 or more asks for more alignment than a pfn
+    /// has bits: only pfn 0 has it.
     pub const fn is_aligned(self, order: u32) -> bool {
+        if order >= 64 {
+            return self.0 == 0;
+        }
         self.0 & ((1u64 << order) - 1) == 0
     }
 }

@@ -625,9 +625,13 @@ pub fn dax_finish_sync_fault(
     pfn: Pfn,
     fsync: impl FnOnce(u64, u64) -> Result<(), DaxError>,
 ) -> VmFault {
+    if order != 0 && order != PMD_ORDER {
+        // `dax_insert_pfn_mkwrite`'s answer for any other order, before any fsync.
+        return VmFault::FALLBACK;
+    }
     let start = vmf.pgoff() * PAGE;
     let len = PAGE << order;
-    if fsync(start, start + len - 1).is_err() {
+    if fsync(start, start.saturating_add(len - 1)).is_err() {
         return VmFault::SIGBUS;
     }
     insert_pfn_mkwrite(vmf, pfn, order)

@@ -104,9 +104,14 @@ impl Entry {
         }
     }
 
-    /// Pages the entry covers (`1 << order`).
+    /// Pages the entry covers (`1 << order`; an order of 64 or more, which no entry
+    /// of the index has, saturates at `u64::MAX`).
     pub const fn pages(&self) -> u64 {
-        1 << self.order
+        if self.order >= 64 {
+            u64::MAX
+        } else {
+            1 << self.order
+        }
     }
 
     /// Whether it is a PMD entry.
@@ -620,6 +625,9 @@ impl MappingIndex {
     /// conflicts, or a PTE was asked for and a PMD entry is found (the lookup of
     /// `dax_insert_pfn_mkwrite`).
     pub fn lock_existing(&self, index: u64, order: u32) -> Option<LockedEntry<'_>> {
+        if order != 0 && order != PMD_ORDER {
+            return None;
+        }
         let g = self.inner.lock();
         let (mut g, found) = self.next_unlocked(g, index, order);
         match found {
@@ -660,7 +668,8 @@ impl MappingIndex {
             let at = k - first;
             created.extend(n..at);
             n = at;
-            if s.locked || s.entry != Entry::real(0, pfn.add(n)) || s.pgoff != pgoff + n {
+            if s.locked || s.entry != Entry::real(0, pfn.add(n)) || s.pgoff != pgoff.wrapping_add(n)
+            {
                 stopped = true;
                 break;
             }
@@ -677,7 +686,7 @@ impl MappingIndex {
                     entry: Entry::real(0, pfn.add(c)),
                     locked: false,
                     marks: Marks::empty(),
-                    pgoff: pgoff + c,
+                    pgoff: pgoff.wrapping_add(c),
                 },
             );
         }
@@ -696,8 +705,9 @@ impl MappingIndex {
     /// created.
     pub fn prepare_pmd_run(&self, first: u64, max: u64, pfn: Pfn, pgoff: u64) -> (u64, Vec<u64>) {
         const UNIT: u64 = 1 << PMD_ORDER;
-        // Never past the top of the index.
-        let max = max.min((u64::MAX - first) / UNIT + 1);
+        // Never past the top of the index, and at most 1 GiB of units at once (the
+        // populate path's largest run): each unit costs an entry.
+        let max = max.min((u64::MAX - first) / UNIT + 1).min(UNIT);
         let mut g = self.inner.lock();
         let mut created = Vec::new();
         let mut n = 0;
@@ -712,7 +722,7 @@ impl MappingIndex {
                             entry: want,
                             locked: false,
                             marks: Marks::empty(),
-                            pgoff: pgoff + n * UNIT,
+                            pgoff: pgoff.wrapping_add(n * UNIT),
                         },
                     );
                     g.nrpages += UNIT;
@@ -722,7 +732,7 @@ impl MappingIndex {
                     if k == idx
                         && !g.slots[&k].locked
                         && g.slots[&k].entry == want
-                        && g.slots[&k].pgoff == pgoff + n * UNIT => {}
+                        && g.slots[&k].pgoff == pgoff.wrapping_add(n * UNIT) => {}
                 Some(_) => break,
             }
             n += 1;

@@ -32,8 +32,9 @@ pub(crate) fn page_range(start: u64, end: u64) -> Option<(u64, u64)> {
     if end < start {
         return None;
     }
+    // "To the end" is the whole rest of the index, whatever page numbers it holds.
     let last = if end >= i64::MAX as u64 {
-        u64::MAX / PAGE
+        u64::MAX
     } else {
         end / PAGE
     };

@@ -95,7 +95,7 @@ pub fn pin_user_pages(
 /// lock, exclusively).
 pub fn dax_layout_busy_page_range(mapping: &DaxMapping, start: u64, end: u64) -> Option<Pfn> {
     let (first, last) = page_range(start, end)?;
-    mapping.unmap_mapping_pages(first, last - first + 1, false);
+    mapping.unmap_mapping_pages(first, (last - first).saturating_add(1), false);
     let mut busy = None;
     mapping.index().for_each(first, last, |e| {
         if busy.is_none() && e.entry.kind == EntryKind::Real {

@@ -168,7 +168,7 @@ pub(crate) fn unpin(pfn: Pfn) {
 pub(crate) fn first_pinned(first: Pfn, pages: u64) -> Option<Pfn> {
     let t = PAGES.table.lock();
     t.pins
-        .range(first.0..first.0 + pages)
+        .range(first.0..=first.0.saturating_add(pages.saturating_sub(1)))
         .next()
         .map(|(&p, _)| Pfn(p))
 }

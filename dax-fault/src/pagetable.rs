@@ -143,6 +143,12 @@ pub enum PmdValue<'a> {
     Zero,
 }
 
+/// The pages from `addr` to the end of its 2 MiB block.
+fn block_pages_from(addr: u64) -> u64 {
+    let pmd = dax_core::PMD_SIZE as u64;
+    (pmd - addr % pmd) / PAGE_SIZE as u64
+}
+
 /// One address space's page tables, as the DAX fault engine drives them.
 ///
 /// Addresses are virtual addresses: page aligned for PTE operations, 2 MiB aligned for
@@ -195,12 +201,15 @@ pub trait PageTable: Send + Sync {
         1
     }
 
-    /// How many of the `max` PTE slots from `addr` on are empty before the first
-    /// populated one (an unlocked snapshot, a hint for fault-around). The default asks
+    /// How many of the `max` PTE slots from `addr` on, within `addr`'s 2 MiB block,
+    /// are empty before the first populated one (an unlocked snapshot, a hint for
+    /// fault-around, which never crosses a block). The default asks
     /// [`pte`](Self::pte) page by page.
     fn empty_run(&self, addr: u64, max: u64) -> u64 {
+        let page = PAGE_SIZE as u64;
+        let max = max.min(block_pages_from(addr));
         (0..max)
-            .find(|&i| self.pte(addr + i * PAGE_SIZE as u64).is_some())
+            .find(|&i| self.pte(addr + i * page).is_some())
             .unwrap_or(max)
     }
 
@@ -210,10 +219,11 @@ pub trait PageTable: Send + Sync {
     /// `addr` is occupied. The check and the mapping are one step under the lock.
     /// The default inserts page by page.
     fn insert_pte_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
+        let n = n.min(block_pages_from(addr));
         for i in 0..n {
             let t = MapTarget {
                 pfn: target.pfn.add(i),
-                pgoff: target.pgoff + i,
+                pgoff: target.pgoff.wrapping_add(i),
                 dev: target.dev,
             };
             match self.insert_pte(addr + i * PAGE_SIZE as u64, PteValue::Page(t), false, false)? {
@@ -255,11 +265,17 @@ pub trait PageTable: Send + Sync {
         const UNIT: u64 = dax_core::PMD_PAGES;
         for i in 0..n {
             let t = MapTarget {
-                pfn: target.pfn.add(i * UNIT),
-                pgoff: target.pgoff + i * UNIT,
+                pfn: target.pfn.add(i.wrapping_mul(UNIT)),
+                pgoff: target.pgoff.wrapping_add(i.wrapping_mul(UNIT)),
                 dev: target.dev,
             };
-            let a = addr + i * dax_core::PMD_SIZE as u64;
+            // The run ends at the top of the address space.
+            let Some(a) = i
+                .checked_mul(dax_core::PMD_SIZE as u64)
+                .and_then(|o| addr.checked_add(o))
+            else {
+                return Ok(i);
+            };
             if self.insert_pmd(a, PmdValue::Page(t), false, false)? != Inserted::New {
                 return Ok(i);
             }

@@ -284,12 +284,12 @@ impl SimPageTable {
     /// byte `off` into `buf`; false if there is no private page there.
     pub fn read_private(&self, addr: u64, off: usize, buf: &mut [u8]) -> bool {
         let s = self.state.lock();
-        match s.private.get(&addr) {
-            Some(p) => {
-                buf.copy_from_slice(&p[off..off + buf.len()]);
+        match (s.private.get(&addr), off.checked_add(buf.len())) {
+            (Some(p), Some(end)) if end <= PAGE_SIZE => {
+                buf.copy_from_slice(&p[off..end]);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -297,12 +297,12 @@ impl SimPageTable {
     /// false if there is no private page there.
     pub fn write_private(&self, addr: u64, off: usize, data: &[u8]) -> bool {
         let mut s = self.state.lock();
-        match s.private.get_mut(&addr) {
-            Some(p) => {
-                p[off..off + data.len()].copy_from_slice(data);
+        match (s.private.get_mut(&addr), off.checked_add(data.len())) {
+            (Some(p), Some(end)) if end <= PAGE_SIZE => {
+                p[off..end].copy_from_slice(data);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -349,14 +349,16 @@ impl SimPageTable {
         self.unmap(addr, len, true);
         let mut s = self.state.lock();
         let end = addr.saturating_add(len);
-        let first = addr.next_multiple_of(PMD);
-        // A range that holds no whole 2 MiB block frees no table (and `first` may lie
-        // past `end`).
+        // A range that holds no whole 2 MiB block frees no table (and the first block
+        // boundary may lie past `end`, or past the top of the address space).
+        let Some(first) = addr.checked_next_multiple_of(PMD) else {
+            return;
+        };
         let gone: Vec<u64> = s
             .dirs
             .range(first..end.max(first))
             .map(|(&t, _)| t)
-            .filter(|&t| t + PMD <= end)
+            .filter(|&t| t.checked_add(PMD).is_some_and(|e| e <= end))
             .collect();
         for t in gone {
             s.dirs.remove(&t);
@@ -592,7 +594,7 @@ impl PageTable for SimPageTable {
         let mut s = self.state.lock();
         s.calls.wrprotect += 1;
         let end = addr.saturating_add(len);
-        let in_range = |pfn: Pfn| pfn >= first && pfn.0 < first.0 + pages;
+        let in_range = |pfn: Pfn| pfn >= first && pfn.0 - first.0 < pages;
         for (_, d) in s.dirs.range_mut(pmd_of(addr)..end) {
             if let Dir::Huge(SimHuge {
                 slot:
@@ -603,7 +605,7 @@ impl PageTable for SimPageTable {
                     },
                 ..
             }) = d
-                && (in_range(*pfn) || (first >= *pfn && first.0 < pfn.0 + PMD_PAGES))
+                && (in_range(*pfn) || (first >= *pfn && first.0 - pfn.0 < PMD_PAGES))
             {
                 *writable = false;
                 *dirty = false;

@@ -145,9 +145,12 @@ impl Vma {
                 what: "mapping wraps past the end of the address space",
             });
         }
-        let last_byte = pgoff.checked_mul(page).and_then(|o| o.checked_add(len - 1));
-        if last_byte.is_none_or(|b| b > i64::MAX as u64) {
-            return Err(DaxError::InvalidArgument {
+        // `file_mmap_ok`: the mapping must end at or before the largest file size
+        // (`MAX_LFS_FILESIZE`, `LLONG_MAX`), else EOVERFLOW, as for a page offset that
+        // wraps.
+        let end = pgoff.checked_mul(page).and_then(|o| o.checked_add(len));
+        if end.is_none_or(|e| e > i64::MAX as u64) {
+            return Err(DaxError::Overflow {
                 what: "mapping reaches past the largest file offset",
             });
         }
@@ -242,9 +245,12 @@ impl Vma {
         self.len / PAGE_SIZE as u64
     }
 
-    /// File page shown at `addr` (`linear_page_index`); `addr` must be inside.
+    /// File page shown at `addr` (`linear_page_index`). For an address outside the
+    /// mapping the answer means nothing (below it: the mapping's first page), but it
+    /// never panics.
     pub fn page_index(&self, addr: u64) -> u64 {
-        self.pgoff + (addr - self.start) / PAGE_SIZE as u64
+        self.pgoff
+            .wrapping_add(addr.saturating_sub(self.start) / PAGE_SIZE as u64)
     }
 
     /// The part of file pages `first .. first + count` this mapping shows, as a
@@ -264,7 +270,10 @@ impl Vma {
     /// inside the mapping (the VMA test of `dax_fault_check_fallback`).
     pub fn holds_pmd(&self, addr: u64) -> bool {
         let pmd = addr & !(PMD_SIZE as u64 - 1);
-        pmd >= self.start && pmd + PMD_SIZE as u64 <= self.end()
+        pmd >= self.start
+            && pmd
+                .checked_add(PMD_SIZE as u64)
+                .is_some_and(|e| e <= self.end())
     }
 }
 

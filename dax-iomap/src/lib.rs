@@ -33,8 +33,8 @@ pub use iomap::{
 pub use iov::IovIter;
 pub use iter::{IomapIter, MAX_STALE_RETRIES};
 pub use report::{
-    Fiemap, FiemapExtent, FiemapExtentFlags, FiemapFlags, iomap_bmap, iomap_fiemap,
-    iomap_seek_data, iomap_seek_hole,
+    FIEMAP_MAX_EXTENTS, Fiemap, FiemapExtent, FiemapExtentFlags, FiemapFlags, iomap_bmap,
+    iomap_fiemap, iomap_seek_data, iomap_seek_hole,
 };
 pub use rw::{Kiocb, dax_iomap_read, dax_iomap_rw, dax_iomap_write};
 pub use share::{

@@ -65,6 +65,10 @@ pub struct FiemapExtent {
     pub flags: FiemapExtentFlags,
 }
 
+/// The most extents one fiemap call may ask for (`FIEMAP_MAX_EXTENTS`: `UINT_MAX`
+/// bytes of 56-byte `struct fiemap_extent`); more is `EINVAL`.
+pub const FIEMAP_MAX_EXTENTS: usize = (u32::MAX / 56) as usize;
+
 /// A fiemap request and its answer (`struct fiemap` with `fiemap_extent_info`).
 #[derive(Debug, Clone, Default)]
 pub struct Fiemap {
@@ -106,6 +110,12 @@ where
     if len == 0 {
         return Err(DaxError::InvalidArgument {
             what: "fiemap of zero length",
+        });
+    }
+    // `FIEMAP_MAX_EXTENTS`: the extent array must fit a `u32` of bytes.
+    if fiemap.extents_max > FIEMAP_MAX_EXTENTS {
+        return Err(DaxError::InvalidArgument {
+            what: "more extents asked for than FIEMAP_MAX_EXTENTS",
         });
     }
     if start >= MAX_FILE_SIZE {
@@ -314,10 +324,13 @@ where
     {
         return 0;
     }
-    let Some(pos) = block.checked_mul(PAGE) else {
+    let Some(pos) = block.checked_mul(PAGE).filter(|&p| p < MAX_FILE_SIZE) else {
         return 0;
     };
-    let Ok(mut it) = IomapIter::new(ops, pos, PAGE, IterFlags::REPORT) else {
+    // The last block of the file space has one byte less than a page before the
+    // largest file offset.
+    let len = PAGE.min(MAX_FILE_SIZE - pos);
+    let Ok(mut it) = IomapIter::new(ops, pos, len, IterFlags::REPORT) else {
         return 0;
     };
     let answer = match it.next() {

@@ -2,7 +2,7 @@
 
 use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE};
 
-use crate::iomap::{DaxInode, IomapFlags, IomapOps, IomapType, IterFlags};
+use crate::iomap::{DaxInode, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE};
 use crate::iter::IomapIter;
 use crate::share::dax_iomap_copy_around;
 
@@ -28,6 +28,14 @@ where
     O: IomapOps + ?Sized,
 {
     let mut did_zero = false;
+    // A length past the largest file offset means to the end of the file space (the
+    // kernel's callers pass `LLONG_MAX - pos` and the like).
+    let len = match pos.cmp(&MAX_FILE_SIZE) {
+        std::cmp::Ordering::Less => len.min(MAX_FILE_SIZE - pos),
+        // At the largest file offset there is nothing left to zero.
+        std::cmp::Ordering::Equal => return Ok(false),
+        std::cmp::Ordering::Greater => len,
+    };
     let mut it = IomapIter::new(ops, pos, len, IterFlags::DAX | IterFlags::ZERO)?;
     loop {
         match it.next() {

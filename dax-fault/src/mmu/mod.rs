@@ -87,6 +87,9 @@ use space::{MmuSpace, Shadow};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
+/// The largest user address space (`TASK_SIZE` with 4-level page tables on x86-64, a
+/// bound for aarch64's 48-bit one too): no mapping can be longer.
+const TASK_SIZE: u64 = (1 << 47) - PAGE;
 
 /// How to map: shared or private, read-only or writable, MAP_SYNC, huge pages,
 /// populated. [`MapOptions::from_mmap`] reads them from `mmap(2)`'s arguments.
@@ -251,9 +254,13 @@ impl MmuMapping {
     /// Maps `len` bytes of the file behind `mapping` from file page `pgoff` into this
     /// process, faults going to `ops` (the filesystem's fault handler).
     ///
-    /// Errors: `EINVAL` for a zero or unaligned length or a range past the largest file
-    /// offset, and on a device that maps only 2 MiB pages for a private mapping, one
-    /// without huge pages, or a length or offset that is not a multiple of 2 MiB;
+    /// `len` is rounded up to whole pages, as `mmap(2)` does.
+    ///
+    /// Errors, in the kernel's order: `EINVAL` for a zero length; `ENOMEM` for a
+    /// length that cannot be addressed; `EOVERFLOW` for a mapping that ends past the
+    /// largest file offset; `EINVAL` on a device that maps only 2 MiB pages for a
+    /// private mapping, one without huge pages, or a length or offset that is not a
+    /// multiple of 2 MiB;
     /// `EOPNOTSUPP` for MAP_SYNC on a device that is not synchronous (or a private
     /// MAP_SYNC mapping), and for a device whose driver gives no map source;
     /// `ENOMEM` when address space or the mapping table (1024 live mappings) runs out,
@@ -265,9 +272,38 @@ impl MmuMapping {
         len: u64,
         opts: MapOptions,
     ) -> Result<MmuMapping, DaxError> {
-        if len == 0 || !len.is_multiple_of(PAGE) {
+        // do_mmap's order: a zero length is EINVAL; the length is rounded up to whole
+        // pages, and one that wraps doing so (or cannot be addressed) is ENOMEM; a
+        // mapping that ends past the largest file offset is EOVERFLOW (file_mmap_ok);
+        // only then is address space looked for.
+        if len == 0 {
             return Err(DaxError::InvalidArgument {
-                what: "a mapping needs a non-zero page-aligned length",
+                what: "a mapping of zero bytes",
+            });
+        }
+        let no_room = || DaxError::Os {
+            errno: libc::ENOMEM,
+            what: "a mapping longer than the address space",
+        };
+        let Some(len) = len.checked_next_multiple_of(PAGE) else {
+            return Err(no_room());
+        };
+        if pgoff.checked_add(len / PAGE).is_none() {
+            return Err(DaxError::Overflow {
+                what: "the mapping's page offset wraps",
+            });
+        }
+        // No room for it in a process's address space (47 bits on x86-64).
+        if len > TASK_SIZE || usize::try_from(len).is_err() {
+            return Err(no_room());
+        }
+        if pgoff
+            .checked_mul(PAGE)
+            .and_then(|o| o.checked_add(len))
+            .is_none_or(|e| e > i64::MAX as u64)
+        {
+            return Err(DaxError::Overflow {
+                what: "the mapping reaches past the largest file offset",
             });
         }
         let (small_pages, trackable) = {

@@ -952,13 +952,13 @@ impl PageTable for MmuSpace {
         let Some((lo, hi)) = s.clip(addr, len) else {
             return;
         };
-        let in_range = |p: Pfn| p >= first && p.0 < first.0 + pages;
+        let in_range = |p: Pfn| p >= first && p.0 - first.0 < pages;
         s.each_block(lo, hi, |b, lo, hi| {
             let base = lo & !(PMD - 1);
             let st = b.state.load(Ordering::Acquire);
             if kind(st) == D_HUGE_RW {
                 let pfn = pfn_of(st);
-                if in_range(pfn) || (first >= pfn && first.0 < pfn.0 + 512) {
+                if in_range(pfn) || (first >= pfn && first.0 - pfn.0 < 512) {
                     must(
                         sys::protect(base, PMD, false),
                         "write-protecting a 2 MiB mapping",

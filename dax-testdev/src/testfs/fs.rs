@@ -513,6 +513,20 @@ fn check_range(pos: u64, len: u64) -> Result<u64, DaxError> {
     }
 }
 
+/// `rw_verify_area` and `remap_verify_area`: a position or a length that is negative
+/// as a `loff_t`, or a range whose end overflows one, is `EINVAL` (checked before
+/// anything else, a zero length included, as `pread64`/`pwrite64` check a negative
+/// position first).
+fn verify_area(pos: u64, len: u64) -> Result<(), DaxError> {
+    let max = i64::MAX as u64;
+    if pos > max || len > max || pos + len > max {
+        return Err(einval(
+            "offset, length or their sum is negative as a loff_t",
+        ));
+    }
+    Ok(())
+}
+
 /// How many bytes of `buf` a write at `pos` may take: `EINVAL` for a negative
 /// offset, `EFBIG` at the largest file size, else the count cut to stay below it.
 fn count_at(pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
@@ -804,6 +818,7 @@ impl TestFs {
     /// [`dax_iomap_read`](dax_iomap::dax_iomap_read). Returns the bytes read, 0 at or
     /// past EOF.
     pub fn read(&self, ino: Ino, pos: u64, buf: &mut [u8]) -> Result<usize, DaxError> {
+        verify_area(pos, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -814,10 +829,10 @@ impl TestFs {
     /// reads through an open file: no lookup by number. `ENOENT` once the file is
     /// unlinked.
     pub fn pread(&self, inode: &TestInode, pos: u64, buf: &mut [u8]) -> Result<usize, DaxError> {
+        verify_area(pos, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(0);
         }
-        check_range(pos, 0)?;
         let _io = inode.core().io.read();
         self.check_live(inode)?;
         dax_iomap_read(inode, inode, pos, buf)
@@ -829,6 +844,7 @@ impl TestFs {
     /// the end of what was written. Returns the bytes written (a short count when the
     /// engine stopped early), `EFBIG` at the largest file size.
     pub fn write(&self, ino: Ino, pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
+        verify_area(pos, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -840,6 +856,7 @@ impl TestFs {
     /// writes through an open file: no lookup by number. `ENOENT` once the file is
     /// unlinked.
     pub fn pwrite(&self, inode: &TestInode, pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
+        verify_area(pos, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -1283,6 +1300,8 @@ impl TestFs {
         len: u64,
         flags: RemapFlags,
     ) -> Result<u64, DaxError> {
+        verify_area(src_off, len)?;
+        verify_area(dst_off, len)?;
         check_range(src_off, len)?;
         check_range(dst_off, len)?;
         let s = self.inode(src)?;
@@ -1319,6 +1338,8 @@ impl TestFs {
         // TestFs's own checks (the generic ones, repeated so that a filesystem never
         // trusts a caller with block-map surgery).
         let src_size = s.core().size();
+        verify_area(src_off, len)?;
+        verify_area(dst_off, len)?;
         let src_end = check_range(src_off, len)?;
         let dst_end = check_range(dst_off, len)?;
         if !src_off.is_multiple_of(B)
