@@ -367,16 +367,24 @@ fn misaligned_or_fragmented_files_fall_back_to_ptes_within_extents() {
 /// A TestFs on a hugetlb-backed device (2 MiB pages only), or a printed reason to
 /// skip.
 fn hugetlb_fs(size: u64) -> Option<dax_testdev::TestFs> {
+    fs_on(
+        dax_testdev::Backing::HugetlbMemfd,
+        size,
+        "hugetlb-backed device; reserve 2 MiB pages with sysctl vm.nr_hugepages",
+    )
+}
+
+/// A TestFs on a fresh device of `backing`, or `None` after printing why it could not
+/// be built (`what` names it).
+fn fs_on(backing: dax_testdev::Backing, size: u64, what: &str) -> Option<dax_testdev::TestFs> {
     match dax_testdev::MemDevice::builder()
         .size(size)
-        .backing(dax_testdev::Backing::HugetlbMemfd)
+        .backing(backing)
         .build()
     {
         Ok(d) => Some(dax_testdev::TestFs::mkfs(d).unwrap()),
         Err(e) => {
-            println!(
-                "skipping: no hugetlb-backed device ({e}); reserve 2 MiB pages with sysctl vm.nr_hugepages"
-            );
+            println!("skipping: no {what} ({e})");
             None
         }
     }
@@ -630,17 +638,7 @@ fn private_mappings_keep_their_stores_and_map_sync_needs_a_synchronous_device() 
 /// A shmem-THP device (the PMD-capable device that also maps 4 KiB pages), or a
 /// printed reason to skip.
 fn thp_fs(size: u64) -> Option<dax_testdev::TestFs> {
-    match dax_testdev::MemDevice::builder()
-        .size(size)
-        .backing(dax_testdev::Backing::ShmemThp)
-        .build()
-    {
-        Ok(d) => Some(dax_testdev::TestFs::mkfs(d).unwrap()),
-        Err(e) => {
-            println!("skipping: no shmem-THP device ({e})");
-            None
-        }
-    }
+    fs_on(dax_testdev::Backing::ShmemThp, size, "shmem-THP device")
 }
 
 /// Bytes of the mapping at `addr` that the kernel maps with 2 MiB shmem entries
