@@ -195,12 +195,21 @@ fn map_after_write<O: IomapOps + ?Sized>(vmf: &Vmf<'_>, ops: &O, max: u64) {
     let n = n.min(da.pages());
     let pfn = da.pfn();
     drop(section);
-    let mapping = vmf.vma().mapping();
-    let (n, created) = mapping.index().prepare_run(vmf.pgoff() + 1, n, pfn, pgoff);
-    pages::associate_units(pfn, 0, vmf.pgoff() + 1, &created, mapping);
+    let n = prepare_run_after(vmf, pfn, pgoff, n);
     if n > 0 {
         let _ = pt.insert_pte_run(addr, &MapTarget { pfn, pgoff, dev }, n);
     }
+}
+
+/// Gives up to `max` pages after the faulting one, backed by device pages from `pfn`
+/// / `pgoff`, clean REAL entries and page ownership for fault-around (keeping entries
+/// that are already right); returns how many can be mapped.
+fn prepare_run_after(vmf: &Vmf<'_>, pfn: Pfn, pgoff: u64, max: u64) -> u64 {
+    let mapping = vmf.vma().mapping();
+    let first = vmf.pgoff() + 1;
+    let (n, created) = mapping.index().prepare_run(first, max, pfn, pgoff);
+    pages::associate_units(pfn, 0, first, &created, mapping);
+    n
 }
 
 /// `dax_fault_check_fallback`: whether a PMD cannot serve this fault.
@@ -432,12 +441,7 @@ fn fault_iter<O: IomapOps + ?Sized>(
         0
     };
     if around > 0 {
-        let mapping = vmf.vma().mapping();
-        let (n, created) =
-            mapping
-                .index()
-                .prepare_run(vmf.pgoff() + 1, around, pfn.add(1), pgoff + 1);
-        pages::associate_units(pfn.add(1), 0, vmf.pgoff() + 1, &created, mapping);
+        let n = prepare_run_after(vmf, pfn.add(1), pgoff + 1, around);
         // Under the lock the run maps only into slots that are still empty; a slot
         // another fault filled meanwhile ends it (0 pages: the faulting one was
         // filled, and a read leaves it alone).
