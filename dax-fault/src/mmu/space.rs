@@ -329,7 +329,8 @@ impl Shadow {
             }
         });
         if r.is_err() {
-            let _ = sys::reset(addr, len);
+            // Nothing may stay mapped that the shadow does not know of.
+            must(sys::reset(addr, len), "undoing a failed mapping");
         }
         r
     }
