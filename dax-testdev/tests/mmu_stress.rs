@@ -37,9 +37,7 @@
 
 mod testfs_common;
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -47,7 +45,7 @@ use std::time::{Duration, Instant};
 use dax_core::PMD_SIZE;
 use dax_fault::mmu::{MapOptions, MmuMapping, prepare_thread};
 use dax_testdev::{Backing, Ino, MemDevice, TestFs};
-use testfs_common::{Dev, pattern};
+use testfs_common::{ChildRun, Dev, pattern, run_child_watched};
 
 const PAGE: usize = 4096;
 const PMD: usize = PMD_SIZE;
@@ -87,88 +85,17 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// Reads a child's pipe to the end on its own thread, so a chatty child never blocks
-/// on a full pipe while the parent polls.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// The name, state and kernel wait channel of each thread of process `pid`.
-fn thread_states(pid: u32) -> String {
-    let mut out = String::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in dir.flatten() {
-        let path = t.path();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let wchan = std::fs::read_to_string(path.join("wchan")).unwrap_or_default();
-        // "tid (comm) state ...": the state follows the last ')'.
-        let (head, tail) = stat.rsplit_once(')').unwrap_or((&stat, ""));
-        let state = tail.split_whitespace().next().unwrap_or("?");
-        out += &format!("  {head}) {state} wchan={wchan}\n");
-    }
-    out
-}
-
 /// Runs the ignored test `child_<name>` of this binary in a child process with a
 /// watchdog, and fails unless it passed.
 fn run_child(name: &str) {
     let child_name = format!("child_{name}");
     let limit = Duration::from_secs(env_u64("DAX_STRESS_TIMEOUT_SECS", 120));
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--ignored",
-        "--exact",
-        &child_name,
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // setrlimit, which is async-signal-safe; no core dump for a child killed by a
-    // signal (they are expected failures, and dumping a large device is slow).
-    unsafe {
-        cmd.pre_exec(|| {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            Ok(())
-        });
-    }
-    let started = Instant::now();
-    let mut hung_threads = String::new();
-    let mut child = cmd.spawn().expect("spawning the test binary");
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("waiting for the child") {
-            break Some(st);
-        }
-        if started.elapsed() >= limit {
-            hung_threads = thread_states(child.id());
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = started.elapsed();
-    let output = format!(
-        "--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.join().unwrap(),
-        err.join().unwrap()
-    );
+    let ChildRun {
+        status,
+        output,
+        hung_threads,
+        took,
+    } = run_child_watched(&child_name, limit);
     let Some(status) = status else {
         panic!(
             "{child_name}: hung (livelock or deadlock): still running after {} s \

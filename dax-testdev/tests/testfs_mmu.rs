@@ -998,44 +998,14 @@ fn a_64_tib_mapping_of_a_sparse_file_costs_what_it_maps() {
 /// Runs the ignored test `name` in a child process with a watchdog: its exit status
 /// and output, or a failure naming the hang.
 fn run_child_watched(name: &str, secs: u64) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            name,
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{name} hung (no answer within {secs} s)");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = testfs_common::run_child_watched(name, std::time::Duration::from_secs(secs));
+    let Some(status) = run.status else {
+        panic!(
+            "{name} hung (no answer within {secs} s); its threads:\n{}\n{}",
+            run.hung_threads, run.output
+        );
     };
-    (status, t_out.join().unwrap() + &t_err.join().unwrap())
+    (status, run.output)
 }
 
 #[test]

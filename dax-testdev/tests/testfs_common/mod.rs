@@ -69,3 +69,113 @@ pub fn pattern(seed: u8, off: u64, len: usize) -> Vec<u8> {
         .map(|i| ((off + i).wrapping_mul(31) as u8) ^ seed)
         .collect()
 }
+
+/// What a watched child process did ([`run_child_watched`]).
+pub struct ChildRun {
+    /// Its exit status; `None` when it was killed for running past the limit.
+    pub status: Option<std::process::ExitStatus>,
+    /// Its stdout and stderr.
+    pub output: String,
+    /// Its threads' states at the moment it was killed (empty otherwise): `R` for a
+    /// livelock, `S` with a wait channel for a deadlock.
+    pub hung_threads: String,
+    /// How long it ran.
+    pub took: std::time::Duration,
+}
+
+/// Runs the ignored test `name` of this test binary in a child process (without core
+/// dumps: children killed by a signal are expected failures) and kills it if it runs
+/// past `limit`, so that a hang fails one test and not the whole run.
+pub fn run_child_watched(name: &str, limit: std::time::Duration) -> ChildRun {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawning the test binary");
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let mut hung_threads = String::new();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("waiting for the child") {
+            break Some(st);
+        }
+        if started.elapsed() >= limit {
+            hung_threads = thread_states(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ChildRun {
+        status,
+        output: format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.join().unwrap(),
+            err.join().unwrap()
+        ),
+        hung_threads,
+        took: started.elapsed(),
+    }
+}
+
+/// The name, state and kernel wait channel of each thread of process `pid`.
+fn thread_states(pid: u32) -> String {
+    let mut out = String::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let path = t.path();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let wchan = std::fs::read_to_string(path.join("wchan")).unwrap_or_default();
+        // "tid (comm) state ...": the state follows the last ')'.
+        let (head, tail) = stat.rsplit_once(')').unwrap_or((&stat, ""));
+        let state = tail.split_whitespace().next().unwrap_or("?");
+        out += &format!("  {head}) {state} wchan={wchan}\n");
+    }
+    out
+}
