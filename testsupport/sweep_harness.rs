@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use dax_core::DaxError;
 
+#[path = "child_command.rs"]
+mod child_command;
+
 // =====================================================================================
 // Harness (the same in every crate's sweep_edges.rs).
 //
@@ -161,30 +164,8 @@ pub fn run_sweep(name: &str) {
             "{name}: too many child restarts\n{}",
             findings.join("\n")
         );
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--ignored",
-            "--exact",
-            &child_name,
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SWEEP_RESUME", resume.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        // SAFETY: runs in the forked child before exec and only calls setrlimit, which
-        // is async-signal-safe: no core dump for a child that dies by a signal.
-        unsafe {
-            cmd.pre_exec(|| {
-                let none = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &none);
-                Ok(())
-            });
-        }
+        let mut cmd = child_command::child_command(&child_name);
+        cmd.env("SWEEP_RESUME", resume.to_string());
         let mut child = cmd.spawn().expect("spawning the test binary");
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().unwrap();

@@ -70,6 +70,11 @@ pub fn pattern(seed: u8, off: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+// The sweep harness includes the same file where both are in one test binary.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../testsupport/child_command.rs"]
+mod child_command;
+
 /// What a watched child process did ([`run_child_watched`]).
 pub struct ChildRun {
     /// Its exit status; `None` when it was killed for running past the limit.
@@ -88,8 +93,6 @@ pub struct ChildRun {
 /// past `limit`, so that a hang fails one test and not the whole run.
 pub fn run_child_watched(name: &str, limit: std::time::Duration) -> ChildRun {
     use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -100,29 +103,7 @@ pub fn run_child_watched(name: &str, limit: std::time::Duration) -> ChildRun {
             String::from_utf8_lossy(&buf).into_owned()
         })
     };
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--ignored",
-        "--exact",
-        name,
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the forked child before exec and only calls
-    // setrlimit, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            Ok(())
-        });
-    }
+    let mut cmd = child_command::child_command(name);
     let started = Instant::now();
     let mut child = cmd.spawn().expect("spawning the test binary");
     let out = drain(
