@@ -32,12 +32,15 @@
 //! assert_eq!(index.grab(0, 9, &mut |_, _| {}).unwrap_err(), GrabError::Fallback);
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use dax_core::{PMD_ORDER, Pfn};
 
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+mod slots;
+use slots::SparseMap;
 
 /// What an entry maps (the EMPTY / ZERO_PAGE bits of the kernel's value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,7 +209,7 @@ struct Queue {
 
 #[derive(Default)]
 struct Inner {
-    slots: BTreeMap<u64, Slot>,
+    slots: SparseMap<Slot>,
     nrpages: u64,
     queues: HashMap<u64, Queue>,
 }
@@ -223,9 +226,9 @@ impl Inner {
     /// or a PTE entry at `index`.
     fn covering(&self, index: u64) -> Option<u64> {
         let pmd = index & !((1u64 << PMD_ORDER) - 1);
-        match self.slots.get(&pmd) {
+        match self.slots.get(pmd) {
             Some(s) if s.entry.is_pmd() => Some(pmd),
-            _ => self.slots.contains_key(&index).then_some(index),
+            _ => self.slots.contains_key(index).then_some(index),
         }
     }
 
@@ -239,7 +242,7 @@ impl Inner {
         self.slots
             .range(start..=start | ((1u64 << order) - 1))
             .next()
-            .map(|(&k, _)| k)
+            .map(|(k, _)| k)
     }
 
     fn wake_one(&mut self, key: u64) {
@@ -261,7 +264,7 @@ impl Inner {
     }
 
     fn remove(&mut self, key: u64) -> Option<Slot> {
-        let slot = self.slots.remove(&key)?;
+        let slot = self.slots.remove(key)?;
         self.nrpages -= slot.entry.pages();
         self.wake_all(key);
         Some(slot)
@@ -335,13 +338,13 @@ impl MappingIndex {
     /// A snapshot of every entry, in index order.
     pub fn entries(&self) -> Vec<EntryInfo> {
         let g = self.inner.lock();
-        g.slots.iter().map(|(&start, s)| s.info(start)).collect()
+        g.slots.iter().map(|(start, s)| s.info(start)).collect()
     }
 
     /// The entry covering page `index`, if any.
     pub fn lookup(&self, index: u64) -> Option<EntryInfo> {
         let g = self.inner.lock();
-        g.covering(index).map(|start| g.slots[&start].info(start))
+        g.covering(index).map(|start| g.slots[start].info(start))
     }
 
     /// The first entry of any kind overlapping page range `first ..= last`, as (first
@@ -352,12 +355,12 @@ impl MappingIndex {
         }
         let g = self.inner.lock();
         if let Some(k) = g.covering(first) {
-            return Some((k, g.slots[&k].entry.pages()));
+            return Some((k, g.slots[k].entry.pages()));
         }
         g.slots
             .range(first..=last)
             .next()
-            .map(|(&k, s)| (k, s.entry.pages()))
+            .map(|(k, s)| (k, s.entry.pages()))
     }
 
     /// Sleeps as an exclusive waiter on `key` until woken, giving the guard back
@@ -402,7 +405,7 @@ impl MappingIndex {
             let Some(key) = g.overlapping(index, order) else {
                 return (g, Found::None);
             };
-            let slot = g.slots[&key];
+            let slot = g.slots[key];
             if slot.entry.order < order {
                 return (g, Found::Conflict);
             }
@@ -445,7 +448,7 @@ impl MappingIndex {
             match found {
                 Found::Conflict => return Err(GrabError::Fallback),
                 Found::At(key) => {
-                    let slot = g.slots.get_mut(&key).expect("found");
+                    let slot = g.slots.get_mut(key).expect("found");
                     let downgrade = order == 0
                         && slot.entry.is_pmd()
                         && matches!(slot.entry.kind, EntryKind::Zero | EntryKind::Empty);
@@ -507,25 +510,25 @@ impl MappingIndex {
         loop {
             let key = match g.covering(pos) {
                 Some(k) => Some(k),
-                None => g.slots.range(pos..=last).next().map(|(&k, _)| k),
+                None => g.slots.range(pos..=last).next().map(|(k, _)| k),
             };
             let Some(key) = key else { return };
-            let slot = g.slots[&key];
+            let slot = g.slots[key];
             if slot.locked {
                 g = self.wait_on(g, key);
                 // Look again from the same position: the entry may be gone or changed.
-                if g.slots.get(&key).is_some_and(|s| !s.locked) {
+                if g.slots.get(key).is_some_and(|s| !s.locked) {
                     continue;
                 }
                 Self::put_unlocked(&mut g, key);
-                if !g.slots.contains_key(&key) {
+                if !g.slots.contains_key(key) {
                     pos = key.max(pos);
                 }
                 continue;
             }
             // The entry at the top of the index ends the walk (no page after it).
             let next = key.checked_add(slot.entry.pages());
-            let remove = f(key, g.slots.get_mut(&key).expect("present"));
+            let remove = f(key, g.slots.get_mut(key).expect("present"));
             if remove {
                 self.remove_slot(&mut g, key);
             } else {
@@ -610,7 +613,7 @@ impl MappingIndex {
 
 impl MappingIndex {
     fn locked_at(&self, g: &mut Inner, key: u64) -> LockedEntry<'_> {
-        let slot = g.slots.get_mut(&key).expect("present");
+        let slot = g.slots.get_mut(key).expect("present");
         slot.locked = true;
         LockedEntry {
             index: self,
@@ -631,7 +634,7 @@ impl MappingIndex {
         let g = self.inner.lock();
         let (mut g, found) = self.next_unlocked(g, index, order);
         match found {
-            Found::At(key) if order == 0 && g.slots[&key].entry.is_pmd() => {
+            Found::At(key) if order == 0 && g.slots[key].entry.is_pmd() => {
                 Self::put_unlocked(&mut g, key);
                 None
             }
@@ -658,38 +661,33 @@ impl MappingIndex {
         if max == 0 || g.covering(first).is_some_and(|k| k != first) {
             return (0, Vec::new());
         }
-        // One walk over the entries in range, not a lookup per page. Pages between
-        // entries are gaps (new entries); the run ends at the first entry that is not
-        // the expected unlocked REAL PTE entry.
-        let mut created = Vec::new();
-        let mut n = 0;
-        let mut stopped = false;
-        for (&k, s) in g.slots.range(first..=first + (max - 1)) {
+        // One scan of the pages in range: a page without an entry is a gap (a new
+        // entry); the run ends at the first entry that is not the expected unlocked
+        // REAL PTE entry.
+        let mut created = Vec::with_capacity(max as usize);
+        let n = g.slots.visit_run(first, max, |k, s| {
             let at = k - first;
-            created.extend(n..at);
-            n = at;
-            if s.locked || s.entry != Entry::real(0, pfn.add(n)) || s.pgoff != pgoff.wrapping_add(n)
-            {
-                stopped = true;
-                break;
+            match s {
+                None => {
+                    created.push(at);
+                    true
+                }
+                Some(s) => {
+                    !s.locked
+                        && s.entry == Entry::real(0, pfn.add(at))
+                        && s.pgoff == pgoff.wrapping_add(at)
+                }
             }
-            n += 1;
-        }
-        if !stopped {
-            created.extend(n..max);
-            n = max;
-        }
-        for &c in &created {
-            g.slots.insert(
-                first + c,
-                Slot {
-                    entry: Entry::real(0, pfn.add(c)),
-                    locked: false,
-                    marks: Marks::empty(),
-                    pgoff: pgoff.wrapping_add(c),
-                },
-            );
-        }
+        });
+        g.slots.insert_sorted(created.iter().map(|&c| {
+            let slot = Slot {
+                entry: Entry::real(0, pfn.add(c)),
+                locked: false,
+                marks: Marks::empty(),
+                pgoff: pgoff.wrapping_add(c),
+            };
+            (first + c, slot)
+        }));
         g.nrpages += created.len() as u64;
         (n, created)
     }
@@ -730,9 +728,9 @@ impl MappingIndex {
                 }
                 Some(k)
                     if k == idx
-                        && !g.slots[&k].locked
-                        && g.slots[&k].entry == want
-                        && g.slots[&k].pgoff == pgoff.wrapping_add(n * UNIT) => {}
+                        && !g.slots[k].locked
+                        && g.slots[k].entry == want
+                        && g.slots[k].pgoff == pgoff.wrapping_add(n * UNIT) => {}
                 Some(_) => break,
             }
             n += 1;
@@ -751,7 +749,7 @@ impl MappingIndex {
         g.slots
             .range(from..=last)
             .filter(|(_, s)| s.marks.contains(Marks::TOWRITE))
-            .map(|(&k, s)| (k, s.entry.pfn))
+            .map(|(k, s)| (k, s.entry.pfn))
             .collect()
     }
 
@@ -774,7 +772,7 @@ impl MappingIndex {
                 }
                 return Ok(None);
             };
-            let slot = g.slots[&key];
+            let slot = g.slots[key];
             if slot.locked {
                 g = self.wait_on(g, key);
                 waited = true;
@@ -799,7 +797,7 @@ impl MappingIndex {
             }
             let e = self.locked_at(&mut g, key);
             g.slots
-                .get_mut(&key)
+                .get_mut(key)
                 .expect("present")
                 .marks
                 .remove(Marks::TOWRITE);
@@ -814,7 +812,7 @@ impl MappingIndex {
         let mut g = self.inner.lock();
         loop {
             let key = g.covering(index)?;
-            let slot = g.slots[&key];
+            let slot = g.slots[key];
             if slot.locked {
                 g = self.wait_on(g, key);
                 Self::put_unlocked(&mut g, key);
@@ -876,7 +874,7 @@ impl LockedEntry<'_> {
     /// Sets the DIRTY mark (`dax_insert_pfn_mkwrite`'s `xas_set_mark`).
     pub fn mark_dirty(&self) {
         let mut g = self.index.inner.lock();
-        if let Some(slot) = g.slots.get_mut(&self.start) {
+        if let Some(slot) = g.slots.get_mut(self.start) {
             slot.marks |= Marks::DIRTY;
         }
     }
@@ -885,7 +883,7 @@ impl LockedEntry<'_> {
     /// `dax_writeback_one`: DIRTY goes only once the flush is done).
     pub fn unlock_clean(self) {
         let mut g = self.index.inner.lock();
-        if let Some(slot) = g.slots.get_mut(&self.start) {
+        if let Some(slot) = g.slots.get_mut(self.start) {
             slot.marks.remove(Marks::DIRTY);
         }
         drop(g);
@@ -913,7 +911,7 @@ impl LockedEntry<'_> {
             unmap(self.start, old.pages());
         }
         let mut g = self.index.inner.lock();
-        let slot = g.slots.get_mut(&self.start).expect("a locked entry stays");
+        let slot = g.slots.get_mut(self.start).expect("a locked entry stays");
         if (shared || matches!(old.kind, EntryKind::Zero | EntryKind::Empty))
             && new.order == old.order
         {
@@ -944,7 +942,7 @@ impl LockedEntry<'_> {
 impl Drop for LockedEntry<'_> {
     fn drop(&mut self) {
         let mut g = self.index.inner.lock();
-        if let Some(slot) = g.slots.get_mut(&self.start) {
+        if let Some(slot) = g.slots.get_mut(self.start) {
             slot.locked = false;
             g.wake_one(self.start);
         }

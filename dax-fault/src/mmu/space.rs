@@ -721,12 +721,31 @@ impl PageTable for MmuSpace {
             return 0;
         };
         let s = r.get();
-        (0..max)
-            .find(|&i| {
-                let a = addr + i * PAGE;
-                !s.contains(a) || s.page(a) != P_NONE
-            })
-            .unwrap_or(max)
+        // A block at a time: a block without a page table is all empty.
+        let mut n = 0;
+        while n < max {
+            let a = addr + n * PAGE;
+            if !s.contains(a) {
+                break;
+            }
+            let first = slot(a);
+            let room = (PMD / PAGE - first as u64)
+                .min(max - n)
+                .min((s.base + s.len - a).div_ceil(PAGE));
+            let Some(t) = s.block(a).and_then(|b| b.ptes.get()) else {
+                n += room;
+                continue;
+            };
+            let vals = &t.val[first..first + room as usize];
+            match vals
+                .iter()
+                .position(|v| v.load(Ordering::Acquire) != P_NONE)
+            {
+                Some(i) => return n + i as u64,
+                None => n += room,
+            }
+        }
+        n
     }
 
     fn insert_pte_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
