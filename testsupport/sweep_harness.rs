@@ -1,7 +1,7 @@
 //! The harness of the edge-value sweeps (`*/tests/sweep_edges.rs`), one copy for all
 //! four crates: each includes it with
 //! `#[macro_use] #[path = "../../testsupport/sweep_harness.rs"] mod harness;`.
-//! (dax-core cannot depend on dax-testdev, where such a harness would otherwise live.)
+//! (dax-device cannot depend on dax-testdev, where such a harness would otherwise live.)
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
 use std::cell::RefCell;
@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use dax_core::DaxError;
+use dax_device::DaxError;
 
 #[path = "child_command.rs"]
 mod child_command;
@@ -54,7 +54,7 @@ pub fn first_project_frame() -> Option<String> {
             &path[path.find("/dax-")? + 1..]
         };
         let in_src = rel.contains("/src/") && !rel.contains("/tests/");
-        let project = ["dax-core/", "dax-iomap/", "dax-fault/", "dax-testdev/"]
+        let project = ["dax-device/", "dax-iomap/", "dax-fault/", "dax-testdev/"]
             .iter()
             .any(|c| rel.starts_with(c));
         (in_src && project).then(|| rel.rsplit_once(':').map_or(rel, |(p, _)| p).to_string())

@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dax_core::badblocks::{Badblocks, MAX_BADBLOCKS, decode, encode};
+use dax_device::badblocks::{Badblocks, MAX_BADBLOCKS, decode, encode};
 
 /// Record i covers sectors [16 i, 16 i + 8), acknowledged.
 fn full() -> (Badblocks, Vec<u64>) {

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use dax_benches::{random_page_offsets, testfs_file};
-use dax_core::DaxAccessMode;
+use dax_device::DaxAccessMode;
 use dax_iomap::{IomapOps, IterFlags, dax_iomap_read};
 use dax_testdev::{Backing, MemDevice};
 

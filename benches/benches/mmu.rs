@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dax_core::PMD_SIZE;
+use dax_device::PMD_SIZE;
 use dax_fault::mmu::MapOptions;
 use dax_testdev::{Backing, MemDevice, TestFs, TestInode};
 use rustix::fs::{MemfdFlags, memfd_create};

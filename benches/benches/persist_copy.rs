@@ -1,4 +1,4 @@
-//! Persistent copy throughput: `dax_core::persist::memcpy_persist` against
+//! Persistent copy throughput: `dax_device::persist::memcpy_persist` against
 //! `copy_nonoverlapping` + `flush_range` + `drain` (the baseline) and PMDK's
 //! `pmem_memcpy_persist` (loaded at run time with `dlopen("libpmem.so.1")`; skipped with
 //! a note when the library is absent).
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use dax_core::persist::{self, FlushImpl};
+use dax_device::persist::{self, FlushImpl};
 
 use dax_benches::{Buf, MIB, SIZES, Which, copy_once, load_pmdk};
 

@@ -16,7 +16,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use dax_core::persist::{self, FlushImpl};
+use dax_device::persist::{self, FlushImpl};
 
 use dax_benches::{Buf, KIB, MIB, SIZES, Which, copy_once, load_pmdk};
 

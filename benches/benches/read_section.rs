@@ -1,7 +1,7 @@
 //! A DAX read section: `DaxDevice::read_lock()` and dropping the guard
 //! (`dax_read_lock`/`dax_read_unlock`), beside the scheme it replaced.
 //!
-//! Baseline: a copy of dax-core's former read side, an epoch and two cache-padded
+//! Baseline: a copy of dax-device's former read side, an epoch and two cache-padded
 //! counters shared by every reader, `fetch_add(SeqCst)` to begin a section and
 //! `fetch_sub(Release)` to end it (two locked read-modify-writes), behind a guard of
 //! the same shape as `DaxReadGuard`. The current read side counts in a per-thread slot
@@ -22,10 +22,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dax_core::DaxDevice;
+use dax_device::DaxDevice;
 use dax_testdev::MemDevice;
 
-/// The former dax-core `Srcu` read side, verbatim in behaviour.
+/// The former dax-device `Srcu` read side, verbatim in behaviour.
 #[derive(Default)]
 struct TwoCounterSrcu {
     epoch: AtomicUsize,

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use dax_core::DaxOperations;
+use dax_device::DaxOperations;
 use dax_fault::mmu::MapOptions;
 use dax_testdev::{MemDevice, TestFs};
 

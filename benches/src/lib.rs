@@ -5,8 +5,8 @@
 use std::ffi::c_void;
 use std::ptr;
 
-use dax_core::persist::{self, PersistFlags};
-use dax_core::{DaxDevice, DaxError};
+use dax_device::persist::{self, PersistFlags};
+use dax_device::{DaxDevice, DaxError};
 use dax_testdev::{MemDeviceBuilder, TestFs, TestInode};
 
 /// 1 KiB.
@@ -137,7 +137,7 @@ pub unsafe fn load_pmdk() -> Option<PmemMemcpyPersist> {
 /// Which persistent copy a bench runs.
 #[derive(Clone, Copy)]
 pub enum Which {
-    /// `dax_core::persist::memcpy_persist` with no flags.
+    /// `dax_device::persist::memcpy_persist` with no flags.
     Ours,
     /// The baseline: `copy_nonoverlapping`, then `flush_range` and `drain`.
     CopyFlush,

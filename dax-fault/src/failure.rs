@@ -2,7 +2,7 @@
 //! (`dax_lock_mapping_entry`, `dax_lock_folio`), and killing the users that map it
 //! (`mf_dax_kill_procs` on the holder path, `mf_generic_kill_procs` without one).
 
-use dax_core::{DaxError, MfFlags, PMD_PAGES, Pfn};
+use dax_device::{DaxError, MfFlags, PMD_PAGES, Pfn};
 
 use crate::index::LockedEntry;
 use crate::mapping::DaxMapping;

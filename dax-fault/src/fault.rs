@@ -4,7 +4,7 @@
 //! `dax_insert_pfn_mkwrite`), and the insertion rules of `vmf_insert_page_mkwrite` and
 //! `vmf_insert_folio_pmd`.
 
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, Pfn};
+use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, Pfn};
 use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapIter, IomapOps, IomapType, IterFlags};
 
 use crate::index::{Entry, EntryKind, LockedEntry};

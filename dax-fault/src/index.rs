@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use dax_fault::{Entry, EntryKind, GrabError, MappingIndex};
-//! use dax_core::Pfn;
+//! use dax_device::Pfn;
 //!
 //! let index = MappingIndex::new();
 //! let mut e = index.grab(3, 0, &mut |_, _| {}).unwrap();   // a locked EMPTY entry
@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use dax_core::{PMD_ORDER, Pfn};
+use dax_device::{PMD_ORDER, Pfn};
 
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -757,12 +757,12 @@ impl MappingIndex {
     /// first half of `dax_writeback_one`). If it is locked, waits, then skips it
     /// (`Ok(None)`, passing the wake-up on) when it is gone, its pfn is no longer
     /// `pfn` (the blocks were reallocated) or its TOWRITE mark was cleared by another
-    /// writeback; an EMPTY or ZERO entry found then is [`DaxError::Io`](dax_core::DaxError::Io).
+    /// writeback; an EMPTY or ZERO entry found then is [`DaxError::Io`](dax_device::DaxError::Io).
     pub fn lock_for_writeback(
         &self,
         start: u64,
         pfn: Pfn,
-    ) -> Result<Option<LockedEntry<'_>>, dax_core::DaxError> {
+    ) -> Result<Option<LockedEntry<'_>>, dax_device::DaxError> {
         let mut g = self.inner.lock();
         let mut waited = false;
         loop {
@@ -782,7 +782,7 @@ impl MappingIndex {
                 let skip = if slot.entry.pfn != pfn {
                     Some(Ok(None))
                 } else if slot.entry.kind != EntryKind::Real {
-                    Some(Err(dax_core::DaxError::Io {
+                    Some(Err(dax_device::DaxError::Io {
                         what: "writeback found an empty or zero entry marked TOWRITE",
                     }))
                 } else if !slot.marks.contains(Marks::TOWRITE) {

@@ -3,7 +3,7 @@
 //! unmaps user page tables: callers do that first ([`DaxMapping::unmap_mapping_pages`],
 //! or [`dax_break_layout`](crate::dax_break_layout), which does both).
 
-use dax_core::PAGE_SIZE;
+use dax_device::PAGE_SIZE;
 
 use crate::mapping::DaxMapping;
 

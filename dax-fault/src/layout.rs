@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
+use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
 
 use crate::index::EntryKind;
 use crate::invalidate::{dax_delete_mapping_range, page_range};

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use dax_core::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
+use dax_device::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
 use dax_iomap::MappingOps;
 use parking_lot::Mutex;
 

@@ -3,7 +3,7 @@
 //! decides which fault the filesystem's handler gets, retries, and turns the final
 //! result into "the access may proceed" or the signal that kills it.
 
-use dax_core::{PMD_ORDER, PMD_SIZE};
+use dax_device::{PMD_ORDER, PMD_SIZE};
 
 use crate::mapping::MappedVma;
 use crate::pagetable::{PageTable, PmdSlot};

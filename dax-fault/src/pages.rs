@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
-use dax_core::{PMD_PAGES, Pfn};
+use dax_device::{PMD_PAGES, Pfn};
 use parking_lot::{Condvar, Mutex};
 
 use crate::mapping::DaxMapping;

@@ -10,7 +10,7 @@
 //! another fault got there first, SIGBUS for a write that finds another page) is the
 //! engine's, so every implementation behaves like the kernel without re-deriving it.
 
-use dax_core::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
+use dax_device::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
 
 /// The device page a mapping shows: its pfn, and where it is on the device (a real
 /// backend maps by device offset; a simulated one records it for data access).
@@ -145,7 +145,7 @@ pub enum PmdValue<'a> {
 
 /// The pages from `addr` to the end of its 2 MiB block.
 fn block_pages_from(addr: u64) -> u64 {
-    let pmd = dax_core::PMD_SIZE as u64;
+    let pmd = dax_device::PMD_SIZE as u64;
     (pmd - addr % pmd) / PAGE_SIZE as u64
 }
 
@@ -262,7 +262,7 @@ pub trait PageTable: Send + Sync {
     /// at `addr` is occupied). The check and the mapping are one step under the locks
     /// of those slots. The default inserts unit by unit.
     fn insert_pmd_run(&self, addr: u64, target: &MapTarget<'_>, n: u64) -> Result<u64, DaxError> {
-        const UNIT: u64 = dax_core::PMD_PAGES;
+        const UNIT: u64 = dax_device::PMD_PAGES;
         for i in 0..n {
             let t = MapTarget {
                 pfn: target.pfn.add(i.wrapping_mul(UNIT)),
@@ -271,7 +271,7 @@ pub trait PageTable: Send + Sync {
             };
             // The run ends at the top of the address space.
             let Some(a) = i
-                .checked_mul(dax_core::PMD_SIZE as u64)
+                .checked_mul(dax_device::PMD_SIZE as u64)
                 .and_then(|o| addr.checked_add(o))
             else {
                 return Ok(i);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::sync::Mutex;
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
+use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
 
 use crate::mapping::MappedVma;
 use crate::mm::{MAX_FAULTS_PER_ACCESS, MmSpace, handle_mm_fault};

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE};
+use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE};
 
 use crate::mapping::MappedVma;
 

@@ -3,7 +3,7 @@
 //! CPU cache back for entries that were written through a mapping, and write-protects
 //! those mappings so the next store is seen again.
 
-use dax_core::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE, Pfn};
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE, Pfn};
 
 use crate::mapping::DaxMapping;
 

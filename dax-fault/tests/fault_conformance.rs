@@ -34,7 +34,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::*;
-use dax_core::{DaxAccessMode, DaxError, MfFlags, Pfn};
+use dax_device::{DaxAccessMode, DaxError, MfFlags, Pfn};
 use dax_fault::{
     ERESTARTSYS, Entry, FaultFlags, HUGE_ZERO_PFN, Marks, MfLock, PageTable, PmdSlot, Pte, VmFault,
     Vma, Vmf, WritebackControl, ZERO_PFN, clear_page_hwpoison, dax_break_layout,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use dax_core::Pfn;
+use dax_device::Pfn;
 use dax_fault::{Entry, EntryKind, GrabError, MappingIndex, Marks, bits};
 
 fn no_unmap() -> impl FnMut(u64, u64) {

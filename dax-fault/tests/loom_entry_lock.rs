@@ -59,7 +59,7 @@ fn delete_while_others_wait_wakes_them_all() {
 fn writeback_waiting_on_a_deleted_entry_skips_it() {
     // Edge 80 / 2.11.4: writeback finds the entry locked by a fault, waits; the
     // holder deletes it (truncate); writeback must wake and skip, never deadlock.
-    use dax_core::Pfn;
+    use dax_device::Pfn;
     use dax_fault::Entry;
     loom::model(|| {
         let ix = Arc::new(MappingIndex::new());

@@ -9,7 +9,7 @@
 
 use loom::sync::Arc;
 
-use dax_core::{DaxDevice, Pfn};
+use dax_device::{DaxDevice, Pfn};
 use dax_fault::{Inserted, MapTarget, PageTable, Pte, PteValue, SimPageTable};
 use dax_testdev::MemDevice;
 

@@ -31,7 +31,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use dax_core::{MfFlags, PAGE_SIZE, Pfn};
+use dax_device::{MfFlags, PAGE_SIZE, Pfn};
 use dax_fault::{
     DaxMapping, Entry, FaultFlags, MapTarget, MappingIndex, MfLock, PageTable, PmdValue, PteValue,
     SimPageTable, VmFault, VmOps, Vma, Vmf, WritebackControl, clear_page_hwpoison,
@@ -686,7 +686,7 @@ fn sweep_sim(s: &mut Sweep) {
     let table = || {
         let pt = SimPageTable::new();
         let fs = MockFs::new(DEV, 4 * PAGE);
-        let dev: &dax_core::DaxDevice = &*fs.dev;
+        let dev: &dax_device::DaxDevice = &*fs.dev;
         let t = MapTarget {
             pfn: Pfn(u64::MAX - 511),
             pgoff: 0,
@@ -759,7 +759,7 @@ fn sweep_sim(s: &mut Sweep) {
             s.probe(format!("PageTable::insert_pte_run / insert_pmd_run / empty_run (default methods) at {addr:#x}, n {n}"), || {
                 let pt = SimPageTable::new();
                 let fs = MockFs::new(DEV, 4 * PAGE);
-                let dev: &dax_core::DaxDevice = &*fs.dev;
+                let dev: &dax_device::DaxDevice = &*fs.dev;
                 let t = MapTarget { pfn: Pfn(1 << 40), pgoff: 0, dev };
                 let mut f = Fails::default();
                 let room = (u64::MAX - addr) / PAGE + 1;

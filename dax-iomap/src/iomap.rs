@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use dax_core::{DaxDevice, DaxError};
+use dax_device::{DaxDevice, DaxError};
 
 /// "No address" (`IOMAP_NULL_ADDR`): all ones.
 pub const IOMAP_NULL_ADDR: u64 = u64::MAX;
@@ -213,8 +213,8 @@ impl<'a> Iomap<'a> {
     /// Device page offset of the page holding file position `pos`
     /// (`dax_iomap_pgoff`). Only meaningful for mappings with an address.
     pub fn pgoff(&self, pos: u64) -> u64 {
-        let page_pos = pos & !(dax_core::PAGE_SIZE as u64 - 1);
-        self.addr.wrapping_add(page_pos).wrapping_sub(self.offset) >> dax_core::PAGE_SHIFT
+        let page_pos = pos & !(dax_device::PAGE_SIZE as u64 - 1);
+        self.addr.wrapping_add(page_pos).wrapping_sub(self.offset) >> dax_device::PAGE_SHIFT
     }
 
     /// Whether the mapping has storage behind it at `addr`.

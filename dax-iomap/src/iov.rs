@@ -2,12 +2,12 @@
 //!
 //! A read fills destination buffers, a write drains source buffers, possibly several
 //! (vectored I/O). Device memory is reached only through
-//! [`DirectAccess`](dax_core::DirectAccess)'s copies.
+//! [`DirectAccess`](dax_device::DirectAccess)'s copies.
 //!
 //! A user buffer in the kernel can fault part-way; [`IovIter::fault_after`] models
 //! that for tests (the copy stops there, as `copy_to_user` comes up short).
 
-use dax_core::{DaxOperations, DirectAccess};
+use dax_device::{DaxOperations, DirectAccess};
 
 /// One buffer inline (no allocation for the common single-buffer call) or several.
 enum Segs<T> {

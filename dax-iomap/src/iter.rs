@@ -7,7 +7,7 @@
 //! (`iomap_begin`).
 //!
 //! ```
-//! # use dax_core::DaxError;
+//! # use dax_device::DaxError;
 //! # use dax_iomap::{Iomap, IomapIter, IomapOps, IterFlags};
 //! struct AllHoles;
 //! impl IomapOps for AllHoles {
@@ -44,7 +44,7 @@
 
 use std::cell::Cell;
 
-use dax_core::{DaxError, PAGE_SIZE};
+use dax_device::{DaxError, PAGE_SIZE};
 
 use crate::iomap::{Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE};
 

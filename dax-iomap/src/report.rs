@@ -1,7 +1,7 @@
 //! Reporting helpers: `iomap_fiemap`, `iomap_seek_hole`, `iomap_seek_data`,
 //! `iomap_bmap` (fs/iomap/fiemap.c, fs/iomap/seek.c).
 
-use dax_core::{DaxError, PAGE_SIZE};
+use dax_device::{DaxError, PAGE_SIZE};
 
 use crate::iomap::{
     DaxInode, IOMAP_NULL_ADDR, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE,

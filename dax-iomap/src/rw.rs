@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE};
+use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE};
 
 use crate::iomap::{DaxInode, IomapFlags, IomapOps, IomapType, IterFlags};
 use crate::iov::IovIter;

@@ -2,7 +2,7 @@
 //! (`dax_iomap_copy_around`, `dax_file_unshare`, `dax_dedupe_file_range_compare`,
 //! `dax_remap_file_range_prep`).
 
-use dax_core::{DaxAccessMode, DaxError, DaxOperations, DirectAccess, PAGE_SIZE};
+use dax_device::{DaxAccessMode, DaxError, DaxOperations, DirectAccess, PAGE_SIZE};
 
 use crate::iomap::{DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE};
 use crate::iter::IomapIter;

@@ -1,6 +1,6 @@
 //! Zeroing file ranges on DAX files (`dax_zero_range`, `dax_truncate_page`).
 
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE};
+use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE};
 
 use crate::iomap::{DaxInode, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE};
 use crate::iter::IomapIter;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use dax_core::{DaxDevice, DaxError, PAGE_SIZE};
+use dax_device::{DaxDevice, DaxError, PAGE_SIZE};
 use dax_iomap::{
     DaxInode, Fiemap, Iomap, IomapFlags, IomapOps, IomapType, IovIter, IterFlags, Kiocb,
     dax_dedupe_file_range_compare, dax_file_unshare, dax_iomap_rw, dax_truncate_page,

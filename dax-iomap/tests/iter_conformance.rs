@@ -4,7 +4,7 @@
 mod common;
 
 use common::{EndCall, MockFs, PAGE};
-use dax_core::DaxError;
+use dax_device::DaxError;
 use dax_iomap::{Iomap, IomapFlags, IomapIter, IomapOps, IomapType, IterFlags, MAX_STALE_RETRIES};
 
 const F: IterFlags = IterFlags::DAX;

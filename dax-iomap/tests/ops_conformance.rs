@@ -5,7 +5,7 @@
 mod common;
 
 use common::{MockFs, PAGE, pattern};
-use dax_core::{DaxError, PAGE_SIZE};
+use dax_device::{DaxError, PAGE_SIZE};
 use dax_iomap::{
     Fiemap, FiemapExtent, FiemapExtentFlags, FiemapFlags, IomapFlags, IomapType, IterFlags,
     RemapFile, RemapFlags, dax_dedupe_file_range_compare, dax_file_unshare,

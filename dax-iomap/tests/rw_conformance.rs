@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use common::{MockFs, PAGE, pattern};
-use dax_core::{DaxError, PAGE_SIZE};
+use dax_device::{DaxError, PAGE_SIZE};
 use dax_iomap::{
     IomapFlags, IomapType, IovIter, IterFlags, Kiocb, dax_iomap_read, dax_iomap_rw, dax_iomap_write,
 };
@@ -442,7 +442,7 @@ fn rw_sub_page_cow_extent_is_refused_and_nothing_outside_it_changes() {
 fn c01_copy_around_directly_for_page_and_pmd_alignment() {
     // ref: C-01: the copy-all branch (faults), zero-edge and copy variants, PAGE and
     // 2 MiB alignment; a range past the largest offset is an error, not a panic.
-    use dax_core::{DaxAccessMode, PMD_SIZE};
+    use dax_device::{DaxAccessMode, PMD_SIZE};
     use dax_iomap::{Iomap, dax_iomap_copy_around};
     let pmd = PMD_SIZE as u64;
     let fs = MockFs::new(3 * pmd / PAGE, 0);

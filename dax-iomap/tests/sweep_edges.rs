@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use dax_core::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE};
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE};
 use dax_iomap::{
     DaxInode, Fiemap, IOMAP_NULL_ADDR, Iomap, IomapFlags, IomapIter, IomapOps, IomapType, IovIter,
     IterFlags, Kiocb, MAX_FILE_SIZE, MappingOps, RemapFile, RemapFlags,

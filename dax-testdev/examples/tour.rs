@@ -6,7 +6,7 @@
 //! through the fault engine into a simulated address space (PTE and PMD faults, the
 //! zero page, mkwrite, writeback, MAP_SYNC, memory failure), and the device's death.
 
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE};
+use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE};
 use dax_iomap::Fiemap;
 use dax_testdev::{Backing, DevOp, FallocMode, MemDevice, TestFs};
 
@@ -239,7 +239,7 @@ fn mappings() -> Result<(), DaxError> {
         unreachable!("page 0 is mapped");
     };
     dev.driver().poison(pgoff * K, K)?;
-    dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty())?;
+    dax_testdev::memory_failure(&dev, pfn, 1, dax_device::MfFlags::empty())?;
     println!(
         "memory failure at pfn {:#x}: SIGBUS sent for {:x?}; slot now {}; next load -> {:?}",
         pfn.0,

@@ -1,17 +1,17 @@
 //! A real DAX test driver and a small extent filesystem, for dax-rs.
 //!
-//! [`MemDevice`] is a driver (an implementation of [`dax_core::DaxOperations`]) over
+//! [`MemDevice`] is a driver (an implementation of [`dax_device::DaxOperations`]) over
 //! real memory: anonymous, a memfd, a hugetlb memfd (2 MiB pages), a file (persistent
 //! across process restarts), or a `/dev/daxX.Y` node. It behaves like the kernel's
 //! pmem driver around media errors (drivers/nvdimm/pmem.c), and lets tests inject
 //! poison, make operations fail and count calls.
 //!
 //! [`TestFs`] is a small extent filesystem on such a device (or any
-//! [`DaxDevice`](dax_core::DaxDevice)): the worked example of a filesystem driving the
+//! [`DaxDevice`](dax_device::DaxDevice)): the worked example of a filesystem driving the
 //! dax-rs engine, used by tests, benches and examples. See [`testfs`].
 //!
 //! ```
-//! use dax_core::{DaxAccessMode, DaxError};
+//! use dax_device::{DaxAccessMode, DaxError};
 //! use dax_testdev::MemDevice;
 //!
 //! let dev = MemDevice::builder().size(1 << 20).build()?;

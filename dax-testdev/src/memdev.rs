@@ -9,8 +9,8 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dax_core::badblocks::BadblocksCheck;
-use dax_core::{
+use dax_device::badblocks::BadblocksCheck;
+use dax_device::{
     Badblocks, CACHELINE_SIZE, DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource,
     MfFlags, PAGE_SECTORS, PAGE_SIZE, PMD_SIZE, Pfn, RawAccess, SECTOR_SIZE,
 };
@@ -98,7 +98,7 @@ impl DevOp {
 /// let dev = MemDevice::builder().size(4 << 20).backing(Backing::Memfd).build()?;
 /// assert_eq!(dev.driver().size(), 4 << 20);
 /// assert!(dev.synchronous() && dev.write_cache_enabled());
-/// # Ok::<(), dax_core::DaxError>(())
+/// # Ok::<(), dax_device::DaxError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemDeviceBuilder {
@@ -388,7 +388,7 @@ struct Injections {
 /// Deliberate differences from pmem 6.15 (quirk Q8): `direct_access` never answers
 /// pages past the end of the device (pmem returns the requested count even past the
 /// end when bad blocks exist elsewhere, and wraps for offsets past the end); an offset
-/// past the end answers 0 pages, which dax-core reports as `ERANGE`.
+/// past the end answers 0 pages, which dax-device reports as `ERANGE`.
 pub struct MemDevice {
     region: Region,
     nr_pages: u64,
@@ -681,10 +681,10 @@ impl MemDevice {
             // The pages' HWPoison flags go with the poison, as `pmem_clear_hwpoison`
             // clears them: from the page holding `offset`, one per whole page cleared.
             let base = self.region.ptr_at(0).expect("offset 0 is inside").as_ptr() as u64
-                >> dax_core::PAGE_SHIFT;
+                >> dax_device::PAGE_SHIFT;
             let first = offset / PAGE_SIZE as u64;
             for p in first..first + cleared / PAGE_SIZE as u64 {
-                dax_fault::clear_page_hwpoison(dax_core::Pfn(base + p));
+                dax_fault::clear_page_hwpoison(dax_device::Pfn(base + p));
             }
         }
         Ok(cleared)
@@ -839,7 +839,7 @@ unsafe impl DaxOperations for MemDevice {
             .region
             .ptr_at(pgoff as usize * PAGE_SIZE)
             .expect("pgoff < nr_pages is inside the region");
-        let pfn = Pfn(addr.as_ptr() as u64 >> dax_core::PAGE_SHIFT);
+        let pfn = Pfn(addr.as_ptr() as u64 >> dax_device::PAGE_SHIFT);
         let answer = |pages: u64| Ok(RawAccess { addr, pfn, pages });
         if self.badblocks.is_empty() {
             return answer(to_end);
@@ -946,7 +946,7 @@ unsafe impl DaxOperations for MemDevice {
 
     fn flush(&self) -> Result<(), DaxError> {
         self.enter(DevOp::Flush)?;
-        dax_core::persist::drain();
+        dax_device::persist::drain();
         Ok(())
     }
 
@@ -976,7 +976,7 @@ pub fn memory_failure(
         .ptr_at(0)
         .expect("offset 0 is inside")
         .as_ptr() as u64
-        >> dax_core::PAGE_SHIFT;
+        >> dax_device::PAGE_SHIFT;
     let pgoff = pfn
         .0
         .checked_sub(base)

@@ -13,7 +13,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
-use dax_core::{DaxError, PMD_SIZE, persist};
+use dax_device::{DaxError, PMD_SIZE, persist};
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// One mapping of device memory.
@@ -211,7 +211,7 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: we own this mapping; no pointer into it outlives the region (dax-core
+        // SAFETY: we own this mapping; no pointer into it outlives the region (dax-device
         // only uses device memory inside read sections of the DaxDevice that owns us).
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use dax_core::{DaxAccessMode, DaxOperations, PAGE_SIZE, PMD_PAGES, PMD_SIZE};
+use dax_device::{DaxAccessMode, DaxOperations, PAGE_SIZE, PMD_PAGES, PMD_SIZE};
 use dax_testdev::{Backing, MemDevice};
 
 const ACCESS: DaxAccessMode = DaxAccessMode::Access;
 
 /// Writes a pattern through direct access and reads it back the same way.
-fn round_trip(dev: &dax_core::DaxDevice<MemDevice>, pgoff: u64, seed: u8) {
+fn round_trip(dev: &dax_device::DaxDevice<MemDevice>, pgoff: u64, seed: u8) {
     let data: Vec<u8> = (0..3 * PAGE_SIZE)
         .map(|i| (i as u8).wrapping_mul(31) ^ seed)
         .collect();

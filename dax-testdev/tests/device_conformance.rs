@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, Weak};
 use std::time::Duration;
 
-use dax_core::{
+use dax_device::{
     DaxAccessMode, DaxDevice, DaxError, DaxFlags, DaxHolder, DaxOperations, MfFlags, PAGE_SIZE,
     RawAccess,
 };

@@ -42,7 +42,7 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dax_core::PMD_SIZE;
+use dax_device::PMD_SIZE;
 use dax_fault::mmu::{MapOptions, MmuMapping, prepare_thread};
 use dax_testdev::{Backing, Ino, MemDevice, TestFs};
 use testfs_common::{ChildRun, Dev, pattern, run_child_watched};

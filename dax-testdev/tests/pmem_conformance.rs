@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dax_core::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, PAGE_SIZE};
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, PAGE_SIZE};
 use dax_testdev::{DevOp, MemDevice};
 
 const ACCESS: DaxAccessMode = DaxAccessMode::Access;

@@ -22,7 +22,7 @@ mod testfs_common;
 
 use std::sync::{Arc, Mutex};
 
-use dax_core::{DaxAccessMode, DaxDevice, DaxError, DaxHolder, MfFlags, Pfn};
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxHolder, MfFlags, Pfn};
 use dax_fault::mmu::MapOptions;
 use dax_fault::{SimPageTable, Vma};
 use dax_iomap::{Fiemap, MAX_FILE_SIZE};

@@ -4,7 +4,7 @@
 
 mod testfs_common;
 
-use dax_core::PMD_SIZE;
+use dax_device::PMD_SIZE;
 use dax_iomap::{IomapOps, MAX_FILE_SIZE};
 use dax_testdev::{ExtentInfo, FallocMode, MemDevice, MkfsOptions, TestFs};
 use testfs_common::*;

@@ -253,7 +253,7 @@ enum CommitStep {
 }
 
 fn fail_commit_at(dev: &Dev, step: CommitStep) {
-    let eio = dax_core::DaxError::Io {
+    let eio = dax_device::DaxError::Io {
         what: "injected commit failure",
     };
     let d = dev.driver();

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use dax_core::DaxDevice;
+use dax_device::DaxDevice;
 use dax_testdev::{FallocMode, Ino, MemDevice, TestFs};
 use proptest::prelude::*;
 use proptest::test_runner::Config;

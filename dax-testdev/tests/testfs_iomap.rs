@@ -3,7 +3,7 @@
 
 mod testfs_common;
 
-use dax_core::{DaxError, PMD_SIZE};
+use dax_device::{DaxError, PMD_SIZE};
 use dax_iomap::{IOMAP_NULL_ADDR, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE};
 use dax_testdev::{DevOp, FallocMode};
 use testfs_common::*;

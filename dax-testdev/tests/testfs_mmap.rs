@@ -6,7 +6,7 @@ mod testfs_common;
 
 use std::sync::Arc;
 
-use dax_core::{DaxError, PMD_SIZE};
+use dax_device::{DaxError, PMD_SIZE};
 use dax_fault::{
     EntryKind, Marks, PageTable, PmdSlot, Pte, SimPageTable, SimTarget, VmFault, Vma,
     pin_user_pages,
@@ -317,7 +317,7 @@ fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
         panic!("page 2 is mapped to the device");
     };
     dev.driver().poison(pgoff * B, B).unwrap();
-    dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty()).unwrap();
+    dax_testdev::memory_failure(&dev, pfn, 1, dax_device::MfFlags::empty()).unwrap();
 
     assert_eq!(vma.take_signals(), vec![BASE + 2 * B]);
     assert!(
@@ -347,7 +347,7 @@ fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
     // The same through the driver's zeroing of the whole page (what dax_zero_range
     // and a new block's zeroing do): poison again, flag it, zero the page.
     dev.driver().poison(pgoff * B, B).unwrap();
-    dax_testdev::memory_failure(&dev, pfn, 1, dax_core::MfFlags::empty()).unwrap();
+    dax_testdev::memory_failure(&dev, pfn, 1, dax_device::MfFlags::empty()).unwrap();
     assert!(dax_fault::page_hwpoison(pfn));
     dev.zero_page_range(pgoff, 1).unwrap();
     assert!(!dev.driver().is_poisoned(pgoff * B, B));

@@ -44,7 +44,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use dax_core::{PAGE_SIZE, PMD_SIZE};
+use dax_device::{PAGE_SIZE, PMD_SIZE};
 use dax_fault::{
     EntryKind, MappedVma, Marks, PageTable, PmdSlot, Pte, SimPageTable, SimTarget, VmFault, Vma,
 };

@@ -18,7 +18,7 @@ use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use dax_core::{PAGE_SIZE, PMD_SIZE};
+use dax_device::{PAGE_SIZE, PMD_SIZE};
 use dax_fault::{
     EntryKind, MappedVma, Marks, PageTable, PmdSlot, Pte, SimPageTable, SimTarget, VmFault, Vma,
 };

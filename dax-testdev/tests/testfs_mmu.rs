@@ -4,7 +4,7 @@
 
 mod testfs_common;
 
-use dax_core::PMD_SIZE;
+use dax_device::PMD_SIZE;
 use dax_fault::mmu::{MapOptions, MmuMapping};
 use dax_fault::{EntryKind, Marks};
 use testfs_common::*;
@@ -440,7 +440,7 @@ fn map_sync_stores_survive_a_crash_without_fsync() {
     // CLWB/SFENCE; the filesystem's part is the metadata, done by the fault).
     // SAFETY: the whole range is mapped (page 2 writable, the rest faulted or not:
     // cache write-back of an unmapped reserved page would fault, so flush only page 2).
-    unsafe { dax_core::persist::flush_range(m.as_ptr().add(2 * B as usize), B as usize) };
+    unsafe { dax_device::persist::flush_range(m.as_ptr().add(2 * B as usize), B as usize) };
     drop(m);
     drop(fs); // crash: no fsync, no unmount
     let fs = dax_testdev::TestFs::open(path.device(None)).unwrap();

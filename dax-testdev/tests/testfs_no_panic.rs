@@ -3,7 +3,7 @@
 //! result, errors carry the errnos a caller can expect, and the filesystem stays
 //! usable afterwards.
 
-use dax_core::DaxDevice;
+use dax_device::DaxDevice;
 use dax_iomap::Fiemap;
 use dax_testdev::{FallocMode, MemDevice, TestFs};
 use proptest::prelude::*;
@@ -40,7 +40,7 @@ const EXPECTED: [i32; 9] = [
     libc::EISDIR,
 ];
 
-fn check<T>(what: &str, r: Result<T, dax_core::DaxError>) {
+fn check<T>(what: &str, r: Result<T, dax_device::DaxError>) {
     if let Err(e) = r {
         assert!(
             EXPECTED.contains(&e.errno()),

@@ -77,7 +77,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dax_core::{DaxError, PAGE_SIZE, PMD_SIZE};
+use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE};
 
 use crate::mapping::{DaxMapping, MappedVma, VmOps};
 use crate::mm::handle_mm_fault;
@@ -148,7 +148,7 @@ impl MapOptions {
     /// // MAP_SHARED_VALIDATE refuses what it does not know.
     /// let e = MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED_VALIDATE | 0x0020_0000);
     /// assert_eq!(e.unwrap_err().errno(), libc::EOPNOTSUPP);
-    /// # Ok::<(), dax_core::DaxError>(())
+    /// # Ok::<(), dax_device::DaxError>(())
     /// ```
     pub fn from_mmap(prot: i32, flags: i32) -> Result<MapOptions, DaxError> {
         // `LEGACY_MAP_MASK` of include/linux/mman.h (x86-64 values).

@@ -36,7 +36,7 @@
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use dax_core::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
+use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
 use parking_lot::Mutex;
 
 use super::sys::{self, Access};

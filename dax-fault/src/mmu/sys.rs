@@ -24,7 +24,7 @@ use std::ffi::c_void;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use dax_core::{DaxError, PAGE_SIZE};
+use dax_device::{DaxError, PAGE_SIZE};
 
 use crate::vm::VmFault;
 

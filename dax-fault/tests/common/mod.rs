@@ -20,7 +20,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use dax_core::{
+use dax_device::{
     DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource, PAGE_SIZE, PMD_SIZE, Pfn,
     RawAccess,
 };

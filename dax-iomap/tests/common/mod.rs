@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use dax_core::{DaxDevice, DaxError, PAGE_SIZE};
+use dax_device::{DaxDevice, DaxError, PAGE_SIZE};
 use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MappingOps};
 use dax_testdev::MemDevice;
 use parking_lot::Mutex;

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use dax_core::{DaxError, PMD_PAGES};
+use dax_device::{DaxError, PMD_PAGES};
 
 use super::rangeset::RangeSet;
 

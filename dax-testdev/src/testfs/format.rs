@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dax_core::DaxError;
+use dax_device::DaxError;
 
 use super::extent::{Extent, ExtentMap};
 use super::rangeset::RangeSet;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 
-use dax_core::{
+use dax_device::{
     DaxAccessMode, DaxDevice, DaxError, DaxHolder, FsDax, MfFlags, PAGE_SIZE, PMD_SIZE,
 };
 use dax_fault::{dax_break_layout_final, dax_break_layout_inode, mf_dax_kill_procs};

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use dax_core::{DaxDevice, DaxError};
+use dax_device::{DaxDevice, DaxError};
 use dax_fault::DaxMapping;
 use dax_iomap::{
     DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,

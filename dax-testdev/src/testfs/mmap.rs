@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dax_core::{DaxError, PAGE_SIZE, Pfn};
+use dax_device::{DaxError, PAGE_SIZE, Pfn};
 use dax_fault::mmu::{MapOptions, MmuMapping};
 use dax_fault::{
     DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, WritebackControl,

@@ -18,7 +18,7 @@
 //! | [`TestFs::fiemap`], [`TestFs::seek_hole`], [`TestFs::seek_data`] | [`iomap_fiemap`](dax_iomap::iomap_fiemap), [`iomap_seek_hole`](dax_iomap::iomap_seek_hole), [`iomap_seek_data`](dax_iomap::iomap_seek_data) | `xfs_vn_fiemap`, `xfs_seek_iomap` |
 //!
 //! ```
-//! use dax_core::DaxError;
+//! use dax_device::DaxError;
 //! use dax_iomap::{IomapFlags, IomapOps, IomapType, IterFlags};
 //! use dax_testdev::{FallocMode, MemDevice, TestFs};
 //!
@@ -54,7 +54,7 @@
 //! let mut buf = [0u8; 10];
 //! assert_eq!(fs.read(ino, 0, &mut buf)?, 10);
 //! assert_eq!(&buf, b"hello, DAX");
-//! # Ok::<(), dax_core::DaxError>(())
+//! # Ok::<(), dax_device::DaxError>(())
 //! ```
 //!
 //! # How TestFs answers `iomap_begin`
@@ -68,7 +68,7 @@
 //! * **Writes** (`WRITE`, also with `FAULT` or `UNSHARE`): an existing unshared MAPPED
 //!   extent is returned as is. A hole is allocated, an unwritten extent converted, and
 //!   in both cases the blocks are zeroed *through the driver*
-//!   ([`DaxDevice::zero_page_range`](dax_core::DaxDevice::zero_page_range), which also
+//!   ([`DaxDevice::zero_page_range`](dax_device::DaxDevice::zero_page_range), which also
 //!   clears poison on reused blocks) before they are returned MAPPED with
 //!   `IomapFlags::NEW`. Shared blocks are copied on write as XFS does: new blocks are
 //!   reserved and zeroed and returned as a SHARED destination with a source map of the
@@ -81,7 +81,7 @@
 //!   read as zeros). Shared MAPPED blocks are the one exception: zeroing them in place
 //!   would change the other file, so they get a CoW destination, as XFS does.
 //! * **`NOWAIT`**: any request that would allocate, convert or copy, or that finds a
-//!   lock it needs (the metadata lock, the inode's extent lock) taken, fails with [`DaxError::WouldBlock`](dax_core::DaxError)
+//!   lock it needs (the metadata lock, the inode's extent lock) taken, fails with [`DaxError::WouldBlock`](dax_device::DaxError)
 //!   (`EAGAIN`).
 //!
 //! # Allocation
@@ -189,7 +189,7 @@
 //!
 //! # Errors
 //!
-//! Every failure is a [`DaxError`](dax_core::DaxError) with the errno a user of the
+//! Every failure is a [`DaxError`](dax_device::DaxError) with the errno a user of the
 //! kernel would see: `ENOENT` (no such name or inode), `EEXIST`, `ENAMETOOLONG`,
 //! `EINVAL` (bad offsets, unaligned reflink ranges, bad fallocate combinations),
 //! `EFBIG`, `ENOSPC`, `EOPNOTSUPP` (punch without keep-size, collapse, insert), `EBADE`
@@ -206,7 +206,7 @@ mod mmap;
 mod rangeset;
 mod sync;
 
-use dax_core::PAGE_SIZE;
+use dax_device::PAGE_SIZE;
 use dax_iomap::MAX_FILE_SIZE;
 
 pub use fs::{ExtentInfo, FallocMode, Ino, Layout, MkfsOptions, Stat, StatFs, TestFs};
@@ -225,8 +225,8 @@ pub(crate) const MAX_FILE_BLOCKS: u64 = MAX_FILE_SIZE.div_ceil(B);
 
 /// Checks a file name: `ENOENT` when empty (as `open("")`), `ENAMETOOLONG` past
 /// [`MAX_NAME_LEN`], `EINVAL` for `/`, NUL, `.` and `..` (the namespace is flat).
-pub(crate) fn check_name(name: &str) -> Result<(), dax_core::DaxError> {
-    use dax_core::DaxError;
+pub(crate) fn check_name(name: &str) -> Result<(), dax_device::DaxError> {
+    use dax_device::DaxError;
     if name.is_empty() {
         return Err(DaxError::Os {
             errno: libc::ENOENT,

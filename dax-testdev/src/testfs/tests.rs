@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dax_core::{DaxDevice, DaxError};
+use dax_device::{DaxDevice, DaxError};
 use dax_iomap::{IomapFlags, IomapOps, IomapType, IterFlags};
 
 use super::*;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use dax_core::DaxDevice;
+use dax_device::DaxDevice;
 use dax_iomap::IterFlags;
 use dax_testdev::{Backing, MemDevice, TestFs};
 

@@ -62,7 +62,7 @@
 //! # Example
 //!
 //! ```
-//! use dax_core::persist::{self, PersistFlags};
+//! use dax_device::persist::{self, PersistFlags};
 //!
 //! let src = *b"write-ahead log record";
 //! let mut device = vec![0u8; 4096]; // stands in for a mapping of persistent memory

@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use std::ptr::NonNull;
-//! use dax_core::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, Pfn, RawAccess, PAGE_SIZE};
+//! use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, Pfn, RawAccess, PAGE_SIZE};
 //!
 //! /// A toy driver over a leaked, page-aligned buffer of 16 pages at address `base`.
 //! struct Toy { base: usize, pages: u64 }
@@ -138,16 +138,16 @@ pub struct MapSource<'a> {
 ///
 /// * `addr .. addr + pages * PAGE_SIZE` is memory of this process, readable and
 ///   writable, page aligned, and stays mapped and valid until the implementor is
-///   dropped (dax-core only uses it while it holds a read section of a live
+///   dropped (dax-device only uses it while it holds a read section of a live
 ///   [`DaxDevice`] that owns the implementor);
 /// * the same `pgoff` always yields the same `addr` and `pfn`; the pfn of page
 ///   `pgoff + i` is `pfn + i`; distinct pages (of this and any other device in the
 ///   process) have distinct pfns;
 /// * that memory is never handed to Rust code as `&[u8]`/`&mut [u8]` by the driver
-///   while dax-core may access it (other threads, processes and mappings may change it
+///   while dax-device may access it (other threads, processes and mappings may change it
 ///   at any time: it is accessed only through raw-pointer copies).
 ///
-/// dax-core in turn promises to call [`recovery_write`](Self::recovery_write) only with
+/// dax-device in turn promises to call [`recovery_write`](Self::recovery_write) only with
 /// an address range obtained from `direct_access` of this driver for `pgoff`.
 pub unsafe trait DaxOperations: Send + Sync {
     /// Size of the device in pages (the pmem data area, the `/dev/dax` size).

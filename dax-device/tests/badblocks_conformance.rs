@@ -1,9 +1,9 @@
-//! Conformance tests for `dax_core::badblocks` against the behaviour reference
+//! Conformance tests for `dax_device::badblocks` against the behaviour reference
 //! (`kernel-dax-semantics.md` §1.3 BB-01..BB-19, §2.3, §3.3 edge cases 19-34, §5 Q1-Q3).
 //! Every test asserts exact record layouts, return values and flags.
 
-use dax_core::DaxError;
-use dax_core::badblocks::{
+use dax_device::DaxError;
+use dax_device::badblocks::{
     BB_MAX_LEN, BB_SECTOR_LIMIT, BadRange, Badblocks, BadblocksCheck, MAX_BADBLOCKS, decode, encode,
 };
 

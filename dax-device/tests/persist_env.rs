@@ -2,7 +2,7 @@
 //! tested through the pure functions detection uses (the process environment is never
 //! mutated: tests run on several threads).
 
-use dax_core::persist::{self, CopyImpl, FlushImpl};
+use dax_device::persist::{self, CopyImpl, FlushImpl};
 
 #[test]
 fn copy_impl_names_parse_case_insensitively() {

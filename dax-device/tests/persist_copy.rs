@@ -1,7 +1,7 @@
 //! Every copy, fill and move path the CPU has writes exactly the bytes a plain
 //! `memcpy`/`memset`/`memmove` writes, never a byte outside the destination.
 
-use dax_core::persist::{
+use dax_device::persist::{
     self, CopyImpl, FlushImpl, PersistFlags, copy_flushcache, memcpy_persist_with,
     memmove_persist_with, memset_persist_with,
 };

@@ -1,6 +1,6 @@
 //! The Linux DAX device layer as a userspace library.
 //!
-//! `dax-core` is the driver side of DAX (direct access), written anew from the
+//! `dax-device` is the driver side of DAX (direct access), written anew from the
 //! behaviour of `drivers/dax/super.c`, `include/linux/dax.h`, `block/badblocks.c` and
 //! the pmem driver:
 //!

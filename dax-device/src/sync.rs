@@ -1,4 +1,4 @@
-//! The locks, atomics and thread-locals dax-core uses, in one place so that a
+//! The locks, atomics and thread-locals dax-device uses, in one place so that a
 //! `--cfg loom` build swaps in loom's versions and model-checks the read-section
 //! protocol of [`crate::srcu`].
 //!

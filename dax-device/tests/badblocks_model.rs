@@ -1,4 +1,4 @@
-//! Model-based test of `dax_core::badblocks` (ref: BB-03..BB-14, §2.3).
+//! Model-based test of `dax_device::badblocks` (ref: BB-03..BB-14, §2.3).
 //!
 //! Random sequences of set (acked/unacked), clear, ack_all, clear_changed, check and
 //! show run against the table and against a plain model: one `Option<acked>` per
@@ -14,7 +14,7 @@
 //! split. A second property starts from a full table so those paths run constantly.
 //! proptest prints the failing seed and the shrunk op sequence.
 
-use dax_core::badblocks::{BB_MAX_LEN, BadRange, Badblocks, BadblocksCheck, MAX_BADBLOCKS};
+use dax_device::badblocks::{BB_MAX_LEN, BadRange, Badblocks, BadblocksCheck, MAX_BADBLOCKS};
 use proptest::prelude::*;
 
 /// Sectors the ops start in.

@@ -1,7 +1,7 @@
 //! Round-trips of the sysfs text format (ref: BB-14, BB-15, §2.3.6): `show` of a
 //! table, stored line by line into a fresh table, gives the same records (shift 0).
 
-use dax_core::badblocks::{BB_MAX_LEN, BadRange, Badblocks};
+use dax_device::badblocks::{BB_MAX_LEN, BadRange, Badblocks};
 use proptest::prelude::*;
 
 /// Stores every line of `text` into `bb` with the given `unack`.

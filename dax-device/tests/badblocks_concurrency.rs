@@ -1,4 +1,4 @@
-//! Concurrency of `dax_core::badblocks` (ref: BB-17): writers set and clear while
+//! Concurrency of `dax_device::badblocks` (ref: BB-17): writers set and clear while
 //! readers call `check`, `records` and `show`; readers must never see a torn table.
 //!
 //! The writers move between a small number of known tables. Each writer owns a
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use dax_core::badblocks::{BadRange, Badblocks, BadblocksCheck};
+use dax_device::badblocks::{BadRange, Badblocks, BadblocksCheck};
 
 const BACKGROUND: u64 = 400;
 const BG_START: u64 = 100_000;

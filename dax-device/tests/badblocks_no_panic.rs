@@ -3,7 +3,7 @@
 //! arbitrary store text. Built with overflow checks (test profile), so any
 //! unchecked arithmetic would fail here.
 
-use dax_core::badblocks::{BB_SECTOR_LIMIT, Badblocks};
+use dax_device::badblocks::{BB_SECTOR_LIMIT, Badblocks};
 use proptest::prelude::*;
 
 fn edge_u64() -> impl Strategy<Value = u64> {

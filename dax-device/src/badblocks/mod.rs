@@ -81,7 +81,7 @@
 //! # Example
 //!
 //! ```
-//! use dax_core::badblocks::{BadRange, Badblocks, BadblocksCheck};
+//! use dax_device::badblocks::{BadRange, Badblocks, BadblocksCheck};
 //!
 //! let bb = Badblocks::new();
 //! assert!(bb.set(100, 8, true)); // sectors 100..108 are poisoned, known to the platform
@@ -122,7 +122,7 @@ pub const BB_SECTOR_LIMIT: u64 = 1 << 54;
 /// cannot hold.
 ///
 /// ```
-/// use dax_core::badblocks::{decode, encode, BadRange};
+/// use dax_device::badblocks::{decode, encode, BadRange};
 /// let raw = encode(100, 8, true).unwrap();
 /// assert_eq!(raw, (1 << 63) | (100 << 9) | 7);
 /// assert_eq!(decode(raw), BadRange { start: 100, len: 8, acknowledged: true });

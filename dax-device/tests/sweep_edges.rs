@@ -1,4 +1,4 @@
-//! Edge-value sweep of dax-core's public API: every function or method that takes an
+//! Edge-value sweep of dax-device's public API: every function or method that takes an
 //! index, offset, position, length, count, page number, pfn or order, called with 0,
 //! 1, the largest valid value, the first invalid one, `u64::MAX`/`usize::MAX` (and
 //! `i64::MAX` where the kernel's type is a signed `long`), and pairs whose sum
@@ -23,11 +23,11 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dax_core::badblocks::{BB_MAX_LEN, BB_SECTOR_LIMIT, BadRange, Badblocks, decode, encode};
-use dax_core::persist::{
+use dax_device::badblocks::{BB_MAX_LEN, BB_SECTOR_LIMIT, BadRange, Badblocks, decode, encode};
+use dax_device::persist::{
     self, CopyImpl, FlushImpl, MOVNT_THRESHOLD, MOVNT_THRESHOLD_UNALIGNED, PersistFlags,
 };
-use dax_core::{
+use dax_device::{
     DaxAccessMode, DaxDevice, DaxError, DaxHolder, DaxOperations, MfFlags, PAGE_SIZE, Pfn,
     RawAccess,
 };

@@ -10,7 +10,7 @@
 //! that still sees the device alive, both fail the model.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p
-//! dax-core --test loom_srcu` (normal builds compile this file to nothing).
+//! dax-device --test loom_srcu` (normal builds compile this file to nothing).
 #![cfg(loom)]
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use loom::cell::UnsafeCell;
 use loom::thread;
 
-use dax_core::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, RawAccess};
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, RawAccess};
 
 /// A driver with no memory: the model only exercises lifecycle and sections.
 struct NoMemory;
