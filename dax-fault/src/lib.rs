@@ -17,6 +17,7 @@
 //! The entry-lock protocol (exclusive waiters, wake-one on unlock, wake-all on delete,
 //! the wake-next baton) goes through a `sync` module so that a `--cfg loom` build
 //! model-checks it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 // `unsafe` is allowed only in `mmu::sys` (and one documented dereference in
 // `mmu::space`).
@@ -29,7 +30,8 @@ mod invalidate;
 mod layout;
 mod mapping;
 mod mm;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "mmu"))]
+#[cfg_attr(docsrs, doc(cfg(all(target_os = "linux", feature = "mmu"))))]
 pub mod mmu;
 mod pages;
 mod pagetable;
