@@ -499,7 +499,7 @@ impl<D: ?Sized + DaxOperations> DaxDevice<D> {
     /// a multiple of 4096 ("unaligned partition for dax") or runs past the device,
     /// [`DaxError::Dead`] when the device is dead, and [`DaxError::Busy`] when `holder`
     /// is given and the device already has one. (The kernel answers NULL for all of
-    /// these, and leaks a reference on the holder failure, quirk Q5; here nothing
+    /// these, and leaks a reference on the holder failure; here nothing
     /// leaks.)
     pub fn fs_dax_get(
         self: &Arc<Self>,

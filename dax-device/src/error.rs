@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn mem2blk_converts_only_hwpoison() {
-        // ref: DEV-24
+        // dax_mem2blk_err
         let p = DaxError::HwPoison {
             pgoff: 3,
             nr_pages: 2,

@@ -15,9 +15,7 @@
 //!   `arch_wb_cache_pmem`, `memcpy_flushcache`, and libpmem2's flag set).
 //! * [`DaxError`]: every failure, with the Linux errno it stands for.
 //!
-//! The behaviour reference is `kernel-dax-semantics.md` (IDs `DEV-*`, `OPS-*`,
-//! `DRV-*`, `BB-*`); names in this crate's docs point at the kernel function each item
-//! mirrors.
+//! Each item's docs name the kernel function or structure it mirrors.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -27,8 +27,7 @@ pub const HUGE_ZERO_PFN: Pfn = Pfn((1 << 52) + PMD_PAGES);
 /// fault, 9 for a 2 MiB (PMD) fault; any other order is `VM_FAULT_FALLBACK`.
 ///
 /// The caller (the filesystem's fault handler) holds its invalidate lock shared, so
-/// that the size and block map stay put against truncate and hole punch
-/// (`LCK-01`). `inode` gives the size, `ops` the block map. A synchronous write fault
+/// that the size and block map stay put against truncate and hole punch. `inode` gives the size, `ops` the block map. A synchronous write fault
 /// (MAP_SYNC, and the filesystem reports [`IomapFlags::DIRTY`]) returns
 /// [`VmFault::NEEDDSYNC`] with the pfn in `*pfnp`; the caller then makes its metadata
 /// durable and calls [`dax_finish_sync_fault`]. Without `pfnp` that case is
@@ -622,7 +621,7 @@ fn cow_page(vmf: &Vmf<'_>, iomap: &Iomap, pos: u64) -> VmFault {
 /// (`dax_insert_pfn_mkwrite`); if it went away meanwhile (a truncate) the result is
 /// NOPAGE and the access faults again.
 ///
-/// Called with the same filesystem locks as the fault (`LCK-03`).
+/// Called with the same filesystem locks as the fault.
 pub fn dax_finish_sync_fault(
     vmf: &Vmf<'_>,
     order: u32,

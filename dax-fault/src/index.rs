@@ -122,7 +122,7 @@ impl Entry {
         self.order == PMD_ORDER
     }
 
-    /// The kernel's encoded value (ENT-01): `(pfn << 4) | LOCKED | PMD | ZERO_PAGE |
+    /// The kernel's encoded value: `(pfn << 4) | LOCKED | PMD | ZERO_PAGE |
     /// EMPTY`.
     pub const fn encode(&self, locked: bool) -> u64 {
         let mut v = self.pfn.0 << bits::SHIFT;

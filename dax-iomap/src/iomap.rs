@@ -301,7 +301,6 @@ mod tests {
 
     #[test]
     fn values_match_linux_6_15() {
-        // ref: IOM-02, IOM-03, IOM-04, IOM-05
         assert_eq!(IomapType::Hole.value(), 0);
         assert_eq!(IomapType::Inline.value(), 4);
         for v in 0..5 {

@@ -13,8 +13,8 @@
 //! * [`iomap_fiemap`], [`iomap_seek_hole`], [`iomap_seek_data`], [`iomap_bmap`].
 //!
 //! Flag and type values are the kernel's (Linux 6.15), so the same filesystem code
-//! can answer a FUSE server's iomap requests. The behaviour reference is
-//! `kernel-dax-semantics.md` (IDs `IOM-*`, `RW-*`, `Z-*`, `C-*`).
+//! can answer a FUSE server's iomap requests. Each item's docs name the kernel
+//! function it mirrors.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

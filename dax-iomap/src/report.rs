@@ -90,8 +90,8 @@ pub struct Fiemap {
 /// mapping's own offset, address and length (not clipped to the request) and flags
 /// from its type and SHARED/MERGED; the last one carries
 /// [`FiemapExtentFlags::LAST`]. When the extent array fills up while more mappings
-/// exist, the one that did not fit is dropped and no extent carries LAST (quirk Q15,
-/// reproduced). With `extents_max == 0` extents are only counted.
+/// exist, the one that did not fit is dropped and no extent carries LAST (as in
+/// the kernel). With `extents_max == 0` extents are only counted.
 ///
 /// Deliberate difference: when the filesystem fails after some non-hole mapping was
 /// found, 6.15 overwrites the error with the result of emitting that mapping (so the

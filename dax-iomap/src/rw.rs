@@ -43,20 +43,19 @@ impl Kiocb<'_> {
 /// Per mapping the filesystem returns:
 /// * reads stop at the file size; HOLE and UNWRITTEN read as zeros without touching
 ///   the device;
-/// * anything else that is not MAPPED (and not a SHARED destination) is `EIO` (RW-05);
+/// * anything else that is not MAPPED (and not a SHARED destination) is `EIO`;
 /// * a write into NEW blocks or a copy-on-write first invalidates the range in the
 ///   mapping index (clean entries dropped, user mappings unmapped; a CoW also clears
-///   dirty marks first) (RW-06);
+///   dirty marks first);
 /// * data moves chunk by chunk through `dax_direct_access`: a read over a poisoned
-///   sector fails the chunk with `EIO` (RW-08); a write over poison retries in
-///   recovery-write mode and goes through the driver's `recovery_write` (RW-09); a
-///   CoW write fills the untouched parts of its first and last pages from the source
-///   (RW-10); a chunk that moves nothing is `EFAULT` (RW-11) — including the kernel's
-///   quirk Q13, reproduced: a write that covers a poisoned page only partly gets
-///   `EFAULT`, not `EIO`;
-/// * [`Kiocb::interrupted`] stops at the next chunk with `EINTR` (RW-12).
+///   sector fails the chunk with `EIO`; a write over poison retries in
+///   recovery-write mode and goes through the driver's `recovery_write`; a
+///   CoW write fills the untouched parts of its first and last pages from the source;
+///   a chunk that moves nothing is `EFAULT` — including, as in the kernel, a write that
+///   covers a poisoned page only partly (`EFAULT`, not `EIO`);
+/// * [`Kiocb::interrupted`] stops at the next chunk with `EINTR`.
 ///
-/// Bytes done before a failure are returned as a short count (RW-13).
+/// Bytes done before a failure are returned as a short count.
 pub fn dax_iomap_rw<I, O>(
     inode: &I,
     ops: &O,
@@ -195,7 +194,7 @@ fn invalidate_for_write<I: DaxInode + ?Sized>(inode: &I, pos: u64, end: u64, cow
     if cow {
         mapping.clear_dirty_range(first, last);
     }
-    // Dirty entries stay; the kernel ignores the EBUSY this gives (quirk Q9).
+    // Dirty entries stay; the kernel ignores the EBUSY this gives, and so do we.
     let _ = mapping.invalidate_range(first, last);
 }
 

@@ -17,7 +17,7 @@ const PAGE: u64 = PAGE_SIZE as u64;
 ///
 /// When both edges are in place (`pos` aligned and the end aligned, as for a fault)
 /// the whole block is filled. Zero-filled blocks are written back from the CPU cache;
-/// copied edges are not (quirk Q7, reproduced: they reach persistence with the write
+/// copied edges are not (as in the kernel: they reach persistence with the write
 /// that follows or with writeback). A tail that lies beyond `dst` is left for the
 /// chunk that reaches it. Fails with `EIO` when the source cannot be read (poison).
 pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
@@ -104,7 +104,7 @@ pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
 /// page-rounded range is invalidated in the mapping index and copied from the old
 /// blocks into the new ones; other mappings are skipped. Nothing happens at or past
 /// the end of the file; the range is clipped to it. A source that cannot be read is
-/// `EIO`. Like the kernel, no cache write-back follows the copy (quirk Q7).
+/// `EIO`. Like the kernel, no cache write-back follows the copy.
 pub fn dax_file_unshare<I, O>(inode: &I, ops: &O, pos: u64, len: u64) -> Result<(), DaxError>
 where
     I: DaxInode + ?Sized,
@@ -179,7 +179,7 @@ where
 /// filesystems' read mappings (`IOMAP_DAX`): two holes are the same, a hole and data
 /// are not (even all-zero data), data is compared byte for byte.
 ///
-/// Deliberate differences from 6.15 (quirk Q4, fixed): an error is returned as the
+/// Deliberate differences from 6.15: an error is returned as the
 /// error (the kernel returns 1 and loses the errno); each round compares only what is
 /// left of both mappings from the current positions (the kernel uses whole mapping
 /// lengths); only the pages holding the compared bytes are mapped (the kernel maps up

@@ -12,7 +12,7 @@ const PAGE: u64 = PAGE_SIZE as u64;
 /// (the filesystem is asked with `IOMAP_DAX | IOMAP_ZERO`). Returns whether anything
 /// was zeroed (`did_zero`).
 ///
-/// Per mapping (Z-01..Z-03): a range whose data is a hole or unwritten already reads
+/// Per mapping: a range whose data is a hole or unwritten already reads
 /// as zeros and is skipped; a SHARED destination is first invalidated in the mapping
 /// index; whole pages are zeroed through the driver (`dax_zero_page_range`, which
 /// clears poison); partial pages are zeroed in place and written back from the CPU

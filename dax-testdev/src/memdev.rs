@@ -385,7 +385,7 @@ struct Injections {
 /// the *badblocks table* of known bad sectors (what the platform told the driver).
 /// [`MemDevice::poison`] sets both, [`MemDevice::poison_latent`] only the first.
 ///
-/// Deliberate differences from pmem 6.15 (quirk Q8): `direct_access` never answers
+/// Deliberate differences from pmem 6.15: `direct_access` never answers
 /// pages past the end of the device (pmem returns the requested count even past the
 /// end when bad blocks exist elsewhere, and wraps for offsets past the end); an offset
 /// past the end answers 0 pages, which dax-device reports as `ERANGE`.
@@ -520,7 +520,7 @@ impl MemDevice {
     /// Marks device bytes `offset .. offset + len` poisoned as the platform would
     /// report them: the covering cache lines become hardware poison and the covering
     /// sectors are added to the badblocks table as acknowledged records (pmem
-    /// populates its table from the platform's poison list that way, DRV-11).
+    /// populates its table from the platform's poison list that way).
     pub fn poison(&self, offset: u64, len: u64) -> Result<(), DaxError> {
         self.poison_latent(offset, len)?;
         if len > 0 {
@@ -823,7 +823,7 @@ unsafe impl DaxOperations for MemDevice {
         self.nr_pages
     }
 
-    /// pmem's `__pmem_direct_access` (DRV-01..04), clipped to the device (Q8 fixed).
+    /// pmem's `__pmem_direct_access`, clipped to the device (pmem is not; see the type's docs).
     fn direct_access(
         &self,
         pgoff: u64,
@@ -861,7 +861,7 @@ unsafe impl DaxOperations for MemDevice {
             DaxAccessMode::RecoveryWrite => {
                 // Pages up to the one holding the first bad record's start, rounded up;
                 // a record that began before the request answers the whole request (the
-                // kernel's unsigned wrap, clipped by dax_direct_access; quirk Q3).
+                // kernel's unsigned wrap, clipped by dax_direct_access).
                 let pages = if first_bad < sector {
                     nr_pages
                 } else {
@@ -893,7 +893,7 @@ unsafe impl DaxOperations for MemDevice {
         self.region.fill_persist(offset as usize, 0, PAGE_SIZE)
     }
 
-    /// pmem's `pmem_recovery_write` (DRV-06..08).
+    /// pmem's `pmem_recovery_write`.
     unsafe fn recovery_write(&self, pgoff: u64, addr: NonNull<u8>, src: &[u8]) -> Option<usize> {
         let _ = pgoff; // the address says where; pgoff is its first page
         if self.enter(DevOp::RecoveryWrite).is_err() {
@@ -960,7 +960,7 @@ unsafe impl DaxOperations for MemDevice {
 }
 
 /// Reports a memory failure of `nr_pages` device pages starting at `pfn` to the
-/// device's holder, the way pmem's `pmem_pagemap_memory_failure` does (DRV-13): the
+/// device's holder, the way pmem's `pmem_pagemap_memory_failure` does: the
 /// pfn becomes a device byte offset and `dax_holder_notify_failure` is called with
 /// `nr_pages * 4096` bytes. `ENXIO` if the device is dead, `EOPNOTSUPP` without a
 /// holder, `EINVAL` for a pfn outside the device.

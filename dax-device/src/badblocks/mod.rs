@@ -33,19 +33,19 @@
 //! | 8..0  | length − 1             |
 //!
 //! A full table cannot grow: [`Badblocks::set`] then fails (even for sectors already
-//! recorded, kernel quirk Q2), keeping whatever head of the range it managed to record;
+//! recorded, as in the kernel), keeping whatever head of the range it managed to record;
 //! [`Badblocks::clear`] abandons a clear that would have to split a record.
 //!
 //! # Reading it
 //!
 //! [`Badblocks::check`] answers "is anything in `[s, s + sectors)` bad?" with the
 //! lowest overlapping record *in full*: its start may lie before `s` and its length is
-//! not clipped to the query (quirk Q3; pmem's recovery sizing depends on it). A caller
+//! not clipped to the query (as in the kernel; pmem's recovery sizing depends on it). A caller
 //! that wants the bad part inside its own range must clip it itself.
 //!
 //! Readers never take a lock. When the table is empty, `check` is a single atomic
 //! load. Otherwise the records are published under a sequence counter (a seqlock, as
-//! in the kernel, BB-17): writers serialise on a mutex, edit a private copy, and copy
+//! in the kernel): writers serialise on a mutex, edit a private copy, and copy
 //! the result into an array of atomics with the counter odd; readers (`check`, `show`,
 //! `records`) retry when the counter moved under them, so they always see a table that
 //! existed between two writes.
@@ -58,16 +58,16 @@
 //! and `check` treat everything at or above the limit as clean (a `check` range end
 //! saturates at `u64::MAX`). No input panics.
 //!
-//! # Quirks (reference §5)
+//! # Kernel quirks kept
 //!
-//! * **Q1 / BB-18, reproduced.** In 6.15.4 the rounding of a range to `2^shift`
+//! * **No rounding to the shift.** In 6.15.4 the rounding of a range to `2^shift`
 //!   sectors in set/clear/check computes a value and discards it, so a table with a
 //!   shift records exactly the sectors it is given; only `show` applies the shift. A
 //!   fix (assign the rounded values: round out for set and check, in for clear) was
 //!   posted to linux-block/stable, but no upstream tree available to this project
 //!   carries it, so dax-rs keeps the 6.15.4 behaviour. Irrelevant for shift 0 (pmem).
-//! * **Q2, reproduced.** A full table rejects every `set`.
-//! * **Q3, reproduced.** `check` reports the first overlapping record's full extent.
+//! * **A full table refuses every `set`**, even one of a range already recorded.
+//! * **`check` reports whole records:** the first overlapping record's full extent.
 //!
 //! # Deliberate differences
 //!
@@ -312,7 +312,7 @@ impl Badblocks {
     /// An empty, enabled table whose `show` output is in units of `2^shift` sectors
     /// (`bb->shift`).
     ///
-    /// Per quirk Q1 (BB-18, reproduced from 6.15.4) set, clear and check do not round
+    /// As in 6.15.4 (see the module docs), set, clear and check do not round
     /// their ranges to `2^shift`. `show` shifts start and length left by `shift` with
     /// the kernel's integer widths (64-bit start, 32-bit length; bits shifted out are
     /// lost, a shift at or past the width gives 0).
@@ -414,11 +414,11 @@ impl Badblocks {
     ///
     /// Returns whether any overlapping record is unacknowledged (-1), only
     /// acknowledged ones overlap (1), or none does (0), with the start and *full*
-    /// length of the lowest overlapping record (quirk Q3: not clipped to the query;
-    /// BB-03, BB-04). Never blocks; on an empty table it is one atomic load.
+    /// length of the lowest overlapping record (not clipped to the query, as in the
+    /// kernel). Never blocks; on an empty table it is one atomic load.
     ///
     /// Like the kernel (which warns and goes on), a zero-length query asks about the
-    /// single sector `s`. The range end saturates at `u64::MAX`. Per quirk Q1 no
+    /// single sector `s`. The range end saturates at `u64::MAX`. As in 6.15.4 no
     /// rounding to `2^shift` happens. A disabled table is always clean.
     pub fn check(&self, s: u64, sectors: u64) -> BadblocksCheck {
         if self.count.load(Ordering::Acquire) == 0 {
@@ -453,17 +453,17 @@ impl Badblocks {
     /// touching record grows, up to 512 sectors); an unacknowledged set leaves
     /// acknowledged sectors alone; an acknowledged set overwrites unacknowledged
     /// sectors, splitting records. Afterwards the last touched record is merged with
-    /// its successor when they touch, agree and fit (BB-05..BB-11).
+    /// its successor when they touch, agree and fit.
     ///
     /// False when the table is disabled, `sectors == 0`, `s >= 2^54`, or the table
     /// was (or became) full before the range was done: then the handled head of the
-    /// range stays recorded (quirk Q2: a full table refuses even a no-op). A range
+    /// range stays recorded (as in the kernel, a full table refuses even a no-op). A range
     /// reaching past [`BB_SECTOR_LIMIT`] (or past `u64::MAX`) is recorded up to the
     /// limit and reported false.
     ///
     /// If any step recorded, extended, merged or skipped-as-covered something,
     /// `changed` is raised; then an unacknowledged set raises `unacked_exist`, an
-    /// acknowledged one clears it if no unacknowledged record is left (BB-11).
+    /// acknowledged one clears it if no unacknowledged record is left.
     pub fn set(&self, s: u64, sectors: u64, acknowledged: bool) -> bool {
         if self.shift.is_none() || sectors == 0 || s >= BB_SECTOR_LIMIT {
             return false;
@@ -480,7 +480,7 @@ impl Badblocks {
     /// Records are shrunk, deleted or split; the surviving pieces keep their
     /// acknowledgement and nothing is merged. Clearing clean space succeeds. When the
     /// table is full and the range lies strictly inside one record (a split would
-    /// need a slot), the clear is abandoned and returns false (BB-12). False also
+    /// need a slot), the clear is abandoned and returns false. False also
     /// when disabled or `sectors == 0`. Sectors at or past [`BB_SECTOR_LIMIT`]
     /// (including an `s + sectors` past `u64::MAX`) are clean space.
     ///
@@ -502,7 +502,7 @@ impl Badblocks {
 
     /// Acknowledges every record (`ack_all_badblocks`), only when `changed` is clear
     /// and `unacked_exist` set; then touching records that fit together are merged and
-    /// `unacked_exist` is cleared (BB-13). `changed` is not raised.
+    /// `unacked_exist` is cleared. `changed` is not raised.
     pub fn ack_all(&self) {
         if self.shift.is_none() || self.changed() {
             return;
@@ -541,7 +541,7 @@ impl Badblocks {
     /// is printed `unacked_exist` is cleared. Like the kernel's one-page buffer, the
     /// text stops once a page's worth has been generated and holds at most 4095 bytes
     /// (the bounded print keeps a byte for its NUL, so the last line may be cut
-    /// short). A disabled table gives an empty string (BB-14).
+    /// short). A disabled table gives an empty string.
     pub fn show(&self, unack: bool) -> String {
         let Some(shift) = self.shift else {
             return String::new();
@@ -574,7 +574,7 @@ impl Badblocks {
     /// after it are ignored), with the kernel's `sscanf("%llu %d%c")` rules: leading
     /// and separating whitespace allowed, unsigned start, signed `int` length, text
     /// ends at a NUL byte. The range is set acknowledged unless `unack`; lengths over
-    /// 512 are split. Returns the whole input length on success (BB-15).
+    /// 512 are split. Returns the whole input length on success.
     ///
     /// # Errors
     ///
@@ -582,7 +582,7 @@ impl Badblocks {
     ///   character right after the length, a length ≤ 0, or (a dax-rs limit) a range
     ///   reaching past [`BB_SECTOR_LIMIT`].
     /// * [`DaxError::NoSpace`] (`ENOSPC`): [`Badblocks::set`] failed, i.e. the table
-    ///   is full (even if the range was already recorded, quirk Q2) or disabled.
+    ///   is full (even if the range was already recorded, as in the kernel) or disabled.
     pub fn store(&self, text: &[u8], unack: bool) -> Result<usize, DaxError> {
         let (start, length) = text::parse_store(text).map_err(|e| match e {
             text::ParseError::Syntax => DaxError::InvalidArgument {

@@ -212,7 +212,7 @@ pub(super) fn set(
     let mut prev: Option<usize> = None;
     let done = loop {
         if recs.len() >= MAX_BADBLOCKS {
-            // Quirk Q2: a full table refuses the step before looking at anything.
+            // As in the kernel, a full table refuses the step before looking at anything.
             break false;
         }
         let step = if recs.is_empty() {

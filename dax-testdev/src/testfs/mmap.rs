@@ -110,8 +110,8 @@ impl TestInode {
 }
 
 impl VmOps for TestInode {
-    /// The fault handler: the invalidate lock shared for the whole fault (`LCK-01`,
-    /// `LCK-03`), [`dax_iomap_fault`], and for a synchronous write fault
+    /// The fault handler: the invalidate lock shared for the whole fault,
+    /// [`dax_iomap_fault`], and for a synchronous write fault
     /// [`dax_finish_sync_fault`] with an fsync of the file (which checkpoints the
     /// metadata that makes the page reachable). SIGBUS once the file is unlinked or
     /// the filesystem unmounted.
