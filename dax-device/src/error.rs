@@ -135,6 +135,88 @@ pub enum DaxError {
         /// What is too big.
         what: &'static str,
     },
+    /// Memory could not be allocated: `ENOMEM` (a fault answers it with
+    /// `VM_FAULT_OOM`).
+    #[error("out of memory: {what}")]
+    OutOfMemory {
+        /// What could not be allocated.
+        what: &'static str,
+    },
+    /// A filesystem's own error: no such file or directory, `ENOENT`.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for.
+        what: &'static str,
+    },
+    /// A filesystem's own error: the name exists already, `EEXIST`.
+    #[error("already exists: {what}")]
+    Exists {
+        /// What exists.
+        what: &'static str,
+    },
+    /// A filesystem's own error: a name longer than the filesystem allows,
+    /// `ENAMETOOLONG`.
+    #[error("name too long: {what}")]
+    NameTooLong {
+        /// Which name, and the limit.
+        what: &'static str,
+    },
+    /// A filesystem's own error: a directory was needed, `ENOTDIR`.
+    #[error("not a directory: {what}")]
+    NotDirectory {
+        /// What is not a directory.
+        what: &'static str,
+    },
+    /// A filesystem's own error: the operation does not apply to a directory, `EISDIR`.
+    #[error("is a directory: {what}")]
+    IsDirectory {
+        /// What is a directory.
+        what: &'static str,
+    },
+    /// A filesystem's own error: the directory is not empty, `ENOTEMPTY`.
+    #[error("directory not empty: {what}")]
+    NotEmpty {
+        /// Which directory.
+        what: &'static str,
+    },
+    /// A filesystem's own error: access denied by permissions, `EACCES`.
+    #[error("permission denied: {what}")]
+    PermissionDenied {
+        /// What was refused.
+        what: &'static str,
+    },
+    /// A filesystem's own error: the operation is not permitted at all (immutable
+    /// file, missing privilege), `EPERM`.
+    #[error("operation not permitted: {what}")]
+    NotPermitted {
+        /// What was refused.
+        what: &'static str,
+    },
+    /// A filesystem's own error: the filesystem is read-only, `EROFS`.
+    #[error("read-only filesystem: {what}")]
+    ReadOnly {
+        /// What would have written.
+        what: &'static str,
+    },
+    /// A filesystem's own error: the operation would cross filesystems, `EXDEV`.
+    #[error("cross-device operation: {what}")]
+    CrossDevice {
+        /// Which operation.
+        what: &'static str,
+    },
+    /// A filesystem's own error: too many links to one inode, `EMLINK`.
+    #[error("too many links: {what}")]
+    TooManyLinks {
+        /// Which inode.
+        what: &'static str,
+    },
+    /// A filesystem's own error: its metadata is corrupt, `EUCLEAN` (the value ext4
+    /// and XFS return as `EFSCORRUPTED`).
+    #[error("filesystem corrupted: {what}")]
+    Corrupted {
+        /// What is corrupt.
+        what: &'static str,
+    },
     /// An errno from the operating system, or one injected by a test device.
     #[error("{what}: {}", std::io::Error::from_raw_os_error(*errno))]
     Os {
@@ -165,17 +247,109 @@ impl DaxError {
             DaxError::InvalidMapping { .. } => libc::EIO,
             DaxError::Interrupted => libc::EINTR,
             DaxError::FileTooBig { .. } => libc::EFBIG,
+            DaxError::OutOfMemory { .. } => libc::ENOMEM,
+            DaxError::NotFound { .. } => libc::ENOENT,
+            DaxError::Exists { .. } => libc::EEXIST,
+            DaxError::NameTooLong { .. } => libc::ENAMETOOLONG,
+            DaxError::NotDirectory { .. } => libc::ENOTDIR,
+            DaxError::IsDirectory { .. } => libc::EISDIR,
+            DaxError::NotEmpty { .. } => libc::ENOTEMPTY,
+            DaxError::PermissionDenied { .. } => libc::EACCES,
+            DaxError::NotPermitted { .. } => libc::EPERM,
+            DaxError::ReadOnly { .. } => libc::EROFS,
+            DaxError::CrossDevice { .. } => libc::EXDEV,
+            DaxError::TooManyLinks { .. } => libc::EMLINK,
+            DaxError::Corrupted { .. } => libc::EUCLEAN,
             DaxError::Os { errno, .. } => *errno,
         }
     }
 
-    /// Builds an [`DaxError::Os`] from a [`std::io::Error`] (`EIO` when it carries no
-    /// OS error code).
-    pub fn from_io(what: &'static str, err: &std::io::Error) -> Self {
-        DaxError::Os {
-            errno: err.raw_os_error().unwrap_or(libc::EIO),
-            what,
+    /// The error for a Linux errno: the variant that stands for it where one needs
+    /// nothing but a description (`ENOENT` → [`DaxError::NotFound`], `EIO` →
+    /// [`DaxError::Io`], ...), [`DaxError::Os`] otherwise (`ERANGE`, `EHWPOISON` and
+    /// the rest). `errno` may be positive (`libc::ENOENT`) or negated, as the kernel
+    /// returns it (`-libc::ENOENT`); 0, which is no error, gives `EIO`. Always
+    /// `DaxError::from_errno(e, what).errno() == e.abs()` for a non-zero `e`.
+    ///
+    /// ```
+    /// use dax_device::DaxError;
+    ///
+    /// let e = DaxError::from_errno(-libc::ENOENT, "lookup of a.txt");
+    /// assert!(matches!(e, DaxError::NotFound { .. }));
+    /// assert_eq!(e.errno(), libc::ENOENT);
+    /// assert_eq!(DaxError::from_errno(libc::ERANGE, "x").errno(), libc::ERANGE);
+    /// ```
+    pub fn from_errno(errno: i32, what: &'static str) -> Self {
+        match errno.checked_abs().unwrap_or(libc::EIO) {
+            0 => DaxError::Io { what },
+            libc::ENXIO => DaxError::Dead,
+            libc::EINVAL => DaxError::InvalidArgument { what },
+            libc::EIO => DaxError::Io { what },
+            libc::EOPNOTSUPP => DaxError::NotSupported { what },
+            libc::ENOSPC => DaxError::NoSpace { what },
+            libc::EFAULT => DaxError::Fault { what },
+            libc::EAGAIN => DaxError::WouldBlock,
+            libc::EBUSY => DaxError::Busy { what },
+            libc::EOVERFLOW => DaxError::Overflow { what },
+            libc::EINTR => DaxError::Interrupted,
+            libc::EFBIG => DaxError::FileTooBig { what },
+            libc::ENOMEM => DaxError::OutOfMemory { what },
+            libc::ENOENT => DaxError::NotFound { what },
+            libc::EEXIST => DaxError::Exists { what },
+            libc::ENAMETOOLONG => DaxError::NameTooLong { what },
+            libc::ENOTDIR => DaxError::NotDirectory { what },
+            libc::EISDIR => DaxError::IsDirectory { what },
+            libc::ENOTEMPTY => DaxError::NotEmpty { what },
+            libc::EACCES => DaxError::PermissionDenied { what },
+            libc::EPERM => DaxError::NotPermitted { what },
+            libc::EROFS => DaxError::ReadOnly { what },
+            libc::EXDEV => DaxError::CrossDevice { what },
+            libc::EMLINK => DaxError::TooManyLinks { what },
+            libc::EUCLEAN => DaxError::Corrupted { what },
+            errno => DaxError::Os { errno, what },
         }
+    }
+
+    /// The error as the kernel returns it: the negated errno (`-libc::EIO`, ...).
+    pub fn to_kernel_errno(&self) -> i32 {
+        -self.errno()
+    }
+
+    /// The [`std::io::ErrorKind`] of this error's errno, as the standard library
+    /// classifies it.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        std::io::Error::from_raw_os_error(self.errno()).kind()
+    }
+
+    /// The error for a [`std::io::Error`], described by `what`: by its OS error code
+    /// when it has one ([`DaxError::from_errno`]), otherwise by its kind (`NotFound` →
+    /// `ENOENT`, ...; a kind with no errno of its own gives `EIO`).
+    pub fn from_io(what: &'static str, err: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let errno = err.raw_os_error().unwrap_or(match err.kind() {
+            K::NotFound => libc::ENOENT,
+            K::PermissionDenied => libc::EACCES,
+            K::AlreadyExists => libc::EEXIST,
+            K::WouldBlock => libc::EAGAIN,
+            K::InvalidInput => libc::EINVAL,
+            K::Interrupted => libc::EINTR,
+            K::Unsupported => libc::EOPNOTSUPP,
+            K::OutOfMemory => libc::ENOMEM,
+            K::StorageFull => libc::ENOSPC,
+            K::NotADirectory => libc::ENOTDIR,
+            K::IsADirectory => libc::EISDIR,
+            K::DirectoryNotEmpty => libc::ENOTEMPTY,
+            K::ReadOnlyFilesystem => libc::EROFS,
+            K::CrossesDevices => libc::EXDEV,
+            K::TooManyLinks => libc::EMLINK,
+            K::InvalidFilename => libc::ENAMETOOLONG,
+            K::FileTooLarge => libc::EFBIG,
+            K::ResourceBusy => libc::EBUSY,
+            K::Deadlock => libc::EDEADLK,
+            K::TimedOut => libc::ETIMEDOUT,
+            _ => libc::EIO,
+        });
+        DaxError::from_errno(errno, what)
     }
 
     /// The block-device personality of an error: [`DaxError::HwPoison`] becomes
@@ -192,15 +366,75 @@ impl DaxError {
     }
 }
 
+/// The OS error of the same errno, so `raw_os_error()` gives it back (what a FUSE
+/// server replies with); the description is not kept.
 impl From<DaxError> for std::io::Error {
     fn from(err: DaxError) -> Self {
         std::io::Error::from_raw_os_error(err.errno())
     }
 }
 
+/// [`DaxError::from_io`] with a generic description.
+impl From<std::io::Error> for DaxError {
+    fn from(err: std::io::Error) -> Self {
+        DaxError::from_io("I/O", &err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_errno_round_trips_every_errno() {
+        for e in 1..=libc::EHWPOISON {
+            let err = DaxError::from_errno(e, "round trip");
+            assert_eq!(err.errno(), e, "{err:?}");
+            assert_eq!(DaxError::from_errno(-e, "negated").errno(), e);
+            assert_eq!(err.to_kernel_errno(), -e);
+            let io: std::io::Error = err.clone().into();
+            assert_eq!(io.raw_os_error(), Some(e));
+            assert_eq!(DaxError::from(io).errno(), e);
+        }
+        assert_eq!(DaxError::from_errno(0, "none").errno(), libc::EIO);
+        assert_eq!(DaxError::from_errno(i32::MIN, "min").errno(), libc::EIO);
+    }
+
+    #[test]
+    fn filesystem_errors_have_their_own_variants() {
+        for (e, want) in [
+            (libc::ENOENT, DaxError::NotFound { what: "w" }),
+            (libc::EEXIST, DaxError::Exists { what: "w" }),
+            (libc::ENAMETOOLONG, DaxError::NameTooLong { what: "w" }),
+            (libc::ENOTDIR, DaxError::NotDirectory { what: "w" }),
+            (libc::EISDIR, DaxError::IsDirectory { what: "w" }),
+            (libc::ENOTEMPTY, DaxError::NotEmpty { what: "w" }),
+            (libc::EACCES, DaxError::PermissionDenied { what: "w" }),
+            (libc::EPERM, DaxError::NotPermitted { what: "w" }),
+            (libc::EROFS, DaxError::ReadOnly { what: "w" }),
+            (libc::EXDEV, DaxError::CrossDevice { what: "w" }),
+            (libc::EMLINK, DaxError::TooManyLinks { what: "w" }),
+            (libc::EUCLEAN, DaxError::Corrupted { what: "w" }),
+            (libc::ENOMEM, DaxError::OutOfMemory { what: "w" }),
+            (libc::ENOSPC, DaxError::NoSpace { what: "w" }),
+        ] {
+            assert_eq!(DaxError::from_errno(e, "w"), want);
+        }
+    }
+
+    #[test]
+    fn io_errors_without_an_os_code_convert_by_kind() {
+        use std::io::{Error, ErrorKind};
+        let e = DaxError::from(Error::new(ErrorKind::NotFound, "gone"));
+        assert_eq!(e.errno(), libc::ENOENT);
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = DaxError::from(Error::other("something"));
+        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(
+            DaxError::from(Error::new(ErrorKind::StorageFull, "full")),
+            DaxError::NoSpace { what: "I/O" }
+        );
+    }
 
     #[test]
     fn errno_values_are_linux_x86_64() {

@@ -71,7 +71,7 @@ where
     let mapping = vmf.vma().mapping();
     mapping.stats().count_pte();
     let pos = vmf.pgoff() * PAGE;
-    if pos >= inode.size() {
+    if pos >= inode.i_size() {
         return VmFault::SIGBUS;
     }
     let mut flags = IterFlags::DAX | IterFlags::FAULT;
@@ -98,7 +98,10 @@ where
     let around_limit = if vmf.is_cow() {
         0
     } else {
-        let eof_pages = inode.size().div_ceil(PAGE).saturating_sub(vmf.pgoff() + 1);
+        let eof_pages = inode
+            .i_size()
+            .div_ceil(PAGE)
+            .saturating_sub(vmf.pgoff() + 1);
         let vma_pages = (vmf.vma().vma().end() - vmf.address()) / PAGE - 1;
         let block_pages = (PMD - vmf.address() % PMD) / PAGE - 1;
         (pt.fault_around(vmf.address(), write).saturating_sub(1))
@@ -232,7 +235,7 @@ where
     let addr = vmf.address() & !(PMD - 1);
     let pt = vmf.vma().page_table();
     let index = vmf.pgoff() & !(PMD_PAGES - 1);
-    let max_pgoff = inode.size().div_ceil(PAGE);
+    let max_pgoff = inode.i_size().div_ceil(PAGE);
     if index >= max_pgoff {
         return VmFault::SIGBUS;
     }

@@ -263,8 +263,9 @@ pub trait IomapOps {
 /// What the DAX core reads from an inode besides its mappings: its size and the
 /// per-file mapping index (`inode->i_size`, `inode->i_mapping`).
 pub trait DaxInode {
-    /// The file size (`i_size_read`).
-    fn size(&self) -> u64;
+    /// The file size in bytes (`i_size_read`). Named after the kernel's field so that
+    /// it does not collide with a filesystem's own `size` methods.
+    fn i_size(&self) -> u64;
 
     /// The per-file index of DAX mapping entries, if the file can be mapped (`dax-fault`
     /// provides it). `None` means no mappings exist, so nothing needs invalidating.

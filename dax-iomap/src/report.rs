@@ -246,7 +246,7 @@ where
     I: DaxInode + ?Sized,
     O: IomapOps + ?Sized,
 {
-    let size = inode.size();
+    let size = inode.i_size();
     let nxio = DaxError::Os {
         errno: libc::ENXIO,
         what: "seek position outside the file",

@@ -118,7 +118,7 @@ where
     let mut end = it.pos() + it.length();
 
     if !write {
-        end = end.min(inode.size());
+        end = end.min(inode.i_size());
         if it.pos() >= end {
             return Ok(());
         }

@@ -110,7 +110,7 @@ where
     I: DaxInode + ?Sized,
     O: IomapOps + ?Sized,
 {
-    let size = inode.size();
+    let size = inode.i_size();
     if pos >= size {
         return Ok(());
     }
@@ -336,7 +336,7 @@ pub fn dax_remap_file_range_prep(
         });
     }
     let dedup = flags.contains(RemapFlags::DEDUP);
-    let size_in = src.inode.size();
+    let size_in = src.inode.i_size();
     let mut len = len;
     if len == 0 {
         if dedup || pos_in == size_in {
@@ -374,7 +374,7 @@ fn remap_check_len(
     len: u64,
     flags: RemapFlags,
 ) -> Result<u64, DaxError> {
-    if len.is_multiple_of(PAGE) || pos_out + len >= dst.inode.size() {
+    if len.is_multiple_of(PAGE) || pos_out + len >= dst.inode.i_size() {
         return Ok(len);
     }
     if flags.contains(RemapFlags::CAN_SHORTEN) {
@@ -410,7 +410,7 @@ fn remap_checks(
     if past_max(pos_in) || past_max(pos_out) {
         return Err(inval("remap range wraps around"));
     }
-    let (size_in, size_out) = (src.inode.size(), dst.inode.size());
+    let (size_in, size_out) = (src.inode.i_size(), dst.inode.i_size());
     let dedup = flags.contains(RemapFlags::DEDUP);
     if dedup
         && (pos_in >= size_in

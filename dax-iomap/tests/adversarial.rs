@@ -158,7 +158,7 @@ impl IomapOps for Adversary {
 }
 
 impl DaxInode for Adversary {
-    fn size(&self) -> u64 {
+    fn i_size(&self) -> u64 {
         self.size
     }
 }

@@ -199,7 +199,7 @@ impl IomapOps for EdgeFs {
 }
 
 impl DaxInode for EdgeFs {
-    fn size(&self) -> u64 {
+    fn i_size(&self) -> u64 {
         self.size
     }
     fn mapping(&self) -> Option<&dyn MappingOps> {

@@ -58,7 +58,7 @@
 //! }
 //!
 //! impl DaxInode for WholeDevice {
-//!     fn size(&self) -> u64 {
+//!     fn i_size(&self) -> u64 {
 //!         self.size
 //!     }
 //! }

@@ -281,8 +281,7 @@ impl MmuMapping {
                 what: "a mapping of zero bytes",
             });
         }
-        let no_room = || DaxError::Os {
-            errno: libc::ENOMEM,
+        let no_room = || DaxError::OutOfMemory {
             what: "a mapping longer than the address space",
         };
         let Some(len) = len.checked_next_multiple_of(PAGE) else {
@@ -365,10 +364,10 @@ impl MmuMapping {
             // Private writable mappings are populated for stores (their copies made
             // now), shared ones for loads, as populate_vma_page_range does.
             let write = opts.writable && !opts.shared;
-            m.populate(0, m.len(), write).map_err(|_| DaxError::Os {
-                errno: libc::ENOMEM,
-                what: "MAP_POPULATE: a fault failed while populating the mapping",
-            })?;
+            m.populate(0, m.len(), write)
+                .map_err(|_| DaxError::OutOfMemory {
+                    what: "MAP_POPULATE: a fault failed while populating the mapping",
+                })?;
         }
         Ok(m)
     }

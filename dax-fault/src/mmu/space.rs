@@ -485,8 +485,7 @@ pub(crate) fn publish(shadow: &Shadow) -> Result<usize, DaxError> {
             return Ok(i);
         }
     }
-    Err(DaxError::Os {
-        errno: libc::ENOMEM,
+    Err(DaxError::OutOfMemory {
         what: "too many live DAX mappings",
     })
 }

@@ -219,7 +219,7 @@ impl IomapOps for MockFs {
 }
 
 impl DaxInode for MockFs {
-    fn size(&self) -> u64 {
+    fn i_size(&self) -> u64 {
         *self.size.lock()
     }
 

@@ -55,10 +55,7 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
 
 /// A corrupt or foreign structure: `EUCLEAN` (the kernel's `EFSCORRUPTED`).
 pub(crate) fn corrupt(what: &'static str) -> DaxError {
-    DaxError::Os {
-        errno: libc::EUCLEAN,
-        what,
-    }
+    DaxError::Corrupted { what }
 }
 
 /// Block 0: what mkfs decided.

@@ -155,8 +155,7 @@ pub(crate) struct Meta {
 }
 
 pub(crate) fn enoent() -> DaxError {
-    DaxError::Os {
-        errno: libc::ENOENT,
+    DaxError::NotFound {
         what: "no such file",
     }
 }
@@ -260,8 +259,7 @@ impl DaxHolder for Holder {
             return Ok(());
         }
         if metadata_hit {
-            return Err(DaxError::Os {
-                errno: libc::EUCLEAN,
+            return Err(DaxError::Corrupted {
                 what: "media failure in TestFs metadata",
             });
         }
@@ -715,8 +713,7 @@ impl TestFs {
         self.shared.check_mounted()?;
         let mut meta = self.shared.meta.lock();
         if meta.names.contains_key(name) {
-            return Err(DaxError::Os {
-                errno: libc::EEXIST,
+            return Err(DaxError::Exists {
                 what: "file exists",
             });
         }

@@ -526,7 +526,7 @@ impl TestInode {
 }
 
 impl DaxInode for TestInode {
-    fn size(&self) -> u64 {
+    fn i_size(&self) -> u64 {
         self.core.size()
     }
 

@@ -228,14 +228,12 @@ pub(crate) const MAX_FILE_BLOCKS: u64 = MAX_FILE_SIZE.div_ceil(B);
 pub(crate) fn check_name(name: &str) -> Result<(), dax_device::DaxError> {
     use dax_device::DaxError;
     if name.is_empty() {
-        return Err(DaxError::Os {
-            errno: libc::ENOENT,
+        return Err(DaxError::NotFound {
             what: "empty file name",
         });
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(DaxError::Os {
-            errno: libc::ENAMETOOLONG,
+        return Err(DaxError::NameTooLong {
             what: "file name longer than 255 bytes",
         });
     }
