@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dax_device::{PAGE_SIZE, PMD_SIZE};
-use dax_fault::{FaultFlags, MappedVma, PageTable, SimPageTable, VmOps, Vma, Vmf};
+use dax_fault::sim::SimPageTable;
+use dax_fault::{FaultFlags, MappedVma, PageTable, VmOps, Vma, Vmf};
 use dax_testdev::{MemDevice, TestFs, TestInode};
 use rustix::mm::{Advice, MapFlags, ProtFlags, madvise, mmap, munmap};
 

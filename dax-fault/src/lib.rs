@@ -6,13 +6,19 @@
 //! mapping ([`Vma`], registered with [`DaxMapping::mmap`]) by calling
 //! [`dax_iomap_fault`] with its invalidate lock held shared. The engine decides what
 //! to map — a PTE or a PMD of device memory, the zero page for holes, a private
-//! copy-on-write page — and writes it through a [`PageTable`]: [`SimPageTable`] (a
-//! recorded, inspectable simulation) or a real backend.
+//! copy-on-write page — and writes it through a [`PageTable`]: [`sim::SimPageTable`]
+//! (a recorded, inspectable simulation) or the real backend [`mmu`] (feature `mmu`).
 //!
 //! Around it: [`dax_finish_sync_fault`] for MAP_SYNC, [`dax_writeback_mapping_range`]
 //! for fsync, [`dax_layout_busy_page_range`] and [`dax_break_layout`] before a
 //! block-map change, and [`mf_dax_kill_procs`] / [`dax_memory_failure`] for poison.
 //! Results are [`VmFault`] bits with the kernel's values.
+//!
+//! The root holds what a filesystem calls. Three modules hold what it normally does
+//! not: [`index`], the per-file mapping index and its entry-lock protocol (the engine
+//! drives it; it is public for inspection and for model tests); [`sim`], the
+//! simulated page table; and [`pages`], the per-device-page state (poison, pins) the
+//! kernel keeps in `struct page`.
 //!
 //! The entry-lock protocol (exclusive waiters, wake-one on unlock, wake-all on delete,
 //! the wake-next baton) goes through a `sync` module so that a `--cfg loom` build
@@ -25,7 +31,7 @@
 
 mod failure;
 mod fault;
-mod index;
+pub mod index;
 mod invalidate;
 mod layout;
 mod mapping;
@@ -33,26 +39,23 @@ mod mm;
 #[cfg(all(target_os = "linux", feature = "mmu"))]
 #[cfg_attr(docsrs, doc(cfg(all(target_os = "linux", feature = "mmu"))))]
 pub mod mmu;
-mod pages;
+pub mod pages;
 mod pagetable;
-mod sim;
+pub mod sim;
 mod sync;
 mod vm;
 mod writeback;
 
 pub use failure::{MfLock, dax_lock_mapping_entry, dax_memory_failure, mf_dax_kill_procs};
 pub use fault::{HUGE_ZERO_PFN, ZERO_PFN, dax_finish_sync_fault, dax_iomap_fault};
-pub use index::{Entry, EntryInfo, EntryKind, GrabError, LockedEntry, MappingIndex, Marks, bits};
 pub use invalidate::{
     dax_delete_mapping_entry, dax_delete_mapping_range, dax_invalidate_mapping_entry_sync,
 };
 pub use layout::{
-    BreakLayoutWait, ERESTARTSYS, PagePins, dax_break_layout, dax_break_layout_final,
-    dax_break_layout_inode, dax_layout_busy_page, dax_layout_busy_page_range, pin_user_pages,
+    BreakLayoutWait, ERESTARTSYS, dax_break_layout, dax_break_layout_final, dax_break_layout_inode,
+    dax_layout_busy_page, dax_layout_busy_page_range,
 };
 pub use mapping::{DaxMapping, FaultStats, MappedVma, VmOps};
-pub use pages::{clear_page_hwpoison, page_hwpoison, page_pins};
 pub use pagetable::{Inserted, MapTarget, PageTable, PmdSlot, PmdValue, Pte, PteValue};
-pub use sim::{SimCalls, SimPageTable, SimTarget};
 pub use vm::{FaultFlags, VmFault, Vma, Vmf};
 pub use writeback::{SyncMode, WritebackControl, dax_writeback_mapping_range};

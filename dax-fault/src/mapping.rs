@@ -162,7 +162,7 @@ impl DaxMapping {
     }
 
     /// [`DaxMapping::mmap`] with the filesystem's fault handler attached (the VMA's
-    /// `vm_ops`), which a memory manager ([`SimPageTable::access`](crate::SimPageTable::access),
+    /// `vm_ops`), which a memory manager ([`SimPageTable::access`](crate::sim::SimPageTable::access),
     /// the `mmu` backend) calls on faults.
     pub fn mmap_with(
         &self,

@@ -15,6 +15,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::mapping::DaxMapping;
 
+pub use crate::layout::{PagePins, pin_user_pages};
+
 /// Who a device page belongs to.
 #[derive(Clone)]
 pub(crate) enum Owner {

@@ -8,9 +8,10 @@ use std::sync::mpsc;
 
 use common::*;
 use dax_device::MfFlags;
+use dax_fault::pages::pin_user_pages;
 use dax_fault::{
     FaultFlags, PageTable, Pte, VmFault, Vma, Vmf, WritebackControl, dax_delete_mapping_range,
-    dax_layout_busy_page_range, dax_writeback_mapping_range, mf_dax_kill_procs, pin_user_pages,
+    dax_layout_busy_page_range, dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::MappingOps;
 

@@ -35,12 +35,13 @@ use std::time::Duration;
 
 use common::*;
 use dax_device::{DaxAccessMode, DaxError, MfFlags, Pfn};
+use dax_fault::index::{Entry, Marks};
+use dax_fault::pages::{clear_page_hwpoison, page_hwpoison, page_pins, pin_user_pages};
 use dax_fault::{
-    ERESTARTSYS, Entry, FaultFlags, HUGE_ZERO_PFN, Marks, MfLock, PageTable, PmdSlot, Pte, VmFault,
-    Vma, Vmf, WritebackControl, ZERO_PFN, clear_page_hwpoison, dax_break_layout,
-    dax_break_layout_final, dax_break_layout_inode, dax_finish_sync_fault, dax_iomap_fault,
-    dax_layout_busy_page, dax_layout_busy_page_range, dax_lock_mapping_entry, dax_memory_failure,
-    dax_writeback_mapping_range, mf_dax_kill_procs, page_hwpoison, page_pins, pin_user_pages,
+    ERESTARTSYS, FaultFlags, HUGE_ZERO_PFN, MfLock, PageTable, PmdSlot, Pte, VmFault, Vma, Vmf,
+    WritebackControl, ZERO_PFN, dax_break_layout, dax_break_layout_final, dax_break_layout_inode,
+    dax_finish_sync_fault, dax_iomap_fault, dax_layout_busy_page, dax_layout_busy_page_range,
+    dax_lock_mapping_entry, dax_memory_failure, dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::{IomapFlags, IomapType, MappingOps};
 use dax_testdev::DevOp;

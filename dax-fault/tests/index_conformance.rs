@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use dax_device::Pfn;
-use dax_fault::{Entry, EntryKind, GrabError, MappingIndex, Marks, bits};
+use dax_fault::index::{Entry, EntryKind, GrabError, MappingIndex, Marks, bits};
 
 fn no_unmap() -> impl FnMut(u64, u64) {
     |_, _| panic!("nothing should be unmapped here")

@@ -9,7 +9,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 
-use dax_fault::MappingIndex;
+use dax_fault::index::MappingIndex;
 
 #[test]
 fn two_grabbers_and_a_looker_never_deadlock_or_share_the_lock() {
@@ -60,7 +60,7 @@ fn writeback_waiting_on_a_deleted_entry_skips_it() {
     // Edge 80 / 2.11.4: writeback finds the entry locked by a fault, waits; the
     // holder deletes it (truncate); writeback must wake and skip, never deadlock.
     use dax_device::Pfn;
-    use dax_fault::Entry;
+    use dax_fault::index::Entry;
     loom::model(|| {
         let ix = Arc::new(MappingIndex::new());
         let mut e = ix.grab(0, 0, &mut |_, _| {}).unwrap();

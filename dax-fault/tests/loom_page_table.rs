@@ -10,7 +10,8 @@
 use loom::sync::Arc;
 
 use dax_device::{DaxDevice, Pfn};
-use dax_fault::{Inserted, MapTarget, PageTable, Pte, PteValue, SimPageTable};
+use dax_fault::sim::SimPageTable;
+use dax_fault::{Inserted, MapTarget, PageTable, Pte, PteValue};
 use dax_testdev::MemDevice;
 
 const ADDR: u64 = 2 << 20;

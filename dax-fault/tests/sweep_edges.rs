@@ -32,13 +32,15 @@ use std::sync::Arc;
 
 use common::*;
 use dax_device::{MfFlags, PAGE_SIZE, Pfn};
+use dax_fault::index::{Entry, MappingIndex};
+use dax_fault::pages::{clear_page_hwpoison, page_hwpoison, page_pins, pin_user_pages};
+use dax_fault::sim::SimPageTable;
 use dax_fault::{
-    DaxMapping, Entry, FaultFlags, MapTarget, MappingIndex, MfLock, PageTable, PmdValue, PteValue,
-    SimPageTable, VmFault, VmOps, Vma, Vmf, WritebackControl, clear_page_hwpoison,
-    dax_break_layout, dax_break_layout_inode, dax_delete_mapping_entry, dax_delete_mapping_range,
-    dax_finish_sync_fault, dax_invalidate_mapping_entry_sync, dax_iomap_fault,
-    dax_layout_busy_page, dax_layout_busy_page_range, dax_lock_mapping_entry, dax_memory_failure,
-    dax_writeback_mapping_range, mf_dax_kill_procs, page_hwpoison, page_pins, pin_user_pages,
+    DaxMapping, FaultFlags, MapTarget, MfLock, PageTable, PmdValue, PteValue, VmFault, VmOps, Vma,
+    Vmf, WritebackControl, dax_break_layout, dax_break_layout_inode, dax_delete_mapping_entry,
+    dax_delete_mapping_range, dax_finish_sync_fault, dax_invalidate_mapping_entry_sync,
+    dax_iomap_fault, dax_layout_busy_page, dax_layout_busy_page_range, dax_lock_mapping_entry,
+    dax_memory_failure, dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::{MAX_FILE_SIZE, MappingOps};
 

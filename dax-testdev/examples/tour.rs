@@ -173,7 +173,8 @@ fn filesystem() -> Result<(), DaxError> {
 fn mappings() -> Result<(), DaxError> {
     use std::sync::Arc;
 
-    use dax_fault::{PageTable, SimPageTable, SimTarget, Vma};
+    use dax_fault::sim::{SimPageTable, SimTarget};
+    use dax_fault::{PageTable, Vma};
 
     const K: u64 = 4096;
     const BASE: u64 = 0x7000_0000_0000;

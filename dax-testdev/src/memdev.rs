@@ -645,7 +645,7 @@ impl MemDevice {
     /// `__pmem_clear_poison` uses it): both `offset` and `len` must be aligned to the
     /// clear unit, else `ENXIO`; returns the bytes cleared. Cleared bytes lose their
     /// hardware poison, and each whole page cleared its `PageHWPoison` flag
-    /// ([`dax_fault::page_hwpoison`]); the badblocks table is left to the caller, as
+    /// ([`dax_fault::pages::page_hwpoison`]); the badblocks table is left to the caller, as
     /// in the kernel.
     pub fn clear_poison(&self, offset: u64, len: u64) -> Result<u64, DaxError> {
         self.enter(DevOp::ClearPoison)?;
@@ -684,7 +684,7 @@ impl MemDevice {
                 >> dax_device::PAGE_SHIFT;
             let first = offset / PAGE_SIZE as u64;
             for p in first..first + cleared / PAGE_SIZE as u64 {
-                dax_fault::clear_page_hwpoison(dax_device::Pfn(base + p));
+                dax_fault::pages::clear_page_hwpoison(dax_device::Pfn(base + p));
             }
         }
         Ok(cleared)

@@ -23,8 +23,9 @@ mod testfs_common;
 use std::sync::{Arc, Mutex};
 
 use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxHolder, MfFlags, Pfn};
+use dax_fault::Vma;
 use dax_fault::mmu::MapOptions;
-use dax_fault::{SimPageTable, Vma};
+use dax_fault::sim::SimPageTable;
 use dax_iomap::{Fiemap, MAX_FILE_SIZE};
 use dax_testdev::{Backing, FallocMode, Ino, MemDevice, MkfsOptions, TestFs};
 use testfs_common::{Dev, mem_fs};

@@ -7,10 +7,10 @@ mod testfs_common;
 use std::sync::Arc;
 
 use dax_device::{DaxError, PMD_SIZE};
-use dax_fault::{
-    EntryKind, Marks, PageTable, PmdSlot, Pte, SimPageTable, SimTarget, VmFault, Vma,
-    pin_user_pages,
-};
+use dax_fault::index::{EntryKind, Marks};
+use dax_fault::pages::pin_user_pages;
+use dax_fault::sim::{SimPageTable, SimTarget};
+use dax_fault::{PageTable, PmdSlot, Pte, VmFault, Vma};
 use dax_testdev::{FallocMode, MemDevice, TestFs};
 use testfs_common::*;
 
@@ -324,7 +324,7 @@ fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
         vma2.take_signals().is_empty(),
         "the other file is untouched"
     );
-    assert!(dax_fault::page_hwpoison(pfn));
+    assert!(dax_fault::pages::page_hwpoison(pfn));
     assert_eq!(
         pt.resolve(BASE + 2 * B),
         None,
@@ -341,17 +341,20 @@ fn memory_failure_kills_the_mappers_of_the_owning_file_page() {
     // Issue 17, item 7: clearing the poison clears the page's HWPoison flag too
     // (pmem's poison clear does), or the healthy page would stay flagged.
     assert!(
-        !dax_fault::page_hwpoison(pfn),
+        !dax_fault::pages::page_hwpoison(pfn),
         "HWPoison outlived the poison"
     );
     // The same through the driver's zeroing of the whole page (what dax_zero_range
     // and a new block's zeroing do): poison again, flag it, zero the page.
     dev.driver().poison(pgoff * B, B).unwrap();
     dax_testdev::memory_failure(&dev, pfn, 1, dax_device::MfFlags::empty()).unwrap();
-    assert!(dax_fault::page_hwpoison(pfn));
+    assert!(dax_fault::pages::page_hwpoison(pfn));
     dev.zero_page_range(pgoff, 1).unwrap();
     assert!(!dev.driver().is_poisoned(pgoff * B, B));
-    assert!(!dax_fault::page_hwpoison(pfn), "zeroing cleared the poison");
+    assert!(
+        !dax_fault::pages::page_hwpoison(pfn),
+        "zeroing cleared the poison"
+    );
 }
 
 #[test]
@@ -370,7 +373,7 @@ fn device_removal_unmaps_every_file_without_flagging_poison() {
     dev.kill();
     assert_eq!(vma.take_signals(), vec![BASE]);
     assert!(!pt.any_mapped(BASE, 2 * B));
-    assert!(!dax_fault::page_hwpoison(pfn));
+    assert!(!dax_fault::pages::page_hwpoison(pfn));
     assert_eq!(pt.read(&vma, BASE, &mut b), Err(VmFault::SIGBUS));
 }
 

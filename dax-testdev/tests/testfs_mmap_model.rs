@@ -45,9 +45,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use dax_device::{PAGE_SIZE, PMD_SIZE};
-use dax_fault::{
-    EntryKind, MappedVma, Marks, PageTable, PmdSlot, Pte, SimPageTable, SimTarget, VmFault, Vma,
-};
+use dax_fault::index::{EntryKind, Marks};
+use dax_fault::sim::{SimPageTable, SimTarget};
+use dax_fault::{MappedVma, PageTable, PmdSlot, Pte, VmFault, Vma};
 use dax_testdev::{FallocMode, Ino, TestFs};
 use proptest::prelude::*;
 use proptest::test_runner::Config;

@@ -19,9 +19,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use dax_device::{PAGE_SIZE, PMD_SIZE};
-use dax_fault::{
-    EntryKind, MappedVma, Marks, PageTable, PmdSlot, Pte, SimPageTable, SimTarget, VmFault, Vma,
-};
+use dax_fault::index::{EntryKind, Marks};
+use dax_fault::sim::{SimPageTable, SimTarget};
+use dax_fault::{MappedVma, PageTable, PmdSlot, Pte, VmFault, Vma};
 use dax_testdev::{FallocMode, Ino, TestFs};
 use testfs_common::*;
 

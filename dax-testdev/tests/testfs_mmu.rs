@@ -5,8 +5,8 @@
 mod testfs_common;
 
 use dax_device::PMD_SIZE;
+use dax_fault::index::{EntryKind, Marks};
 use dax_fault::mmu::{MapOptions, MmuMapping};
-use dax_fault::{EntryKind, Marks};
 use testfs_common::*;
 
 const PMD: u64 = PMD_SIZE as u64;

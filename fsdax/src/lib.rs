@@ -6,7 +6,7 @@
 //! straight between the caller and device memory, and `mmap` maps device pages into
 //! the process. In Linux that is `fs/dax.c` with the iomap layer. `fsdax` is the same
 //! core as a library, with the kernel's semantics case by case and its errno and
-//! `VM_FAULT_*` values. It re-exports three layers:
+//! `VM_FAULT_*` values. It re-exports the layers, and two optional parts:
 //!
 //! | module | crate | what it owns | kernel counterpart |
 //! |---|---|---|---|
@@ -23,7 +23,7 @@
 //! - `mmu` (default): the [`mmu`] module. Linux only; it installs SIGSEGV and SIGBUS
 //!   handlers when the first mapping is made. Without it the engine still runs over
 //!   any [`PageTable`](fault::PageTable), such as the recorded
-//!   [`SimPageTable`](fault::SimPageTable).
+//!   [`SimPageTable`](fault::sim::SimPageTable).
 //! - `testing`: the [`testing`] module (the test device and TestFs).
 //!
 //! # A filesystem in a few lines

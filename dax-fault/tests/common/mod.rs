@@ -24,9 +24,11 @@ use dax_device::{
     DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource, PAGE_SIZE, PMD_SIZE, Pfn,
     RawAccess,
 };
+use dax_fault::index::{Entry, EntryInfo, Marks};
+use dax_fault::sim::SimPageTable;
 use dax_fault::{
-    DaxMapping, Entry, EntryInfo, FaultFlags, Inserted, MappedVma, Marks, PageTable, PmdSlot,
-    PmdValue, Pte, PteValue, SimPageTable, VmFault, Vma, Vmf, dax_iomap_fault,
+    DaxMapping, FaultFlags, Inserted, MappedVma, PageTable, PmdSlot, PmdValue, Pte, PteValue,
+    VmFault, Vma, Vmf, dax_iomap_fault,
 };
 use dax_iomap::{
     DaxInode, IOMAP_NULL_ADDR, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MappingOps,
