@@ -109,7 +109,7 @@ impl RawAccess {
 }
 
 /// How a driver's memory can be mapped into a process: a file descriptor, the offset
-/// of device page 0 in it, and the largest page size mappings of it may use.
+/// of device page 0 in it, and the smallest unit it can be mapped in.
 ///
 /// Used by `dax-fault`'s `mmu` backend to `mmap(MAP_FIXED | MAP_SHARED)` device
 /// pages. There is no kernel equivalent: in the kernel the pfn is enough.

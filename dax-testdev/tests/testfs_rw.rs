@@ -1,6 +1,5 @@
 //! TestFs file operations through the engine: `dax_iomap_rw`, `dax_zero_range`,
-//! `dax_truncate_page`, remap prep and dedupe compare, fiemap and seek. These need
-//! the engine's entry points (stubs returning `EOPNOTSUPP` until they are merged).
+//! `dax_truncate_page`, remap prep and dedupe compare, fiemap and seek.
 
 mod testfs_common;
 
