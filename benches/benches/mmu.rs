@@ -84,15 +84,7 @@ fn dax(len: u64, kind: Kind) -> Option<Dax> {
 impl Dax {
     fn map(&self, huge: bool, writable: bool) -> dax_fault::mmu::MmuMapping {
         self.inode
-            .mmap_real(
-                0,
-                self.len,
-                MapOptions {
-                    huge,
-                    writable,
-                    ..MapOptions::default()
-                },
-            )
+            .mmap_real(0, self.len, MapOptions::new().huge(huge).writable(writable))
             .unwrap()
     }
 

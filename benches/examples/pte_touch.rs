@@ -70,14 +70,7 @@ fn main() {
             unsafe { rustix::mm::munmap(p, LEN) }.unwrap();
         } else {
             let m = file
-                .mmap_real(
-                    0,
-                    LEN as u64,
-                    MapOptions {
-                        huge: false,
-                        ..MapOptions::default()
-                    },
-                )
+                .mmap_real(0, LEN as u64, MapOptions::new().huge(false))
                 .unwrap();
             let t = Instant::now();
             black_box(touch(m.as_ptr(), LEN));

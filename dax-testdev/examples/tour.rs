@@ -257,10 +257,7 @@ fn mappings() -> Result<(), DaxError> {
         real,
         0,
         4 << 20,
-        dax_fault::mmu::MapOptions {
-            writable: true,
-            ..Default::default()
-        },
+        dax_fault::mmu::MapOptions::new().writable(true),
     )?;
     m.store(12345, b"stored through the pointer")
         .map_err(fault_err)?;

@@ -524,12 +524,10 @@ fn assert_pmd_extents(fs: &TestFs, ino: Ino) {
 }
 
 fn map_opts(gran: Gran, shared: bool) -> MapOptions {
-    MapOptions {
-        shared,
-        writable: true,
-        huge: gran == Gran::M2,
-        ..MapOptions::default()
-    }
+    MapOptions::new()
+        .shared(shared)
+        .writable(true)
+        .huge(gran == Gran::M2)
 }
 
 // ---- 1. write(2) racing stores to the same pages (holetest -w, generic/344, 346) ----
@@ -1064,10 +1062,7 @@ fn hugetlb_one_4k_extent() {
     let data = pattern(0x77, 0, PAGE);
     fs.write(ino, 0, &data).unwrap();
     println!("extents {:?}", fs.extents(ino).unwrap());
-    let opts = MapOptions {
-        writable: true,
-        ..MapOptions::default()
-    };
+    let opts = MapOptions::new().writable(true);
     assert_refused(&fs, ino, PAGE, opts, &data);
 }
 
@@ -1080,11 +1075,7 @@ fn hugetlb_private_refused() {
     let data = pattern(0x19, 0, PMD);
     fs.write(ino, 0, &data).unwrap();
     assert_pmd_extents(&fs, ino);
-    let opts = MapOptions {
-        shared: false,
-        writable: true,
-        ..MapOptions::default()
-    };
+    let opts = MapOptions::new().shared(false).writable(true);
     assert_refused(&fs, ino, PMD, opts, &data);
 }
 
@@ -1178,11 +1169,7 @@ fn many_vmas(load_first: bool) {
         len >> 20,
         t0.elapsed().as_secs_f64()
     );
-    let opts = MapOptions {
-        writable: true,
-        huge: false,
-        ..MapOptions::default()
-    };
+    let opts = MapOptions::new().writable(true).huge(false);
     let m = fs.mmap_real(ino, 0, len as u64, opts).unwrap();
     track(0, &m);
     let base = m.as_ptr() as usize;

@@ -869,7 +869,7 @@ fn sweep_testfs_mmap(s: &mut Sweep) {
         for &len in &lens {
             s.probe(format!("MmuMapping::{{populate, load, store, munmap, madvise_dontneed, msync}}(offset {off}, len {len}) of a 4-page mapping"), || {
                 world(|w, f| {
-                    let m = w.fs.mmap_real(w.f, 0, ml as u64, MapOptions { writable: true, ..MapOptions::default() }).unwrap();
+                    let m = w.fs.mmap_real(w.f, 0, ml as u64, MapOptions::new().writable(true)).unwrap();
                     let fits = off.checked_add(len).is_some_and(|e| e <= ml);
                     let r = m.populate(off, len, false);
                     f.that(r.is_ok() == fits, || format!("populate: {r:?}"));

@@ -12,10 +12,7 @@ use testfs_common::*;
 const PMD: u64 = PMD_SIZE as u64;
 
 fn rw() -> MapOptions {
-    MapOptions {
-        writable: true,
-        ..MapOptions::default()
-    }
+    MapOptions::new().writable(true)
 }
 
 /// A load through the raw pointer (the access the handler must serve).
@@ -424,16 +421,7 @@ fn map_sync_stores_survive_a_crash_without_fsync() {
     fs.truncate(ino, 4 * B).unwrap();
     fs.sync().unwrap();
     let m = fs
-        .mmap_real(
-            ino,
-            0,
-            4 * B,
-            MapOptions {
-                writable: true,
-                sync: true,
-                ..MapOptions::default()
-            },
-        )
+        .mmap_real(ino, 0, 4 * B, MapOptions::new().writable(true).sync(true))
         .unwrap();
     poke_at(&m, 2 * B as usize + 3, 0x5c);
     // Make the store itself durable (a MAP_SYNC user flushes its stores with
@@ -555,15 +543,7 @@ fn a_read_fault_maps_the_rest_of_its_extent_run_at_once() {
     let data = pattern(10, 0, 2 * PMD as usize);
     fs.write(ino, 0, &data).unwrap();
     let m = fs
-        .mmap_real(
-            ino,
-            0,
-            2 * PMD,
-            MapOptions {
-                huge: false,
-                ..MapOptions::default()
-            },
-        )
+        .mmap_real(ino, 0, 2 * PMD, MapOptions::new().huge(false))
         .unwrap();
     assert_eq!(peek_at(&m, 3 * B as usize), data[3 * B as usize]);
     // One fault mapped pages 3..511 (to the end of the 2 MiB block), each with its
@@ -585,11 +565,7 @@ fn private_mappings_keep_their_stores_and_map_sync_needs_a_synchronous_device() 
     let ino = fs.create("f").unwrap();
     let data = pattern(11, 0, 2 * B as usize);
     fs.write(ino, 0, &data).unwrap();
-    let private = MapOptions {
-        shared: false,
-        writable: true,
-        ..MapOptions::default()
-    };
+    let private = MapOptions::new().shared(false).writable(true);
     let m = fs.mmap_real(ino, 0, 2 * B, private).unwrap();
     // Store to an unmapped page (DAX fills a private copy) and to a page read first
     // (the memory manager copies it).
@@ -621,16 +597,7 @@ fn private_mappings_keep_their_stores_and_map_sync_needs_a_synchronous_device() 
     let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
     let ino = fs.create("g").unwrap();
     let err = fs
-        .mmap_real(
-            ino,
-            0,
-            B,
-            MapOptions {
-                sync: true,
-                writable: true,
-                ..MapOptions::default()
-            },
-        )
+        .mmap_real(ino, 0, B, MapOptions::new().sync(true).writable(true))
         .unwrap_err();
     assert_eq!(err.errno(), libc::EOPNOTSUPP);
 }
@@ -711,10 +678,7 @@ fn a_hugetlb_device_refuses_up_front_what_would_need_4k_pages() {
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     let whole = fs.create("whole").unwrap();
     fs.write(whole, 0, &pattern(12, 0, PMD as usize)).unwrap();
-    let private = MapOptions {
-        shared: false,
-        ..rw()
-    };
+    let private = rw().shared(false);
     let e = fs.mmap_real(whole, 0, PMD, private).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     let e = fs.mmap_real(whole, 0, B, rw()).unwrap_err();
@@ -786,10 +750,7 @@ fn madvise_dontneed_zaps_a_range_and_drops_private_copies() {
     fs.write(ino, 0, &data).unwrap();
     let b = B as usize;
     // Private: the copy goes, the file shows through again.
-    let private = MapOptions {
-        shared: false,
-        ..rw()
-    };
+    let private = rw().shared(false);
     let p = fs.mmap_real(ino, 0, 4 * B, private).unwrap();
     poke_at(&p, b + 1, !data[b + 1]);
     assert_eq!(peek_at(&p, b + 1), !data[b + 1]);
@@ -913,17 +874,7 @@ fn mmu_stats_count_pmd_fallbacks_and_mkwrite_faults_as_the_engine_does() {
     let ino = fs.create("f").unwrap();
     fs.write(ino, 0, &pattern(17, 0, 2 * PMD as usize)).unwrap();
     // 4 KiB only: no PMD fault is tried, so none falls back.
-    let small = fs
-        .mmap_real(
-            ino,
-            0,
-            2 * PMD,
-            MapOptions {
-                huge: false,
-                ..rw()
-            },
-        )
-        .unwrap();
+    let small = fs.mmap_real(ino, 0, 2 * PMD, rw().huge(false)).unwrap();
     for off in (0..small.len()).step_by(B as usize) {
         peek_at(&small, off);
     }
@@ -1089,4 +1040,61 @@ fn executing_from_a_dax_mapping_is_sigsegv_not_a_hang() {
     assert_eq!(e.unwrap_err().errno(), libc::EOPNOTSUPP);
     let e = MapOptions::from_mmap(libc::PROT_READ, libc::MAP_SHARED | libc::MAP_HUGETLB);
     assert_eq!(e.unwrap_err().errno(), libc::EINVAL);
+}
+
+/// The volatile accessors (`load`, `store`, `fill`, `copy_within`) against a model:
+/// unaligned offsets and lengths, overlapping copies in both directions, a range
+/// across a page boundary into a hole; and the refusals (outside the mapping, a
+/// store to a read-only mapping, a munmapped span).
+#[test]
+fn volatile_accessors_match_a_model_and_refuse_what_a_store_could_not_do() {
+    use dax_fault::VmFault;
+    let (_dev, fs) = mem_fs(16 << 20);
+    let ino = fs.create("f").unwrap();
+    let len = 6 * B as usize;
+    let data = pattern(7, 0, 4 * B as usize);
+    fs.write(ino, 0, &data).unwrap();
+    fs.truncate(ino, len as u64).unwrap();
+    let mut model = data.clone();
+    model.resize(len, 0);
+    let m = fs.mmap_real(ino, 0, len as u64, rw()).unwrap();
+    let mut buf = vec![0u8; len];
+    m.load(0, &mut buf).unwrap();
+    assert!(buf == model, "load of the whole file");
+    // Unaligned store straddling pages and reaching into the hole past the data.
+    let at = 4 * B as usize - 13;
+    let src = pattern(9, 0, 4099);
+    m.store(at, &src).unwrap();
+    model[at..at + src.len()].copy_from_slice(&src);
+    m.fill(3, 8190, 0x5a).unwrap();
+    model[3..3 + 8190].fill(0x5a);
+    // Overlapping copies, up and down, longer than the accessor's chunk.
+    m.copy_within(100, 1100, 9000).unwrap();
+    model.copy_within(100..9100, 1100);
+    m.copy_within(7000, 6001, 5000).unwrap();
+    model.copy_within(7000..12000, 6001);
+    m.copy_within(0, 0, 0).unwrap();
+    let mut got = vec![0u8; len];
+    m.load(0, &mut got).unwrap();
+    assert!(got == model, "mapping differs from the model");
+    let mut file = vec![0u8; len];
+    fs.read(ino, 0, &mut file).unwrap();
+    assert!(file == model, "file differs from the model");
+    // The raw pointer sees the same bytes.
+    assert_eq!(peek_at(&m, 1101), model[1101]);
+
+    // Refusals: nothing is written by any of them.
+    assert_eq!(m.load(len - 1, &mut [0u8; 2]), Err(VmFault::SIGSEGV));
+    assert_eq!(m.store(usize::MAX, &[1]), Err(VmFault::SIGSEGV));
+    assert_eq!(m.fill(len, 1, 0), Err(VmFault::SIGSEGV));
+    assert_eq!(m.copy_within(0, len - 10, 11), Err(VmFault::SIGSEGV));
+    let ro = fs.mmap_real(ino, 0, len as u64, MapOptions::new()).unwrap();
+    assert_eq!(ro.store(0, &[1]), Err(VmFault::SIGSEGV));
+    assert_eq!(ro.fill(0, 1, 1), Err(VmFault::SIGSEGV));
+    m.munmap(B as usize, B as usize).unwrap();
+    assert_eq!(m.store(B as usize + 5, &[1]), Err(VmFault::SIGSEGV));
+    assert_eq!(m.load(B as usize - 1, &mut [0u8; 2]), Err(VmFault::SIGSEGV));
+    let mut again = vec![0u8; len];
+    fs.read(ino, 0, &mut again).unwrap();
+    assert!(again == model, "a refused access changed the file");
 }

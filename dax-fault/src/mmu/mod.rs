@@ -92,8 +92,17 @@ const PMD: u64 = PMD_SIZE as u64;
 const TASK_SIZE: u64 = (1 << 47) - PAGE;
 
 /// How to map: shared or private, read-only or writable, MAP_SYNC, huge pages,
-/// populated. [`MapOptions::from_mmap`] reads them from `mmap(2)`'s arguments.
+/// populated. [`MapOptions::from_mmap`] reads them from `mmap(2)`'s arguments; the
+/// setters build them by hand:
+///
+/// ```
+/// use dax_fault::mmu::MapOptions;
+///
+/// let opts = MapOptions::new().writable(true).populate(true);
+/// assert!(opts.shared && opts.writable && opts.huge && !opts.sync);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MapOptions {
     /// `MAP_SHARED` (true, the default) or `MAP_PRIVATE`.
     pub shared: bool,
@@ -122,6 +131,41 @@ impl Default for MapOptions {
 }
 
 impl MapOptions {
+    /// The defaults: shared, read-only, not MAP_SYNC, huge pages tried, not populated.
+    pub fn new() -> Self {
+        MapOptions::default()
+    }
+
+    /// `MAP_SHARED` (true) or `MAP_PRIVATE` (false).
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// `PROT_WRITE`.
+    pub fn writable(mut self, writable: bool) -> Self {
+        self.writable = writable;
+        self
+    }
+
+    /// `MAP_SYNC` (needs a synchronous device and a shared mapping).
+    pub fn sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Whether to try 2 MiB faults.
+    pub fn huge(mut self, huge: bool) -> Self {
+        self.huge = huge;
+        self
+    }
+
+    /// `MAP_POPULATE`: fault the whole mapping in when it is made.
+    pub fn populate(mut self, populate: bool) -> Self {
+        self.populate = populate;
+        self
+    }
+
     /// The options `mmap(2)` with `prot` and `flags` asks for on a DAX file, read as
     /// the kernel's `do_mmap` reads them:
     /// - the mapping type (`flags & 0xf`) is `MAP_SHARED`, `MAP_PRIVATE` or
@@ -455,20 +499,52 @@ impl MmuMapping {
         Ok(())
     }
 
-    /// Copies `buf.len()` bytes from `offset` of the mapping, faulting pages in as a
-    /// load would (through [`populate`](Self::populate), so no signal is involved).
+    /// Copies `buf.len()` bytes from `offset` of the mapping into `buf`: the volatile
+    /// read accessor. Pages are faulted in first as loads would fault them (through
+    /// [`populate`](Self::populate), so no signal is involved), then read with
+    /// volatile loads, never through a `&[u8]` over device memory (other threads,
+    /// mappings and processes may write it at any time). A range outside the mapping
+    /// or unmapped with [`munmap`](Self::munmap) is `VM_FAULT_SIGSEGV`; a fault the
+    /// engine cannot serve (past the end of the file, poison) is its `VM_FAULT_*`
+    /// value. A page that a racing truncate unmaps between the two steps faults again
+    /// and gets what a load through [`as_ptr`](Self::as_ptr) would (SIGBUS past the
+    /// end of the file).
+    #[doc(alias = "read")]
     pub fn load(&self, offset: usize, buf: &mut [u8]) -> Result<(), VmFault> {
         self.populate(offset, buf.len(), false)?;
         sys::load(self.shadow.base + offset as u64, buf);
         Ok(())
     }
 
-    /// Copies `data` to `offset` of the mapping, faulting pages in as stores would
-    /// (through [`populate`](Self::populate)): SIGSEGV (as an error) on a read-only
-    /// mapping.
+    /// Copies `data` to `offset` of the mapping: the volatile write accessor, faulting
+    /// pages in as stores would first. As [`load`](Self::load); a read-only mapping is
+    /// `VM_FAULT_SIGSEGV`.
+    #[doc(alias = "write")]
     pub fn store(&self, offset: usize, data: &[u8]) -> Result<(), VmFault> {
         self.populate(offset, data.len(), true)?;
         sys::store(self.shadow.base + offset as u64, data);
+        Ok(())
+    }
+
+    /// Stores `byte` into `len` bytes from `offset` (volatile stores; `memset`). As
+    /// [`store`](Self::store).
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), VmFault> {
+        self.populate(offset, len, true)?;
+        sys::fill(self.shadow.base + offset as u64, len, byte);
+        Ok(())
+    }
+
+    /// Copies `len` bytes from offset `src` to offset `dst` of the mapping (volatile;
+    /// the ranges may overlap, as `memmove`). The source is faulted in for loads and
+    /// the destination for stores first. As [`store`](Self::store).
+    pub fn copy_within(&self, src: usize, dst: usize, len: usize) -> Result<(), VmFault> {
+        self.populate(src, len, false)?;
+        self.populate(dst, len, true)?;
+        sys::copy_within(
+            self.shadow.base + src as u64,
+            self.shadow.base + dst as u64,
+            len,
+        );
         Ok(())
     }
 

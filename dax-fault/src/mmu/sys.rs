@@ -427,19 +427,100 @@ pub(crate) mod uffd {
     }
 }
 
-/// Copies `buf.len()` bytes from address `addr`, which the caller has made readable.
-pub(crate) fn load(addr: u64, buf: &mut [u8]) {
-    // SAFETY: the caller resolved the fault for every page of the range, so it is
-    // mapped readable; a volatile-free copy is fine for a snapshot of shared memory
-    // that other threads may change (no reference to it is formed).
-    unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+// Device memory is shared with other threads, other mappings and other processes, so
+// it is only ever read and written with volatile accesses (as vm-memory's
+// `VolatileSlice` does): the compiler may not assume it unchanged between two reads,
+// nor merge, split or drop a store. Words where the address allows, bytes at the edges.
+
+/// Copies `buf.len()` bytes from address `addr` (volatile loads).
+///
+/// # Safety
+/// `addr .. addr + buf.len()` is mapped readable for the duration of the call (or
+/// faults that this process's handler resolves).
+unsafe fn volatile_read(addr: usize, buf: &mut [u8]) {
+    let mut i = 0;
+    while i < buf.len() {
+        let a = addr + i;
+        if a.is_multiple_of(8) && buf.len() - i >= 8 {
+            // SAFETY: inside the caller's readable range, 8-aligned.
+            let w = unsafe { std::ptr::read_volatile(a as *const u64) };
+            buf[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+            i += 8;
+        } else {
+            // SAFETY: inside the caller's readable range.
+            buf[i] = unsafe { std::ptr::read_volatile(a as *const u8) };
+            i += 1;
+        }
+    }
 }
 
-/// Copies `data` to address `addr`, which the caller has made writable.
+/// Copies `data` to address `addr` (volatile stores).
+///
+/// # Safety
+/// `addr .. addr + data.len()` is mapped writable for the duration of the call (or
+/// faults that this process's handler resolves).
+unsafe fn volatile_write(addr: usize, data: &[u8]) {
+    let mut i = 0;
+    while i < data.len() {
+        let a = addr + i;
+        if a.is_multiple_of(8) && data.len() - i >= 8 {
+            let w = u64::from_ne_bytes(data[i..i + 8].try_into().expect("8 bytes"));
+            // SAFETY: inside the caller's writable range, 8-aligned.
+            unsafe { std::ptr::write_volatile(a as *mut u64, w) };
+            i += 8;
+        } else {
+            // SAFETY: inside the caller's writable range.
+            unsafe { std::ptr::write_volatile(a as *mut u8, data[i]) };
+            i += 1;
+        }
+    }
+}
+
+/// Copies `buf.len()` bytes from address `addr`, which the caller has faulted in for
+/// loads (a page a racing truncate unmaps meanwhile faults again and is served by
+/// the handler like any other access).
+pub(crate) fn load(addr: u64, buf: &mut [u8]) {
+    // SAFETY: the caller resolved the fault for every page of the range, and it stays
+    // reserved for the mapping's life; no reference to it is formed.
+    unsafe { volatile_read(addr as usize, buf) }
+}
+
+/// Copies `data` to address `addr`, which the caller has faulted in for stores.
 pub(crate) fn store(addr: u64, data: &[u8]) {
-    // SAFETY: the caller resolved a write fault for every page of the range, so it is
-    // mapped writable; no reference to the destination is formed.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+    // SAFETY: as in `load`, for stores.
+    unsafe { volatile_write(addr as usize, data) }
+}
+
+/// Stores `byte` into `addr .. addr + len`, which the caller has faulted in for
+/// stores.
+pub(crate) fn fill(addr: u64, len: usize, byte: u8) {
+    let chunk = [byte; 4096];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(chunk.len());
+        // SAFETY: as in `store`.
+        unsafe { volatile_write(addr as usize + done, &chunk[..n]) };
+        done += n;
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst` (ranges may overlap, as `memmove`), both
+/// faulted in by the caller: `src` for loads, `dst` for stores. Each chunk is read
+/// whole before it is written, and chunks go from the end when `dst` is above `src`,
+/// so an overlap never reads what this copy already wrote.
+pub(crate) fn copy_within(src: u64, dst: u64, len: usize) {
+    let mut chunk = [0u8; 4096];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(chunk.len());
+        let at = if dst > src { len - off - n } else { off };
+        // SAFETY: as in `load` and `store`, each inside its range.
+        unsafe {
+            volatile_read(src as usize + at, &mut chunk[..n]);
+            volatile_write(dst as usize + at, &chunk[..n]);
+        }
+        off += n;
+    }
 }
 
 // ---- signals ----
