@@ -7,46 +7,85 @@
 //! A user buffer in the kernel can fault part-way; [`IovIter::fault_after`] models
 //! that for tests (the copy stops there, as `copy_to_user` comes up short).
 
+use std::io::{IoSlice, IoSliceMut};
+
 use dax_device::{DaxOperations, DirectAccess};
 
-/// One buffer inline (no allocation for the common single-buffer call) or several.
-enum Segs<T> {
-    One([T; 1]),
-    Many(Vec<T>),
+/// Destination buffers of a read: one slice, or the caller's `IoSliceMut`s (borrowed,
+/// never copied into an allocation).
+enum ReadBufs<'a> {
+    One(&'a mut [u8]),
+    Many(&'a mut [IoSliceMut<'a>]),
 }
 
-impl<T> Segs<T> {
-    fn new(mut v: Vec<T>) -> Self {
-        if v.len() == 1 {
-            Segs::One([v.pop().expect("one element")])
-        } else {
-            Segs::Many(v)
+/// Source buffers of a write, as [`ReadBufs`].
+enum WriteBufs<'a> {
+    One(&'a [u8]),
+    Many(&'a [IoSlice<'a>]),
+}
+
+impl ReadBufs<'_> {
+    fn seg(&mut self, i: usize) -> Option<&mut [u8]> {
+        match self {
+            ReadBufs::One(b) => (i == 0).then_some(&mut **b),
+            ReadBufs::Many(v) => v.get_mut(i).map(|b| &mut **b),
         }
     }
 
-    fn as_slice(&self) -> &[T] {
+    fn seg_len(&self, i: usize) -> Option<usize> {
         match self {
-            Segs::One(a) => a,
-            Segs::Many(v) => v,
+            ReadBufs::One(b) => (i == 0).then_some(b.len()),
+            ReadBufs::Many(v) => v.get(i).map(|b| b.len()),
         }
     }
 
-    fn as_mut_slice(&mut self) -> &mut [T] {
+    fn total(&self) -> usize {
         match self {
-            Segs::One(a) => a,
-            Segs::Many(v) => v,
+            ReadBufs::One(b) => b.len(),
+            ReadBufs::Many(v) => v.iter().map(|b| b.len()).sum(),
+        }
+    }
+}
+
+impl WriteBufs<'_> {
+    fn seg(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            WriteBufs::One(b) => (i == 0).then_some(*b),
+            WriteBufs::Many(v) => v.get(i).map(|b| &**b),
+        }
+    }
+
+    fn total(&self) -> usize {
+        match self {
+            WriteBufs::One(b) => b.len(),
+            WriteBufs::Many(v) => v.iter().map(|b| b.len()).sum(),
         }
     }
 }
 
 enum Bufs<'a> {
     /// Destination buffers of a read.
-    Read(Segs<&'a mut [u8]>),
+    Read(ReadBufs<'a>),
     /// Source buffers of a write.
-    Write(Segs<&'a [u8]>),
+    Write(WriteBufs<'a>),
 }
 
-/// The caller's buffers and the position in them (`struct iov_iter`).
+/// The caller's buffers and the position in them (`struct iov_iter`). It borrows the
+/// buffers and allocates nothing (a recovery write that spans several source
+/// buffers gathers them into one, the driver's `recovery_write` needing its data in
+/// one piece).
+///
+/// ```
+/// use std::io::{IoSlice, IoSliceMut};
+/// use dax_iomap::IovIter;
+///
+/// let (mut a, mut b) = ([0u8; 3], [0u8; 5]);
+/// let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+/// let it = IovIter::read(&mut bufs);
+/// assert_eq!((it.count(), it.is_write()), (8, false));
+/// let srcs = [IoSlice::new(b"ab"), IoSlice::new(b"cde")];
+/// assert_eq!(IovIter::write(&srcs).count(), 5);
+/// ```
 pub struct IovIter<'a> {
     bufs: Bufs<'a>,
     seg: usize,
@@ -66,41 +105,33 @@ impl std::fmt::Debug for IovIter<'_> {
 }
 
 impl<'a> IovIter<'a> {
-    /// Destination buffers for a read (`ITER_DEST`).
-    pub fn read(bufs: Vec<&'a mut [u8]>) -> Self {
-        Self::new_read(Segs::new(bufs))
+    /// Destination buffers for a read (`ITER_DEST` over an iovec, as `readv`).
+    pub fn read(bufs: &'a mut [IoSliceMut<'a>]) -> Self {
+        Self::new(Bufs::Read(ReadBufs::Many(bufs)))
     }
 
-    /// One destination buffer for a read (`ITER_UBUF`), without allocating.
+    /// One destination buffer for a read (`ITER_UBUF`).
     pub fn read_one(buf: &'a mut [u8]) -> Self {
-        Self::new_read(Segs::One([buf]))
+        Self::new(Bufs::Read(ReadBufs::One(buf)))
     }
 
-    fn new_read(bufs: Segs<&'a mut [u8]>) -> Self {
-        let count = bufs.as_slice().iter().map(|b| b.len()).sum();
-        IovIter {
-            bufs: Bufs::Read(bufs),
-            seg: 0,
-            seg_off: 0,
-            count,
-            accessible: count,
-        }
+    /// Source buffers for a write (`ITER_SOURCE` over an iovec, as `writev`).
+    pub fn write(bufs: &'a [IoSlice<'a>]) -> Self {
+        Self::new(Bufs::Write(WriteBufs::Many(bufs)))
     }
 
-    /// Source buffers for a write (`ITER_SOURCE`).
-    pub fn write(bufs: Vec<&'a [u8]>) -> Self {
-        Self::new_write(Segs::new(bufs))
-    }
-
-    /// One source buffer for a write (`ITER_UBUF`), without allocating.
+    /// One source buffer for a write (`ITER_UBUF`).
     pub fn write_one(buf: &'a [u8]) -> Self {
-        Self::new_write(Segs::One([buf]))
+        Self::new(Bufs::Write(WriteBufs::One(buf)))
     }
 
-    fn new_write(bufs: Segs<&'a [u8]>) -> Self {
-        let count = bufs.as_slice().iter().map(|b| b.len()).sum();
+    fn new(bufs: Bufs<'a>) -> Self {
+        let count = match &bufs {
+            Bufs::Read(b) => b.total(),
+            Bufs::Write(b) => b.total(),
+        };
         IovIter {
-            bufs: Bufs::Write(bufs),
+            bufs,
             seg: 0,
             seg_off: 0,
             count,
@@ -130,8 +161,8 @@ impl<'a> IovIter<'a> {
         self.accessible -= n;
         self.seg_off += n;
         let seg_len = |s: &Self, i: usize| match &s.bufs {
-            Bufs::Read(b) => b.as_slice().get(i).map(|x| x.len()),
-            Bufs::Write(b) => b.as_slice().get(i).map(|x| x.len()),
+            Bufs::Read(b) => b.seg_len(i),
+            Bufs::Write(b) => b.seg(i).map(<[u8]>::len),
         };
         while let Some(l) = seg_len(self, self.seg) {
             if self.seg_off < l {
@@ -167,9 +198,16 @@ impl<'a> IovIter<'a> {
         let want = n.min(self.accessible);
         if recovery {
             // The driver clears poison for the whole range at once, so it needs the data
-            // in one piece.
-            let data = self.gather(want);
-            let got = da.recovery_write(offset, &data);
+            // in one piece: the current buffer when it holds it all, else a copy.
+            let got = match &self.bufs {
+                Bufs::Write(b) => match b.seg(self.seg) {
+                    Some(buf) if buf.len() - self.seg_off >= want => {
+                        da.recovery_write(offset, &buf[self.seg_off..self.seg_off + want])
+                    }
+                    _ => da.recovery_write(offset, &self.gather(want)),
+                },
+                Bufs::Read(_) => 0,
+            };
             self.consume(got);
             return got;
         }
@@ -180,7 +218,7 @@ impl<'a> IovIter<'a> {
             let Bufs::Write(bufs) = &self.bufs else {
                 return done;
             };
-            let Some(buf) = bufs.as_slice().get(seg) else {
+            let Some(buf) = bufs.seg(seg) else {
                 break;
             };
             let piece = (buf.len() - off).min(left);
@@ -201,7 +239,7 @@ impl<'a> IovIter<'a> {
         if let Bufs::Write(bufs) = &self.bufs {
             let (mut seg, mut off) = (self.seg, self.seg_off);
             while out.len() < n {
-                let Some(buf) = bufs.as_slice().get(seg) else {
+                let Some(buf) = bufs.seg(seg) else {
                     break;
                 };
                 let piece = (buf.len() - off).min(n - out.len());
@@ -233,7 +271,7 @@ impl<'a> IovIter<'a> {
             let Bufs::Read(bufs) = &mut self.bufs else {
                 return done;
             };
-            let Some(buf) = bufs.as_mut_slice().get_mut(seg) else {
+            let Some(buf) = bufs.seg(seg) else {
                 break;
             };
             let piece = (buf.len() - off).min(want);
@@ -256,17 +294,20 @@ mod tests {
     #[test]
     fn zero_walks_segments_and_stops_at_the_fault() {
         let (mut a, mut b) = ([1u8; 3], [1u8; 5]);
-        let mut it = IovIter::read(vec![&mut a[..], &mut b[..]]).fault_after(6);
+        let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+        let mut it = IovIter::read(&mut bufs).fault_after(6);
         assert_eq!(it.count(), 8);
         assert_eq!(it.zero(10), 6);
         assert_eq!(it.count(), 2);
         assert_eq!(it.zero(1), 0);
+        drop(it);
         assert_eq!((a, b), ([0; 3], [0, 0, 0, 1, 1]));
     }
 
     #[test]
     fn gather_spans_segments() {
-        let it = IovIter::write(vec![b"ab", b"", b"cde"]);
+        let srcs = [IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")];
+        let it = IovIter::write(&srcs);
         assert!(it.is_write());
         assert_eq!(it.gather(4), b"abcd");
         assert_eq!(it.gather(10), b"abcde");

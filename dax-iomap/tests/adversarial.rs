@@ -203,12 +203,12 @@ fn run(seed: u64, op: u8, pos: u64, len: u64) -> (usize, bool) {
     let result: Result<(), DaxError> = match op {
         0 => {
             let mut buf = vec![0u8; len];
-            let mut it = IovIter::read(vec![&mut buf]);
+            let mut it = IovIter::read_one(&mut buf);
             dax_iomap_rw(&fs, &fs, &mut Kiocb::new(pos), &mut it).map(drop)
         }
         1 => {
             let buf = vec![0x5Au8; len];
-            let mut it = IovIter::write(vec![&buf]);
+            let mut it = IovIter::write_one(&buf);
             dax_iomap_rw(&fs, &fs, &mut Kiocb::new(pos), &mut it).map(drop)
         }
         2 => dax_zero_range(&fs, &fs, pos, len as u64).map(drop),

@@ -18,6 +18,7 @@
 //!
 //! See the harness below: the test fails listing every finding.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::sync::Arc;
 
 use dax_device::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE};
@@ -575,7 +576,8 @@ fn sweep_rw(s: &mut Sweep) {
             with_model(&fs, |model, f| {
                 for fault in [0usize, 1, 5, usize::MAX] {
                     let (a, b, c) = (data(3, 1), Vec::<u8>::new(), data(4, 2));
-                    let mut it = IovIter::write(vec![&a[..], &b[..], &c[..]]).fault_after(fault);
+                    let srcs = [IoSlice::new(&a), IoSlice::new(&b), IoSlice::new(&c)];
+                    let mut it = IovIter::write(&srcs).fault_after(fault);
                     let mut iocb = Kiocb::new(pos);
                     let r = dax_iomap_rw(&fs, &fs, &mut iocb, &mut it);
                     let want = expect_write(&fs, pos, 7).map(|n| n.min(fault as u64));
@@ -595,7 +597,8 @@ fn sweep_rw(s: &mut Sweep) {
                         f.eq("kiocb pos after a failure", iocb.pos, pos);
                     }
                     let (mut x, mut y) = (vec![0u8; 2], vec![0u8; 0]);
-                    let mut it = IovIter::read(vec![&mut x[..], &mut y[..]]).fault_after(fault);
+                    let mut dsts = [IoSliceMut::new(&mut x), IoSliceMut::new(&mut y)];
+                    let mut it = IovIter::read(&mut dsts).fault_after(fault);
                     let mut iocb = Kiocb::new(pos);
                     let _ = dax_iomap_rw(&fs, &fs, &mut iocb, &mut it);
                 }
