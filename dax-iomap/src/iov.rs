@@ -300,7 +300,6 @@ mod tests {
         assert_eq!(it.zero(10), 6);
         assert_eq!(it.count(), 2);
         assert_eq!(it.zero(1), 0);
-        drop(it);
         assert_eq!((a, b), ([0; 3], [0, 0, 0, 1, 1]));
     }
 

@@ -63,7 +63,6 @@ fn rw_vectored_buffers_and_kiocb_position() {
     let mut dsts = [IoSliceMut::new(&mut x), IoSliceMut::new(&mut y)];
     let mut iter = IovIter::read(&mut dsts);
     assert_eq!(dax_iomap_rw(&fs, &fs, &mut iocb, &mut iter).unwrap(), 5100);
-    drop(iter);
     let mut all = x;
     all.extend_from_slice(&y);
     assert_eq!(&all[..100], &a[..]);
