@@ -155,6 +155,53 @@ pub fn dax_break_layout_inode(
     dax_break_layout(mapping, 0, u64::MAX, cb)
 }
 
+/// [`dax_break_layout`] with the wait every filesystem writes, ready-made (ext4's
+/// `ext4_break_layouts` with `ext4_wait_dax_page`, XFS's `xfs_break_dax_layouts` with
+/// `xfs_wait_dax_page`): while a page is busy, the guard in `guard` — the
+/// filesystem's invalidate lock, held exclusively — is dropped, the thread sleeps
+/// until the page may be idle, and `relock` takes the lock again, so that a thread
+/// holding a pin that faults (and needs the lock shared) can finish. `guard` must be
+/// `Some` on entry and is `Some` again on return, success or not. When `interrupted`
+/// is given and becomes true, the break stops with `ERESTARTSYS`, as a fatal signal
+/// stops the kernel's wait; the entries then stay.
+///
+/// Call it with the I/O lock and the invalidate lock held exclusively, before changing
+/// the block map of `start ..= end` (bytes; `u64::MAX` is the end of the file).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use parking_lot::RwLock;
+/// # use dax_fault::{DaxMapping, dax_break_layout_relocking};
+/// # let dev: Arc<dax_device::DaxDevice> = dax_testdev::MemDevice::builder().size(1 << 20).build().unwrap();
+/// let mapping = DaxMapping::new(dev);
+/// let invalidate_lock = RwLock::new(());
+/// let mut guard = Some(invalidate_lock.write());
+/// dax_break_layout_relocking(&mapping, 0, u64::MAX, &mut guard, || invalidate_lock.write(), None)?;
+/// assert!(guard.is_some());
+/// // ... now change the block map ...
+/// # Ok::<(), dax_device::DaxError>(())
+/// ```
+#[must_use = "a failed layout break leaves the entries in place"]
+pub fn dax_break_layout_relocking<G>(
+    mapping: &DaxMapping,
+    start: u64,
+    end: u64,
+    guard: &mut Option<G>,
+    mut relock: impl FnMut() -> G,
+    interrupted: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<(), DaxError> {
+    let mut wait = |sleep: &dyn Fn()| {
+        if interrupted.is_some_and(|i| i.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Err(DaxError::Interrupted);
+        }
+        *guard = None;
+        sleep();
+        *guard = Some(relock());
+        Ok(())
+    };
+    dax_break_layout(mapping, start, end, Some(&mut wait))
+}
+
 /// Waits, uninterruptibly and without a callback, until no page of the file is busy,
 /// then deletes every entry (`dax_break_layout_final`, at inode eviction).
 pub fn dax_break_layout_final(mapping: &DaxMapping) {

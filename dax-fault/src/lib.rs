@@ -53,7 +53,7 @@ pub use invalidate::{
 };
 pub use layout::{
     BreakLayoutWait, ERESTARTSYS, dax_break_layout, dax_break_layout_final, dax_break_layout_inode,
-    dax_layout_busy_page, dax_layout_busy_page_range,
+    dax_break_layout_relocking, dax_layout_busy_page, dax_layout_busy_page_range,
 };
 pub use mapping::{DaxMapping, FaultStats, MappedVma, VmOps};
 pub use pagetable::{Inserted, MapTarget, PageTable, PmdSlot, PmdValue, Pte, PteValue};

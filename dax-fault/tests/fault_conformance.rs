@@ -40,8 +40,9 @@ use dax_fault::pages::{clear_page_hwpoison, page_hwpoison, page_pins, pin_user_p
 use dax_fault::{
     ERESTARTSYS, FaultFlags, HUGE_ZERO_PFN, MfLock, PageTable, PmdSlot, Pte, VmFault, Vma, Vmf,
     WritebackControl, ZERO_PFN, dax_break_layout, dax_break_layout_final, dax_break_layout_inode,
-    dax_finish_sync_fault, dax_iomap_fault, dax_layout_busy_page, dax_layout_busy_page_range,
-    dax_lock_mapping_entry, dax_memory_failure, dax_writeback_mapping_range, mf_dax_kill_procs,
+    dax_break_layout_relocking, dax_finish_sync_fault, dax_iomap_fault, dax_layout_busy_page,
+    dax_layout_busy_page_range, dax_lock_mapping_entry, dax_memory_failure,
+    dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::{IomapFlags, IomapType, MappingOps};
 use dax_testdev::DevOp;
@@ -1828,6 +1829,52 @@ fn edge86_break_layout_interrupted_keeps_the_entries() {
     assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
     assert_eq!(page_pins(fs.pfn(0)), 1);
     drop(pins);
+}
+
+#[test]
+fn break_layout_relocking_drops_the_lock_while_it_waits_and_stops_when_interrupted() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let pins = pin_user_pages(&vma, BASE, 1, false).unwrap();
+    let lock = parking_lot::RwLock::new(());
+    // Interrupted: ERESTARTSYS, the lock still held, the entries kept.
+    let stop = AtomicBool::new(true);
+    let mut guard = Some(lock.write());
+    let r = dax_break_layout_relocking(
+        &fs.mapping,
+        0,
+        u64::MAX,
+        &mut guard,
+        || lock.write(),
+        Some(&stop),
+    );
+    assert_eq!(errno(r), ERESTARTSYS);
+    assert!(guard.is_some() && lock.is_locked_exclusive());
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    // Waiting: the pin holder takes the lock shared (as a fault would) before it
+    // unpins, which only works if the break released it; then the break finishes
+    // with the lock held again.
+    stop.store(false, Ordering::Relaxed);
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _shared = lock.read();
+            drop(pins);
+        });
+        dax_break_layout_relocking(
+            &fs.mapping,
+            0,
+            u64::MAX,
+            &mut guard,
+            || lock.write(),
+            Some(&stop),
+        )
+    });
+    assert!(r.is_ok());
+    assert!(guard.is_some() && lock.is_locked_exclusive());
+    assert!(fs.mapping.index().is_empty());
 }
 
 #[test]

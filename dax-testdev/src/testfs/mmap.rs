@@ -8,7 +8,8 @@ use dax_device::{DaxError, PAGE_SIZE, Pfn};
 use dax_fault::mmu::{MapOptions, MmuMapping};
 use dax_fault::{
     DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, WritebackControl,
-    dax_break_layout_inode, dax_finish_sync_fault, dax_iomap_fault, dax_writeback_mapping_range,
+    dax_break_layout_relocking, dax_finish_sync_fault, dax_iomap_fault,
+    dax_writeback_mapping_range,
 };
 use parking_lot::RwLockWriteGuard;
 
@@ -166,11 +167,12 @@ pub(crate) fn break_layouts<'a>(
     core: &'a InodeCore,
     inval: &mut Option<RwLockWriteGuard<'a, ()>>,
 ) -> Result<(), DaxError> {
-    let mut wait = |sleep: &dyn Fn()| {
-        *inval = None;
-        sleep();
-        *inval = Some(core.invalidate.write());
-        Ok(())
-    };
-    dax_break_layout_inode(&core.mapping, Some(&mut wait))
+    dax_break_layout_relocking(
+        &core.mapping,
+        0,
+        u64::MAX,
+        inval,
+        || core.invalidate.write(),
+        None,
+    )
 }
