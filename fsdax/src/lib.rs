@@ -63,8 +63,8 @@
 //!     }
 //! }
 //!
-//! // Any driver will do; this one is the test device, over anonymous memory.
-//! let dev: Arc<DaxDevice> = dax_testdev::MemDevice::builder().size(1 << 20).build()?;
+//! // Any driver will do; this one is a memfd.
+//! let dev: Arc<DaxDevice> = MemDriver::memfd(1 << 20)?.into_device();
 //! let file = WholeDevice { dev, size: 1 << 20 };
 //! assert_eq!(dax_iomap_write(&file, &file, 8192, b"hello, device")?, 13);
 //! let mut buf = [0u8; 13];
@@ -110,6 +110,15 @@ pub mod mmu {
     pub use dax_fault::mmu::*;
 }
 
+/// Drivers over anonymous memory, memfd, shmem THP, hugetlb, regular files,
+/// `/dev/daxX.Y` and your own fd, with safe constructors (the `dax-drivers` crate).
+#[cfg(feature = "drivers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drivers")))]
+pub mod drivers {
+    #[doc(inline)]
+    pub use dax_drivers::*;
+}
+
 /// The test device and TestFs (the `dax-testdev` crate).
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -124,6 +133,8 @@ pub mod prelude {
         DaxAccessMode, DaxDevice, DaxError, DaxHolder, DaxOperations, FsDax, MfFlags, PAGE_SIZE,
         PMD_PAGES, PMD_SIZE, Pfn,
     };
+    #[cfg(feature = "drivers")]
+    pub use dax_drivers::MemDriver;
     #[cfg(all(target_os = "linux", feature = "mmu"))]
     pub use dax_fault::mmu::{MapOptions, MmuMapping};
     pub use dax_fault::{
