@@ -54,9 +54,15 @@ pub fn first_project_frame() -> Option<String> {
             &path[path.find("/dax-")? + 1..]
         };
         let in_src = rel.contains("/src/") && !rel.contains("/tests/");
-        let project = ["dax-device/", "dax-iomap/", "dax-fault/", "dax-testdev/"]
-            .iter()
-            .any(|c| rel.starts_with(c));
+        let project = [
+            "dax-device/",
+            "dax-drivers/",
+            "dax-iomap/",
+            "dax-fault/",
+            "dax-testdev/",
+        ]
+        .iter()
+        .any(|c| rel.starts_with(c));
         (in_src && project).then(|| rel.rsplit_once(':').map_or(rel, |(p, _)| p).to_string())
     })
 }

@@ -19,7 +19,7 @@
 //! ("the baton"), or the others would sleep forever.
 //!
 //! ```
-//! use dax_fault::{Entry, EntryKind, GrabError, MappingIndex};
+//! use dax_fault::index::{Entry, EntryKind, GrabError, MappingIndex};
 //! use dax_device::Pfn;
 //!
 //! let index = MappingIndex::new();

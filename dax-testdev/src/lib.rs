@@ -2,9 +2,10 @@
 //!
 //! [`MemDevice`] is a driver (an implementation of [`dax_device::DaxOperations`]) over
 //! real memory: anonymous, a memfd, a hugetlb memfd (2 MiB pages), a file (persistent
-//! across process restarts), or a `/dev/daxX.Y` node. It behaves like the kernel's
-//! pmem driver around media errors (drivers/nvdimm/pmem.c), and lets tests inject
-//! poison, make operations fail and count calls.
+//! across process restarts), or a `/dev/daxX.Y` node. The memory is a
+//! [`dax_drivers::MemDriver`], the production driver; on top of it `MemDevice` behaves
+//! like the kernel's pmem driver around media errors (drivers/nvdimm/pmem.c), and lets
+//! tests inject poison, make operations fail and count calls.
 //!
 //! [`TestFs`] is a small extent filesystem on such a device (or any
 //! [`DaxDevice`](dax_device::DaxDevice)): the worked example of a filesystem driving the
@@ -29,11 +30,10 @@
 
 mod counters;
 mod memdev;
-#[allow(unsafe_code)]
-mod region;
 pub mod testfs;
 
-pub use memdev::{Backing, DevOp, MemDevice, MemDeviceBuilder, memory_failure, shmem_thp_enabled};
+pub use dax_drivers::shmem_thp_enabled;
+pub use memdev::{Backing, DevOp, MemDevice, MemDeviceBuilder, memory_failure};
 pub use testfs::{
     BLOCK_SIZE, ExtentInfo, FallocMode, Ino, Layout, MAX_NAME_LEN, MkfsOptions, Stat, StatFs,
     TestFs, TestInode,

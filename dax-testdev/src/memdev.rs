@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -12,12 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use dax_device::badblocks::BadblocksCheck;
 use dax_device::{
     Badblocks, CACHELINE_SIZE, DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource,
-    MfFlags, PAGE_SECTORS, PAGE_SIZE, PMD_SIZE, Pfn, RawAccess, SECTOR_SIZE,
+    MfFlags, PAGE_SECTORS, PAGE_SIZE, Pfn, RawAccess, SECTOR_SIZE,
 };
+use dax_drivers::{MemDriver, MemOptions};
 use parking_lot::Mutex;
 
 use crate::counters::{CallCounts, N_COUNTERS};
-use crate::region::Region;
 
 /// Where a [`MemDevice`]'s memory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,114 +201,31 @@ impl MemDeviceBuilder {
                 what: "clear unit must be a power of two no larger than 4096",
             });
         }
-        let page_size;
-        let (fd, size): (Option<OwnedFd>, u64) = match &self.backing {
-            Backing::Anonymous => {
-                page_size = PAGE_SIZE;
-                (None, self.require_size()?)
-            }
-            Backing::Memfd => {
-                page_size = PAGE_SIZE;
-                let size = self.require_size()?;
-                let fd = rustix::fs::memfd_create("dax-testdev", rustix::fs::MemfdFlags::CLOEXEC)
-                    .map_err(|e| os("memfd_create", e))?;
-                rustix::fs::ftruncate(&fd, size).map_err(|e| os("ftruncate memfd", e))?;
-                (Some(fd), size)
-            }
-            Backing::ShmemThp => {
-                page_size = PAGE_SIZE;
-                let size = self.require_size()?;
-                if size % PMD_SIZE as u64 != 0 {
+        let opts = MemOptions::new().populate(self.populate);
+        let mem = match &self.backing {
+            Backing::Anonymous => opts.anonymous(self.require_size()?)?,
+            Backing::Memfd => opts.memfd(self.require_size()?)?,
+            Backing::ShmemThp => opts.shmem_thp(self.require_size()?)?,
+            Backing::HugetlbMemfd => opts.hugetlb(self.require_size()?)?,
+            Backing::File(path) => match self.size {
+                Some(size) => opts.file(path, size)?,
+                None if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) => {
+                    opts.open_file(path)?
+                }
+                None => {
                     return Err(DaxError::InvalidArgument {
-                        what: "a shmem-THP device's size must be a multiple of 2 MiB",
+                        what: "a new device file needs a size",
                     });
                 }
-                if !shmem_thp_enabled() {
-                    return Err(DaxError::NotSupported {
-                        what: "shmem transparent huge pages are off: write advise to /sys/kernel/mm/transparent_hugepage/shmem_enabled",
-                    });
-                }
-                let fd =
-                    rustix::fs::memfd_create("dax-testdev-thp", rustix::fs::MemfdFlags::CLOEXEC)
-                        .map_err(|e| os("memfd_create", e))?;
-                rustix::fs::ftruncate(&fd, size).map_err(|e| os("ftruncate memfd", e))?;
-                (Some(fd), size)
-            }
-            Backing::HugetlbMemfd => {
-                page_size = PMD_SIZE;
-                let size = self.require_size()?;
-                if size % PMD_SIZE as u64 != 0 {
-                    return Err(DaxError::InvalidArgument {
-                        what: "a hugetlb device's size must be a multiple of 2 MiB",
-                    });
-                }
-                let flags = rustix::fs::MemfdFlags::CLOEXEC
-                    | rustix::fs::MemfdFlags::HUGETLB
-                    | rustix::fs::MemfdFlags::HUGE_2MB;
-                let fd = rustix::fs::memfd_create("dax-testdev-huge", flags)
-                    .map_err(|e| os("memfd_create(MFD_HUGETLB)", e))?;
-                rustix::fs::ftruncate(&fd, size).map_err(|e| os("ftruncate hugetlb memfd", e))?;
-                (Some(fd), size)
-            }
-            Backing::File(path) => {
-                page_size = PAGE_SIZE;
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(|e| DaxError::from_io("opening the device file", &e))?;
-                let cur = file
-                    .metadata()
-                    .map_err(|e| DaxError::from_io("stat of the device file", &e))?
-                    .len();
-                let size = match self.size {
-                    Some(s) => s,
-                    None if cur > 0 => cur,
-                    None => {
-                        return Err(DaxError::InvalidArgument {
-                            what: "a new device file needs a size",
-                        });
-                    }
-                };
-                if cur < size {
-                    file.set_len(size)
-                        .map_err(|e| DaxError::from_io("extending the device file", &e))?;
-                }
-                (Some(OwnedFd::from(file)), size)
-            }
-            Backing::DevDax(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| DaxError::from_io("opening the device-dax node", &e))?;
-                let (dev_size, align) = devdax_geometry(&file)?;
-                page_size = align;
-                let size = self.size.unwrap_or(dev_size);
-                if size > dev_size || !size.is_multiple_of(align as u64) {
-                    return Err(DaxError::InvalidArgument {
-                        what: "size exceeds the device-dax size or is not a multiple of its alignment",
-                    });
-                }
-                (Some(OwnedFd::from(file)), size)
-            }
+            },
+            Backing::DevDax(path) => match self.size {
+                Some(size) => opts.limit(size).dev_dax(path)?,
+                None => opts.dev_dax(path)?,
+            },
         };
-        if size == 0 || size % PAGE_SIZE as u64 != 0 {
-            return Err(DaxError::InvalidArgument {
-                what: "device size must be a non-zero multiple of 4096",
-            });
-        }
-        let len = usize::try_from(size).map_err(|_| DaxError::Overflow {
-            what: "device size does not fit the address space",
-        })?;
-        let huge = self.backing == Backing::ShmemThp;
-        let region = Region::map(fd, len, self.populate, huge)?;
         let dev = MemDevice {
-            region,
-            nr_pages: size / PAGE_SIZE as u64,
-            page_size,
+            nr_pages: mem.nr_pages(),
+            mem,
             backing: self.backing,
             badblocks: Badblocks::new(),
             hw: Mutex::new(BTreeMap::new()),
@@ -330,42 +246,6 @@ impl MemDeviceBuilder {
     }
 }
 
-/// Whether shmem may be backed by transparent huge pages for memory that asks
-/// (`shmem_enabled` is `advise`, `always`, `within_size` or `force`).
-pub fn shmem_thp_enabled() -> bool {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled").is_ok_and(|s| {
-        ["[advise]", "[always]", "[within_size]", "[force]"]
-            .iter()
-            .any(|m| s.contains(m))
-    })
-}
-
-fn os(what: &'static str, e: rustix::io::Errno) -> DaxError {
-    DaxError::Os {
-        errno: e.raw_os_error(),
-        what,
-    }
-}
-
-/// Size and alignment of a device-dax node, from `/sys/dev/char/M:m/{size,align}`.
-fn devdax_geometry(file: &std::fs::File) -> Result<(u64, usize), DaxError> {
-    let st = rustix::fs::fstat(file.as_fd()).map_err(|e| os("fstat of the device-dax node", e))?;
-    let (maj, min) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
-    let dir = PathBuf::from(format!("/sys/dev/char/{maj}:{min}"));
-    let read = |name: &str| -> Option<u64> {
-        std::fs::read_to_string(dir.join(name))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
-    let size = read("size").ok_or(DaxError::NotSupported {
-        what: "not a device-dax node (no sysfs size)",
-    })?;
-    let align = read("align").unwrap_or(PMD_SIZE as u64) as usize;
-    Ok((size, align.max(PAGE_SIZE)))
-}
-
 /// What the next firmware poison clears do (see [`MemDevice::inject_partial_clear`]).
 #[derive(Debug, Default)]
 struct Injections {
@@ -375,7 +255,8 @@ struct Injections {
 }
 
 /// A DAX driver over real memory with the pmem driver's behaviour
-/// (drivers/nvdimm/pmem.c): `direct_access` answers as `__pmem_direct_access` does
+/// (drivers/nvdimm/pmem.c), built on a [`dax_drivers::MemDriver`] that owns the
+/// memory: `direct_access` answers as `__pmem_direct_access` does
 /// around known bad sectors, writes through the driver (`zero_page_range`,
 /// `recovery_write`, [`MemDevice::write`]) clear poison through a modelled firmware
 /// call and update the [`Badblocks`] table, and reads stop at hardware poison.
@@ -390,9 +271,9 @@ struct Injections {
 /// end when bad blocks exist elsewhere, and wraps for offsets past the end); an offset
 /// past the end answers 0 pages, which dax-device reports as `ERANGE`.
 pub struct MemDevice {
-    region: Region,
+    /// The memory: its mapping, copies and flush.
+    mem: MemDriver,
     nr_pages: u64,
-    page_size: usize,
     backing: Backing,
     badblocks: Badblocks,
     /// Hardware-poisoned cache lines as a map of line-range start → end (byte offsets,
@@ -414,7 +295,7 @@ impl fmt::Debug for MemDevice {
         f.debug_struct("MemDevice")
             .field("size", &self.size())
             .field("backing", &self.backing)
-            .field("page_size", &self.page_size)
+            .field("page_size", &self.mem.page_size())
             .field("bad_records", &self.badblocks.count())
             .finish_non_exhaustive()
     }
@@ -680,8 +561,7 @@ impl MemDevice {
             drop(hw);
             // The pages' HWPoison flags go with the poison, as `pmem_clear_hwpoison`
             // clears them: from the page holding `offset`, one per whole page cleared.
-            let base = self.region.ptr_at(0).expect("offset 0 is inside").as_ptr() as u64
-                >> dax_device::PAGE_SHIFT;
+            let base = self.mem.base_pfn().0;
             let first = offset / PAGE_SIZE as u64;
             for p in first..first + cleared / PAGE_SIZE as u64 {
                 dax_fault::pages::clear_page_hwpoison(dax_device::Pfn(base + p));
@@ -738,7 +618,7 @@ impl MemDevice {
         if self.has_bad_sectors(offset, len) || self.is_poisoned(offset, len) {
             return Err(Self::media_error(offset, len));
         }
-        self.region.read(offset as usize, buf)
+        self.mem.read(offset, buf)
     }
 
     /// Writes device bytes through the block path (`pmem_do_write`): if any covering
@@ -758,21 +638,21 @@ impl MemDevice {
             }
             self.clear_poison_block(offset, len)?;
         }
-        self.region.write_persist(offset as usize, buf)
+        self.mem.write(offset, buf)
     }
 
     /// Reads device bytes ignoring poison and the badblocks table (for tests and
     /// tools that inspect the medium).
     pub fn peek(&self, offset: u64, buf: &mut [u8]) -> Result<(), DaxError> {
         self.check_range(offset, buf.len() as u64)?;
-        self.region.read(offset as usize, buf)
+        self.mem.read(offset, buf)
     }
 
     /// Writes device bytes with ordinary stores, ignoring poison and the table (for
     /// tests that set up contents; it clears nothing).
     pub fn poke(&self, offset: u64, buf: &[u8]) -> Result<(), DaxError> {
         self.check_range(offset, buf.len() as u64)?;
-        self.region.write_plain(offset as usize, buf)
+        self.mem.write_cached(offset, buf)
     }
 }
 
@@ -813,11 +693,12 @@ fn range_remove(map: &mut BTreeMap<u64, u64>, start: u64, end: u64) {
 
 // The promise below is the only unsafe thing here; no unsafe operation happens in the impl.
 #[allow(unsafe_code)]
-// SAFETY: every address handed out comes from `Region::ptr_at(pgoff * PAGE_SIZE)`
-// with `pgoff < nr_pages` and a page count that stops at the end of the region, which
-// stays mapped until the MemDevice (and so the region) is dropped. The pfn is the
-// address >> 12: stable, unique in the process, pfn(pgoff + i) = pfn(pgoff) + i. The
-// region is never exposed as a slice.
+// SAFETY: every address and pfn handed out is the one the inner `MemDriver` answered
+// for the same `pgoff` (whose own `DaxOperations` promise covers them: mapped until
+// the driver, owned by this device, is dropped; stable; pfn(pgoff + i) = pfn(pgoff) +
+// i; never exposed as a slice), with a page count no larger than its answer, which
+// stops at the end of the device. `recovery_write` writes only through the inner
+// driver's bounds-checked copies.
 unsafe impl DaxOperations for MemDevice {
     fn nr_pages(&self) -> u64 {
         self.nr_pages
@@ -831,16 +712,13 @@ unsafe impl DaxOperations for MemDevice {
         mode: DaxAccessMode,
     ) -> Result<RawAccess, DaxError> {
         self.enter(DevOp::DirectAccess)?;
-        if pgoff >= self.nr_pages {
+        // The memory answers every page from `pgoff` to the end, or none past it.
+        let raw = self.mem.direct_access(pgoff, nr_pages, mode)?;
+        if raw.pages == 0 {
             return Ok(RawAccess::none());
         }
-        let to_end = self.nr_pages - pgoff;
-        let addr = self
-            .region
-            .ptr_at(pgoff as usize * PAGE_SIZE)
-            .expect("pgoff < nr_pages is inside the region");
-        let pfn = Pfn(addr.as_ptr() as u64 >> dax_device::PAGE_SHIFT);
-        let answer = |pages: u64| Ok(RawAccess { addr, pfn, pages });
+        let to_end = raw.pages;
+        let answer = |pages: u64| Ok(RawAccess { pages, ..raw });
         if self.badblocks.is_empty() {
             return answer(to_end);
         }
@@ -890,7 +768,7 @@ unsafe impl DaxOperations for MemDevice {
                     what: "zero_page_range could not clear the poison",
                 })?;
         }
-        self.region.fill_persist(offset as usize, 0, PAGE_SIZE)
+        self.mem.zero(offset, PAGE_SIZE as u64)
     }
 
     /// pmem's `pmem_recovery_write`.
@@ -899,10 +777,9 @@ unsafe impl DaxOperations for MemDevice {
         if self.enter(DevOp::RecoveryWrite).is_err() {
             return Some(0);
         }
-        let Some(offset) = self.region.offset_of(addr.as_ptr()) else {
+        let Some(offset) = self.mem.offset_of(addr.as_ptr()) else {
             return Some(0);
         };
-        let offset = offset as u64;
         let bytes = src.len() as u64;
         if self.check_range(offset, bytes).is_err() {
             return Some(0);
@@ -912,7 +789,7 @@ unsafe impl DaxOperations for MemDevice {
         let len = (in_page + bytes).div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64;
         let len = len.min(self.size() - page_start);
         if !self.has_bad_sectors(page_start, len) {
-            return Some(if self.region.write_persist(offset as usize, src).is_ok() {
+            return Some(if self.mem.write(offset, src).is_ok() {
                 src.len()
             } else {
                 0
@@ -925,7 +802,7 @@ unsafe impl DaxOperations for MemDevice {
             Ok(c) if c == 0 || c == len => c,
             _ => return Some(0),
         };
-        if self.region.write_persist(offset as usize, src).is_err() {
+        if self.mem.write(offset, src).is_err() {
             return Some(0);
         }
         // Only after the data is in place, so concurrent readers keep failing until
@@ -944,18 +821,15 @@ unsafe impl DaxOperations for MemDevice {
             .map(|p| (p - dev_offset) as usize)
     }
 
+    /// The memory's flush ([`MemDriver`]'s: a fence, and `fdatasync` for a file on a
+    /// disk).
     fn flush(&self) -> Result<(), DaxError> {
         self.enter(DevOp::Flush)?;
-        dax_device::persist::drain();
-        Ok(())
+        self.mem.flush()
     }
 
     fn map_source(&self) -> Option<MapSource<'_>> {
-        self.region.fd().map(|fd| MapSource {
-            fd: fd.as_fd(),
-            offset: 0,
-            page_size: self.page_size,
-        })
+        self.mem.map_source()
     }
 }
 
@@ -970,13 +844,7 @@ pub fn memory_failure(
     nr_pages: u64,
     flags: MfFlags,
 ) -> Result<(), DaxError> {
-    let base = dev
-        .driver()
-        .region
-        .ptr_at(0)
-        .expect("offset 0 is inside")
-        .as_ptr() as u64
-        >> dax_device::PAGE_SHIFT;
+    let base = dev.driver().mem.base_pfn().0;
     let pgoff = pfn
         .0
         .checked_sub(base)

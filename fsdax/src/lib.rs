@@ -6,11 +6,12 @@
 //! straight between the caller and device memory, and `mmap` maps device pages into
 //! the process. In Linux that is `fs/dax.c` with the iomap layer. `fsdax` is the same
 //! core as a library, with the kernel's semantics case by case and its errno and
-//! `VM_FAULT_*` values. It re-exports the layers, and two optional parts:
+//! `VM_FAULT_*` values. It re-exports the layers and a driver, and two optional parts:
 //!
 //! | module | crate | what it owns | kernel counterpart |
 //! |---|---|---|---|
 //! | [`device`] | `dax-device` | the driver contract ([`DaxOperations`](device::DaxOperations)), the device and its lifecycle ([`DaxDevice`](device::DaxDevice)), media errors ([`Badblocks`](device::Badblocks)), persistent copies ([`persist`](device::persist)), and the error type of every layer ([`DaxError`](device::DaxError)) | `drivers/dax/super.c`, `include/linux/dax.h`, `block/badblocks.c` |
+//! | [`drivers`] (feature `drivers`) | `dax-drivers` | [`MemDriver`](drivers::MemDriver), a driver with safe constructors over anonymous memory, a memfd, shmem THP, hugetlb, a regular file (persistent), `/dev/daxX.Y` or your own fd | `drivers/nvdimm/pmem.c`, `drivers/dax/device.c` |
 //! | [`iomap`] | `dax-iomap` | how a filesystem describes a file ([`IomapOps`](iomap::IomapOps), [`Iomap`](iomap::Iomap)) and the file I/O built on it: [`dax_iomap_rw`](iomap::dax_iomap_rw), zeroing, copy-on-write, fiemap and seek | `fs/iomap/*`, `fs/dax.c` |
 //! | [`fault`] | `dax-fault` | each file's mapping index and the page-fault engine ([`dax_iomap_fault`](fault::dax_iomap_fault)) for 4 KiB and 2 MiB faults, `MAP_SYNC`, writeback, invalidation, layout breaking and memory failure, over a [`PageTable`](fault::PageTable) | `fs/dax.c`, the DAX parts of `mm/memory.c` |
 //! | [`mmu`] (feature `mmu`) | `dax-fault` | real mappings: map a file into this process, then load and store through a pointer while the engine serves the faults | the MMU |
@@ -24,6 +25,9 @@
 //!   handlers when the first mapping is made. Without it the engine still runs over
 //!   any [`PageTable`](fault::PageTable), such as the recorded
 //!   [`SimPageTable`](fault::sim::SimPageTable).
+//! - `drivers` (default): the [`drivers`] module and [`MemDriver`](drivers::MemDriver)
+//!   in the prelude, so a filesystem runs on a memfd, a file or hugetlb with no
+//!   `unsafe` of its own.
 //! - `testing`: the [`testing`] module (the test device and TestFs).
 //!
 //! # A filesystem in a few lines
@@ -63,8 +67,8 @@
 //!     }
 //! }
 //!
-//! // Any driver will do; this one is the test device, over anonymous memory.
-//! let dev: Arc<DaxDevice> = dax_testdev::MemDevice::builder().size(1 << 20).build()?;
+//! // Any driver will do; this one is a memfd.
+//! let dev: Arc<DaxDevice> = MemDriver::memfd(1 << 20)?.into_device();
 //! let file = WholeDevice { dev, size: 1 << 20 };
 //! assert_eq!(dax_iomap_write(&file, &file, 8192, b"hello, device")?, 13);
 //! let mut buf = [0u8; 13];
@@ -110,6 +114,15 @@ pub mod mmu {
     pub use dax_fault::mmu::*;
 }
 
+/// Drivers over anonymous memory, memfd, shmem THP, hugetlb, regular files,
+/// `/dev/daxX.Y` and your own fd, with safe constructors (the `dax-drivers` crate).
+#[cfg(feature = "drivers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drivers")))]
+pub mod drivers {
+    #[doc(inline)]
+    pub use dax_drivers::*;
+}
+
 /// The test device and TestFs (the `dax-testdev` crate).
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -124,6 +137,8 @@ pub mod prelude {
         DaxAccessMode, DaxDevice, DaxError, DaxHolder, DaxOperations, FsDax, MfFlags, PAGE_SIZE,
         PMD_PAGES, PMD_SIZE, Pfn,
     };
+    #[cfg(feature = "drivers")]
+    pub use dax_drivers::MemDriver;
     #[cfg(all(target_os = "linux", feature = "mmu"))]
     pub use dax_fault::mmu::{MapOptions, MmuMapping};
     pub use dax_fault::{

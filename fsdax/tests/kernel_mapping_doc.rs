@@ -1,9 +1,9 @@
 //! Keeps `docs/kernel-mapping.md` honest: every dax-rs item and every test it names
 //! must exist in the workspace sources.
 //!
-//! The sources are the `.rs` files under the crates `dax-device`, `dax-iomap`,
-//! `dax-fault`, `dax-testdev` and `fsdax` (this file excepted, so that a name written
-//! here cannot vouch for itself). They are read as text: comments, string and
+//! The sources are the `.rs` files under the crates `dax-device`, `dax-drivers`,
+//! `dax-iomap`, `dax-fault`, `dax-testdev` and `fsdax` (this file excepted, so that a
+//! name written here cannot vouch for itself). They are read as text: comments, string and
 //! character literals are blanked, then a small scanner follows the braces and records
 //! what each block declares.
 //!
@@ -58,6 +58,7 @@ use std::path::{Path, PathBuf};
 /// The crates whose sources are scanned (directory names; `-` becomes `_` for paths).
 const CRATES: &[&str] = &[
     "dax-device",
+    "dax-drivers",
     "dax-iomap",
     "dax-fault",
     "dax-testdev",
@@ -71,6 +72,10 @@ const NOT_ITEMS: &[(&str, &str)] = &[
         "std::sync::Arc, in \"dropping the last `Arc<DaxDevice>`\"",
     ),
     ("None", "Option::None, in \"(`None` once dead)\""),
+    (
+        "fdatasync",
+        "the system call MemDriver's flush makes for a file on a disk",
+    ),
     (
         "mprotect",
         "the libc call the mmu backend uses for dirty tracking",

@@ -1,14 +1,14 @@
-//! The memory behind a [`MemDevice`](crate::MemDevice): one mapping, 2 MiB aligned,
-//! and the bounds-checked raw copies every other module uses to reach it.
+//! The memory behind a [`MemDriver`](crate::MemDriver): one mapping, 2 MiB aligned
+//! (or more), and the bounds-checked raw copies every other module uses to reach it.
 //!
-//! This is the only module of the crate with `unsafe` code. Device memory is never
-//! exposed as a slice: other threads, mappings of the same fd and other processes may
-//! write it at any time.
+//! With the `unsafe impl DaxOperations` in `driver.rs`, this is the only `unsafe`
+//! code of the crate. Device memory is never exposed as a slice: other threads,
+//! mappings of the same fd and other processes may write it at any time.
 //!
-//! The mapping is placed at a 2 MiB-aligned address so that pfns (address >> 12) of
-//! 2 MiB-aligned device offsets are 512-aligned, as the PMD fault rules expect. It is
-//! made with rustix rather than memmap2 because memmap2 cannot place a mapping at a
-//! chosen (aligned) address.
+//! The mapping is placed at a 2 MiB-aligned address (the device-dax alignment when
+//! that is larger) so that pfns (address >> 12) of 2 MiB-aligned device offsets are
+//! 512-aligned, as the PMD fault rules expect. It is made with rustix rather than
+//! memmap2 because memmap2 cannot place a mapping at a chosen (aligned) address.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
@@ -39,13 +39,15 @@ fn os_err(what: &'static str, e: rustix::io::Errno) -> DaxError {
 
 impl Region {
     /// Maps `len` bytes of `fd` (from offset 0), or anonymous memory when `fd` is
-    /// `None`, read-write and shared, at a 2 MiB-aligned address. `populate` prefaults
-    /// every page (`MAP_POPULATE`); `huge` asks for transparent huge pages
-    /// (`MADV_HUGEPAGE`) before anything is touched, so that shmem allocates 2 MiB
-    /// pages, which every later mapping of the same file can map whole.
+    /// `None`, read-write and shared, at an address aligned to `align` (a power of
+    /// two; 2 MiB at least, whatever is asked). `populate` prefaults every page
+    /// (`MAP_POPULATE`); `huge` asks for transparent huge pages (`MADV_HUGEPAGE`)
+    /// before anything is touched, so that shmem allocates 2 MiB pages, which every
+    /// later mapping of the same file can map whole.
     pub(crate) fn map(
         fd: Option<OwnedFd>,
         len: usize,
+        align: usize,
         populate: bool,
         huge: bool,
     ) -> Result<Region, DaxError> {
@@ -54,7 +56,13 @@ impl Region {
                 what: "device size is zero",
             });
         }
-        let reserve = len.checked_add(PMD_SIZE).ok_or(DaxError::Overflow {
+        if !align.is_power_of_two() {
+            return Err(DaxError::InvalidArgument {
+                what: "mapping alignment is not a power of two",
+            });
+        }
+        let align = align.max(PMD_SIZE);
+        let reserve = len.checked_add(align).ok_or(DaxError::Overflow {
             what: "device size plus alignment slack",
         })?;
         // SAFETY: a fresh PROT_NONE reservation at an address the kernel chooses; it
@@ -68,7 +76,8 @@ impl Region {
             )
         }
         .map_err(|e| os_err("reserving device address space", e))? as usize;
-        let aligned = (base + PMD_SIZE - 1) & !(PMD_SIZE - 1);
+        // Cannot overflow: the kernel placed `reserve = len + align` bytes at `base`.
+        let aligned = (base + align - 1) & !(align - 1);
         let mut flags = MapFlags::SHARED | MapFlags::FIXED;
         if populate && !huge {
             flags |= MapFlags::POPULATE;
@@ -77,8 +86,8 @@ impl Region {
         let target = aligned as *mut libc::c_void;
         let mapped = match &fd {
             // SAFETY: `aligned .. aligned + len` lies inside the reservation made above
-            // (aligned - base < PMD_SIZE and reserve = len + PMD_SIZE), which nothing
-            // else uses, so MAP_FIXED replaces only our own PROT_NONE pages.
+            // (aligned - base < align and reserve = len + align), which nothing else
+            // uses, so MAP_FIXED replaces only our own PROT_NONE pages.
             Some(fd) => unsafe { rustix::mm::mmap(target, len, prot, flags, fd.as_fd(), 0) },
             // SAFETY: as above.
             None => unsafe { rustix::mm::mmap_anonymous(target, len, prot, flags) },
@@ -128,6 +137,16 @@ impl Region {
             len,
             fd,
         })
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Address of byte 0, as a number (it is never dereferenced through this).
+    pub(crate) fn base_addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
     }
 
     pub(crate) fn fd(&self) -> Option<&OwnedFd> {
