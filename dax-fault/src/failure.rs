@@ -6,7 +6,7 @@ use dax_device::{DaxError, MfFlags, PMD_PAGES, Pfn};
 
 use crate::index::LockedEntry;
 use crate::mapping::DaxMapping;
-use crate::pages::{self, Owner};
+use crate::page_state::{self, Owner};
 use crate::pagetable::{PmdSlot, Pte};
 
 /// What [`dax_lock_mapping_entry`] found.
@@ -78,7 +78,7 @@ fn kill_page(m: &DaxMapping, i: u64, flags: MfFlags) {
         let entry = e.entry();
         let pfn = entry.pfn.add(i - e.start());
         if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
-            pages::set_hwpoison(pfn);
+            page_state::set_hwpoison(pfn);
         }
         kill(m, i, pfn, entry.pages(), e.start());
     }
@@ -114,10 +114,10 @@ pub fn dax_memory_failure(pfn: Pfn, flags: MfFlags) -> Result<(), DaxError> {
     let busy = || DaxError::Busy {
         what: "device page has no single owning file",
     };
-    let Some((Owner::File(weak, start), head, order)) = pages::owner(pfn) else {
+    let Some((Owner::File(weak, start), head, order)) = page_state::owner(pfn) else {
         return Err(busy());
     };
-    let Some(m) = weak.upgrade() else {
+    let Some(m) = weak.upgrade().and_then(|o| o.downcast::<DaxMapping>().ok()) else {
         return Err(busy());
     };
     let index = start + (pfn.0 - head.0);
@@ -129,7 +129,7 @@ pub fn dax_memory_failure(pfn: Pfn, flags: MfFlags) -> Result<(), DaxError> {
         return Err(busy());
     }
     if !flags.contains(MfFlags::MEM_PRE_REMOVE) {
-        pages::set_hwpoison(pfn);
+        page_state::set_hwpoison(pfn);
     }
     kill(&m, index, pfn, 1u64 << order, e.start());
     drop(e);

@@ -9,9 +9,10 @@ use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapIter, IomapOps, IomapType, Ite
 
 use crate::index::{Entry, EntryKind, LockedEntry};
 use crate::mapping::DaxMapping;
-use crate::pages;
+use crate::mapping::Vmf;
+use crate::page_state;
 use crate::pagetable::{Inserted, MapTarget, PmdSlot, PmdValue, PteValue};
-use crate::vm::{VmFault, Vmf};
+use crate::vm::VmFault;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
@@ -210,7 +211,7 @@ fn prepare_run_after(vmf: &Vmf<'_>, pfn: Pfn, pgoff: u64, max: u64) -> u64 {
     let mapping = vmf.vma().mapping();
     let first = vmf.pgoff() + 1;
     let (n, created) = mapping.index().prepare_run(first, max, pfn, pgoff);
-    pages::associate_units(pfn, 0, first, &created, mapping);
+    page_state::associate_units(pfn, 0, first, &created, mapping);
     n
 }
 
@@ -481,10 +482,10 @@ fn insert_entry(
     );
     if now == new && old != new {
         if old.kind == EntryKind::Real {
-            pages::disassociate(old.pfn);
+            page_state::disassociate(old.pfn);
         }
         if new.kind == EntryKind::Real {
-            pages::associate(new.pfn, new.order, &mapping.arc(), entry.start(), shared);
+            page_state::associate(new.pfn, new.order, &mapping.arc(), entry.start(), shared);
         }
     }
 }
@@ -544,7 +545,7 @@ fn insert_pmd_run(vmf: &Vmf<'_>, index: u64, target: &MapTarget<'_>, more: u64) 
         target.pfn.add(PMD_PAGES),
         target.pgoff + PMD_PAGES,
     );
-    pages::associate_units(
+    page_state::associate_units(
         target.pfn.add(PMD_PAGES),
         PMD_ORDER,
         next,

@@ -180,7 +180,7 @@ pub enum GrabError {
 }
 
 #[derive(Clone, Copy)]
-struct Slot {
+struct EntrySlot {
     entry: Entry,
     locked: bool,
     marks: Marks,
@@ -188,7 +188,7 @@ struct Slot {
     pgoff: u64,
 }
 
-impl Slot {
+impl EntrySlot {
     fn info(&self, start: u64) -> EntryInfo {
         EntryInfo {
             start,
@@ -209,7 +209,7 @@ struct Queue {
 
 #[derive(Default)]
 struct Inner {
-    slots: SparseMap<Slot>,
+    slots: SparseMap<EntrySlot>,
     nrpages: u64,
     queues: HashMap<u64, Queue>,
 }
@@ -263,7 +263,7 @@ impl Inner {
         }
     }
 
-    fn remove(&mut self, key: u64) -> Option<Slot> {
+    fn remove(&mut self, key: u64) -> Option<EntrySlot> {
         let slot = self.slots.remove(key)?;
         self.nrpages -= slot.entry.pages();
         self.wake_all(key);
@@ -479,7 +479,7 @@ impl MappingIndex {
                     let entry = Entry::empty(order);
                     g.slots.insert(
                         start,
-                        Slot {
+                        EntrySlot {
                             entry,
                             locked: true,
                             marks: Marks::empty(),
@@ -501,7 +501,7 @@ impl MappingIndex {
     /// Walks the entries overlapping page range `first ..= last`, waiting for each
     /// locked one, and lets `f` decide what to do with it under the index lock: keep
     /// it (`false`) or remove it (`true`). Entries kept are passed on to the next waiter.
-    fn walk(&self, first: u64, last: u64, mut f: impl FnMut(u64, &mut Slot) -> bool) {
+    fn walk(&self, first: u64, last: u64, mut f: impl FnMut(u64, &mut EntrySlot) -> bool) {
         if last < first {
             return;
         }
@@ -680,7 +680,7 @@ impl MappingIndex {
             }
         });
         g.slots.insert_sorted(created.iter().map(|&c| {
-            let slot = Slot {
+            let slot = EntrySlot {
                 entry: Entry::real(0, pfn.add(c)),
                 locked: false,
                 marks: Marks::empty(),
@@ -716,7 +716,7 @@ impl MappingIndex {
                 None => {
                     g.slots.insert(
                         idx,
-                        Slot {
+                        EntrySlot {
                             entry: want,
                             locked: false,
                             marks: Marks::empty(),

@@ -11,7 +11,7 @@ use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
 use crate::index::EntryKind;
 use crate::invalidate::{dax_delete_mapping_range, page_range};
 use crate::mapping::{DaxMapping, MappedVma};
-use crate::pages;
+use crate::page_state;
 use crate::pagetable::{PmdSlot, Pte};
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -46,7 +46,7 @@ impl PagePins {
 impl Drop for PagePins {
     fn drop(&mut self) {
         for &p in &self.pfns {
-            pages::unpin(p);
+            page_state::unpin(p);
         }
     }
 }
@@ -81,7 +81,7 @@ pub fn pin_user_pages(
         if write && !writable {
             return Err(fault());
         }
-        pages::pin(pfn);
+        page_state::pin(pfn);
         pins.pfns.push(pfn);
     }
     Ok(pins)
@@ -99,7 +99,7 @@ pub fn dax_layout_busy_page_range(mapping: &DaxMapping, start: u64, end: u64) ->
     let mut busy = None;
     mapping.index().for_each(first, last, |e| {
         if busy.is_none() && e.entry.kind == EntryKind::Real {
-            busy = pages::first_pinned(e.entry.pfn, e.entry.pages());
+            busy = page_state::first_pinned(e.entry.pfn, e.entry.pages());
         }
     });
     busy
@@ -136,7 +136,7 @@ pub fn dax_break_layout(
             return Err(restart("busy DAX page and no wait callback"));
         };
         let wait = || {
-            pages::wait_idle(busy, Duration::from_millis(10));
+            page_state::wait_idle(busy, Duration::from_millis(10));
         };
         if cb(&wait).is_err() {
             return Err(restart("layout break interrupted while waiting"));
@@ -206,7 +206,7 @@ pub fn dax_break_layout_relocking<G>(
 /// then deletes every entry (`dax_break_layout_final`, at inode eviction).
 pub fn dax_break_layout_final(mapping: &DaxMapping) {
     while let Some(busy) = dax_layout_busy_page(mapping) {
-        pages::wait_idle(busy, Duration::from_millis(10));
+        page_state::wait_idle(busy, Duration::from_millis(10));
     }
     dax_delete_mapping_range(mapping, 0, u64::MAX);
 }

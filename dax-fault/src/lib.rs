@@ -39,7 +39,7 @@ mod mm;
 #[cfg(all(target_os = "linux", feature = "mmu"))]
 #[cfg_attr(docsrs, doc(cfg(all(target_os = "linux", feature = "mmu"))))]
 pub mod mmu;
-pub mod pages;
+mod page_state;
 mod pagetable;
 pub mod sim;
 mod sync;
@@ -55,7 +55,15 @@ pub use layout::{
     BreakLayoutWait, ERESTARTSYS, dax_break_layout, dax_break_layout_final, dax_break_layout_inode,
     dax_break_layout_relocking, dax_layout_busy_page, dax_layout_busy_page_range,
 };
-pub use mapping::{DaxMapping, FaultStats, MappedVma, VmOps};
+pub use mapping::{DaxMapping, FaultStats, MappedVma, VmOps, Vmf};
 pub use pagetable::{Inserted, MapTarget, PageTable, PmdSlot, PmdValue, Pte, PteValue};
-pub use vm::{FaultFlags, VmFault, Vma, Vmf};
+pub use vm::{FaultFlags, VmFault, Vma};
+/// Per-device-page state, as the kernel keeps it in `struct page`: HWPoison
+/// (`PageHWPoison`), and references other than page-table mappings, which make a page
+/// "busy" for layout breaking: pins, standing in for `get_user_pages` and DMA. Pfns
+/// are unique per process, so one table serves every device.
+pub mod pages {
+    pub use crate::layout::{PagePins, pin_user_pages};
+    pub use crate::page_state::{clear_page_hwpoison, page_hwpoison, page_pins};
+}
 pub use writeback::{SyncMode, WritebackControl, dax_writeback_mapping_range};

@@ -7,20 +7,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use dax_device::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
-use dax_iomap::MappingOps;
 use parking_lot::Mutex;
 
 use crate::index::{Entry, EntryKind, MappingIndex};
-use crate::pages;
+use crate::page_state;
 use crate::pagetable::PageTable;
-use crate::vm::{VmFault, Vma, Vmf};
-use crate::writeback::{WritebackControl, dax_writeback_mapping_range};
+use crate::vm::{FaultFlags, VmFault, Vma};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
 fn disassociate_removed(e: &Entry) {
     if e.kind == EntryKind::Real {
-        pages::disassociate(e.pfn);
+        page_state::disassociate(e.pfn);
     }
 }
 
@@ -111,7 +109,7 @@ impl DaxMapping {
     }
 
     /// The mapping of a file whose block size is `block_size` (`i_blocksize`); DAX
-    /// writeback refuses anything but 4 KiB ([`dax_writeback_mapping_range`]).
+    /// writeback refuses anything but 4 KiB ([`dax_writeback_mapping_range`](crate::dax_writeback_mapping_range)).
     pub fn with_block_size(dev: Arc<DaxDevice>, block_size: u64) -> Arc<DaxMapping> {
         Arc::new_cyclic(|this| DaxMapping {
             index: MappingIndex::with_remove_hook(disassociate_removed),
@@ -294,36 +292,6 @@ impl Drop for DaxMapping {
     }
 }
 
-impl MappingOps for DaxMapping {
-    fn clear_dirty_range(&self, first: u64, last: u64) {
-        self.index.clear_dirty_range(first, last);
-    }
-
-    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
-        if last < first {
-            return Ok(());
-        }
-        let all = self.index.invalidate_clean(first, last);
-        // `last` may be u64::MAX ("to the end"): the count saturates, it never wraps.
-        self.unmap_mapping_pages(first, (last - first).saturating_add(1), false);
-        if all {
-            Ok(())
-        } else {
-            Err(DaxError::Busy {
-                what: "dirty DAX entries kept in the invalidated range",
-            })
-        }
-    }
-
-    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError> {
-        dax_writeback_mapping_range(self, &self.dev, &WritebackControl::sync_all(start, end))
-    }
-
-    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)> {
-        self.index.next_entry(first, last)
-    }
-}
-
 /// One user mapping of a file (a `vm_area_struct` in the file's `i_mmap`): the
 /// [`Vma`], the address space it lives in, and the SIGBUS signals memory failure sent
 /// to its users. From [`DaxMapping::mmap`]; dropping it unmaps it (`munmap`).
@@ -387,5 +355,93 @@ impl MappedVma {
 impl Drop for MappedVma {
     fn drop(&mut self) {
         self.pt.release(self.vma.start(), self.vma.len());
+    }
+}
+
+/// One fault (`struct vm_fault`): the mapping it hit, the address, the file page and
+/// why it happened.
+#[derive(Clone, Copy)]
+pub struct Vmf<'a> {
+    vma: &'a MappedVma,
+    address: u64,
+    pgoff: u64,
+    flags: FaultFlags,
+}
+
+impl fmt::Debug for Vmf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vmf")
+            .field("vma", self.vma.vma())
+            .field("address", &format_args!("{:#x}", self.address))
+            .field("pgoff", &self.pgoff)
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+impl<'a> Vmf<'a> {
+    /// A fault at `address` (any byte of the page) in `vma`.
+    ///
+    /// [`DaxError::InvalidArgument`] when the address is outside the mapping, a store
+    /// hits a mapping without `PROT_WRITE` (the memory manager answers that with
+    /// SIGSEGV before any handler runs), or a `MKWRITE` fault names a private mapping
+    /// (the memory manager never sends one there: it copies the page itself).
+    pub fn new(vma: &'a MappedVma, address: u64, flags: FaultFlags) -> Result<Vmf<'a>, DaxError> {
+        let v = vma.vma();
+        if !v.contains(address) {
+            return Err(DaxError::InvalidArgument {
+                what: "fault address outside the mapping",
+            });
+        }
+        if flags.contains(FaultFlags::WRITE) && !v.is_writable() {
+            return Err(DaxError::InvalidArgument {
+                what: "write fault on a mapping without write permission",
+            });
+        }
+        if flags.contains(FaultFlags::MKWRITE) && !v.is_shared() {
+            // The memory manager copies a private page itself on a store to a
+            // read-only one (`wp_page_copy`); `pfn_mkwrite` is only for shared ones.
+            return Err(DaxError::InvalidArgument {
+                what: "a mkwrite fault on a private mapping (a store there goes to a private copy)",
+            });
+        }
+        let address = address & !(PAGE_SIZE as u64 - 1);
+        Ok(Vmf {
+            vma,
+            address,
+            pgoff: v.page_index(address),
+            flags,
+        })
+    }
+
+    /// The mapping the fault hit (`vmf->vma`).
+    pub fn vma(&self) -> &'a MappedVma {
+        self.vma
+    }
+
+    /// The page-aligned faulting address (`vmf->address`).
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+
+    /// The file page (`vmf->pgoff`).
+    pub fn pgoff(&self) -> u64 {
+        self.pgoff
+    }
+
+    /// Why the fault happened (`vmf->flags`).
+    pub fn flags(&self) -> FaultFlags {
+        self.flags
+    }
+
+    /// Whether the fault is a store.
+    pub fn is_write(&self) -> bool {
+        self.flags.contains(FaultFlags::WRITE)
+    }
+
+    /// Whether the fault needs a private copy-on-write page (`vmf->cow_page` is set:
+    /// a store to a `MAP_PRIVATE` mapping that was not yet mapped).
+    pub fn is_cow(&self) -> bool {
+        self.is_write() && !self.vma.vma().is_shared() && !self.flags.contains(FaultFlags::MKWRITE)
     }
 }

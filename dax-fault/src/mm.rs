@@ -6,8 +6,9 @@
 use dax_device::{PMD_ORDER, PMD_SIZE};
 
 use crate::mapping::MappedVma;
+use crate::mapping::Vmf;
 use crate::pagetable::{PageTable, PmdSlot};
-use crate::vm::{FaultFlags, VmFault, Vmf};
+use crate::vm::{FaultFlags, VmFault};
 
 const PMD: u64 = PMD_SIZE as u64;
 
@@ -15,7 +16,7 @@ const PMD: u64 = PMD_SIZE as u64;
 pub(crate) const MAX_FAULTS_PER_ACCESS: usize = 32;
 
 /// What the fault dispatch needs from an address space beyond [`PageTable`].
-pub(crate) trait MmSpace: PageTable {
+pub(crate) trait FaultSpace: PageTable {
     /// Whether `addr` is mapped (`Some`), and whether stores pass without a fault.
     fn present(&self, addr: u64) -> Option<bool>;
 
@@ -38,7 +39,7 @@ pub(crate) trait MmSpace: PageTable {
 /// the handler did not finish, for a mapping without a handler, or for an access that
 /// still faults after [`MAX_FAULTS_PER_ACCESS`] tries.
 pub(crate) fn handle_mm_fault(
-    space: &dyn MmSpace,
+    space: &dyn FaultSpace,
     vma: &MappedVma,
     addr: u64,
     write: bool,
@@ -54,7 +55,7 @@ pub(crate) fn handle_mm_fault(
 /// hardware retry it, as the kernel does after NOPAGE (other threads keep changing
 /// the mapping under a contended access; it is never given up with a signal).
 pub(crate) fn handle_mm_fault_retrying(
-    space: &dyn MmSpace,
+    space: &dyn FaultSpace,
     vma: &MappedVma,
     addr: u64,
     write: bool,

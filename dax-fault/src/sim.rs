@@ -9,7 +9,7 @@ use crate::sync::Mutex;
 use dax_device::{DaxAccessMode, DaxError, PAGE_SIZE, PMD_PAGES, PMD_SIZE, Pfn};
 
 use crate::mapping::MappedVma;
-use crate::mm::{MAX_FAULTS_PER_ACCESS, MmSpace, handle_mm_fault};
+use crate::mm::{FaultSpace, MAX_FAULTS_PER_ACCESS, handle_mm_fault};
 use crate::pagetable::{Inserted, PageTable, PmdSlot, PmdValue, Pte, PteValue};
 use crate::vm::VmFault;
 
@@ -640,7 +640,7 @@ impl SimTarget {
     }
 }
 
-impl MmSpace for SimPageTable {
+impl FaultSpace for SimPageTable {
     fn present(&self, addr: u64) -> Option<bool> {
         self.resolve(addr).map(|t| t.is_writable())
     }

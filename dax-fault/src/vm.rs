@@ -7,8 +7,6 @@ use std::fmt;
 
 use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE};
 
-use crate::mapping::MappedVma;
-
 bitflags::bitflags! {
     /// The result of a fault handler (`vm_fault_t`), with the kernel's bit values
     /// (include/linux/mm_types.h). An empty value is the PMD handler's "0: retry".
@@ -274,94 +272,6 @@ impl Vma {
             && pmd
                 .checked_add(PMD_SIZE as u64)
                 .is_some_and(|e| e <= self.end())
-    }
-}
-
-/// One fault (`struct vm_fault`): the mapping it hit, the address, the file page and
-/// why it happened.
-#[derive(Clone, Copy)]
-pub struct Vmf<'a> {
-    vma: &'a MappedVma,
-    address: u64,
-    pgoff: u64,
-    flags: FaultFlags,
-}
-
-impl fmt::Debug for Vmf<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Vmf")
-            .field("vma", self.vma.vma())
-            .field("address", &format_args!("{:#x}", self.address))
-            .field("pgoff", &self.pgoff)
-            .field("flags", &self.flags)
-            .finish()
-    }
-}
-
-impl<'a> Vmf<'a> {
-    /// A fault at `address` (any byte of the page) in `vma`.
-    ///
-    /// [`DaxError::InvalidArgument`] when the address is outside the mapping, a store
-    /// hits a mapping without `PROT_WRITE` (the memory manager answers that with
-    /// SIGSEGV before any handler runs), or a `MKWRITE` fault names a private mapping
-    /// (the memory manager never sends one there: it copies the page itself).
-    pub fn new(vma: &'a MappedVma, address: u64, flags: FaultFlags) -> Result<Vmf<'a>, DaxError> {
-        let v = vma.vma();
-        if !v.contains(address) {
-            return Err(DaxError::InvalidArgument {
-                what: "fault address outside the mapping",
-            });
-        }
-        if flags.contains(FaultFlags::WRITE) && !v.is_writable() {
-            return Err(DaxError::InvalidArgument {
-                what: "write fault on a mapping without write permission",
-            });
-        }
-        if flags.contains(FaultFlags::MKWRITE) && !v.is_shared() {
-            // The memory manager copies a private page itself on a store to a
-            // read-only one (`wp_page_copy`); `pfn_mkwrite` is only for shared ones.
-            return Err(DaxError::InvalidArgument {
-                what: "a mkwrite fault on a private mapping (a store there goes to a private copy)",
-            });
-        }
-        let address = address & !(PAGE_SIZE as u64 - 1);
-        Ok(Vmf {
-            vma,
-            address,
-            pgoff: v.page_index(address),
-            flags,
-        })
-    }
-
-    /// The mapping the fault hit (`vmf->vma`).
-    pub fn vma(&self) -> &'a MappedVma {
-        self.vma
-    }
-
-    /// The page-aligned faulting address (`vmf->address`).
-    pub fn address(&self) -> u64 {
-        self.address
-    }
-
-    /// The file page (`vmf->pgoff`).
-    pub fn pgoff(&self) -> u64 {
-        self.pgoff
-    }
-
-    /// Why the fault happened (`vmf->flags`).
-    pub fn flags(&self) -> FaultFlags {
-        self.flags
-    }
-
-    /// Whether the fault is a store.
-    pub fn is_write(&self) -> bool {
-        self.flags.contains(FaultFlags::WRITE)
-    }
-
-    /// Whether the fault needs a private copy-on-write page (`vmf->cow_page` is set:
-    /// a store to a `MAP_PRIVATE` mapping that was not yet mapped).
-    pub fn is_cow(&self) -> bool {
-        self.is_write() && !self.vma.vma().is_shared() && !self.flags.contains(FaultFlags::MKWRITE)
     }
 }
 

@@ -5,6 +5,8 @@
 
 use dax_device::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE, Pfn};
 
+use dax_iomap::MappingOps;
+
 use crate::mapping::DaxMapping;
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -108,4 +110,36 @@ fn writeback_one(
     }
     entry.unlock_clean();
     Ok(())
+}
+
+/// What the iomap layer asks of a file's mappings (`dax-iomap`'s [`MappingOps`]):
+/// clearing dirty marks, invalidation before a write into new blocks, writeback.
+impl MappingOps for DaxMapping {
+    fn clear_dirty_range(&self, first: u64, last: u64) {
+        self.index().clear_dirty_range(first, last);
+    }
+
+    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
+        if last < first {
+            return Ok(());
+        }
+        let all = self.index().invalidate_clean(first, last);
+        // `last` may be u64::MAX ("to the end"): the count saturates, it never wraps.
+        self.unmap_mapping_pages(first, (last - first).saturating_add(1), false);
+        if all {
+            Ok(())
+        } else {
+            Err(DaxError::Busy {
+                what: "dirty DAX entries kept in the invalidated range",
+            })
+        }
+    }
+
+    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError> {
+        dax_writeback_mapping_range(self, self.device(), &WritebackControl::sync_all(start, end))
+    }
+
+    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)> {
+        self.index().next_entry(first, last)
+    }
 }

@@ -83,7 +83,7 @@ use crate::mapping::{DaxMapping, MappedVma, VmOps};
 use crate::mm::handle_mm_fault;
 use crate::vm::{VmFault, Vma};
 use crate::writeback::{WritebackControl, dax_writeback_mapping_range};
-use space::{MmuSpace, Shadow};
+use space::{MmuPageTable, Shadow};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const PMD: u64 = PMD_SIZE as u64;
@@ -384,7 +384,7 @@ impl MmuMapping {
                 .writable(opts.writable)
                 .sync(opts.sync)
                 .huge(opts.huge);
-            mapping.mmap_with(vma, Arc::new(MmuSpace), ops)
+            mapping.mmap_with(vma, Arc::new(MmuPageTable), ops)
         })();
         let vma = match made {
             Ok(v) => v,
@@ -477,7 +477,7 @@ impl MmuMapping {
                     return Err(VmFault::SIGSEGV);
                 }
                 if s.present(a).is_none_or(|w| write && !w) {
-                    handle_mm_fault(&MmuSpace, &self.vma, a, write)?;
+                    handle_mm_fault(&MmuPageTable, &self.vma, a, write)?;
                 }
                 if s.is_huge(a) {
                     a = (a & !(PMD - 1)) + PMD;
@@ -600,7 +600,7 @@ impl MmuMapping {
     pub fn madvise_dontneed(&self, offset: usize, len: usize) -> Result<(), DaxError> {
         let (lo, hi) = self.span(offset, len)?;
         if lo < hi {
-            crate::pagetable::PageTable::unmap(&MmuSpace, lo, hi - lo, true);
+            crate::pagetable::PageTable::unmap(&MmuPageTable, lo, hi - lo, true);
         }
         Ok(())
     }

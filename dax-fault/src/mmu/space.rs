@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 
 use super::sys::{self, Access};
 use crate::mapping::MappedVma;
-use crate::mm::{MmSpace, handle_mm_fault_retrying};
+use crate::mm::{FaultSpace, handle_mm_fault_retrying};
 use crate::pagetable::{Inserted, MapTarget, PageTable, PmdSlot, PmdValue, Pte, PteValue};
 use crate::vm::VmFault;
 
@@ -409,7 +409,7 @@ fn runs(t: &Ptes, lo: u64, hi: u64, mut pick: impl FnMut(&AtomicU64) -> bool) ->
 
 const MAX_MAPPINGS: usize = 1024;
 
-struct Slot {
+struct LiveSlot {
     start: AtomicU64,
     end: AtomicU64,
     shadow: AtomicPtr<Shadow>,
@@ -417,18 +417,18 @@ struct Slot {
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const SLOT: Slot = Slot {
+const LIVE_SLOT: LiveSlot = LiveSlot {
     start: AtomicU64::new(u64::MAX),
     end: AtomicU64::new(0),
     shadow: AtomicPtr::new(std::ptr::null_mut()),
     users: AtomicUsize::new(0),
 };
-static SLOTS: [Slot; MAX_MAPPINGS] = [SLOT; MAX_MAPPINGS];
+static SLOTS: [LiveSlot; MAX_MAPPINGS] = [LIVE_SLOT; MAX_MAPPINGS];
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 
 /// A use of a published shadow; the mapping cannot go away while it lives.
 pub(crate) struct ShadowRef {
-    slot: &'static Slot,
+    slot: &'static LiveSlot,
     shadow: *const Shadow,
 }
 
@@ -570,7 +570,7 @@ pub(crate) fn resolve(addr: u64, access: Access) -> Option<Result<(), VmFault>> 
     }
     drop(r);
     Some(
-        match handle_mm_fault_retrying(&MmuSpace, &vma, addr, write) {
+        match handle_mm_fault_retrying(&MmuPageTable, &vma, addr, write) {
             // Still contended: return, and the access faults again if it must.
             Err(VmFault::RETRY) => Ok(()),
             r => r,
@@ -580,7 +580,7 @@ pub(crate) fn resolve(addr: u64, access: Access) -> Option<Result<(), VmFault>> 
 
 /// The process's address space (all state is in the registry and the shadows).
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct MmuSpace;
+pub(crate) struct MmuPageTable;
 
 fn not_ours() -> DaxError {
     DaxError::Fault {
@@ -621,7 +621,7 @@ fn with_pte_slot(
     f(s, b, b.ptes(), slot(addr))
 }
 
-impl PageTable for MmuSpace {
+impl PageTable for MmuPageTable {
     fn pte(&self, addr: u64) -> Option<Pte> {
         let r = lookup(addr)?;
         let s = r.get();
@@ -1018,7 +1018,7 @@ impl PageTable for MmuSpace {
     }
 }
 
-impl MmSpace for MmuSpace {
+impl FaultSpace for MmuPageTable {
     fn present(&self, addr: u64) -> Option<bool> {
         lookup(addr)?.get().present(addr)
     }

@@ -6,6 +6,7 @@
 //!
 //! Pfns are unique per process (see [`Pfn`]), so one table serves every device.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
@@ -13,21 +14,22 @@ use std::time::Duration;
 use dax_device::{PMD_PAGES, Pfn};
 use parking_lot::{Condvar, Mutex};
 
-use crate::mapping::DaxMapping;
-
-pub use crate::layout::{PagePins, pin_user_pages};
+/// The file a device page belongs to, as this table sees it: any mapping type, so the
+/// table depends on nothing above it (the memory-failure path downcasts it back to
+/// a `DaxMapping`).
+pub(crate) type OwnerRef = Weak<dyn Any + Send + Sync>;
 
 /// Who a device page belongs to.
 #[derive(Clone)]
 pub(crate) enum Owner {
     /// One file page: the mapping and the file page index of the entry's start.
-    File(Weak<DaxMapping>, u64),
+    File(OwnerRef, u64),
     /// Reflinked blocks mapped by this many entries (the owner is unknown).
     Shared(u32),
 }
 
 #[derive(Clone)]
-struct Meta {
+struct PageMeta {
     /// 0 or 9: a PMD entry makes its 512 pages one unit.
     order: u32,
     owner: Owner,
@@ -36,7 +38,7 @@ struct Meta {
 #[derive(Default)]
 struct Table {
     /// By head pfn.
-    meta: BTreeMap<u64, Meta>,
+    meta: BTreeMap<u64, PageMeta>,
     /// Extra references by pfn (pins).
     pins: BTreeMap<u64, u32>,
     /// Poisoned pfns (`PageHWPoison`).
@@ -55,7 +57,13 @@ static PAGES: LazyLock<Pages> = LazyLock::new(|| Pages {
 
 /// Records that `pages` device pages from `pfn` now back file page `index` of
 /// `mapping` (or, with `shared`, one more file: `dax_associate_entry`).
-pub(crate) fn associate(pfn: Pfn, order: u32, mapping: &Arc<DaxMapping>, index: u64, shared: bool) {
+pub(crate) fn associate<M: Any + Send + Sync>(
+    pfn: Pfn,
+    order: u32,
+    mapping: &Arc<M>,
+    index: u64,
+    shared: bool,
+) {
     let mut t = PAGES.table.lock();
     match t.meta.get_mut(&pfn.0) {
         Some(m) if shared => {
@@ -67,9 +75,9 @@ pub(crate) fn associate(pfn: Pfn, order: u32, mapping: &Arc<DaxMapping>, index: 
         _ => {
             t.meta.insert(
                 pfn.0,
-                Meta {
+                PageMeta {
                     order,
-                    owner: Owner::File(Arc::downgrade(mapping), index),
+                    owner: Owner::File(Arc::downgrade(mapping) as OwnerRef, index),
                 },
             );
         }
@@ -79,20 +87,20 @@ pub(crate) fn associate(pfn: Pfn, order: u32, mapping: &Arc<DaxMapping>, index: 
 /// [`associate`] for units of `2^order` pages, `pfn + o * 2^order` backing file pages
 /// from `index + o * 2^order`, for each offset `o` in `offsets`, under one lock (the
 /// units fault-around created entries for).
-pub(crate) fn associate_units(
+pub(crate) fn associate_units<M: Any + Send + Sync>(
     pfn: Pfn,
     order: u32,
     index: u64,
     offsets: &[u64],
-    mapping: &Arc<DaxMapping>,
+    mapping: &Arc<M>,
 ) {
     let mut t = PAGES.table.lock();
-    let weak = Arc::downgrade(mapping);
+    let weak = Arc::downgrade(mapping) as OwnerRef;
     for &o in offsets {
         let o = o << order;
         t.meta.insert(
             pfn.0 + o,
-            Meta {
+            PageMeta {
                 order,
                 owner: Owner::File(weak.clone(), index + o),
             },
@@ -104,7 +112,7 @@ pub(crate) fn associate_units(
 pub(crate) fn disassociate(pfn: Pfn) {
     let mut t = PAGES.table.lock();
     let gone = match t.meta.get_mut(&pfn.0) {
-        Some(Meta {
+        Some(PageMeta {
             owner: Owner::Shared(n),
             ..
         }) if *n > 1 => {
