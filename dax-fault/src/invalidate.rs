@@ -3,6 +3,8 @@
 //! unmaps user page tables: callers do that first ([`DaxMapping::unmap_mapping_pages`],
 //! or [`dax_break_layout`](crate::dax_break_layout), which does both).
 
+use std::ops::RangeBounds;
+
 use dax_device::PAGE_SIZE;
 
 use crate::mapping::DaxMapping;
@@ -16,11 +18,13 @@ pub fn dax_delete_mapping_entry(mapping: &DaxMapping, index: u64) -> bool {
     mapping.index().delete_entry(index)
 }
 
-/// Removes every entry overlapping file bytes `start ..= end`, dirty or not, waiting
-/// for locked ones (`dax_delete_mapping_range`); `end` of `i64::MAX` or more means to
-/// the end of the file.
-pub fn dax_delete_mapping_range(mapping: &DaxMapping, start: u64, end: u64) {
-    if let Some((first, last)) = page_range(start, end) {
+/// Removes every entry overlapping the file bytes `bytes` (`..` for the whole file),
+/// dirty or not, waiting for locked ones (`dax_delete_mapping_range`, which takes an
+/// inclusive end; an end at `i64::MAX` or beyond means to the end of the file, as
+/// the kernel's `LLONG_MAX` does).
+pub fn dax_delete_mapping_range(mapping: &DaxMapping, bytes: impl RangeBounds<u64>) {
+    if let Some((first, last)) = crate::range::inclusive(&bytes).and_then(|(s, e)| page_range(s, e))
+    {
         mapping.index().delete_range(first, last);
     }
 }

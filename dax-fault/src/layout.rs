@@ -4,6 +4,7 @@
 //! `dax_break_layout_final`). Pins ([`pin_user_pages`]) stand in for
 //! `get_user_pages` and DMA references.
 
+use std::ops::RangeBounds;
 use std::time::Duration;
 
 use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE, Pfn};
@@ -87,13 +88,18 @@ pub fn pin_user_pages(
     Ok(pins)
 }
 
-/// Unmaps file bytes `start ..= end` from every user mapping and returns the first
-/// device page of a REAL entry in range that is still referenced beyond its mappings
-/// (`dax_layout_busy_page_range`); `end == u64::MAX` or `i64::MAX` means to the end.
+/// Unmaps the file bytes `bytes` (`..` for the whole file) from every user mapping and
+/// returns the first device page of a REAL entry in range that is still referenced
+/// beyond its mappings (`dax_layout_busy_page_range`, which takes an inclusive end;
+/// an end at `i64::MAX` or beyond means to the end, as the kernel's `LLONG_MAX`).
 ///
 /// The caller holds the locks that keep new faults out of the range (the invalidate
 /// lock, exclusively).
-pub fn dax_layout_busy_page_range(mapping: &DaxMapping, start: u64, end: u64) -> Option<Pfn> {
+pub fn dax_layout_busy_page_range(
+    mapping: &DaxMapping,
+    bytes: impl RangeBounds<u64>,
+) -> Option<Pfn> {
+    let (start, end) = crate::range::inclusive(&bytes)?;
     let (first, last) = page_range(start, end)?;
     mapping.unmap_mapping_pages(first, (last - first).saturating_add(1), false);
     let mut busy = None;
@@ -107,7 +113,7 @@ pub fn dax_layout_busy_page_range(mapping: &DaxMapping, start: u64, end: u64) ->
 
 /// [`dax_layout_busy_page_range`] over the whole file (`dax_layout_busy_page`).
 pub fn dax_layout_busy_page(mapping: &DaxMapping) -> Option<Pfn> {
-    dax_layout_busy_page_range(mapping, 0, u64::MAX)
+    dax_layout_busy_page_range(mapping, ..)
 }
 
 /// The "schedule" step a filesystem gives [`dax_break_layout`]: called while a page is
@@ -117,8 +123,8 @@ pub fn dax_layout_busy_page(mapping: &DaxMapping) -> Option<Pfn> {
 /// [`DaxError::Interrupted`]) stops the break.
 pub type BreakLayoutWait<'a> = &'a mut dyn FnMut(&dyn Fn()) -> Result<(), DaxError>;
 
-/// Breaks the DAX layout of file bytes `start ..= end` before a block-map change
-/// (`dax_break_layout`): until no device page in range is busy, unmaps the range and
+/// Breaks the DAX layout of the file bytes `bytes` (`..` for the whole file) before a
+/// block-map change (`dax_break_layout`, which takes an inclusive end): until no device page in range is busy, unmaps the range and
 /// waits through `cb` for the busy page to be released; then deletes every entry in
 /// range.
 ///
@@ -127,11 +133,10 @@ pub type BreakLayoutWait<'a> = &'a mut dyn FnMut(&dyn Fn()) -> Result<(), DaxErr
 #[must_use = "a failed layout break leaves the entries in place"]
 pub fn dax_break_layout(
     mapping: &DaxMapping,
-    start: u64,
-    end: u64,
+    bytes: impl RangeBounds<u64> + Clone,
     mut cb: Option<BreakLayoutWait<'_>>,
 ) -> Result<(), DaxError> {
-    while let Some(busy) = dax_layout_busy_page_range(mapping, start, end) {
+    while let Some(busy) = dax_layout_busy_page_range(mapping, bytes.clone()) {
         let Some(cb) = cb.as_mut() else {
             return Err(restart("busy DAX page and no wait callback"));
         };
@@ -142,7 +147,7 @@ pub fn dax_break_layout(
             return Err(restart("layout break interrupted while waiting"));
         }
     }
-    dax_delete_mapping_range(mapping, start, end);
+    dax_delete_mapping_range(mapping, bytes);
     Ok(())
 }
 
@@ -152,7 +157,7 @@ pub fn dax_break_layout_inode(
     mapping: &DaxMapping,
     cb: Option<BreakLayoutWait<'_>>,
 ) -> Result<(), DaxError> {
-    dax_break_layout(mapping, 0, u64::MAX, cb)
+    dax_break_layout(mapping, .., cb)
 }
 
 /// [`dax_break_layout`] with the wait every filesystem writes, ready-made (ext4's
@@ -166,7 +171,7 @@ pub fn dax_break_layout_inode(
 /// stops the kernel's wait; the entries then stay.
 ///
 /// Call it with the I/O lock and the invalidate lock held exclusively, before changing
-/// the block map of `start ..= end` (bytes; `u64::MAX` is the end of the file).
+/// the block map of `bytes` (`..` for the whole file).
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -176,7 +181,7 @@ pub fn dax_break_layout_inode(
 /// let mapping = DaxMapping::new(dev);
 /// let invalidate_lock = RwLock::new(());
 /// let mut guard = Some(invalidate_lock.write());
-/// dax_break_layout_relocking(&mapping, 0, u64::MAX, &mut guard, || invalidate_lock.write(), None)?;
+/// dax_break_layout_relocking(&mapping, .., &mut guard, || invalidate_lock.write(), None)?;
 /// assert!(guard.is_some());
 /// // ... now change the block map ...
 /// # Ok::<(), dax_device::DaxError>(())
@@ -184,8 +189,7 @@ pub fn dax_break_layout_inode(
 #[must_use = "a failed layout break leaves the entries in place"]
 pub fn dax_break_layout_relocking<G>(
     mapping: &DaxMapping,
-    start: u64,
-    end: u64,
+    bytes: impl RangeBounds<u64> + Clone,
     guard: &mut Option<G>,
     mut relock: impl FnMut() -> G,
     interrupted: Option<&std::sync::atomic::AtomicBool>,
@@ -199,7 +203,7 @@ pub fn dax_break_layout_relocking<G>(
         *guard = Some(relock());
         Ok(())
     };
-    dax_break_layout(mapping, start, end, Some(&mut wait))
+    dax_break_layout(mapping, bytes, Some(&mut wait))
 }
 
 /// Waits, uninterruptibly and without a callback, until no page of the file is busy,
@@ -208,5 +212,5 @@ pub fn dax_break_layout_final(mapping: &DaxMapping) {
     while let Some(busy) = dax_layout_busy_page(mapping) {
         page_state::wait_idle(busy, Duration::from_millis(10));
     }
-    dax_delete_mapping_range(mapping, 0, u64::MAX);
+    dax_delete_mapping_range(mapping, ..);
 }

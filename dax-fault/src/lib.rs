@@ -41,6 +41,7 @@ mod mm;
 pub mod mmu;
 mod page_state;
 mod pagetable;
+mod range;
 pub mod sim;
 mod sync;
 mod vm;

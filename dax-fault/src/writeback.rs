@@ -3,6 +3,8 @@
 //! CPU cache back for entries that were written through a mapping, and write-protects
 //! those mappings so the next store is seen again.
 
+use std::ops::{RangeBounds, RangeInclusive};
+
 use dax_device::{DaxAccessMode, DaxDevice, DaxError, PAGE_SIZE, Pfn};
 
 use dax_iomap::MappingOps;
@@ -32,12 +34,15 @@ pub struct WritebackControl {
 }
 
 impl WritebackControl {
-    /// A data-integrity pass over bytes `start ..= end`.
-    pub fn sync_all(start: u64, end: u64) -> Self {
+    /// A data-integrity pass over the file bytes `bytes` (`..` for the whole file), as
+    /// fsync asks for. An empty range writes nothing back.
+    pub fn sync_all(bytes: impl RangeBounds<u64>) -> Self {
+        // The kernel's fields are an inclusive pair; an empty range is start > end.
+        let (range_start, range_end) = crate::range::inclusive(&bytes).unwrap_or((1, 0));
         WritebackControl {
             sync_mode: SyncMode::All,
-            range_start: start,
-            range_end: end,
+            range_start,
+            range_end,
         }
     }
 
@@ -115,11 +120,13 @@ fn writeback_one(
 /// What the iomap layer asks of a file's mappings (`dax-iomap`'s [`MappingOps`]):
 /// clearing dirty marks, invalidation before a write into new blocks, writeback.
 impl MappingOps for DaxMapping {
-    fn clear_dirty_range(&self, first: u64, last: u64) {
+    fn clear_dirty_range(&self, pages: RangeInclusive<u64>) {
+        let (first, last) = pages.into_inner();
         self.index().clear_dirty_range(first, last);
     }
 
-    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
+    fn invalidate_range(&self, pages: RangeInclusive<u64>) -> Result<(), DaxError> {
+        let (first, last) = pages.into_inner();
         if last < first {
             return Ok(());
         }
@@ -135,11 +142,17 @@ impl MappingOps for DaxMapping {
         }
     }
 
-    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError> {
-        dax_writeback_mapping_range(self, self.device(), &WritebackControl::sync_all(start, end))
+    fn write_and_wait_range(&self, bytes: RangeInclusive<u64>) -> Result<(), DaxError> {
+        let (start, end) = bytes.into_inner();
+        dax_writeback_mapping_range(
+            self,
+            self.device(),
+            &WritebackControl::sync_all(start..=end),
+        )
     }
 
-    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)> {
+    fn next_entry(&self, pages: RangeInclusive<u64>) -> Option<(u64, u64)> {
+        let (first, last) = pages.into_inner();
         self.index().next_entry(first, last)
     }
 }

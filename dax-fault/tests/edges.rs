@@ -46,7 +46,7 @@ fn edge17_invalidate_to_the_end_unmaps_every_page() {
     // Issue 17, item 1: invalidate_range(0, u64::MAX) emptied the index but left the
     // four PTEs mapped (the page count overflowed to 0).
     let (fs, space, _vma) = four_mapped_pages();
-    fs.mapping.invalidate_range(0, u64::MAX).unwrap();
+    fs.mapping.invalidate_range(0..=u64::MAX).unwrap();
     assert_eq!(fs.mapping.index().nrpages(), 0);
     assert!(space.ptes().is_empty(), "{:?}", space.ptes());
 }
@@ -72,7 +72,7 @@ fn edge17_writeback_layout_and_delete_to_the_end() {
     dax_writeback_mapping_range(
         &fs.mapping,
         &fs.mapping.device().clone(),
-        &WritebackControl::sync_all(0, u64::MAX),
+        &WritebackControl::sync_all(..),
     )
     .unwrap();
     assert!(
@@ -87,7 +87,7 @@ fn edge17_writeback_layout_and_delete_to_the_end() {
     );
     let pins = pin_user_pages(&vma, BASE + PAGE, 1, false).unwrap();
     assert_eq!(
-        dax_layout_busy_page_range(&fs.mapping, 0, u64::MAX),
+        dax_layout_busy_page_range(&fs.mapping, ..),
         Some(pins.pfns()[0])
     );
     assert!(
@@ -95,7 +95,7 @@ fn edge17_writeback_layout_and_delete_to_the_end() {
         "layout breaking unmapped everything"
     );
     drop(pins);
-    dax_delete_mapping_range(&fs.mapping, 0, u64::MAX);
+    dax_delete_mapping_range(&fs.mapping, ..);
     assert_eq!(fs.mapping.index().nrpages(), 0);
 }
 

@@ -81,7 +81,7 @@ fn fsync(fs: &MockFs, start: u64, end: u64) -> Result<(), DaxError> {
     dax_writeback_mapping_range(
         &fs.mapping,
         &*fs.dev,
-        &WritebackControl::sync_all(start, end),
+        &WritebackControl::sync_all(start..=end),
     )
 }
 
@@ -915,7 +915,7 @@ fn flt17_pmd_fault_over_a_pte_table_returns_0_to_retry() {
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(rd(&fs, &vma, BASE + 5 * PAGE), NOPAGE);
     // Invalidation removes the (clean) entry and the PTE, not the PTE table.
-    fs.mapping.invalidate_range(0, 511).unwrap();
+    fs.mapping.invalidate_range(0..=511).unwrap();
     assert!(fs.ents().is_empty() && space.ptes().is_empty());
     assert_eq!(space.pmd(BASE), PmdSlot::Table);
     fs.take_calls();
@@ -1377,7 +1377,7 @@ fn wb01_edge81_block_size_other_than_a_page_is_eio() {
     // ref: WB-01, edge 81 (and edge 105: even when the index is empty)
     let dev = device(4 * MIB);
     let m = dax_fault::DaxMapping::with_block_size(dev.clone(), 1024);
-    let all = WritebackControl::sync_all(0, u64::MAX);
+    let all = WritebackControl::sync_all(..);
     assert_eq!(
         errno(dax_writeback_mapping_range(&m, &*dev, &all)),
         libc::EIO
@@ -1700,7 +1700,7 @@ fn inv04_invalidate_range_keeps_dirty_entries_and_unmaps_everything() {
     assert_eq!(wr(&fs, &private, BASE + 2 * PAGE), VmFault::DONE_COW);
     assert_eq!(rd(&fs, &private, BASE + 3 * PAGE), NOPAGE);
     assert_eq!(
-        errno(fs.mapping.invalidate_range(0, 511)),
+        errno(fs.mapping.invalidate_range(0..=511)),
         libc::EBUSY,
         "a dirty entry stayed"
     );
@@ -1737,7 +1737,7 @@ fn inv06_inv07_edge84_busy_page_is_a_pinned_page_after_unmapping() {
     let pins = pin_user_pages(&va, BASE + 3 * PAGE, 1, true).unwrap();
     assert_eq!(pins.pfns(), &[p3]);
     // A range that does not hold the pinned page: only that range is unmapped.
-    assert_eq!(dax_layout_busy_page_range(&fs.mapping, 0, PAGE - 1), None);
+    assert_eq!(dax_layout_busy_page_range(&fs.mapping, 0..=PAGE - 1), None);
     assert_eq!(sa.ptes(), vec![(BASE + 3 * PAGE, page(p3, true))]);
     assert_eq!(sb.ptes(), vec![(BASE + 3 * PAGE, page(p3, false))]);
     assert_eq!(dax_layout_busy_page(&fs.mapping), Some(p3));
@@ -1801,7 +1801,7 @@ fn inv08_break_layout_of_a_range_deletes_only_that_range() {
     assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
     assert_eq!(rd(&fs, &vma, BASE + 600 * PAGE), NOPAGE);
     assert_eq!(rd(&fs, &vma, BASE + 601 * PAGE), NOPAGE);
-    dax_break_layout(&fs.mapping, 10 * PAGE, 600 * PAGE, None).unwrap();
+    dax_break_layout(&fs.mapping, 10 * PAGE..=600 * PAGE, None).unwrap();
     assert_eq!(fs.ents(), vec![(601, real(0, fs.pfn(601 * PAGE)), NONE)]);
     assert!(space.huge().is_empty());
     assert_eq!(
@@ -1843,14 +1843,7 @@ fn break_layout_relocking_drops_the_lock_while_it_waits_and_stops_when_interrupt
     // Interrupted: ERESTARTSYS, the lock still held, the entries kept.
     let stop = AtomicBool::new(true);
     let mut guard = Some(lock.write());
-    let r = dax_break_layout_relocking(
-        &fs.mapping,
-        0,
-        u64::MAX,
-        &mut guard,
-        || lock.write(),
-        Some(&stop),
-    );
+    let r = dax_break_layout_relocking(&fs.mapping, .., &mut guard, || lock.write(), Some(&stop));
     assert_eq!(errno(r), ERESTARTSYS);
     assert!(guard.is_some() && lock.is_locked_exclusive());
     assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
@@ -1863,14 +1856,7 @@ fn break_layout_relocking_drops_the_lock_while_it_waits_and_stops_when_interrupt
             let _shared = lock.read();
             drop(pins);
         });
-        dax_break_layout_relocking(
-            &fs.mapping,
-            0,
-            u64::MAX,
-            &mut guard,
-            || lock.write(),
-            Some(&stop),
-        )
+        dax_break_layout_relocking(&fs.mapping, .., &mut guard, || lock.write(), Some(&stop))
     });
     assert!(r.is_ok());
     assert!(guard.is_some() && lock.is_locked_exclusive());

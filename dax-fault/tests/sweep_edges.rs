@@ -273,7 +273,7 @@ fn sweep_mapping(s: &mut Sweep) {
         for &last in &IDX {
             s.probe(format!("MappingOps for DaxMapping: invalidate_range/clear_dirty_range/next_entry(first {first}, last {last})"), || {
                 four_pages(|fs, space, _vma, f| {
-                    let r = fs.mapping.invalidate_range(first, last);
+                    let r = fs.mapping.invalidate_range(first..=last);
                     let covered = |p: u64| first <= p && p <= last;
                     if first <= last && covered(3) {
                         f.errno("a dirty page stays (invalidate_inode_pages2_range)", &r, libc::EBUSY);
@@ -283,8 +283,8 @@ fn sweep_mapping(s: &mut Sweep) {
                     let mapped: Vec<u64> = space.ptes().iter().map(|(a, _)| (a - BASE) / PAGE).collect();
                     let want: Vec<u64> = (0..4).filter(|&p| first > last || !covered(p)).collect();
                     f.eq("pages still mapped", mapped, want);
-                    fs.mapping.clear_dirty_range(first, last);
-                    let _ = fs.mapping.next_entry(first, last);
+                    fs.mapping.clear_dirty_range(first..=last);
+                    let _ = fs.mapping.next_entry(first..=last);
                 })
             });
         }
@@ -300,7 +300,7 @@ fn sweep_mapping(s: &mut Sweep) {
                         let r = dax_writeback_mapping_range(
                             &fs.mapping,
                             &fs.mapping.device().clone(),
-                            &WritebackControl::sync_all(start, end),
+                            &WritebackControl::sync_all(start..=end),
                         );
                         f.that(r.is_ok(), || format!("got {r:?}"));
                         let page3 = 3 * PAGE;
@@ -310,7 +310,7 @@ fn sweep_mapping(s: &mut Sweep) {
                             Some(dax_fault::Pte::Page { writable: true, .. })
                         );
                         f.eq("page 3 write-protected by writeback", !writable, cleaned);
-                        let r = fs.mapping.write_and_wait_range(start, end);
+                        let r = fs.mapping.write_and_wait_range(start..=end);
                         f.that(r.is_ok(), || format!("write_and_wait_range: {r:?}"));
                     })
                 },
@@ -318,22 +318,22 @@ fn sweep_mapping(s: &mut Sweep) {
             s.probe(format!("dax_layout_busy_page_range / dax_break_layout / dax_delete_mapping_range(start {start}, end {end}) with page 1 pinned"), || {
                 four_pages(|fs, space, vma, f| {
                     let pins = pin_user_pages(vma, BASE + PAGE, 1, false).unwrap();
-                    let busy = dax_layout_busy_page_range(&fs.mapping, start, end);
+                    let busy = dax_layout_busy_page_range(&fs.mapping, start..=end);
                     let covers = |p: u64| start <= end && start < p * PAGE + PAGE && (end >= p * PAGE);
                     f.eq("busy page", busy.is_some(), covers(1));
                     let mapped: Vec<u64> = space.ptes().iter().map(|(a, _)| (a - BASE) / PAGE).collect();
                     let want: Vec<u64> = (0..4).filter(|&p| !covers(p)).collect();
                     f.eq("pages still mapped after layout breaking", mapped, want);
-                    let r = dax_break_layout(&fs.mapping, start, end, None);
+                    let r = dax_break_layout(&fs.mapping, start..=end, None);
                     if covers(1) {
                         f.errno("busy, no wait callback", &r, dax_fault::ERESTARTSYS);
                     } else {
                         f.that(r.is_ok(), || format!("got {r:?}"));
                     }
                     drop(pins);
-                    let r = dax_break_layout(&fs.mapping, start, end, None);
+                    let r = dax_break_layout(&fs.mapping, start..=end, None);
                     f.that(r.is_ok(), || format!("after unpinning: {r:?}"));
-                    dax_delete_mapping_range(&fs.mapping, start, end);
+                    dax_delete_mapping_range(&fs.mapping, start..=end);
                     let left: Vec<u64> = fs.mapping.index().entries().iter().map(|e| e.start).collect();
                     let want: Vec<u64> = (0..4).filter(|&p| !covers(p)).collect();
                     f.eq("entries left", left, want);
@@ -410,7 +410,7 @@ fn sweep_mapping(s: &mut Sweep) {
                 e.insert(Entry::real(0, Pfn(pfn)), u64::MAX, true, true, false, &mut |_, _| {});
             }
             let _ = dax_layout_busy_page(&fs.mapping);
-            let r = dax_writeback_mapping_range(&fs.mapping, &fs.mapping.device().clone(), &WritebackControl::sync_all(0, u64::MAX));
+            let r = dax_writeback_mapping_range(&fs.mapping, &fs.mapping.device().clone(), &WritebackControl::sync_all(..));
             f.that(r.is_ok() || r.as_ref().is_err_and(|e| e.errno() != 0), || format!("{r:?}"));
             let _ = mf_dax_kill_procs(Some(&fs.mapping), 0, u64::MAX, MfFlags::empty());
             let r = dax_break_layout_inode(&fs.mapping, None);
@@ -440,7 +440,7 @@ fn sweep_mapping(s: &mut Sweep) {
                     &dax_writeback_mapping_range(
                         &m,
                         &fs.mapping.device().clone(),
-                        &WritebackControl::sync_all(0, u64::MAX),
+                        &WritebackControl::sync_all(..),
                     ),
                     libc::EIO,
                 );

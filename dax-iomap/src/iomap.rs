@@ -4,6 +4,7 @@
 //! [`DaxInode`] (what the DAX core reads from an inode).
 
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use dax_device::{DaxDevice, DaxError};
 
@@ -275,25 +276,28 @@ pub trait DaxInode {
 }
 
 /// The operations on a file's DAX mapping entries that reads, writes, zeroing and
-/// reporting need (implemented by `dax-fault`'s mapping index).
+/// reporting need (implemented by `dax-fault`'s `DaxMapping`). Page ranges are
+/// inclusive ranges of file page indices and byte ranges inclusive ranges of bytes,
+/// as the kernel's functions take them, written as `RangeInclusive` so the end's
+/// meaning is in the type.
 pub trait MappingOps {
-    /// Clears the DIRTY and TOWRITE marks of every entry in page range
-    /// `first ..= last`, waiting for locked entries (`dax_clear_dirty_range`).
-    fn clear_dirty_range(&self, first: u64, last: u64);
+    /// Clears the DIRTY and TOWRITE marks of every entry in the file pages `pages`,
+    /// waiting for locked entries (`dax_clear_dirty_range`).
+    fn clear_dirty_range(&self, pages: RangeInclusive<u64>);
 
-    /// Removes every clean entry in page range `first ..= last` and unmaps the range
-    /// from every user mapping (`invalidate_inode_pages2_range`); [`DaxError::Busy`]
-    /// when dirty entries stayed.
-    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError>;
+    /// Removes every clean entry in the file pages `pages` and unmaps them from every
+    /// user mapping (`invalidate_inode_pages2_range`); [`DaxError::Busy`] when dirty
+    /// entries stayed.
+    fn invalidate_range(&self, pages: RangeInclusive<u64>) -> Result<(), DaxError>;
 
-    /// Writes back dirty entries over bytes `start ..= end` and waits
+    /// Writes back dirty entries over the file bytes `bytes` and waits
     /// (`filemap_write_and_wait_range`).
-    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError>;
+    fn write_and_wait_range(&self, bytes: RangeInclusive<u64>) -> Result<(), DaxError>;
 
-    /// The first entry of any kind (empty, zero page, real; PTE or PMD) overlapping page
-    /// range `first ..= last`, as its first page index and its number of pages (the
-    /// DAX case of `mapping_seek_hole_data`'s index probe).
-    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)>;
+    /// The first entry of any kind (empty, zero page, real; PTE or PMD) overlapping the
+    /// file pages `pages`, as its first page index and its number of pages (the DAX
+    /// case of `mapping_seek_hole_data`'s index probe).
+    fn next_entry(&self, pages: RangeInclusive<u64>) -> Option<(u64, u64)>;
 }
 
 #[cfg(test)]

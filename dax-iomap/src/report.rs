@@ -135,7 +135,7 @@ where
     if fiemap.flags.contains(FiemapFlags::SYNC)
         && let Some(m) = inode.mapping()
     {
-        m.write_and_wait_range(0, MAX_FILE_SIZE)?;
+        m.write_and_wait_range(0..=MAX_FILE_SIZE)?;
     }
     let mut prev: Option<Iomap<'_>> = None;
     let mut it = IomapIter::new(ops, start, len, IterFlags::REPORT)?;
@@ -225,13 +225,13 @@ fn probe<I: DaxInode + ?Sized>(inode: &I, pos: u64, end: u64, whence: Whence) ->
     };
     match whence {
         Whence::Data => m
-            .next_entry(first, last)
+            .next_entry(first..=last)
             .map(|(s, _)| (s * PAGE).max(pos))
             .filter(|&p| p < end),
         Whence::Hole => {
             let mut idx = first;
             while idx <= last {
-                match m.next_entry(idx, last) {
+                match m.next_entry(idx..=last) {
                     Some((s, n)) if s <= idx => idx = s.saturating_add(n.max(1)),
                     _ => return Some((idx * PAGE).max(pos)),
                 }
@@ -320,7 +320,7 @@ where
     O: IomapOps + ?Sized,
 {
     if let Some(m) = inode.mapping()
-        && m.write_and_wait_range(0, MAX_FILE_SIZE).is_err()
+        && m.write_and_wait_range(0..=MAX_FILE_SIZE).is_err()
     {
         return 0;
     }

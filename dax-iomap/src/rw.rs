@@ -192,10 +192,10 @@ fn invalidate_for_write<I: DaxInode + ?Sized>(inode: &I, pos: u64, end: u64, cow
     };
     let (first, last) = (pos / PAGE, (end - 1) / PAGE);
     if cow {
-        mapping.clear_dirty_range(first, last);
+        mapping.clear_dirty_range(first..=last);
     }
     // Dirty entries stay; the kernel ignores the EBUSY this gives, and so do we.
-    let _ = mapping.invalidate_range(first, last);
+    let _ = mapping.invalidate_range(first..=last);
 }
 
 /// Reads into `buf` at `pos`: [`dax_iomap_rw`] with one destination buffer.

@@ -147,7 +147,7 @@ where
         return Ok(());
     }
     if let Some(mapping) = inode.mapping() {
-        let _ = mapping.invalidate_range(start / PAGE, end / PAGE - 1);
+        let _ = mapping.invalidate_range(start / PAGE..=end / PAGE - 1);
     }
     let (Some(ddev), Some(sdev)) = (dst_map.dax_dev, src_map.dax_dev) else {
         return Err(DaxError::Io {
@@ -355,7 +355,7 @@ pub fn dax_remap_file_range_prep(
     }
     for (f, pos) in [(src, pos_in), (dst, pos_out)] {
         if let Some(m) = f.inode.mapping() {
-            m.write_and_wait_range(pos, pos + len - 1)?;
+            m.write_and_wait_range(pos..=pos + len - 1)?;
         }
     }
     if dedup && !dax_dedupe_file_range_compare(src.ops, pos_in, dst.ops, pos_out, len)? {

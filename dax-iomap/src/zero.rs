@@ -72,7 +72,7 @@ where
         && let Some(mapping) = inode.mapping()
     {
         let last_byte = it.pos() + it.length() - 1;
-        let _ = mapping.invalidate_range(it.pos() / PAGE, last_byte / PAGE);
+        let _ = mapping.invalidate_range(it.pos() / PAGE..=last_byte / PAGE);
     }
     let Some(dev) = iomap.dax_dev else {
         return Err(DaxError::Io {

@@ -30,6 +30,25 @@
 //!   `unsafe` of its own.
 //! - `testing`: the [`testing`] module (the test device and TestFs).
 //!
+//! # Units and ranges
+//!
+//! One rule, in every crate:
+//!
+//! - **Units.** A `u64` is a count of bytes (a file position, a device offset, a
+//!   length) unless its name says pages: `index`, `pgoff`, `first`, `last`,
+//!   `nr_pages`, `count`, `pages` are 4 KiB pages (file pages or device pages).
+//! - **Ranges.** Where the kernel's function takes a start and a length, so does
+//!   dax-rs, half-open: `iomap_begin(pos, length)`, `dax_zero_range(pos, len)`,
+//!   `unmap_mapping_pages(first, count)`, `zero_page_range(pgoff, nr_pages)`,
+//!   `MmuMapping::munmap(offset, len)`. Where the kernel's function takes an end
+//!   (`loff_t start, loff_t end`, inclusive, with `LLONG_MAX` for "to the end"),
+//!   dax-rs takes a Rust range instead, so the meaning of the end is written at the
+//!   call: `WritebackControl::sync_all(..)`, `dax_break_layout(mapping, a..=b, wait)`,
+//!   `dax_delete_mapping_range(mapping, pos..)`; `MappingOps` takes
+//!   `RangeInclusive`. No public function takes a bare inclusive end, except inside
+//!   [`fault::index`], the engine's own index, which keeps the xarray's `first, last`
+//!   pairs.
+//!
 //! # A filesystem in a few lines
 //!
 //! A filesystem describes where a file's bytes live; the core does the copying. Here

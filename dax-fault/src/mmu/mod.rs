@@ -645,7 +645,7 @@ impl MmuMapping {
         let start = v.page_index(lo) * PAGE + (lo % PAGE);
         let end = v.page_index(hi - 1) * PAGE + ((hi - 1) % PAGE);
         let m = self.vma.mapping();
-        dax_writeback_mapping_range(m, m.device(), &WritebackControl::sync_all(start, end))
+        dax_writeback_mapping_range(m, m.device(), &WritebackControl::sync_all(start..=end))
     }
 }
 

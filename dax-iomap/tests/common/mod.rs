@@ -237,25 +237,29 @@ pub struct RecordingMapping {
 }
 
 impl MappingOps for RecordingMapping {
-    fn clear_dirty_range(&self, first: u64, last: u64) {
+    fn clear_dirty_range(&self, pages: std::ops::RangeInclusive<u64>) {
+        let (first, last) = pages.into_inner();
         self.calls
             .lock()
             .push(format!("clear_dirty {first}..={last}"));
     }
 
-    fn invalidate_range(&self, first: u64, last: u64) -> Result<(), DaxError> {
+    fn invalidate_range(&self, pages: std::ops::RangeInclusive<u64>) -> Result<(), DaxError> {
+        let (first, last) = pages.into_inner();
         self.calls
             .lock()
             .push(format!("invalidate {first}..={last}"));
         Ok(())
     }
 
-    fn write_and_wait_range(&self, start: u64, end: u64) -> Result<(), DaxError> {
+    fn write_and_wait_range(&self, bytes: std::ops::RangeInclusive<u64>) -> Result<(), DaxError> {
+        let (start, end) = bytes.into_inner();
         self.calls.lock().push(format!("writeback {start}..={end}"));
         Ok(())
     }
 
-    fn next_entry(&self, first: u64, last: u64) -> Option<(u64, u64)> {
+    fn next_entry(&self, pages: std::ops::RangeInclusive<u64>) -> Option<(u64, u64)> {
+        let (first, last) = pages.into_inner();
         self.entries
             .lock()
             .iter()

@@ -249,8 +249,10 @@ impl DaxHolder for Holder {
             mf_dax_kill_procs(Some(&core.mapping), page, count, flags)?;
             if pre_remove {
                 // Dirty entries stay (EBUSY), as in `invalidate_inode_pages2_range`.
-                let _ =
-                    dax_iomap::MappingOps::invalidate_range(&*core.mapping, page, page + count - 1);
+                let _ = dax_iomap::MappingOps::invalidate_range(
+                    &*core.mapping,
+                    page..=page + count - 1,
+                );
             }
         }
         if pre_remove {

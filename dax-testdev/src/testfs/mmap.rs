@@ -150,11 +150,7 @@ impl Shared {
     /// Writes back the file's dirty mapped data (a data-integrity pass over the whole
     /// file; nothing to do when nothing is mapped).
     pub(crate) fn writeback_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
-        dax_writeback_mapping_range(
-            &core.mapping,
-            &self.dev,
-            &WritebackControl::sync_all(0, u64::MAX),
-        )
+        dax_writeback_mapping_range(&core.mapping, &self.dev, &WritebackControl::sync_all(..))
     }
 }
 
@@ -167,12 +163,5 @@ pub(crate) fn break_layouts<'a>(
     core: &'a InodeCore,
     inval: &mut Option<RwLockWriteGuard<'a, ()>>,
 ) -> Result<(), DaxError> {
-    dax_break_layout_relocking(
-        &core.mapping,
-        0,
-        u64::MAX,
-        inval,
-        || core.invalidate.write(),
-        None,
-    )
+    dax_break_layout_relocking(&core.mapping, .., inval, || core.invalidate.write(), None)
 }
