@@ -166,7 +166,7 @@ impl<'g, D: ?Sized + DaxOperations> DirectAccess<'g, D> {
     /// copy-on-write and unshare use it); returns bytes copied: short where the source
     /// has poison (when its device has NOMC) or either range ends, 0 if either device
     /// is dead. The ranges may overlap.
-    pub fn copy_from_device<S: ?Sized + DaxOperations>(
+    pub fn copy_mc_from<S: ?Sized + DaxOperations>(
         &self,
         offset: usize,
         src: &DirectAccess<'_, S>,
