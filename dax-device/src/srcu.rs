@@ -97,7 +97,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::compiler_fence;
 use std::sync::{Arc, Weak};
 
-use crate::sync::{AtomicUsize, Mutex, Ordering, backoff, fence, thread_local};
+use crate::sync::{AtomicUsize, Mutex, Ordering, Wait, backoff, fence, thread_local};
 
 /// Counter index of the locks of index 0 (1 for index 1) in a [`ReaderSlot`].
 const LOCK: usize = 0;
@@ -326,7 +326,7 @@ impl Srcu {
             let old = self.epoch.fetch_add(1, Ordering::SeqCst) & 1;
             let mut spins = 0u32;
             while !self.drained(old) {
-                backoff(&mut spins);
+                backoff(&mut spins, Wait::Long);
             }
         }
     }
