@@ -20,7 +20,6 @@
 #![warn(missing_docs)]
 
 pub mod badblocks;
-#[allow(unsafe_code)]
 mod device;
 mod error;
 #[allow(unsafe_code)]

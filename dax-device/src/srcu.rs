@@ -97,22 +97,22 @@ use std::ptr::NonNull;
 use std::sync::atomic::compiler_fence;
 use std::sync::{Arc, Weak};
 
-use crate::sync::{AtomicUsize, Mutex, Ordering, backoff, fence, thread_local};
+use crate::sync::{AtomicUsize, Mutex, Ordering, Wait, backoff, fence, thread_local};
 
-/// Counter index of the locks of index 0 (1 for index 1) in a [`Slot`].
+/// Counter index of the locks of index 0 (1 for index 1) in a [`ReaderSlot`].
 const LOCK: usize = 0;
-/// Counter index of the unlocks of index 0 (3 for index 1) in a [`Slot`].
+/// Counter index of the unlocks of index 0 (3 for index 1) in a [`ReaderSlot`].
 const UNLOCK: usize = 2;
 
 /// One thread's counters for one Srcu: locks of index 0 and 1, unlocks of index 0 and
 /// 1. Padded to its own pair of cache lines so readers never share a line.
 #[repr(align(128))]
 #[derive(Default)]
-struct Slot {
+struct ReaderSlot {
     counts: [AtomicUsize; 4],
 }
 
-impl Slot {
+impl ReaderSlot {
     /// Counts one event in counter `k` of a slot only this thread writes: a plain
     /// load and store, no locked instruction.
     #[inline]
@@ -125,41 +125,41 @@ impl Slot {
 #[derive(Default)]
 struct Registry {
     /// Every slot ever handed out, in use or free: the writer sums them all.
-    slots: Vec<Arc<Slot>>,
+    slots: Vec<Arc<ReaderSlot>>,
     /// Slots of exited threads, ready for reuse.
-    free: Vec<Arc<Slot>>,
+    free: Vec<Arc<ReaderSlot>>,
 }
 
 /// The part of an Srcu that thread-local lists refer to (weakly).
 #[derive(Default)]
-struct Shared {
+struct SrcuState {
     registry: Mutex<Registry>,
     /// Counts made where the thread's list is unavailable, with atomic RMWs.
-    orphan: Slot,
+    orphan: ReaderSlot,
 }
 
-impl Shared {
-    fn take_slot(&self) -> Arc<Slot> {
+impl SrcuState {
+    fn take_slot(&self) -> Arc<ReaderSlot> {
         let mut reg = self.registry.lock();
         if let Some(slot) = reg.free.pop() {
             return slot;
         }
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(ReaderSlot::default());
         reg.slots.push(slot.clone());
         slot
     }
 }
 
 /// One entry of a thread's list: the Srcu's id, its shared part, this thread's slot.
-struct Entry {
+struct ThreadEntry {
     id: u64,
-    owner: Weak<Shared>,
-    slot: Arc<Slot>,
+    owner: Weak<SrcuState>,
+    slot: Arc<ReaderSlot>,
 }
 
 /// A thread's slots, most recently registered or missed first.
 struct Local {
-    entries: RefCell<Vec<Entry>>,
+    entries: RefCell<Vec<ThreadEntry>>,
 }
 
 impl Drop for Local {
@@ -215,7 +215,7 @@ const HOT_ENTRIES: usize = 4;
 /// list and cleared by `Local::drop` before the slots go back.
 struct Hot {
     ids: [Cell<u64>; HOT_ENTRIES],
-    slots: [Cell<Option<NonNull<Slot>>>; HOT_ENTRIES],
+    slots: [Cell<Option<NonNull<ReaderSlot>>>; HOT_ENTRIES],
 }
 
 impl Hot {
@@ -237,8 +237,8 @@ impl Hot {
     /// Each entry is emptied before its pointer changes and named after, with compiler
     /// fences between, so a signal handler on this thread never sees an id paired
     /// with another Srcu's slot.
-    fn install(&self, id: u64, slot: &Arc<Slot>) {
-        let set = |i: usize, id: u64, slot: Option<NonNull<Slot>>| {
+    fn install(&self, id: u64, slot: &Arc<ReaderSlot>) {
+        let set = |i: usize, id: u64, slot: Option<NonNull<ReaderSlot>>| {
             self.ids[i].set(0);
             compiler_fence(Ordering::SeqCst);
             self.slots[i].set(slot);
@@ -276,7 +276,7 @@ pub(crate) struct Srcu {
     id: u64,
     epoch: AtomicUsize,
     fences: Fences,
-    shared: Arc<Shared>,
+    shared: Arc<SrcuState>,
     writer: Mutex<()>,
 }
 
@@ -326,7 +326,7 @@ impl Srcu {
             let old = self.epoch.fetch_add(1, Ordering::SeqCst) & 1;
             let mut spins = 0u32;
             while !self.drained(old) {
-                backoff(&mut spins);
+                backoff(&mut spins, Wait::Long);
             }
         }
     }
@@ -400,7 +400,7 @@ impl Srcu {
                 Some(pos) => pos,
                 None => {
                     entries.retain(|e| e.owner.strong_count() > 0);
-                    entries.push(Entry {
+                    entries.push(ThreadEntry {
                         id: self.id,
                         owner: Arc::downgrade(&self.shared),
                         slot: self.shared.take_slot(),

@@ -7,7 +7,7 @@
 //! the kernel's answer or a typed `DaxError`.
 //!
 //! Swept: `DaxReadGuard::direct_access`, `DirectAccess::{copy_from, copy_to,
-//! copy_from_device, fill, flush, recovery_write, device_offset, len}`,
+//! copy_mc_from, fill, flush, recovery_write, device_offset, len}`,
 //! `DaxDevice::{zero_page_range, fs_dax_get, holder_notify_failure}`,
 //! `DaxReadGuard::zero_page_range`, `Pfn::{add, is_aligned}`, `DaxError`'s `Display`,
 //! `badblocks::{encode, decode}`, `BadRange::{end, encode}`, `Badblocks::{set, clear,
@@ -413,17 +413,17 @@ fn sweep_direct_access_copies(s: &mut Sweep) {
                 })
             },
         );
-        s.probe(format!("DirectAccess::copy_from_device(dst offset {off}, src = first 2 pages, every src offset and len)"), || {
+        s.probe(format!("DirectAccess::copy_mc_from(dst offset {off}, src = first 2 pages, every src offset and len)"), || {
             on_device(DEV_PAGES, |dev, model, f| {
                 let g = dev.read_lock();
                 let dst = g.direct_access(pg, 2, DaxAccessMode::Access).unwrap();
                 let src = g.direct_access(0, 2, DaxAccessMode::Access).unwrap();
                 for &so in &OFFSETS {
                     for &l in &LENS {
-                        let n = dst.copy_from_device(off, &src, so, l);
+                        let n = dst.copy_mc_from(off, &src, so, l);
                         let want = clamp(DA_LEN, off, l).min(clamp(DA_LEN, so, l));
                         if n != want {
-                            f.0.push(format!("copy_from_device(src offset {so}, len {l}): got {n}, expected {want}"));
+                            f.0.push(format!("copy_mc_from(src offset {so}, len {l}): got {n}, expected {want}"));
                         }
                         if want > 0 {
                             let piece = model[mi(so)..mi(so) + want].to_vec();
@@ -433,17 +433,17 @@ fn sweep_direct_access_copies(s: &mut Sweep) {
                 }
             })
         });
-        s.probe(format!("DirectAccess::copy_from_device(dst offset {off}) from the same overlapping range"), || {
+        s.probe(format!("DirectAccess::copy_mc_from(dst offset {off}) from the same overlapping range"), || {
             on_device(DEV_PAGES, |dev, model, f| {
                 let g = dev.read_lock();
                 let dst = g.direct_access(pg, 2, DaxAccessMode::Access).unwrap();
                 let src = g.direct_access(pg, 2, DaxAccessMode::Access).unwrap();
                 for &so in &OFFSETS {
                     for &l in &LENS {
-                        let n = dst.copy_from_device(off, &src, so, l);
+                        let n = dst.copy_mc_from(off, &src, so, l);
                         let want = clamp(DA_LEN, off, l).min(clamp(DA_LEN, so, l));
                         if n != want {
-                            f.0.push(format!("copy_from_device(src offset {so}, len {l}): got {n}, expected {want}"));
+                            f.0.push(format!("copy_mc_from(src offset {so}, len {l}): got {n}, expected {want}"));
                         }
                         if want > 0 {
                             let piece = model[mi(at + so)..mi(at + so) + want].to_vec();
@@ -478,8 +478,8 @@ fn sweep_direct_access_copies(s: &mut Sweep) {
                         }
                         // The same range as the source of a device-to-device copy.
                         let lo = g.direct_access(0, 2, DaxAccessMode::Access).unwrap();
-                        let n = lo.copy_from_device(0, &da, off, l);
-                        f.eq(&format!("copy_from_device(src offset {off}, len {l})"), n, want);
+                        let n = lo.copy_mc_from(0, &da, off, l);
+                        f.eq(&format!("copy_mc_from(src offset {off}, len {l})"), n, want);
                         if n > 0 {
                             let piece = model[mi(at + off)..mi(at + off) + n].to_vec();
                             model[mi(0)..mi(0) + n].copy_from_slice(&piece);
@@ -512,8 +512,8 @@ fn sweep_direct_access_copies(s: &mut Sweep) {
                             f.eq(&format!("copy_to(len {l})"), da.copy_to(off, &mut buf), 0);
                             f.eq(&format!("fill(len {l})"), da.fill(off, 0, l), 0);
                             f.eq(
-                                &format!("copy_from_device(len {l})"),
-                                da.copy_from_device(off, &src, 0, l),
+                                &format!("copy_mc_from(len {l})"),
+                                da.copy_mc_from(off, &src, 0, l),
                                 0,
                             );
                         }

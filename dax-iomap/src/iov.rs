@@ -176,7 +176,7 @@ impl<'a> IovIter<'a> {
     /// Copies up to `n` device bytes at `offset` of `da` into the destination
     /// buffers (`dax_copy_to_iter`); returns bytes copied (short at poison, at the end
     /// of `da`, or where the buffer faults).
-    pub fn copy_from_device<D: DaxOperations + ?Sized>(
+    pub fn copy_to_iter<D: DaxOperations + ?Sized>(
         &mut self,
         da: &DirectAccess<'_, D>,
         offset: usize,
@@ -188,7 +188,7 @@ impl<'a> IovIter<'a> {
     /// Copies up to `n` bytes from the source buffers to device bytes at `offset` of
     /// `da` (`dax_copy_from_iter`), or through the driver's recovery write when
     /// `recovery` is set (`dax_recovery_write`); returns bytes copied.
-    pub fn copy_to_device<D: DaxOperations + ?Sized>(
+    pub fn copy_from_iter<D: DaxOperations + ?Sized>(
         &mut self,
         da: &DirectAccess<'_, D>,
         offset: usize,

@@ -167,9 +167,9 @@ where
         let chunk = (da.len() as u64 - offset).min(end - pos) as usize;
         let offset = offset as usize;
         let xfer = if write {
-            iter.copy_to_device(&da, offset, chunk, recovery)
+            iter.copy_from_iter(&da, offset, chunk, recovery)
         } else {
-            iter.copy_from_device(&da, offset, chunk)
+            iter.copy_to_iter(&da, offset, chunk)
         };
         it.advance(xfer as u64)?;
         if xfer == 0 {

@@ -82,7 +82,7 @@ pub fn dax_iomap_copy_around<D: DaxOperations + ?Sized>(
         if n == 0 {
             return Ok(());
         }
-        if dst.copy_from_device(off, &src, off, n) == n {
+        if dst.copy_mc_from(off, &src, off, n) == n {
             Ok(())
         } else {
             Err(copy_failed())
@@ -164,7 +164,7 @@ where
             .direct_access(src_map.pgoff(start), pages, DaxAccessMode::Access)
             .map_err(DaxError::mem2blk)?;
         let n = (end - start) as usize;
-        if dst.copy_from_device(0, &src, 0, n) != n {
+        if dst.copy_mc_from(0, &src, 0, n) != n {
             return Err(DaxError::Io {
                 what: "unshare could not copy the shared data",
             });

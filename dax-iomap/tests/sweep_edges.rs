@@ -9,7 +9,7 @@
 //! Swept: `IomapIter::{new, next, advance, advance_full, length, remaining,
 //! processed}` (over a plain filesystem and over adversarial mappings at the edges),
 //! `Iomap::{hole, mapped, end, pgoff}`, `IomapType::from_value`, `IovIter::{read,
-//! write, fault_after, zero, copy_from_device, copy_to_device}`, `dax_iomap_read`,
+//! write, fault_after, zero, copy_to_iter, copy_from_iter}`, `dax_iomap_read`,
 //! `dax_iomap_write`, `dax_iomap_rw` (`Kiocb` positions), `dax_zero_range`,
 //! `dax_truncate_page`, `dax_file_unshare`, `dax_iomap_copy_around`,
 //! `dax_dedupe_file_range_compare`, `dax_remap_file_range_prep`, `iomap_fiemap`,
@@ -624,23 +624,23 @@ fn sweep_rw(s: &mut Sweep) {
                     for n in [0usize, 1, 100, dl, usize::MAX] {
                         let src = data(300, 9);
                         let mut it = IovIter::write_one(&src);
-                        let got = it.copy_to_device(&da, off, n, false);
+                        let got = it.copy_from_iter(&da, off, n, false);
                         let want = dl.saturating_sub(off).min(n).min(300);
-                        f.eq(&format!("copy_to_device(offset {off}, n {n})"), got, want);
+                        f.eq(&format!("copy_from_iter(offset {off}, n {n})"), got, want);
                         model[at + off.min(dl)..at + off.min(dl) + want]
                             .copy_from_slice(&src[..want]);
                         f.eq("count after", it.count(), 300 - want);
                         let mut it = IovIter::write_one(&src);
-                        let got = it.copy_to_device(&da, off, n, true);
+                        let got = it.copy_from_iter(&da, off, n, true);
                         f.eq(
-                            &format!("recovery copy_to_device(offset {off}, n {n})"),
+                            &format!("recovery copy_from_iter(offset {off}, n {n})"),
                             got,
                             want,
                         );
                         let mut dst = vec![0u8; 300];
                         let mut it = IovIter::read_one(&mut dst);
-                        let got = it.copy_from_device(&da, off, n);
-                        f.eq(&format!("copy_from_device(offset {off}, n {n})"), got, want);
+                        let got = it.copy_to_iter(&da, off, n);
+                        f.eq(&format!("copy_to_iter(offset {off}, n {n})"), got, want);
                         let mut it = IovIter::read_one(&mut dst).fault_after(usize::MAX);
                         f.eq("zero(usize::MAX)", it.zero(usize::MAX), 300);
                     }

@@ -572,7 +572,7 @@ fn dev_edge06_fs_dax_get_claims_and_fs_put_dax_releases() {
 }
 
 #[test]
-fn copy_from_device_moves_bytes_and_stops_at_source_poison() {
+fn copy_mc_from_moves_bytes_and_stops_at_source_poison() {
     // The machine-check-safe device-to-device copy used by copy-on-write.
     let d = dev(8);
     let pattern: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
@@ -580,19 +580,19 @@ fn copy_from_device_moves_bytes_and_stops_at_source_poison() {
     let s = d.read_lock();
     let src = s.direct_access(0, 2, ACCESS).unwrap();
     let dst = s.direct_access(4, 2, ACCESS).unwrap();
-    assert_eq!(dst.copy_from_device(100, &src, 50, 5000), 5000);
+    assert_eq!(dst.copy_mc_from(100, &src, 50, 5000), 5000);
     let mut back = vec![0u8; 5000];
     d.driver().peek(4 * 4096 + 100, &mut back).unwrap();
     assert_eq!(back, pattern[50..5050]);
     // Cut at the end of either range.
-    assert_eq!(dst.copy_from_device(8000, &src, 0, 1000), 192);
-    assert_eq!(dst.copy_from_device(0, &src, 8100, 1000), 92);
+    assert_eq!(dst.copy_mc_from(8000, &src, 0, 1000), 192);
+    assert_eq!(dst.copy_mc_from(0, &src, 8100, 1000), 92);
     // Overlapping ranges behave like memmove.
-    assert_eq!(src.copy_from_device(1, &src, 0, 4096), 4096);
+    assert_eq!(src.copy_mc_from(1, &src, 0, 4096), 4096);
     let mut ov = vec![0u8; 4097];
     d.driver().peek(0, &mut ov).unwrap();
     assert_eq!(ov[1..], pattern[..4096]);
     // Poison in the source stops the copy at its cache line.
     d.driver().poison_latent(4096 + 200, 1).unwrap();
-    assert_eq!(dst.copy_from_device(0, &src, 4096, 4096), 192);
+    assert_eq!(dst.copy_mc_from(0, &src, 4096, 4096), 192);
 }

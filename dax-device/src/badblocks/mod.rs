@@ -97,7 +97,7 @@
 mod table;
 mod text;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, Wait, backoff, fence};
 use std::fmt;
 
 use crate::sync::Mutex;
@@ -240,16 +240,6 @@ fn flag_bits(f: Flags) -> u64 {
     (if f.changed { CHANGED } else { 0 }) | (if f.unacked_exist { UNACKED } else { 0 })
 }
 
-/// Polite spinning for a reader that met a writer mid-publication.
-fn backoff(spins: &mut u32) {
-    if *spins < 64 {
-        std::hint::spin_loop();
-        *spins += 1;
-    } else {
-        std::thread::yield_now();
-    }
-}
-
 /// The bad-sector table of a device (`struct badblocks`).
 ///
 /// All methods take `&self`: writers (`set`, `clear`, `ack_all`, `clear_changed`)
@@ -363,7 +353,7 @@ impl Badblocks {
         loop {
             let before = self.word.load(Ordering::Acquire);
             if before & WRITING != 0 {
-                backoff(&mut spins);
+                backoff(&mut spins, Wait::Short);
                 continue;
             }
             let n = self.count.load(Ordering::Relaxed).min(MAX_BADBLOCKS);
@@ -375,7 +365,7 @@ impl Badblocks {
             if (before ^ after) & SEQ_MASK == 0 {
                 return (out, before);
             }
-            backoff(&mut spins);
+            backoff(&mut spins, Wait::Short);
         }
     }
 
