@@ -49,7 +49,15 @@
 //!         let pfn = Pfn(addr as u64 >> 12);
 //!         Ok(RawAccess { addr: NonNull::new(addr as *mut u8).unwrap(), pfn, pages: self.pages - pgoff })
 //!     }
-//!     fn zero_page_range(&self, _pgoff: u64, _nr: u64) -> Result<(), DaxError> { Ok(()) }
+//!     fn zero_page_range(&self, pgoff: u64, nr: u64) -> Result<(), DaxError> {
+//!         let end = pgoff.checked_add(nr).filter(|&e| e <= self.pages)
+//!             .ok_or(DaxError::InvalidArgument { what: "zeroing past the device" })?;
+//!         let at = self.base + pgoff as usize * PAGE_SIZE;
+//!         // SAFETY: `pgoff .. end` lies inside the live buffer (checked above); no
+//!         // reference to it is formed.
+//!         unsafe { std::ptr::write_bytes(at as *mut u8, 0, (end - pgoff) as usize * PAGE_SIZE) };
+//!         Ok(())
+//!     }
 //! }
 //!
 //! let layout = std::alloc::Layout::from_size_align(16 * PAGE_SIZE, PAGE_SIZE).unwrap();
@@ -65,6 +73,13 @@
 //!     let mut back = [0u8; 5];
 //!     assert_eq!(da.copy_to(0, &mut back), 5);
 //!     assert_eq!(&back, b"hello");
+//! }
+//! dev.zero_page_range(2, 1)?; // the toy really zeroes
+//! {
+//!     let section = dev.read_lock();
+//!     let mut back = [1u8; 5];
+//!     assert_eq!(section.direct_access(2, 1, DaxAccessMode::Access)?.copy_to(0, &mut back), 5);
+//!     assert_eq!(back, [0; 5]);
 //! }
 //! dev.kill();
 //! assert_eq!(dev.read_lock().direct_access(0, 1, DaxAccessMode::Access).unwrap_err(), DaxError::Dead);
