@@ -44,7 +44,7 @@ const SHARED: u64 = 1 << 62;
 const LEN_MASK: u64 = SHARED - 1;
 
 /// One published extent: file block, device block, length with the two state bits.
-struct Slot {
+struct SeqSlot {
     start: AtomicU64,
     dev: AtomicU64,
     len_flags: AtomicU64,
@@ -59,7 +59,7 @@ pub(crate) struct ExtentLock {
     count: AtomicU64,
     /// `Blocks::seq` of the published version (the validity cookie).
     cookie: AtomicU64,
-    slots: [Slot; SNAP_EXTENTS],
+    slots: [SeqSlot; SNAP_EXTENTS],
 }
 
 impl ExtentLock {
@@ -69,7 +69,7 @@ impl ExtentLock {
             seq: AtomicU64::new(0),
             count: AtomicU64::new(0),
             cookie: AtomicU64::new(0),
-            slots: std::array::from_fn(|_| Slot {
+            slots: std::array::from_fn(|_| SeqSlot {
                 start: AtomicU64::new(0),
                 dev: AtomicU64::new(0),
                 len_flags: AtomicU64::new(0),

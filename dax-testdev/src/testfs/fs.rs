@@ -145,7 +145,7 @@ pub(crate) struct CowResv {
 }
 
 /// Everything under the metadata lock.
-pub(crate) struct Meta {
+pub(crate) struct Metadata {
     pub(crate) names: BTreeMap<String, u64>,
     pub(crate) inodes: BTreeMap<u64, InodeMeta>,
     pub(crate) next_ino: u64,
@@ -160,7 +160,7 @@ pub(crate) fn enoent() -> DaxError {
     }
 }
 
-impl Meta {
+impl Metadata {
     pub(crate) fn inode(&mut self, ino: u64) -> Result<&mut InodeMeta, DaxError> {
         self.inodes.get_mut(&ino).ok_or_else(enoent)
     }
@@ -194,10 +194,10 @@ impl Meta {
 }
 
 /// The state shared by a [`TestFs`] and its [`TestInode`] handles.
-pub(crate) struct Shared {
+pub(crate) struct FsState {
     pub(crate) dev: Arc<DaxDevice>,
     pub(crate) sb: Superblock,
-    pub(crate) meta: Mutex<Meta>,
+    pub(crate) meta: Mutex<Metadata>,
     pub(crate) unmounted: AtomicBool,
     /// The holder claim on the device (released on drop, `fs_put_dax`).
     _claim: FsDax,
@@ -208,12 +208,12 @@ pub(crate) struct Shared {
 /// (TestFs's stand-in for XFS's reverse-mapping btree) and kills the users mapping
 /// them ([`mf_dax_kill_procs`]).
 pub(crate) struct Holder {
-    fs: OnceLock<Weak<Shared>>,
+    fs: OnceLock<Weak<FsState>>,
 }
 
 impl DaxHolder for Holder {
     fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), DaxError> {
-        let Some(shared) = self.fs.get().and_then(Weak::upgrade) else {
+        let Some(state) = self.fs.get().and_then(Weak::upgrade) else {
             return Err(DaxError::Io {
                 what: "TestFs is not mounted yet",
             });
@@ -225,17 +225,17 @@ impl DaxHolder for Holder {
         } else {
             offset.saturating_add(len).div_ceil(B)
         };
-        if first >= shared.sb.total_blocks {
+        if first >= state.sb.total_blocks {
             return Err(DaxError::Os {
                 errno: libc::ENXIO,
                 what: "failed range lies outside the filesystem",
             });
         }
-        let metadata_hit = first < shared.sb.data_start();
+        let metadata_hit = first < state.sb.data_start();
         // (mapping, first file page, pages) of every file block in the range.
         let mut hits = Vec::new();
         {
-            let meta = shared.meta.lock();
+            let meta = state.meta.lock();
             for im in meta.inodes.values() {
                 for (fb, e) in im.core.blocks.read().map.iter() {
                     let (lo, hi) = (e.dev.max(first), (e.dev + e.len).min(end));
@@ -255,7 +255,7 @@ impl DaxHolder for Holder {
         }
         if pre_remove {
             // The device is going away: shut down, as XFS does.
-            shared.unmounted.store(true, Ordering::Release);
+            state.unmounted.store(true, Ordering::Release);
             return Ok(());
         }
         if metadata_hit {
@@ -267,7 +267,7 @@ impl DaxHolder for Holder {
     }
 }
 
-impl Shared {
+impl FsState {
     pub(crate) fn check_mounted(&self) -> Result<(), DaxError> {
         if self.unmounted.load(Ordering::Acquire) {
             return Err(DaxError::Io {
@@ -278,7 +278,7 @@ impl Shared {
     }
 
     /// Takes the metadata lock; with `nowait`, `EAGAIN` if it is taken.
-    pub(crate) fn lock_meta(&self, nowait: bool) -> Result<MutexGuard<'_, Meta>, DaxError> {
+    pub(crate) fn lock_meta(&self, nowait: bool) -> Result<MutexGuard<'_, Metadata>, DaxError> {
         if nowait {
             self.meta.try_lock().ok_or(DaxError::WouldBlock)
         } else {
@@ -291,7 +291,7 @@ impl Shared {
     /// `ENOSPC`.
     pub(crate) fn alloc_for(
         &self,
-        meta: &mut Meta,
+        meta: &mut Metadata,
         ino: u64,
         fb: u64,
         want: u64,
@@ -415,7 +415,7 @@ impl Shared {
     }
 
     /// Writes a checkpoint of `meta` (which the caller holds locked) and commits it.
-    pub(crate) fn checkpoint_locked(&self, meta: &mut Meta) -> Result<(), DaxError> {
+    pub(crate) fn checkpoint_locked(&self, meta: &mut Metadata) -> Result<(), DaxError> {
         // Data (written with non-temporal stores by the engine, or written back from
         // the CPU cache by `dax_writeback_mapping_range` before this) before the
         // metadata that makes it reachable.
@@ -456,7 +456,7 @@ impl Shared {
 /// Dropping it without [`unmount`](TestFs::unmount) simulates a crash: nothing is
 /// written, and reopening the device shows the last checkpoint.
 pub struct TestFs {
-    shared: Arc<Shared>,
+    state: Arc<FsState>,
 }
 
 impl fmt::Debug for TestFs {
@@ -567,7 +567,7 @@ impl TestFs {
             total_blocks: total,
             slot_blocks,
         };
-        let meta = Meta {
+        let meta = Metadata {
             names: BTreeMap::new(),
             inodes: BTreeMap::new(),
             next_ino: 1,
@@ -575,20 +575,20 @@ impl TestFs {
             generation: 0,
             next_cow_id: 1,
         };
-        let shared = Shared {
+        let state = FsState {
             dev,
             sb,
             meta: Mutex::new(meta),
             unmounted: AtomicBool::new(false),
             _claim: claim,
         };
-        shared.write_meta(0, &sb.encode())?;
-        shared.write_meta(shared.slot_offset(0), &[0u8; CKPT_HEADER])?;
+        state.write_meta(0, &sb.encode())?;
+        state.write_meta(state.slot_offset(0), &[0u8; CKPT_HEADER])?;
         {
-            let mut meta = shared.meta.lock();
-            shared.checkpoint_locked(&mut meta)?; // generation 1, slot 1
+            let mut meta = state.meta.lock();
+            state.checkpoint_locked(&mut meta)?; // generation 1, slot 1
         }
-        Ok(Self::mounted(shared, &holder))
+        Ok(Self::mounted(state, &holder))
     }
 
     fn claim(dev: &Arc<DaxDevice>, total: u64) -> Result<(FsDax, Arc<Holder>), DaxError> {
@@ -598,10 +598,10 @@ impl TestFs {
         Ok((dev.fs_dax_get(0, total * B, Some(holder.clone()))?, holder))
     }
 
-    fn mounted(shared: Shared, holder: &Holder) -> TestFs {
-        let shared = Arc::new(shared);
-        let _ = holder.fs.set(Arc::downgrade(&shared));
-        TestFs { shared }
+    fn mounted(state: FsState, holder: &Holder) -> TestFs {
+        let state = Arc::new(state);
+        let _ = holder.fs.set(Arc::downgrade(&state));
+        TestFs { state }
     }
 
     /// Mounts the TestFs on `dev` from its newest valid checkpoint.
@@ -611,12 +611,12 @@ impl TestFs {
     pub fn open(dev: Arc<DaxDevice>) -> Result<TestFs, DaxError> {
         let total = dev.driver().nr_pages();
         let (claim, holder) = Self::claim(&dev, total)?;
-        let sb = Superblock::decode(&Shared::read_meta(&dev, 0, SB_LEN)?, total)?;
+        let sb = Superblock::decode(&FsState::read_meta(&dev, 0, SB_LEN)?, total)?;
         let max_payload = sb.slot_blocks * B - CKPT_HEADER as u64;
         let mut candidates = Vec::new();
         for slot in 0..2u64 {
             let off = sb.slot_start(slot) * B;
-            let Ok(h) = Shared::read_meta(&dev, off, CKPT_HEADER) else {
+            let Ok(h) = FsState::read_meta(&dev, off, CKPT_HEADER) else {
                 continue;
             };
             if let Ok((generation, len, crc)) = Image::decode_header(&h, sb.fs_id, max_payload)
@@ -628,7 +628,7 @@ impl TestFs {
         candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut chosen = None;
         for (generation, off, len, crc) in candidates {
-            let Ok(p) = Shared::read_meta(&dev, off + CKPT_HEADER as u64, len as usize) else {
+            let Ok(p) = FsState::read_meta(&dev, off + CKPT_HEADER as u64, len as usize) else {
                 continue;
             };
             if let Ok(img) = Image::decode_payload(&p, crc, sb.data_start(), sb.total_blocks) {
@@ -638,7 +638,7 @@ impl TestFs {
         }
         let (generation, img) =
             chosen.ok_or(format::corrupt("no valid TestFs checkpoint on the device"))?;
-        let mut meta = Meta {
+        let mut meta = Metadata {
             names: BTreeMap::new(),
             inodes: BTreeMap::new(),
             next_ino: img.next_ino,
@@ -663,38 +663,38 @@ impl TestFs {
                 },
             );
         }
-        let shared = Shared {
+        let state = FsState {
             dev,
             sb,
             meta: Mutex::new(meta),
             unmounted: AtomicBool::new(false),
             _claim: claim,
         };
-        Ok(Self::mounted(shared, &holder))
+        Ok(Self::mounted(state, &holder))
     }
 
     /// Checkpoints and unmounts (`sync_fs` + `kill_sb`). [`TestInode`] handles still
     /// alive afterwards fail with `EIO`, and keep the device claimed until dropped.
     pub fn unmount(self) -> Result<(), DaxError> {
         self.sync()?;
-        self.shared.unmounted.store(true, Ordering::Release);
+        self.state.unmounted.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// The shared state, for unit tests that hold TestFs's locks.
+    /// The filesystem state, for unit tests that hold TestFs's locks.
     #[cfg(test)]
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
+    pub(crate) fn state(&self) -> &FsState {
+        &self.state
     }
 
     /// The device.
     pub fn device(&self) -> &Arc<DaxDevice> {
-        &self.shared.dev
+        &self.state.dev
     }
 
     /// Where the superblock, checkpoint slots and data area are.
     pub fn layout(&self) -> Layout {
-        let sb = &self.shared.sb;
+        let sb = &self.state.sb;
         Layout {
             block_size: B,
             total_blocks: sb.total_blocks,
@@ -710,8 +710,8 @@ impl TestFs {
     /// taken, `ENOENT`/`ENAMETOOLONG`/`EINVAL` for bad names.
     pub fn create(&self, name: &str) -> Result<Ino, DaxError> {
         check_name(name)?;
-        self.shared.check_mounted()?;
-        let mut meta = self.shared.meta.lock();
+        self.state.check_mounted()?;
+        let mut meta = self.state.meta.lock();
         if meta.names.contains_key(name) {
             return Err(DaxError::Exists {
                 what: "file exists",
@@ -728,7 +728,7 @@ impl TestFs {
                     0,
                     ExtentMap::new(),
                     true,
-                    self.shared.dev.clone(),
+                    self.state.dev.clone(),
                 )),
                 name: name.to_owned(),
                 cow: BTreeMap::new(),
@@ -741,14 +741,14 @@ impl TestFs {
     #[doc(alias = "open_file")]
     pub fn lookup(&self, name: &str) -> Result<Ino, DaxError> {
         check_name(name)?;
-        self.shared.check_mounted()?;
-        let meta = self.shared.meta.lock();
+        self.state.check_mounted()?;
+        let meta = self.state.meta.lock();
         meta.names.get(name).map(|&i| Ino(i)).ok_or_else(enoent)
     }
 
     /// Every file, sorted by name.
     pub fn list(&self) -> Vec<(String, Ino)> {
-        let meta = self.shared.meta.lock();
+        let meta = self.state.meta.lock();
         meta.names
             .iter()
             .map(|(n, &i)| (n.clone(), Ino(i)))
@@ -766,7 +766,7 @@ impl TestFs {
         // eviction does first: unmap the file everywhere, wait for pinned pages, drop
         // every entry (`dax_break_layout_final`).
         dax_break_layout_final(&inode.core().mapping);
-        let mut meta = self.shared.meta.lock();
+        let mut meta = self.state.meta.lock();
         if meta.names.get(name) != Some(&ino.0) {
             return Err(enoent());
         }
@@ -791,16 +791,16 @@ impl TestFs {
     /// A handle on inode `ino` for the engine: it implements
     /// [`IomapOps`](dax_iomap::IomapOps) and [`DaxInode`](dax_iomap::DaxInode).
     pub fn inode(&self, ino: Ino) -> Result<TestInode, DaxError> {
-        self.shared.check_mounted()?;
-        let meta = self.shared.meta.lock();
+        self.state.check_mounted()?;
+        let meta = self.state.meta.lock();
         let im = meta.inodes.get(&ino.0).ok_or_else(enoent)?;
-        Ok(TestInode::new(self.shared.clone(), im.core.clone()))
+        Ok(TestInode::new(self.state.clone(), im.core.clone()))
     }
 
     /// `ENOENT` if `inode` was unlinked (checked after taking its I/O lock, which
     /// unlink holds exclusively while it marks the inode).
     fn check_live(&self, inode: &TestInode) -> Result<(), DaxError> {
-        self.shared.check_mounted()?;
+        self.state.check_mounted()?;
         if inode.core().is_unlinked() {
             Err(enoent())
         } else {
@@ -876,7 +876,7 @@ impl TestFs {
         if end <= inode.core().size() {
             return Ok(());
         }
-        let mut meta = self.shared.meta.lock();
+        let mut meta = self.state.meta.lock();
         let im = meta.inode(inode.ino().0)?;
         if end > im.core.size() {
             im.core.set_size(end);
@@ -922,7 +922,7 @@ impl TestFs {
         if n == 0 {
             return Ok(());
         }
-        let mut meta = self.shared.meta.lock();
+        let mut meta = self.state.meta.lock();
         let im = meta.inode(inode.ino().0)?;
         let removed = {
             let mut blocks = im.core.blocks.write();
@@ -941,7 +941,7 @@ impl TestFs {
         let ino = inode.ino().0;
         let end = fb + n;
         let mut at = fb;
-        let mut meta = self.shared.meta.lock();
+        let mut meta = self.state.meta.lock();
         while at < end {
             let hole = match inode.read_blocks(false)?.map.lookup(at) {
                 Lookup::Extent(e) => {
@@ -950,7 +950,7 @@ impl TestFs {
                 }
                 Lookup::Hole { len } => len.unwrap_or(u64::MAX).min(end - at),
             };
-            let (dev, got) = self.shared.alloc_for(&mut meta, ino, at, hole)?;
+            let (dev, got) = self.state.alloc_for(&mut meta, ino, at, hole)?;
             let im = meta.inode(ino)?;
             let mut blocks = im.core.blocks.write();
             blocks.map.insert(
@@ -986,7 +986,7 @@ impl TestFs {
             if !size.is_multiple_of(B) && self.has_mapped(&inode, size, size.next_multiple_of(B))? {
                 dax_truncate_page(&inode, &inode, size)?;
             }
-            let mut meta = self.shared.meta.lock();
+            let mut meta = self.state.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
             let fb = size.div_ceil(B);
@@ -1005,7 +1005,7 @@ impl TestFs {
                 .unmap_mapping_pages(first, u64::MAX - first, true);
         } else if size > old {
             self.zero_gap(&inode, old, size)?;
-            let mut meta = self.shared.meta.lock();
+            let mut meta = self.state.meta.lock();
             let im = meta.inode(ino.0)?;
             im.core.set_size(size);
             im.core.blocks.write().dirty = true;
@@ -1137,22 +1137,22 @@ impl TestFs {
     /// whole filesystem. `ENOENT` for an unknown inode.
     pub fn fsync(&self, ino: Ino) -> Result<(), DaxError> {
         let inode = self.inode(ino)?;
-        self.shared.fsync_inode(inode.core())
+        self.state.fsync_inode(inode.core())
     }
 
     /// Writes back every file's mapped data, then checkpoints all metadata (`sync(2)`:
     /// `writeback_inodes_sb` with `WB_SYNC_ALL`, then `sync_fs`).
     pub fn sync(&self) -> Result<(), DaxError> {
-        self.shared.check_mounted()?;
+        self.state.check_mounted()?;
         let cores: Vec<_> = {
-            let meta = self.shared.meta.lock();
+            let meta = self.state.meta.lock();
             meta.inodes.values().map(|im| im.core.clone()).collect()
         };
         for core in cores {
-            self.shared.writeback_inode(&core)?;
+            self.state.writeback_inode(&core)?;
         }
-        let mut meta = self.shared.meta.lock();
-        self.shared.checkpoint_locked(&mut meta)
+        let mut meta = self.state.meta.lock();
+        self.state.checkpoint_locked(&mut meta)
     }
 
     // ---- reporting ----
@@ -1190,8 +1190,8 @@ impl TestFs {
 
     /// Size and allocated blocks of a file (`stat(2)`).
     pub fn stat(&self, ino: Ino) -> Result<Stat, DaxError> {
-        self.shared.check_mounted()?;
-        let mut meta = self.shared.meta.lock();
+        self.state.check_mounted()?;
+        let mut meta = self.state.meta.lock();
         let im = meta.inode(ino.0)?;
         Ok(Stat {
             ino,
@@ -1202,7 +1202,7 @@ impl TestFs {
 
     /// Space and file counts (`statfs(2)`).
     pub fn statfs(&self) -> StatFs {
-        let meta = self.shared.meta.lock();
+        let meta = self.state.meta.lock();
         StatFs {
             block_size: B,
             blocks: meta.alloc.total(),
@@ -1216,8 +1216,8 @@ impl TestFs {
     /// A file's extents, split where sharing (reference count >= 2) starts or stops.
     /// For tests and tools (the kernel's `xfs_bmap`/`filefrag -v`).
     pub fn extents(&self, ino: Ino) -> Result<Vec<ExtentInfo>, DaxError> {
-        self.shared.check_mounted()?;
-        let mut meta = self.shared.meta.lock();
+        self.state.check_mounted()?;
+        let mut meta = self.state.meta.lock();
         let meta = &mut *meta;
         let im = meta.inodes.get(&ino.0).ok_or_else(enoent)?;
         let mut out = Vec::new();
@@ -1241,13 +1241,13 @@ impl TestFs {
     /// The reference count of device block `block`: 0 when free (or busy), 1 when one
     /// file maps it, more when shared.
     pub fn block_refcount(&self, block: u64) -> u32 {
-        self.shared.meta.lock().alloc.refcount(block)
+        self.state.meta.lock().alloc.refcount(block)
     }
 
     /// The generation of the last durable checkpoint (it lives in slot
     /// `generation % 2`).
     pub fn generation(&self) -> u64 {
-        self.shared.meta.lock().generation
+        self.state.meta.lock().generation
     }
 
     // ---- reflink / dedupe ----
@@ -1379,7 +1379,7 @@ impl TestFs {
         nb: u64,
         grow_to: Option<u64>,
     ) -> Result<(), DaxError> {
-        let mut meta = self.shared.meta.lock();
+        let mut meta = self.state.meta.lock();
         meta.inode(dst.0)?;
         let pieces = meta.inode(src.0)?.core.blocks.read().map.pieces(sfb, nb);
         // References first, so that no block the source maps drops to zero below.

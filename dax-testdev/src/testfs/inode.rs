@@ -14,7 +14,7 @@ use dax_iomap::{
 
 use super::extent::{Extent, ExtentMap, Lookup};
 use super::extent_lock::ExtentLock;
-use super::fs::{CowResv, Meta, Shared, enoent};
+use super::fs::{CowResv, FsState, Metadata, enoent};
 use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
 use super::{B, Ino, MAX_FILE_BLOCKS};
 
@@ -122,7 +122,7 @@ const PRIV_COW_BASE: u64 = 1 << 32;
 /// callers of `iomap_ops` are. After an unlink they fail with `ENOENT`.
 #[derive(Clone)]
 pub struct TestInode {
-    fs: Arc<Shared>,
+    fs: Arc<FsState>,
     core: Arc<InodeCore>,
 }
 
@@ -147,12 +147,12 @@ enum Plan {
 }
 
 impl TestInode {
-    pub(crate) fn new(fs: Arc<Shared>, core: Arc<InodeCore>) -> Self {
+    pub(crate) fn new(fs: Arc<FsState>, core: Arc<InodeCore>) -> Self {
         TestInode { fs, core }
     }
 
     /// The filesystem state this handle belongs to.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn state(&self) -> &Arc<FsState> {
         &self.fs
     }
 
@@ -166,7 +166,7 @@ impl TestInode {
     }
 
     /// A mapping of `n` blocks at file block `fb` to device block `dev`. It borrows
-    /// the device from the handle: the handle's `Arc<Shared>` keeps it alive.
+    /// the device from the handle: the handle's `Arc<FsState>` keeps it alive.
     fn map(&self, kind: IomapType, fb: u64, dev: u64, n: u64, flags: IomapFlags) -> Iomap<'_> {
         Iomap {
             addr: dev * B,
@@ -448,7 +448,7 @@ impl TestInode {
     /// cancels the reservation (`xfs_reflink_cancel_cow_range`).
     fn cow_end(&self, pos: u64, length: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
-        let meta: &mut Meta = &mut guard;
+        let meta: &mut Metadata = &mut guard;
         let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
             return; // unlinked: the reservation went with the inode
         };
@@ -495,7 +495,7 @@ impl TestInode {
     /// not written (ext2's `ext2_write_failed`).
     fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
-        let meta: &mut Meta = &mut guard;
+        let meta: &mut Metadata = &mut guard;
         if !meta.inodes.contains_key(&self.core.ino) {
             return; // unlinked: its blocks went with it
         }

@@ -14,7 +14,7 @@ use dax_fault::{
 use parking_lot::RwLockWriteGuard;
 
 use super::Ino;
-use super::fs::{Shared, TestFs, enoent};
+use super::fs::{FsState, TestFs, enoent};
 use super::inode::{InodeCore, TestInode};
 
 impl TestFs {
@@ -64,12 +64,12 @@ impl TestInode {
         len: u64,
         opts: MapOptions,
     ) -> Result<MmuMapping, DaxError> {
-        self.shared().check_mounted()?;
+        self.state().check_mounted()?;
         if self.core().is_unlinked() {
             return Err(enoent());
         }
         let page_size = self
-            .shared()
+            .state()
             .dev
             .driver()
             .map_source()
@@ -96,7 +96,7 @@ impl TestInode {
 
     /// [`TestFs::mmap`] through an inode handle.
     pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
-        self.shared().check_mounted()?;
+        self.state().check_mounted()?;
         if self.core().is_unlinked() {
             return Err(enoent());
         }
@@ -117,7 +117,7 @@ impl VmOps for TestInode {
     /// metadata that makes the page reachable). SIGBUS once the file is unlinked or
     /// the filesystem unmounted.
     fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault {
-        if self.shared().check_mounted().is_err() {
+        if self.state().check_mounted().is_err() {
             return VmFault::SIGBUS;
         }
         let write = vmf.is_write() && vmf.vma().vma().is_shared();
@@ -130,14 +130,14 @@ impl VmOps for TestInode {
         let ret = dax_iomap_fault(vmf, order, self, self, Some(&mut pfn), Some(&mut err));
         if write && ret.contains(VmFault::NEEDDSYNC) {
             return dax_finish_sync_fault(vmf, order, pfn, |_, _| {
-                self.shared().fsync_inode(self.core())
+                self.state().fsync_inode(self.core())
             });
         }
         ret
     }
 }
 
-impl Shared {
+impl FsState {
     /// Writes back the file's dirty mapped data, then checkpoints (fsync: data before
     /// the metadata that makes it reachable).
     pub(crate) fn fsync_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
