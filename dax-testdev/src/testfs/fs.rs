@@ -17,21 +17,11 @@ use dax_iomap::{
 use super::alloc::{AllocHint, Allocator, PMD_BLOCKS};
 use super::extent::{Extent, ExtentMap, Lookup};
 use super::format::{self, CKPT_HEADER, Image, InodeRecord, SB_LEN, Superblock};
-use super::inode::{InodeCore, TestInode};
+use super::inode::TestInode;
 use super::mmap::break_layouts;
-use super::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
-use super::{B, BLOCK_SIZE, MAX_FILE_BLOCKS, check_name};
-
-/// An inode number. Numbers are never reused within a filesystem's life, so a stale
-/// number finds nothing (`ENOENT`) rather than another file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ino(pub u64);
-
-impl fmt::Display for Ino {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+use super::state::{FsState, InodeCore, InodeMeta, Metadata, enoent};
+use super::sync::Ordering;
+use super::{B, BLOCK_SIZE, Ino, MAX_FILE_BLOCKS, check_name};
 
 bitflags::bitflags! {
     /// The mode of [`TestFs::fallocate`] (`FALLOC_FL_*`, Linux values). The empty mode
@@ -123,55 +113,7 @@ pub struct Layout {
     pub data_start: u64,
 }
 
-/// Per-inode metadata, under the filesystem's metadata lock. The block map is not
-/// here: it lives in the [`InodeCore`] under the inode's own extent lock, so that
-/// reads can look it up without the metadata lock.
-pub(crate) struct InodeMeta {
-    pub(crate) core: Arc<InodeCore>,
-    pub(crate) name: String,
-    /// Outstanding copy-on-write reservations by id (a minimal XFS CoW fork).
-    pub(crate) cow: BTreeMap<u64, CowResv>,
-}
-
-/// Blocks reserved by `iomap_begin` as the destination of a copy-on-write.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CowResv {
-    /// First file block.
-    pub(crate) fb: u64,
-    /// First reserved device block.
-    pub(crate) dev: u64,
-    /// Blocks.
-    pub(crate) len: u64,
-}
-
-/// Everything under the metadata lock.
-pub(crate) struct Metadata {
-    pub(crate) names: BTreeMap<String, u64>,
-    pub(crate) inodes: BTreeMap<u64, InodeMeta>,
-    pub(crate) next_ino: u64,
-    pub(crate) alloc: Allocator,
-    pub(crate) generation: u64,
-    pub(crate) next_cow_id: u64,
-}
-
-pub(crate) fn enoent() -> DaxError {
-    DaxError::NotFound {
-        what: "no such file",
-    }
-}
-
 impl Metadata {
-    pub(crate) fn inode(&mut self, ino: u64) -> Result<&mut InodeMeta, DaxError> {
-        self.inodes.get_mut(&ino).ok_or_else(enoent)
-    }
-
-    /// Drops the references of blocks removed from a file.
-    pub(crate) fn release_pieces(&mut self, pieces: &[(u64, Extent)]) {
-        for (_, e) in pieces {
-            self.alloc.release(e.dev, e.len);
-        }
-    }
-
     /// The metadata as a checkpoint records it.
     fn image(&self) -> Image {
         let inodes: Vec<InodeRecord> = self
@@ -191,16 +133,6 @@ impl Metadata {
             refcounts,
         }
     }
-}
-
-/// The state shared by a [`TestFs`] and its [`TestInode`] handles.
-pub(crate) struct FsState {
-    pub(crate) dev: Arc<DaxDevice>,
-    pub(crate) sb: Superblock,
-    pub(crate) meta: Mutex<Metadata>,
-    pub(crate) unmounted: AtomicBool,
-    /// The holder claim on the device (released on drop, `fs_put_dax`).
-    _claim: FsDax,
 }
 
 /// TestFs's answer to media-failure notifications (`xfs_dax_notify_failure`): it
@@ -268,24 +200,6 @@ impl DaxHolder for Holder {
 }
 
 impl FsState {
-    pub(crate) fn check_mounted(&self) -> Result<(), DaxError> {
-        if self.unmounted.load(Ordering::Acquire) {
-            return Err(DaxError::Io {
-                what: "the TestFs has been unmounted",
-            });
-        }
-        Ok(())
-    }
-
-    /// Takes the metadata lock; with `nowait`, `EAGAIN` if it is taken.
-    pub(crate) fn lock_meta(&self, nowait: bool) -> Result<MutexGuard<'_, Metadata>, DaxError> {
-        if nowait {
-            self.meta.try_lock().ok_or(DaxError::WouldBlock)
-        } else {
-            Ok(self.meta.lock())
-        }
-    }
-
     /// Allocates up to `want` blocks for file block `fb` of `ino` (which exists),
     /// checkpointing once to turn busy blocks into free ones before giving up with
     /// `ENOSPC`.
@@ -575,13 +489,7 @@ impl TestFs {
             generation: 0,
             next_cow_id: 1,
         };
-        let state = FsState {
-            dev,
-            sb,
-            meta: Mutex::new(meta),
-            unmounted: AtomicBool::new(false),
-            _claim: claim,
-        };
+        let state = FsState::new(dev, sb, meta, claim);
         state.write_meta(0, &sb.encode())?;
         state.write_meta(state.slot_offset(0), &[0u8; CKPT_HEADER])?;
         {
@@ -663,13 +571,7 @@ impl TestFs {
                 },
             );
         }
-        let state = FsState {
-            dev,
-            sb,
-            meta: Mutex::new(meta),
-            unmounted: AtomicBool::new(false),
-            _claim: claim,
-        };
+        let state = FsState::new(dev, sb, meta, claim);
         Ok(Self::mounted(state, &holder))
     }
 

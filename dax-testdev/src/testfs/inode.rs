@@ -6,104 +6,16 @@
 use std::fmt;
 use std::sync::Arc;
 
-use dax_device::{DaxDevice, DaxError};
-use dax_fault::DaxMapping;
+use dax_device::DaxError;
 use dax_iomap::{
     DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,
 };
 
-use super::extent::{Extent, ExtentMap, Lookup};
-use super::extent_lock::ExtentLock;
-use super::fs::{CowResv, FsState, Metadata, enoent};
-use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
-use super::{B, Ino, MAX_FILE_BLOCKS};
-
-/// A file's block map, its change counter and its dirty state: what the extent lock
-/// protects.
-#[derive(Debug, Default)]
-pub(crate) struct Blocks {
-    /// File block → device block runs.
-    pub(crate) map: ExtentMap,
-    /// Bumped on every change of the map (handed out as `validity_cookie`).
-    pub(crate) seq: u64,
-    /// The inode has metadata (blocks, size, CoW reservations) that no checkpoint has
-    /// made durable yet: writes get `IomapFlags::DIRTY`. Kept here rather than under
-    /// the metadata lock so that an overwrite can read it with the extent lock alone.
-    pub(crate) dirty: bool,
-}
-
-impl Blocks {
-    /// Records a change of the map: a new validity cookie, and dirty until the next
-    /// checkpoint.
-    pub(crate) fn changed(&mut self) {
-        self.seq += 1;
-        self.dirty = true;
-    }
-}
-
-/// What every handle on one inode shares: its number, its size, its two locks and its
-/// block map under the extent lock.
-pub(crate) struct InodeCore {
-    ino: u64,
-    size: AtomicU64,
-    /// The I/O lock (`i_rwsem`, XFS IOLOCK).
-    pub(crate) io: RwLock<()>,
-    /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
-    pub(crate) invalidate: RwLock<()>,
-    /// The extent lock and the block map it protects (XFS ILOCK, ext4 `i_data_sem`):
-    /// exclusive for every change, always with the metadata lock held; shared to read
-    /// (a read-type `iomap_begin`, and a write-type one over the file's own written
-    /// blocks, need no other lock). Innermost: see the module docs for the order.
-    /// Reads of small maps skip it: see [`ExtentLock`].
-    pub(crate) blocks: ExtentLock,
-    /// Set by unlink while it holds the I/O lock and the extent lock exclusively, so
-    /// anyone holding either can test it without the metadata lock.
-    unlinked: AtomicBool,
-    /// The file's DAX mapping (`inode->i_mapping`): entries and user mappings.
-    pub(crate) mapping: Arc<DaxMapping>,
-}
-
-impl InodeCore {
-    pub(crate) fn new(
-        ino: u64,
-        size: u64,
-        map: ExtentMap,
-        dirty: bool,
-        dev: Arc<DaxDevice>,
-    ) -> Self {
-        InodeCore {
-            ino,
-            size: AtomicU64::new(size),
-            io: RwLock::new(()),
-            invalidate: RwLock::new(()),
-            blocks: ExtentLock::new(Blocks { map, seq: 0, dirty }),
-            unlinked: AtomicBool::new(false),
-            mapping: DaxMapping::new(dev),
-        }
-    }
-
-    /// `i_size_read`.
-    pub(crate) fn size(&self) -> u64 {
-        self.size.load(Ordering::Acquire)
-    }
-
-    /// `i_size_write`: callers hold the metadata lock (and the I/O lock).
-    pub(crate) fn set_size(&self, size: u64) {
-        self.size.store(size, Ordering::Release);
-    }
-
-    /// Marks the inode unlinked (caller holds the I/O lock and the extent lock
-    /// exclusively).
-    pub(crate) fn mark_unlinked(&self) {
-        self.unlinked.store(true, Ordering::Release);
-    }
-
-    /// Whether the inode was unlinked (meaningful under the I/O lock or the extent
-    /// lock).
-    pub(crate) fn is_unlinked(&self) -> bool {
-        self.unlinked.load(Ordering::Acquire)
-    }
-}
+use super::extent::{Extent, Lookup};
+use super::extent_lock::Blocks;
+use super::state::{CowResv, FsState, Ino, InodeCore, Metadata, enoent};
+use super::sync::RwLockReadGuard;
+use super::{B, MAX_FILE_BLOCKS};
 
 /// `private` of a mapping whose blocks `iomap_begin` just allocated.
 const PRIV_ALLOC: u64 = 1;
@@ -129,7 +41,7 @@ pub struct TestInode {
 impl fmt::Debug for TestInode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestInode")
-            .field("ino", &self.core.ino)
+            .field("ino", &self.core.ino())
             .field("size", &self.core.size())
             .finish_non_exhaustive()
     }
@@ -158,7 +70,7 @@ impl TestInode {
 
     /// The inode number.
     pub fn ino(&self) -> Ino {
-        Ino(self.core.ino)
+        Ino(self.core.ino())
     }
 
     pub(crate) fn core(&self) -> &InodeCore {
@@ -279,7 +191,7 @@ impl TestInode {
     ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         let nowait = flags.contains(IterFlags::NOWAIT);
         let write = flags.contains(IterFlags::WRITE);
-        let ino = self.core.ino;
+        let ino = self.core.ino();
         // DIRTY: the write reaches past EOF, or the inode has metadata that a
         // checkpoint has not made durable yet (ext4's datasync-dirty inode).
         let dirty = |inode_dirty: bool| {
@@ -449,7 +361,7 @@ impl TestInode {
     fn cow_end(&self, pos: u64, length: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
         let meta: &mut Metadata = &mut guard;
-        let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
+        let Some(im) = meta.inodes.get_mut(&self.core.ino()) else {
             return; // unlinked: the reservation went with the inode
         };
         let Some(r) = im.cow.remove(&iomap.private) else {
@@ -496,7 +408,7 @@ impl TestInode {
     fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
         let meta: &mut Metadata = &mut guard;
-        if !meta.inodes.contains_key(&self.core.ino) {
+        if !meta.inodes.contains_key(&self.core.ino()) {
             return; // unlinked: its blocks went with it
         }
         let keep = self

@@ -14,8 +14,9 @@ use dax_fault::{
 use parking_lot::RwLockWriteGuard;
 
 use super::Ino;
-use super::fs::{FsState, TestFs, enoent};
-use super::inode::{InodeCore, TestInode};
+use super::fs::TestFs;
+use super::inode::TestInode;
+use super::state::{FsState, InodeCore, enoent};
 
 impl TestFs {
     /// Maps file `ino` (`mmap(2)` of a DAX file): `vma` in the address space `pt`, with

@@ -204,13 +204,15 @@ mod fs;
 mod inode;
 mod mmap;
 mod rangeset;
+mod state;
 mod sync;
 
 use dax_device::PAGE_SIZE;
 use dax_iomap::MAX_FILE_SIZE;
 
-pub use fs::{ExtentInfo, FallocMode, Ino, Layout, MkfsOptions, Stat, StatFs, TestFs};
+pub use fs::{ExtentInfo, FallocMode, Layout, MkfsOptions, Stat, StatFs, TestFs};
 pub use inode::TestInode;
+pub use state::Ino;
 
 /// TestFs's block size: 4096 bytes, the page size (DAX requires it).
 pub const BLOCK_SIZE: usize = PAGE_SIZE;
