@@ -1,27 +1,26 @@
-//! [`TestFs`]: mount, mkfs, the namespace, checkpoints, and the file operations.
+//! [`TestFs`]: mount, mkfs, the namespace and the file operations.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
-use dax_device::{
-    DaxAccessMode, DaxDevice, DaxError, DaxHolder, FsDax, MfFlags, PAGE_SIZE, PMD_SIZE,
-};
-use dax_fault::{dax_break_layout_final, dax_break_layout_inode, mf_dax_kill_procs};
+use dax_device::{DaxDevice, DaxError, FsDax, PAGE_SIZE};
+use dax_fault::{dax_break_layout_final, dax_break_layout_inode};
 use dax_iomap::{
     Fiemap, MAX_FILE_SIZE, RemapFile, RemapFlags, dax_file_unshare, dax_iomap_read,
     dax_iomap_write, dax_remap_file_range_prep, dax_truncate_page, dax_zero_range, iomap_fiemap,
     iomap_seek_data, iomap_seek_hole,
 };
 
-use super::alloc::{AllocHint, Allocator, PMD_BLOCKS};
+use super::alloc::Allocator;
 use super::extent::{Extent, ExtentMap, Lookup};
-use super::format::{self, CKPT_HEADER, Image, InodeRecord, SB_LEN, Superblock};
+use super::failure::FailureHolder;
+use super::format::{self, CKPT_HEADER, Image, SB_LEN, Superblock};
 use super::inode::TestInode;
 use super::mmap::break_layouts;
 use super::state::{FsState, InodeCore, InodeMeta, Metadata, enoent};
 use super::sync::Ordering;
-use super::{B, BLOCK_SIZE, Ino, MAX_FILE_BLOCKS, check_name};
+use super::{B, Ino, MAX_FILE_BLOCKS, check_name};
 
 bitflags::bitflags! {
     /// The mode of [`TestFs::fallocate`] (`FALLOC_FL_*`, Linux values). The empty mode
@@ -52,15 +51,15 @@ pub struct Stat {
     pub ino: Ino,
     /// The file size in bytes (`st_size`).
     pub size: u64,
-    /// Blocks of [`BLOCK_SIZE`] allocated to the file, mapped or unwritten, shared
-    /// blocks counted in full (`st_blocks` is this times 8).
+    /// Blocks of [`BLOCK_SIZE`](super::BLOCK_SIZE) allocated to the file, mapped or
+    /// unwritten, shared blocks counted in full (`st_blocks` is this times 8).
     pub blocks: u64,
 }
 
 /// What [`TestFs::statfs`] reports about the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFs {
-    /// [`BLOCK_SIZE`] (`f_bsize`).
+    /// [`BLOCK_SIZE`](super::BLOCK_SIZE) (`f_bsize`).
     pub block_size: u64,
     /// Blocks of the data area (`f_blocks`).
     pub blocks: u64,
@@ -80,7 +79,7 @@ pub struct StatFs {
 pub struct ExtentInfo {
     /// First file block.
     pub file_block: u64,
-    /// First device block (device byte address / [`BLOCK_SIZE`]).
+    /// First device block (device byte address / [`BLOCK_SIZE`](super::BLOCK_SIZE)).
     pub dev_block: u64,
     /// Length in blocks.
     pub len: u64,
@@ -101,7 +100,7 @@ pub struct MkfsOptions {
 /// Where things are on the device, from the superblock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// [`BLOCK_SIZE`].
+    /// [`BLOCK_SIZE`](super::BLOCK_SIZE).
     pub block_size: u64,
     /// Blocks the filesystem spans.
     pub total_blocks: u64,
@@ -111,256 +110,6 @@ pub struct Layout {
     pub slot_offsets: [u64; 2],
     /// First data block.
     pub data_start: u64,
-}
-
-impl Metadata {
-    /// The metadata as a checkpoint records it.
-    fn image(&self) -> Image {
-        let inodes: Vec<InodeRecord> = self
-            .inodes
-            .iter()
-            .map(|(&ino, im)| InodeRecord {
-                ino,
-                name: im.name.clone(),
-                size: im.core.size(),
-                extents: im.core.blocks.read().map.clone(),
-            })
-            .collect();
-        let refcounts = format::derive_refcounts(inodes.iter().map(|i| &i.extents));
-        Image {
-            next_ino: self.next_ino,
-            inodes,
-            refcounts,
-        }
-    }
-}
-
-/// TestFs's answer to media-failure notifications (`xfs_dax_notify_failure`): it
-/// finds the files whose blocks lie in the failed range by scanning the extent maps
-/// (TestFs's stand-in for XFS's reverse-mapping btree) and kills the users mapping
-/// them ([`mf_dax_kill_procs`]).
-pub(crate) struct Holder {
-    fs: OnceLock<Weak<FsState>>,
-}
-
-impl DaxHolder for Holder {
-    fn notify_failure(&self, offset: u64, len: u64, flags: MfFlags) -> Result<(), DaxError> {
-        let Some(state) = self.fs.get().and_then(Weak::upgrade) else {
-            return Err(DaxError::Io {
-                what: "TestFs is not mounted yet",
-            });
-        };
-        let pre_remove = flags.contains(MfFlags::MEM_PRE_REMOVE);
-        let first = offset / B;
-        let end = if len == u64::MAX {
-            u64::MAX
-        } else {
-            offset.saturating_add(len).div_ceil(B)
-        };
-        if first >= state.sb.total_blocks {
-            return Err(DaxError::Os {
-                errno: libc::ENXIO,
-                what: "failed range lies outside the filesystem",
-            });
-        }
-        let metadata_hit = first < state.sb.data_start();
-        // (mapping, first file page, pages) of every file block in the range.
-        let mut hits = Vec::new();
-        {
-            let meta = state.meta.lock();
-            for im in meta.inodes.values() {
-                for (fb, e) in im.core.blocks.read().map.iter() {
-                    let (lo, hi) = (e.dev.max(first), (e.dev + e.len).min(end));
-                    if lo < hi {
-                        hits.push((im.core.clone(), fb + (lo - e.dev), hi - lo));
-                    }
-                }
-            }
-        }
-        for (core, page, count) in hits {
-            mf_dax_kill_procs(Some(&core.mapping), page, count, flags)?;
-            if pre_remove {
-                // Dirty entries stay (EBUSY), as in `invalidate_inode_pages2_range`.
-                let _ =
-                    dax_iomap::MappingOps::invalidate_range(&*core.mapping, page, page + count - 1);
-            }
-        }
-        if pre_remove {
-            // The device is going away: shut down, as XFS does.
-            state.unmounted.store(true, Ordering::Release);
-            return Ok(());
-        }
-        if metadata_hit {
-            return Err(DaxError::Corrupted {
-                what: "media failure in TestFs metadata",
-            });
-        }
-        Ok(())
-    }
-}
-
-impl FsState {
-    /// Allocates up to `want` blocks for file block `fb` of `ino` (which exists),
-    /// checkpointing once to turn busy blocks into free ones before giving up with
-    /// `ENOSPC`.
-    pub(crate) fn alloc_for(
-        &self,
-        meta: &mut Metadata,
-        ino: u64,
-        fb: u64,
-        want: u64,
-    ) -> Result<(u64, u64), DaxError> {
-        let hint = {
-            let im = meta.inode(ino)?;
-            let goal = im.core.blocks.read().map.before(fb).and_then(|(s, e)| {
-                // Keep `dev - file block` constant: contiguous and equally aligned.
-                let g = e.dev.checked_add(fb - s)?;
-                (s + e.len <= fb).then_some(g)
-            });
-            let size_end = im
-                .core
-                .size()
-                .max(fb.saturating_add(want).saturating_mul(B));
-            let large = want >= PMD_BLOCKS || size_end >= PMD_SIZE as u64;
-            AllocHint {
-                goal,
-                pmd_align_for: large.then_some(fb),
-            }
-        };
-        match meta.alloc.alloc(want, hint) {
-            Err(e) if e.errno() == libc::ENOSPC && meta.alloc.busy_blocks() > 0 => {
-                self.checkpoint_locked(meta)?;
-                meta.alloc.alloc(want, hint)
-            }
-            r => r,
-        }
-    }
-
-    /// Zeroes device blocks `dev .. dev + n` through the driver (which clears poison),
-    /// as ext2's `sb_issue_zeroout` and XFS's `XFS_BMAPI_ZERO` do.
-    pub(crate) fn zero_blocks(&self, dev: u64, n: u64) -> Result<(), DaxError> {
-        let section = self.dev.read_lock();
-        for pg in dev..dev + n {
-            section.zero_page_range(pg, 1)?;
-        }
-        Ok(())
-    }
-
-    /// Copies device bytes `from_off .. BLOCK_SIZE` of block `src` to block `dst`.
-    pub(crate) fn copy_block_tail(
-        &self,
-        src: u64,
-        dst: u64,
-        from_off: usize,
-    ) -> Result<(), DaxError> {
-        let section = self.dev.read_lock();
-        let s = section
-            .direct_access(src, 1, DaxAccessMode::Access)
-            .map_err(DaxError::mem2blk)?;
-        let d = section
-            .direct_access(dst, 1, DaxAccessMode::Access)
-            .map_err(DaxError::mem2blk)?;
-        let mut buf = vec![0u8; BLOCK_SIZE - from_off];
-        if s.copy_to(from_off, &mut buf) != buf.len() || d.copy_from(from_off, &buf) != buf.len() {
-            return Err(DaxError::Io {
-                what: "copying the rest of a copy-on-write block",
-            });
-        }
-        d.flush(from_off, buf.len());
-        Ok(())
-    }
-
-    /// Writes metadata bytes at device byte `offset`, page by page; a page with known
-    /// poison is first zeroed through the driver, which clears it (a block write would).
-    fn write_meta(&self, offset: u64, data: &[u8]) -> Result<(), DaxError> {
-        let section = self.dev.read_lock();
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = offset + done as u64;
-            let (pg, in_pg) = (at / B, (at % B) as usize);
-            let n = (BLOCK_SIZE - in_pg).min(data.len() - done);
-            let da = match section.direct_access(pg, 1, DaxAccessMode::Access) {
-                Err(DaxError::HwPoison { .. }) => {
-                    section.zero_page_range(pg, 1)?;
-                    section.direct_access(pg, 1, DaxAccessMode::Access)
-                }
-                r => r,
-            }
-            .map_err(DaxError::mem2blk)?;
-            if da.copy_from(in_pg, &data[done..done + n]) != n {
-                return Err(DaxError::Io {
-                    what: "short metadata write",
-                });
-            }
-            da.flush(in_pg, n);
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Reads `len` metadata bytes at device byte `offset` (`EIO` on poison).
-    fn read_meta(dev: &DaxDevice, offset: u64, len: usize) -> Result<Vec<u8>, DaxError> {
-        let mut out = vec![0u8; len];
-        let section = dev.read_lock();
-        let mut done = 0usize;
-        while done < len {
-            let at = offset + done as u64;
-            let (pg, in_pg) = (at / B, (at % B) as usize);
-            let n = (BLOCK_SIZE - in_pg).min(len - done);
-            let da = section
-                .direct_access(pg, 1, DaxAccessMode::Access)
-                .map_err(DaxError::mem2blk)?;
-            if da.copy_to(in_pg, &mut out[done..done + n]) != n {
-                return Err(DaxError::Io {
-                    what: "short metadata read",
-                });
-            }
-            done += n;
-        }
-        Ok(out)
-    }
-
-    fn slot_offset(&self, generation: u64) -> u64 {
-        self.sb.slot_start(generation % 2) * B
-    }
-
-    fn slot_bytes(&self) -> u64 {
-        self.sb.slot_blocks * B
-    }
-
-    /// Writes a checkpoint of `meta` (which the caller holds locked) and commits it.
-    pub(crate) fn checkpoint_locked(&self, meta: &mut Metadata) -> Result<(), DaxError> {
-        // Data (written with non-temporal stores by the engine, or written back from
-        // the CPU cache by `dax_writeback_mapping_range` before this) before the
-        // metadata that makes it reachable.
-        self.dev.flush()?;
-        let image = meta.image();
-        let generation = meta.generation + 1;
-        let bytes = image.encode(self.sb.fs_id, generation);
-        if bytes.len() as u64 > self.slot_bytes() {
-            return Err(DaxError::NoSpace {
-                what: "the metadata no longer fits a checkpoint slot",
-            });
-        }
-        let referenced = format::referenced_set(&image.refcounts);
-        let written = self
-            .write_meta(self.slot_offset(generation), &bytes)
-            .and_then(|()| self.dev.flush()); // the commit
-        if let Err(e) = written {
-            // Whether the new checkpoint is on the media is unknown now (written whole
-            // but not known flushed, or written in part): either it or the last
-            // durable one may come back after a crash, so blocks that either
-            // references stay unusable until a commit succeeds.
-            meta.alloc.checkpoint_failed(referenced);
-            return Err(e);
-        }
-        meta.generation = generation;
-        meta.alloc.checkpoint_committed(referenced);
-        for im in meta.inodes.values() {
-            im.core.blocks.write().dirty = false;
-        }
-        Ok(())
-    }
 }
 
 /// A small extent filesystem on a DAX device; see the [module docs](crate::testfs)
@@ -499,16 +248,14 @@ impl TestFs {
         Ok(Self::mounted(state, &holder))
     }
 
-    fn claim(dev: &Arc<DaxDevice>, total: u64) -> Result<(FsDax, Arc<Holder>), DaxError> {
-        let holder = Arc::new(Holder {
-            fs: OnceLock::new(),
-        });
+    fn claim(dev: &Arc<DaxDevice>, total: u64) -> Result<(FsDax, Arc<FailureHolder>), DaxError> {
+        let holder = Arc::new(FailureHolder::new());
         Ok((dev.fs_dax_get(0, total * B, Some(holder.clone()))?, holder))
     }
 
-    fn mounted(state: FsState, holder: &Holder) -> TestFs {
+    fn mounted(state: FsState, holder: &FailureHolder) -> TestFs {
         let state = Arc::new(state);
-        let _ = holder.fs.set(Arc::downgrade(&state));
+        holder.attach(&state);
         TestFs { state }
     }
 
@@ -1045,16 +792,7 @@ impl TestFs {
     /// Writes back every file's mapped data, then checkpoints all metadata (`sync(2)`:
     /// `writeback_inodes_sb` with `WB_SYNC_ALL`, then `sync_fs`).
     pub fn sync(&self) -> Result<(), DaxError> {
-        self.state.check_mounted()?;
-        let cores: Vec<_> = {
-            let meta = self.state.meta.lock();
-            meta.inodes.values().map(|im| im.core.clone()).collect()
-        };
-        for core in cores {
-            self.state.writeback_inode(&core)?;
-        }
-        let mut meta = self.state.meta.lock();
-        self.state.checkpoint_locked(&mut meta)
+        self.state.sync_all()
     }
 
     // ---- reporting ----

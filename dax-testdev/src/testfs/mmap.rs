@@ -7,16 +7,15 @@ use std::sync::Arc;
 use dax_device::{DaxError, PAGE_SIZE, Pfn};
 use dax_fault::mmu::{MapOptions, MmuMapping};
 use dax_fault::{
-    DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, WritebackControl,
-    dax_break_layout_relocking, dax_finish_sync_fault, dax_iomap_fault,
-    dax_writeback_mapping_range,
+    DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, dax_break_layout_relocking,
+    dax_finish_sync_fault, dax_iomap_fault,
 };
 use parking_lot::RwLockWriteGuard;
 
 use super::Ino;
 use super::fs::TestFs;
 use super::inode::TestInode;
-use super::state::{FsState, InodeCore, enoent};
+use super::state::{InodeCore, enoent};
 
 impl TestFs {
     /// Maps file `ino` (`mmap(2)` of a DAX file): `vma` in the address space `pt`, with
@@ -135,27 +134,6 @@ impl VmOps for TestInode {
             });
         }
         ret
-    }
-}
-
-impl FsState {
-    /// Writes back the file's dirty mapped data, then checkpoints (fsync: data before
-    /// the metadata that makes it reachable).
-    pub(crate) fn fsync_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
-        self.check_mounted()?;
-        self.writeback_inode(core)?;
-        let mut meta = self.meta.lock();
-        self.checkpoint_locked(&mut meta)
-    }
-
-    /// Writes back the file's dirty mapped data (a data-integrity pass over the whole
-    /// file; nothing to do when nothing is mapped).
-    pub(crate) fn writeback_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
-        dax_writeback_mapping_range(
-            &core.mapping,
-            &self.dev,
-            &WritebackControl::sync_all(0, u64::MAX),
-        )
     }
 }
 

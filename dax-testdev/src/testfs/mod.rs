@@ -197,8 +197,11 @@
 //! `EUCLEAN` (corrupt metadata), and whatever the engine or the device reports.
 
 mod alloc;
+mod balloc;
+mod checkpoint;
 mod extent;
 mod extent_lock;
+mod failure;
 mod format;
 mod fs;
 mod inode;
