@@ -2,6 +2,13 @@
 //! (`iomap_begin`/`iomap_end`, modelled on `ext4_iomap_begin`,
 //! `xfs_direct_write_iomap_begin`, `xfs_read_iomap_begin` and
 //! `xfs_dax_write_iomap_end`).
+//!
+//! Locks: only the metadata lock and this inode's extent lock, in that order, never
+//! the I/O or invalidate lock (those are the callers', as for the kernel's
+//! `iomap_ops`). A read, and an overwrite of the file's own written blocks, take just
+//! the extent lock shared, or none for a small map (the seqlock copy in
+//! `extent_lock.rs`). New blocks are zeroed with both locks dropped and the map is
+//! checked again afterwards.
 
 use std::fmt;
 use std::sync::Arc;
@@ -115,7 +122,8 @@ impl TestInode {
     /// A read-type answer: the blocks as they are.
     ///
     /// Maps of at most eight extents are read from the copy the extent lock publishes
-    /// ([`ExtentLock::lookup_unlocked`]), without the lock; otherwise, or while a
+    /// ([`ExtentLock::lookup_unlocked`](super::extent_lock::ExtentLock::lookup_unlocked)),
+    /// without the lock; otherwise, or while a
     /// writer holds it, this takes only this inode's extent lock, shared: reads of
     /// different files, and concurrent reads of one file, never meet on a
     /// filesystem-wide lock. Only an

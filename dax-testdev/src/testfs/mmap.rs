@@ -1,6 +1,15 @@
-//! Memory mappings of TestFs files: `mmap`, the fault handler (modelled on ext4's
-//! `ext4_dax_huge_fault` and XFS's `xfs_dax_fault`), layout breaking before block-map
-//! changes (`ext4_break_layouts`) and writeback of mapped data at fsync.
+//! Memory mappings of TestFs files: `mmap` on an inode handle, the fault handler
+//! (modelled on ext4's `ext4_dax_huge_fault` and XFS's `xfs_dax_fault`) and layout
+//! breaking before block-map changes (`ext4_break_layouts`).
+//! [`TestFs::mmap`](super::TestFs::mmap) is in `io.rs`; writeback of mapped data at
+//! fsync in `checkpoint.rs`.
+//!
+//! Locks: the fault handler holds the invalidate lock shared for the whole fault,
+//! including the fsync of a synchronous (MAP_SYNC) write fault; the engine takes the
+//! mapping-entry locks and calls `iomap_begin`, which takes the metadata and extent
+//! locks. [`break_layouts`] runs with the I/O and invalidate locks held exclusively
+//! and drops and retakes the invalidate lock while it waits for pinned pages.
+//! `mmap_real` takes the extent lock shared to check a file on a 2 MiB-page device.
 
 use std::sync::Arc;
 
@@ -12,44 +21,11 @@ use dax_fault::{
 };
 use parking_lot::RwLockWriteGuard;
 
-use super::Ino;
-use super::fs::TestFs;
 use super::inode::TestInode;
 use super::state::{InodeCore, enoent};
 
-impl TestFs {
-    /// Maps file `ino` (`mmap(2)` of a DAX file): `vma` in the address space `pt`, with
-    /// TestFs's fault handler attached. The mapping lives until the returned handle is
-    /// dropped. `EOPNOTSUPP` for MAP_SYNC on a device that is not synchronous,
-    /// `ENOENT` for an unknown inode.
-    pub fn mmap(
-        &self,
-        ino: Ino,
-        vma: Vma,
-        pt: Arc<dyn PageTable>,
-    ) -> Result<Arc<MappedVma>, DaxError> {
-        self.inode(ino)?.mmap(vma, pt)
-    }
-}
-
-impl TestFs {
-    /// Maps `len` bytes of file `ino` from file page `pgoff` into this process for
-    /// real ([`MmuMapping`]): loads and stores on the returned pointer go to device
-    /// memory, faults are served by the engine through TestFs's fault handler.
-    /// Errors as [`TestFs::mmap`], plus [`MmuMapping::map`]'s.
-    pub fn mmap_real(
-        &self,
-        ino: Ino,
-        pgoff: u64,
-        len: u64,
-        opts: MapOptions,
-    ) -> Result<MmuMapping, DaxError> {
-        self.inode(ino)?.mmap_real(pgoff, len, opts)
-    }
-}
-
 impl TestInode {
-    /// [`TestFs::mmap_real`] through an inode handle.
+    /// [`TestFs::mmap_real`](super::TestFs::mmap_real) through an inode handle.
     ///
     /// On a device that maps only whole 2 MiB pages (hugetlb, device-dax) a file is
     /// mapped only if nothing in it needs a 4 KiB mapping: its size is a multiple of
@@ -94,7 +70,7 @@ impl TestInode {
         MmuMapping::map(&self.core().mapping, ops, pgoff, len, opts)
     }
 
-    /// [`TestFs::mmap`] through an inode handle.
+    /// [`TestFs::mmap`](super::TestFs::mmap) through an inode handle.
     pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
         self.state().check_mounted()?;
         if self.core().is_unlinked() {

@@ -203,18 +203,26 @@ mod extent;
 mod extent_lock;
 mod failure;
 mod format;
-mod fs;
 mod inode;
+mod io;
 mod mmap;
+mod mount;
+mod namespace;
 mod rangeset;
+mod remap;
+mod report;
+mod space;
 mod state;
 mod sync;
+mod verify;
 
 use dax_device::PAGE_SIZE;
 use dax_iomap::MAX_FILE_SIZE;
 
-pub use fs::{ExtentInfo, FallocMode, Layout, MkfsOptions, Stat, StatFs, TestFs};
 pub use inode::TestInode;
+pub use mount::{Layout, MkfsOptions, TestFs};
+pub use report::{ExtentInfo, Stat, StatFs};
+pub use space::FallocMode;
 pub use state::Ino;
 
 /// TestFs's block size: 4096 bytes, the page size (DAX requires it).
