@@ -39,6 +39,9 @@ impl DaxHolder for FailureHolder {
             offset.saturating_add(len).div_ceil(B)
         };
         if first >= state.sb.total_blocks {
+            // ENXIO, as `xfs_dax_notify_failure` answers a range past the filesystem.
+            // `DaxError` has no variant for it but `Dead` (a killed device), which
+            // would say the wrong thing.
             return Err(DaxError::Os {
                 errno: libc::ENXIO,
                 what: "failed range lies outside the filesystem",
