@@ -1,5 +1,6 @@
 //! [`ExtentLock`]: an inode's extent lock, plus a copy of small extent maps that reads
-//! can use without taking it.
+//! can use without taking it; and [`Blocks`], what the lock protects (the block map,
+//! its change counter and the inode's dirty state).
 //!
 //! The lock is an ordinary reader-writer lock around [`Blocks`] (XFS's ILOCK, ext4's
 //! `i_data_sem`). Every writer changes the map under [`ExtentLock::write`], whose guard
@@ -29,9 +30,31 @@
 
 use std::ops::{Deref, DerefMut};
 
-use super::extent::{Extent, Lookup};
-use super::inode::Blocks;
+use super::extent::{Extent, ExtentMap, Lookup};
 use super::sync::{AtomicU64, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A file's block map, its change counter and its dirty state: what the extent lock
+/// protects.
+#[derive(Debug, Default)]
+pub(crate) struct Blocks {
+    /// File block → device block runs.
+    pub(crate) map: ExtentMap,
+    /// Bumped on every change of the map (handed out as `validity_cookie`).
+    pub(crate) seq: u64,
+    /// The inode has metadata (blocks, size, CoW reservations) that no checkpoint has
+    /// made durable yet: writes get `IomapFlags::DIRTY`. Kept here rather than under
+    /// the metadata lock so that an overwrite can read it with the extent lock alone.
+    pub(crate) dirty: bool,
+}
+
+impl Blocks {
+    /// Records a change of the map: a new validity cookie, and dirty until the next
+    /// checkpoint.
+    pub(crate) fn changed(&mut self) {
+        self.seq += 1;
+        self.dirty = true;
+    }
+}
 
 /// The largest extent map published for lock-free reads.
 pub(crate) const SNAP_EXTENTS: usize = 8;
@@ -44,7 +67,7 @@ const SHARED: u64 = 1 << 62;
 const LEN_MASK: u64 = SHARED - 1;
 
 /// One published extent: file block, device block, length with the two state bits.
-struct Slot {
+struct SeqSlot {
     start: AtomicU64,
     dev: AtomicU64,
     len_flags: AtomicU64,
@@ -59,7 +82,7 @@ pub(crate) struct ExtentLock {
     count: AtomicU64,
     /// `Blocks::seq` of the published version (the validity cookie).
     cookie: AtomicU64,
-    slots: [Slot; SNAP_EXTENTS],
+    slots: [SeqSlot; SNAP_EXTENTS],
 }
 
 impl ExtentLock {
@@ -69,7 +92,7 @@ impl ExtentLock {
             seq: AtomicU64::new(0),
             count: AtomicU64::new(0),
             cookie: AtomicU64::new(0),
-            slots: std::array::from_fn(|_| Slot {
+            slots: std::array::from_fn(|_| SeqSlot {
                 start: AtomicU64::new(0),
                 dev: AtomicU64::new(0),
                 len_flags: AtomicU64::new(0),
@@ -208,7 +231,6 @@ impl Drop for ExtentWriteGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testfs::extent::ExtentMap;
     use proptest::prelude::*;
 
     fn lock_with(runs: &[(u64, u64, u64, bool, bool)]) -> ExtentLock {

@@ -2,108 +2,27 @@
 //! (`iomap_begin`/`iomap_end`, modelled on `ext4_iomap_begin`,
 //! `xfs_direct_write_iomap_begin`, `xfs_read_iomap_begin` and
 //! `xfs_dax_write_iomap_end`).
+//!
+//! Locks: only the metadata lock and this inode's extent lock, in that order, never
+//! the I/O or invalidate lock (those are the callers', as for the kernel's
+//! `iomap_ops`). A read, and an overwrite of the file's own written blocks, take just
+//! the extent lock shared, or none for a small map (the seqlock copy in
+//! `extent_lock.rs`). New blocks are zeroed with both locks dropped and the map is
+//! checked again afterwards.
 
 use std::fmt;
 use std::sync::Arc;
 
-use dax_device::{DaxDevice, DaxError};
-use dax_fault::DaxMapping;
+use dax_device::DaxError;
 use dax_iomap::{
     DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MAX_FILE_SIZE, MappingOps,
 };
 
-use super::extent::{Extent, ExtentMap, Lookup};
-use super::extent_lock::ExtentLock;
-use super::fs::{CowResv, Meta, Shared, enoent};
-use super::sync::{AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
-use super::{B, Ino, MAX_FILE_BLOCKS};
-
-/// A file's block map, its change counter and its dirty state: what the extent lock
-/// protects.
-#[derive(Debug, Default)]
-pub(crate) struct Blocks {
-    /// File block → device block runs.
-    pub(crate) map: ExtentMap,
-    /// Bumped on every change of the map (handed out as `validity_cookie`).
-    pub(crate) seq: u64,
-    /// The inode has metadata (blocks, size, CoW reservations) that no checkpoint has
-    /// made durable yet: writes get `IomapFlags::DIRTY`. Kept here rather than under
-    /// the metadata lock so that an overwrite can read it with the extent lock alone.
-    pub(crate) dirty: bool,
-}
-
-impl Blocks {
-    /// Records a change of the map: a new validity cookie, and dirty until the next
-    /// checkpoint.
-    pub(crate) fn changed(&mut self) {
-        self.seq += 1;
-        self.dirty = true;
-    }
-}
-
-/// What every handle on one inode shares: its number, its size, its two locks and its
-/// block map under the extent lock.
-pub(crate) struct InodeCore {
-    ino: u64,
-    size: AtomicU64,
-    /// The I/O lock (`i_rwsem`, XFS IOLOCK).
-    pub(crate) io: RwLock<()>,
-    /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
-    pub(crate) invalidate: RwLock<()>,
-    /// The extent lock and the block map it protects (XFS ILOCK, ext4 `i_data_sem`):
-    /// exclusive for every change, always with the metadata lock held; shared to read
-    /// (a read-type `iomap_begin`, and a write-type one over the file's own written
-    /// blocks, need no other lock). Innermost: see the module docs for the order.
-    /// Reads of small maps skip it: see [`ExtentLock`].
-    pub(crate) blocks: ExtentLock,
-    /// Set by unlink while it holds the I/O lock and the extent lock exclusively, so
-    /// anyone holding either can test it without the metadata lock.
-    unlinked: AtomicBool,
-    /// The file's DAX mapping (`inode->i_mapping`): entries and user mappings.
-    pub(crate) mapping: Arc<DaxMapping>,
-}
-
-impl InodeCore {
-    pub(crate) fn new(
-        ino: u64,
-        size: u64,
-        map: ExtentMap,
-        dirty: bool,
-        dev: Arc<DaxDevice>,
-    ) -> Self {
-        InodeCore {
-            ino,
-            size: AtomicU64::new(size),
-            io: RwLock::new(()),
-            invalidate: RwLock::new(()),
-            blocks: ExtentLock::new(Blocks { map, seq: 0, dirty }),
-            unlinked: AtomicBool::new(false),
-            mapping: DaxMapping::new(dev),
-        }
-    }
-
-    /// `i_size_read`.
-    pub(crate) fn size(&self) -> u64 {
-        self.size.load(Ordering::Acquire)
-    }
-
-    /// `i_size_write`: callers hold the metadata lock (and the I/O lock).
-    pub(crate) fn set_size(&self, size: u64) {
-        self.size.store(size, Ordering::Release);
-    }
-
-    /// Marks the inode unlinked (caller holds the I/O lock and the extent lock
-    /// exclusively).
-    pub(crate) fn mark_unlinked(&self) {
-        self.unlinked.store(true, Ordering::Release);
-    }
-
-    /// Whether the inode was unlinked (meaningful under the I/O lock or the extent
-    /// lock).
-    pub(crate) fn is_unlinked(&self) -> bool {
-        self.unlinked.load(Ordering::Acquire)
-    }
-}
+use super::extent::{Extent, Lookup};
+use super::extent_lock::Blocks;
+use super::state::{CowResv, FsState, Ino, InodeCore, Metadata, enoent};
+use super::sync::RwLockReadGuard;
+use super::{B, MAX_FILE_BLOCKS};
 
 /// `private` of a mapping whose blocks `iomap_begin` just allocated.
 const PRIV_ALLOC: u64 = 1;
@@ -122,14 +41,14 @@ const PRIV_COW_BASE: u64 = 1 << 32;
 /// callers of `iomap_ops` are. After an unlink they fail with `ENOENT`.
 #[derive(Clone)]
 pub struct TestInode {
-    fs: Arc<Shared>,
+    fs: Arc<FsState>,
     core: Arc<InodeCore>,
 }
 
 impl fmt::Debug for TestInode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestInode")
-            .field("ino", &self.core.ino)
+            .field("ino", &self.core.ino())
             .field("size", &self.core.size())
             .finish_non_exhaustive()
     }
@@ -147,18 +66,18 @@ enum Plan {
 }
 
 impl TestInode {
-    pub(crate) fn new(fs: Arc<Shared>, core: Arc<InodeCore>) -> Self {
+    pub(crate) fn new(fs: Arc<FsState>, core: Arc<InodeCore>) -> Self {
         TestInode { fs, core }
     }
 
     /// The filesystem state this handle belongs to.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn state(&self) -> &Arc<FsState> {
         &self.fs
     }
 
     /// The inode number.
     pub fn ino(&self) -> Ino {
-        Ino(self.core.ino)
+        Ino(self.core.ino())
     }
 
     pub(crate) fn core(&self) -> &InodeCore {
@@ -166,7 +85,7 @@ impl TestInode {
     }
 
     /// A mapping of `n` blocks at file block `fb` to device block `dev`. It borrows
-    /// the device from the handle: the handle's `Arc<Shared>` keeps it alive.
+    /// the device from the handle: the handle's `Arc<FsState>` keeps it alive.
     fn map(&self, kind: IomapType, fb: u64, dev: u64, n: u64, flags: IomapFlags) -> Iomap<'_> {
         Iomap {
             addr: dev * B,
@@ -203,7 +122,8 @@ impl TestInode {
     /// A read-type answer: the blocks as they are.
     ///
     /// Maps of at most eight extents are read from the copy the extent lock publishes
-    /// ([`ExtentLock::lookup_unlocked`]), without the lock; otherwise, or while a
+    /// ([`ExtentLock::lookup_unlocked`](super::extent_lock::ExtentLock::lookup_unlocked)),
+    /// without the lock; otherwise, or while a
     /// writer holds it, this takes only this inode's extent lock, shared: reads of
     /// different files, and concurrent reads of one file, never meet on a
     /// filesystem-wide lock. Only an
@@ -279,7 +199,7 @@ impl TestInode {
     ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         let nowait = flags.contains(IterFlags::NOWAIT);
         let write = flags.contains(IterFlags::WRITE);
-        let ino = self.core.ino;
+        let ino = self.core.ino();
         // DIRTY: the write reaches past EOF, or the inode has metadata that a
         // checkpoint has not made durable yet (ext4's datasync-dirty inode).
         let dirty = |inode_dirty: bool| {
@@ -448,8 +368,8 @@ impl TestInode {
     /// cancels the reservation (`xfs_reflink_cancel_cow_range`).
     fn cow_end(&self, pos: u64, length: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
-        let meta: &mut Meta = &mut guard;
-        let Some(im) = meta.inodes.get_mut(&self.core.ino) else {
+        let meta: &mut Metadata = &mut guard;
+        let Some(im) = meta.inodes.get_mut(&self.core.ino()) else {
             return; // unlinked: the reservation went with the inode
         };
         let Some(r) = im.cow.remove(&iomap.private) else {
@@ -495,8 +415,8 @@ impl TestInode {
     /// not written (ext2's `ext2_write_failed`).
     fn trim_new(&self, pos: u64, written: u64, iomap: &Iomap<'_>) {
         let mut guard = self.fs.meta.lock();
-        let meta: &mut Meta = &mut guard;
-        if !meta.inodes.contains_key(&self.core.ino) {
+        let meta: &mut Metadata = &mut guard;
+        if !meta.inodes.contains_key(&self.core.ino()) {
             return; // unlinked: its blocks went with it
         }
         let keep = self

@@ -1,55 +1,31 @@
-//! Memory mappings of TestFs files: `mmap`, the fault handler (modelled on ext4's
-//! `ext4_dax_huge_fault` and XFS's `xfs_dax_fault`), layout breaking before block-map
-//! changes (`ext4_break_layouts`) and writeback of mapped data at fsync.
+//! Memory mappings of TestFs files: `mmap` on an inode handle, the fault handler
+//! (modelled on ext4's `ext4_dax_huge_fault` and XFS's `xfs_dax_fault`) and layout
+//! breaking before block-map changes (`ext4_break_layouts`).
+//! [`TestFs::mmap`](super::TestFs::mmap) is in `io.rs`; writeback of mapped data at
+//! fsync in `checkpoint.rs`.
+//!
+//! Locks: the fault handler holds the invalidate lock shared for the whole fault,
+//! including the fsync of a synchronous (MAP_SYNC) write fault; the engine takes the
+//! mapping-entry locks and calls `iomap_begin`, which takes the metadata and extent
+//! locks. [`break_layouts`] runs with the I/O and invalidate locks held exclusively
+//! and drops and retakes the invalidate lock while it waits for pinned pages.
+//! `mmap_real` takes the extent lock shared to check a file on a 2 MiB-page device.
 
 use std::sync::Arc;
 
 use dax_device::{DaxError, PAGE_SIZE, Pfn};
 use dax_fault::mmu::{MapOptions, MmuMapping};
 use dax_fault::{
-    DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, WritebackControl,
-    dax_break_layout_relocking, dax_finish_sync_fault, dax_iomap_fault,
-    dax_writeback_mapping_range,
+    DaxMapping, MappedVma, PageTable, VmFault, VmOps, Vma, Vmf, dax_break_layout_relocking,
+    dax_finish_sync_fault, dax_iomap_fault,
 };
 use parking_lot::RwLockWriteGuard;
 
-use super::Ino;
-use super::fs::{Shared, TestFs, enoent};
-use super::inode::{InodeCore, TestInode};
-
-impl TestFs {
-    /// Maps file `ino` (`mmap(2)` of a DAX file): `vma` in the address space `pt`, with
-    /// TestFs's fault handler attached. The mapping lives until the returned handle is
-    /// dropped. `EOPNOTSUPP` for MAP_SYNC on a device that is not synchronous,
-    /// `ENOENT` for an unknown inode.
-    pub fn mmap(
-        &self,
-        ino: Ino,
-        vma: Vma,
-        pt: Arc<dyn PageTable>,
-    ) -> Result<Arc<MappedVma>, DaxError> {
-        self.inode(ino)?.mmap(vma, pt)
-    }
-}
-
-impl TestFs {
-    /// Maps `len` bytes of file `ino` from file page `pgoff` into this process for
-    /// real ([`MmuMapping`]): loads and stores on the returned pointer go to device
-    /// memory, faults are served by the engine through TestFs's fault handler.
-    /// Errors as [`TestFs::mmap`], plus [`MmuMapping::map`]'s.
-    pub fn mmap_real(
-        &self,
-        ino: Ino,
-        pgoff: u64,
-        len: u64,
-        opts: MapOptions,
-    ) -> Result<MmuMapping, DaxError> {
-        self.inode(ino)?.mmap_real(pgoff, len, opts)
-    }
-}
+use super::inode::TestInode;
+use super::state::{InodeCore, enoent};
 
 impl TestInode {
-    /// [`TestFs::mmap_real`] through an inode handle.
+    /// [`TestFs::mmap_real`](super::TestFs::mmap_real) through an inode handle.
     ///
     /// On a device that maps only whole 2 MiB pages (hugetlb, device-dax) a file is
     /// mapped only if nothing in it needs a 4 KiB mapping: its size is a multiple of
@@ -64,12 +40,12 @@ impl TestInode {
         len: u64,
         opts: MapOptions,
     ) -> Result<MmuMapping, DaxError> {
-        self.shared().check_mounted()?;
+        self.state().check_mounted()?;
         if self.core().is_unlinked() {
             return Err(enoent());
         }
         let page_size = self
-            .shared()
+            .state()
             .dev
             .driver()
             .map_source()
@@ -94,9 +70,9 @@ impl TestInode {
         MmuMapping::map(&self.core().mapping, ops, pgoff, len, opts)
     }
 
-    /// [`TestFs::mmap`] through an inode handle.
+    /// [`TestFs::mmap`](super::TestFs::mmap) through an inode handle.
     pub fn mmap(&self, vma: Vma, pt: Arc<dyn PageTable>) -> Result<Arc<MappedVma>, DaxError> {
-        self.shared().check_mounted()?;
+        self.state().check_mounted()?;
         if self.core().is_unlinked() {
             return Err(enoent());
         }
@@ -117,7 +93,7 @@ impl VmOps for TestInode {
     /// metadata that makes the page reachable). SIGBUS once the file is unlinked or
     /// the filesystem unmounted.
     fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault {
-        if self.shared().check_mounted().is_err() {
+        if self.state().check_mounted().is_err() {
             return VmFault::SIGBUS;
         }
         let write = vmf.is_write() && vmf.vma().vma().is_shared();
@@ -130,27 +106,10 @@ impl VmOps for TestInode {
         let ret = dax_iomap_fault(vmf, order, self, self, Some(&mut pfn), Some(&mut err));
         if write && ret.contains(VmFault::NEEDDSYNC) {
             return dax_finish_sync_fault(vmf, order, pfn, |_, _| {
-                self.shared().fsync_inode(self.core())
+                self.state().fsync_inode(self.core())
             });
         }
         ret
-    }
-}
-
-impl Shared {
-    /// Writes back the file's dirty mapped data, then checkpoints (fsync: data before
-    /// the metadata that makes it reachable).
-    pub(crate) fn fsync_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
-        self.check_mounted()?;
-        self.writeback_inode(core)?;
-        let mut meta = self.meta.lock();
-        self.checkpoint_locked(&mut meta)
-    }
-
-    /// Writes back the file's dirty mapped data (a data-integrity pass over the whole
-    /// file; nothing to do when nothing is mapped).
-    pub(crate) fn writeback_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
-        dax_writeback_mapping_range(&core.mapping, &self.dev, &WritebackControl::sync_all(..))
     }
 }
 

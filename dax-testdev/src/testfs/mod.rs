@@ -195,22 +195,58 @@
 //! `EFBIG`, `ENOSPC`, `EOPNOTSUPP` (punch without keep-size, collapse, insert), `EBADE`
 //! (dedupe of different contents), `EAGAIN` (NOWAIT), `EBUSY` (device already mounted),
 //! `EUCLEAN` (corrupt metadata), and whatever the engine or the device reports.
+//!
+//! # Source layout
+//!
+//! One concept per file; each file's module docs say which of the locks above it
+//! takes. Every file uses only files listed before it here, and this file's
+//! constants and name check:
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `sync.rs`, `rangeset.rs`, `extent.rs`, `alloc.rs`, `format.rs`, `verify.rs` | lock types; block ranges; extent maps; the block allocator with reference counts; the on-device format; the VFS's argument checks |
+//! | `extent_lock.rs` | the extent lock, its seqlock copy of small maps, and the block map it guards |
+//! | `state.rs` | what the filesystem and its inode handles share: `FsState`, `Metadata`, `InodeCore`, [`Ino`] |
+//! | `checkpoint.rs` | metadata I/O, writing and committing checkpoints, writeback for fsync and sync |
+//! | `balloc.rs` | where a file's new blocks go; zeroing them and copying CoW tails |
+//! | `failure.rs` | the device holder that answers media failures |
+//! | `inode.rs` | [`TestInode`] and its `iomap_begin`/`iomap_end` |
+//! | `mmap.rs` | mapping an inode, the fault handler, layout breaking |
+//! | `mount.rs` | [`TestFs`] itself: mkfs, mount, sync, unmount |
+//! | `namespace.rs` | create, lookup, list, unlink, inode handles |
+//! | `io.rs` | read, write, mmap, fsync |
+//! | `space.rs` | truncate, fallocate |
+//! | `remap.rs` | reflink, dedupe |
+//! | `report.rs` | fiemap, seek, stat, statfs, extents |
 
 mod alloc;
+mod balloc;
+mod checkpoint;
 mod extent;
 mod extent_lock;
+mod failure;
 mod format;
-mod fs;
 mod inode;
+mod io;
 mod mmap;
+mod mount;
+mod namespace;
 mod rangeset;
+mod remap;
+mod report;
+mod space;
+mod state;
 mod sync;
+mod verify;
 
 use dax_device::PAGE_SIZE;
 use dax_iomap::MAX_FILE_SIZE;
 
-pub use fs::{ExtentInfo, FallocMode, Ino, Layout, MkfsOptions, Stat, StatFs, TestFs};
 pub use inode::TestInode;
+pub use mount::{Layout, MkfsOptions, TestFs};
+pub use report::{ExtentInfo, Stat, StatFs};
+pub use space::FallocMode;
+pub use state::Ino;
 
 /// TestFs's block size: 4096 bytes, the page size (DAX requires it).
 pub const BLOCK_SIZE: usize = PAGE_SIZE;

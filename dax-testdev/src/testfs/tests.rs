@@ -272,7 +272,7 @@ fn reads_look_up_blocks_under_the_extent_lock_alone() {
     let inode = fs.inode(a).unwrap();
     let r = IterFlags::DAX | IterFlags::NOWAIT;
     {
-        let _meta = fs.shared().meta.lock();
+        let _meta = fs.state().meta.lock();
         let (m, src) = inode.iomap_begin(B, B, r).unwrap();
         assert_eq!(
             (m.kind, m.addr, m.offset, m.length, src),
@@ -292,7 +292,7 @@ fn reads_look_up_blocks_under_the_extent_lock_alone() {
     share(&fs, a, b, 2);
     let shared = fs.inode(b).unwrap();
     {
-        let _meta = fs.shared().meta.lock();
+        let _meta = fs.state().meta.lock();
         assert_eq!(
             shared.iomap_begin(0, B, r).unwrap_err(),
             DaxError::WouldBlock
@@ -337,7 +337,7 @@ fn overwrites_of_own_written_blocks_skip_the_metadata_lock() {
     let inode = fs.inode(a).unwrap();
     let w = W | IterFlags::NOWAIT;
     {
-        let _meta = fs.shared().meta.lock();
+        let _meta = fs.state().meta.lock();
         let (m, src) = inode.iomap_begin(B, B, w).unwrap();
         assert_eq!(
             (m.kind, m.flags, m.addr, m.length, src),

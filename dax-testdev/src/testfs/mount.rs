@@ -1,0 +1,239 @@
+//! [`TestFs`] itself, and the operations on the whole filesystem: mkfs
+//! ([`TestFs::mkfs`]), mount ([`TestFs::open`], `xfs_fs_fill_super`), `sync(2)`
+//! ([`TestFs::sync`], `sync_filesystem`) and unmount ([`TestFs::unmount`],
+//! `kill_block_super`), with [`MkfsOptions`] and [`Layout`]. The file operations are
+//! `impl TestFs` blocks of their own modules: `namespace.rs`, `io.rs`, `space.rs`,
+//! `remap.rs` and `report.rs`.
+//!
+//! Locks: mkfs takes the metadata lock only to write the first checkpoint, and mount
+//! takes none (no one else can reach the filesystem yet); sync and unmount write every file's mapped data back (the engine's mapping-entry
+//! locks), then checkpoint under the metadata lock (see `checkpoint.rs`). No I/O or
+//! invalidate lock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use dax_device::{DaxDevice, DaxError, FsDax};
+
+use super::B;
+use super::alloc::Allocator;
+use super::failure::FailureHolder;
+use super::format::{self, CKPT_HEADER, Image, SB_LEN, Superblock};
+use super::state::{FsState, InodeCore, InodeMeta, Metadata};
+use super::sync::Ordering;
+use super::verify::einval;
+
+/// Options of [`TestFs::mkfs_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MkfsOptions {
+    /// Blocks per checkpoint slot (the metadata capacity). Default: 1/64 of the device,
+    /// at least 8 and at most 16384 blocks.
+    pub checkpoint_blocks: Option<u64>,
+}
+
+/// Where things are on the device, from the superblock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// [`BLOCK_SIZE`](super::BLOCK_SIZE).
+    pub block_size: u64,
+    /// Blocks the filesystem spans.
+    pub total_blocks: u64,
+    /// Blocks per checkpoint slot.
+    pub slot_blocks: u64,
+    /// Device byte offset of checkpoint slot 0 and slot 1.
+    pub slot_offsets: [u64; 2],
+    /// First data block.
+    pub data_start: u64,
+}
+
+/// A small extent filesystem on a DAX device; see the [module docs](crate::testfs)
+/// for its format, its locking and how it answers the DAX core.
+///
+/// A `TestFs` is `Send + Sync`: share it between threads by reference or in an `Arc`.
+/// Dropping it without [`unmount`](TestFs::unmount) simulates a crash: nothing is
+/// written, and reopening the device shows the last checkpoint.
+pub struct TestFs {
+    pub(crate) state: Arc<FsState>,
+}
+
+impl fmt::Debug for TestFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestFs")
+            .field("layout", &self.layout())
+            .finish_non_exhaustive()
+    }
+}
+
+fn fs_id_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+impl TestFs {
+    /// Formats `dev` as an empty TestFs and mounts it (`mkfs` + `mount`).
+    pub fn mkfs(dev: Arc<DaxDevice>) -> Result<TestFs, DaxError> {
+        TestFs::mkfs_with(dev, MkfsOptions::default())
+    }
+
+    /// [`TestFs::mkfs`] with options.
+    ///
+    /// `EINVAL` when the device is too small for the superblock, two checkpoint slots
+    /// and at least one data block; `EBUSY` when the device is mounted (has a holder).
+    pub fn mkfs_with(dev: Arc<DaxDevice>, opts: MkfsOptions) -> Result<TestFs, DaxError> {
+        let total = dev.driver().nr_pages();
+        let slot_blocks = opts
+            .checkpoint_blocks
+            .unwrap_or((total / 64).clamp(8, 16384));
+        let fits = slot_blocks
+            .checked_mul(2)
+            .and_then(|m| m.checked_add(1))
+            .is_some_and(|meta| slot_blocks > 0 && meta < total);
+        if !fits {
+            return Err(einval(
+                "device too small for a TestFs with this checkpoint size",
+            ));
+        }
+        let (claim, holder) = Self::claim(&dev, total)?;
+        let sb = Superblock {
+            fs_id: fs_id_seed(),
+            total_blocks: total,
+            slot_blocks,
+        };
+        let meta = Metadata {
+            names: BTreeMap::new(),
+            inodes: BTreeMap::new(),
+            next_ino: 1,
+            alloc: Allocator::new(sb.data_start(), total),
+            generation: 0,
+            next_cow_id: 1,
+        };
+        let state = FsState::new(dev, sb, meta, claim);
+        state.write_meta(0, &sb.encode())?;
+        state.write_meta(state.slot_offset(0), &[0u8; CKPT_HEADER])?;
+        {
+            let mut meta = state.meta.lock();
+            state.checkpoint_locked(&mut meta)?; // generation 1, slot 1
+        }
+        Ok(Self::mounted(state, &holder))
+    }
+
+    fn claim(dev: &Arc<DaxDevice>, total: u64) -> Result<(FsDax, Arc<FailureHolder>), DaxError> {
+        let holder = Arc::new(FailureHolder::new());
+        Ok((dev.fs_dax_get(0, total * B, Some(holder.clone()))?, holder))
+    }
+
+    fn mounted(state: FsState, holder: &FailureHolder) -> TestFs {
+        let state = Arc::new(state);
+        holder.attach(&state);
+        TestFs { state }
+    }
+
+    /// Mounts the TestFs on `dev` from its newest valid checkpoint.
+    ///
+    /// `EINVAL` when `dev` holds no TestFs, `EUCLEAN` when no checkpoint slot is valid,
+    /// `EIO` on poison in the superblock, `EBUSY` when the device is already mounted.
+    pub fn open(dev: Arc<DaxDevice>) -> Result<TestFs, DaxError> {
+        let total = dev.driver().nr_pages();
+        let (claim, holder) = Self::claim(&dev, total)?;
+        let sb = Superblock::decode(&FsState::read_meta(&dev, 0, SB_LEN)?, total)?;
+        let max_payload = sb.slot_blocks * B - CKPT_HEADER as u64;
+        let mut candidates = Vec::new();
+        for slot in 0..2u64 {
+            let off = sb.slot_start(slot) * B;
+            let Ok(h) = FsState::read_meta(&dev, off, CKPT_HEADER) else {
+                continue;
+            };
+            if let Ok((generation, len, crc)) = Image::decode_header(&h, sb.fs_id, max_payload)
+                && generation % 2 == slot
+            {
+                candidates.push((generation, off, len, crc));
+            }
+        }
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+        let mut chosen = None;
+        for (generation, off, len, crc) in candidates {
+            let Ok(p) = FsState::read_meta(&dev, off + CKPT_HEADER as u64, len as usize) else {
+                continue;
+            };
+            if let Ok(img) = Image::decode_payload(&p, crc, sb.data_start(), sb.total_blocks) {
+                chosen = Some((generation, img));
+                break;
+            }
+        }
+        let (generation, img) =
+            chosen.ok_or(format::corrupt("no valid TestFs checkpoint on the device"))?;
+        let mut meta = Metadata {
+            names: BTreeMap::new(),
+            inodes: BTreeMap::new(),
+            next_ino: img.next_ino,
+            alloc: Allocator::from_refcounts(sb.data_start(), sb.total_blocks, &img.refcounts),
+            generation,
+            next_cow_id: 1,
+        };
+        for rec in img.inodes {
+            meta.names.insert(rec.name.clone(), rec.ino);
+            meta.inodes.insert(
+                rec.ino,
+                InodeMeta {
+                    core: Arc::new(InodeCore::new(
+                        rec.ino,
+                        rec.size,
+                        rec.extents,
+                        false,
+                        dev.clone(),
+                    )),
+                    name: rec.name,
+                    cow: BTreeMap::new(),
+                },
+            );
+        }
+        let state = FsState::new(dev, sb, meta, claim);
+        Ok(Self::mounted(state, &holder))
+    }
+
+    /// Checkpoints and unmounts (`sync_fs` + `kill_sb`). [`TestInode`](super::TestInode)
+    /// handles still alive afterwards fail with `EIO`, and keep the device claimed
+    /// until dropped.
+    pub fn unmount(self) -> Result<(), DaxError> {
+        self.sync()?;
+        self.state.unmounted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The filesystem state, for unit tests that hold TestFs's locks.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &FsState {
+        &self.state
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<DaxDevice> {
+        &self.state.dev
+    }
+
+    /// Where the superblock, checkpoint slots and data area are.
+    pub fn layout(&self) -> Layout {
+        let sb = &self.state.sb;
+        Layout {
+            block_size: B,
+            total_blocks: sb.total_blocks,
+            slot_blocks: sb.slot_blocks,
+            slot_offsets: [sb.slot_start(0) * B, sb.slot_start(1) * B],
+            data_start: sb.data_start(),
+        }
+    }
+
+    /// Writes back every file's mapped data, then checkpoints all metadata (`sync(2)`:
+    /// `writeback_inodes_sb` with `WB_SYNC_ALL`, then `sync_fs`).
+    pub fn sync(&self) -> Result<(), DaxError> {
+        self.state.sync_all()
+    }
+}

@@ -1,0 +1,157 @@
+//! What TestFs reports without changing anything: [`TestFs::fiemap`],
+//! [`TestFs::seek_hole`] and [`TestFs::seek_data`] through the engine's iomap
+//! reporting (`xfs_vn_fiemap`, `xfs_seek_iomap`), [`TestFs::stat`] ([`Stat`]),
+//! [`TestFs::statfs`] ([`StatFs`]), [`TestFs::extents`] ([`ExtentInfo`]), block
+//! reference counts and the checkpoint generation.
+//!
+//! Locks: fiemap and seek take the I/O lock shared, then the engine calls
+//! `iomap_begin` (the extent lock, and the metadata lock for shared extents). The
+//! others take the metadata lock, and `stat` and `extents` under it the extent lock
+//! shared.
+
+use dax_device::DaxError;
+use dax_iomap::{Fiemap, iomap_fiemap, iomap_seek_data, iomap_seek_hole};
+
+use super::B;
+use super::mount::TestFs;
+use super::state::{Ino, enoent};
+
+/// What [`TestFs::stat`] reports about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The inode number (`st_ino`).
+    pub ino: Ino,
+    /// The file size in bytes (`st_size`).
+    pub size: u64,
+    /// Blocks of [`BLOCK_SIZE`](super::BLOCK_SIZE) allocated to the file, mapped or
+    /// unwritten, shared blocks counted in full (`st_blocks` is this times 8).
+    pub blocks: u64,
+}
+
+/// What [`TestFs::statfs`] reports about the filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    /// [`BLOCK_SIZE`](super::BLOCK_SIZE) (`f_bsize`).
+    pub block_size: u64,
+    /// Blocks of the data area (`f_blocks`).
+    pub blocks: u64,
+    /// Blocks free for allocation now (`f_bfree`).
+    pub free: u64,
+    /// Blocks freed since the last checkpoint that still references them; they become
+    /// free at the next checkpoint.
+    pub busy: u64,
+    /// Files (`f_files - f_ffree`).
+    pub files: u64,
+    /// Generation of the last durable checkpoint.
+    pub generation: u64,
+}
+
+/// One extent of a file as [`TestFs::extents`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentInfo {
+    /// First file block.
+    pub file_block: u64,
+    /// First device block (device byte address / [`BLOCK_SIZE`](super::BLOCK_SIZE)).
+    pub dev_block: u64,
+    /// Length in blocks.
+    pub len: u64,
+    /// Allocated but reading as zeros.
+    pub unwritten: bool,
+    /// Every block of the run has a reference count of 2 or more.
+    pub shared: bool,
+}
+
+impl TestFs {
+    /// Reports the extents of `start .. start + len` (`FS_IOC_FIEMAP` through
+    /// [`iomap_fiemap`](dax_iomap::iomap_fiemap)), I/O lock shared.
+    pub fn fiemap(
+        &self,
+        ino: Ino,
+        fiemap: &mut Fiemap,
+        start: u64,
+        len: u64,
+    ) -> Result<(), DaxError> {
+        let inode = self.inode(ino)?;
+        let _io = inode.core().io.read();
+        self.check_live(&inode)?;
+        iomap_fiemap(&inode, &inode, fiemap, start, len)
+    }
+
+    /// `lseek(SEEK_HOLE)` through [`iomap_seek_hole`](dax_iomap::iomap_seek_hole).
+    pub fn seek_hole(&self, ino: Ino, pos: i64) -> Result<u64, DaxError> {
+        let inode = self.inode(ino)?;
+        let _io = inode.core().io.read();
+        self.check_live(&inode)?;
+        iomap_seek_hole(&inode, &inode, pos)
+    }
+
+    /// `lseek(SEEK_DATA)` through [`iomap_seek_data`](dax_iomap::iomap_seek_data).
+    pub fn seek_data(&self, ino: Ino, pos: i64) -> Result<u64, DaxError> {
+        let inode = self.inode(ino)?;
+        let _io = inode.core().io.read();
+        self.check_live(&inode)?;
+        iomap_seek_data(&inode, &inode, pos)
+    }
+
+    /// Size and allocated blocks of a file (`stat(2)`).
+    pub fn stat(&self, ino: Ino) -> Result<Stat, DaxError> {
+        self.state.check_mounted()?;
+        let mut meta = self.state.meta.lock();
+        let im = meta.inode(ino.0)?;
+        Ok(Stat {
+            ino,
+            size: im.core.size(),
+            blocks: im.core.blocks.read().map.blocks(),
+        })
+    }
+
+    /// Space and file counts (`statfs(2)`).
+    pub fn statfs(&self) -> StatFs {
+        let meta = self.state.meta.lock();
+        StatFs {
+            block_size: B,
+            blocks: meta.alloc.total(),
+            free: meta.alloc.free_blocks(),
+            busy: meta.alloc.busy_blocks(),
+            files: meta.inodes.len() as u64,
+            generation: meta.generation,
+        }
+    }
+
+    /// A file's extents, split where sharing (reference count >= 2) starts or stops.
+    /// For tests and tools (the kernel's `xfs_bmap`/`filefrag -v`).
+    pub fn extents(&self, ino: Ino) -> Result<Vec<ExtentInfo>, DaxError> {
+        self.state.check_mounted()?;
+        let mut meta = self.state.meta.lock();
+        let meta = &mut *meta;
+        let im = meta.inodes.get(&ino.0).ok_or_else(enoent)?;
+        let mut out = Vec::new();
+        for (fb, e) in im.core.blocks.read().map.iter() {
+            let mut done = 0;
+            while done < e.len {
+                let (shared, n) = meta.alloc.shared_prefix(e.dev + done, e.len - done);
+                out.push(ExtentInfo {
+                    file_block: fb + done,
+                    dev_block: e.dev + done,
+                    len: n,
+                    unwritten: e.unwritten,
+                    shared,
+                });
+                done += n;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The reference count of device block `block`: 0 when free (or busy), 1 when one
+    /// file maps it, more when shared.
+    pub fn block_refcount(&self, block: u64) -> u32 {
+        self.state.meta.lock().alloc.refcount(block)
+    }
+
+    /// The generation of the last durable checkpoint (it lives in slot
+    /// `generation % 2`).
+    pub fn generation(&self) -> u64 {
+        self.state.meta.lock().generation
+    }
+}
