@@ -19,12 +19,25 @@
 //! while holding a lock of the filesystem that backs it. `dax_iomap_rw` with a buffer
 //! that is a mapping of the same filesystem is fine: reads and writes hold only the
 //! inode's I/O lock, which faults never take.
+//!
+//! # Syscalls and `errno`
+//!
+//! The address-space calls (`mmap`, `munmap`, `mremap`, `mprotect`, `madvise`) go
+//! through rustix, whose `linux_raw` backend (the one used on Linux unless the build
+//! asks for its libc backend) makes the system call itself: no libc wrapper, no lock,
+//! no allocation, and the thread's libc `errno` is never read or written — a failure
+//! comes back as the [`Errno`] value in the `Result`. So these calls, made on the
+//! handler's path, are async-signal-safe and leave alone the `errno` of the code the
+//! signal interrupted. The libc calls report failures through `errno`, which
+//! [`handler`] saves on entry and restores on exit.
 
 use std::ffi::c_void;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use dax_device::{DaxError, PAGE_SIZE};
+use rustix::io::Errno;
+use rustix::mm::{self, MapFlags, MprotectFlags, ProtFlags};
 
 use crate::vm::VmFault;
 
@@ -38,6 +51,14 @@ fn os_error(what: &'static str) -> DaxError {
     }
 }
 
+/// The error of a failed rustix call as a [`DaxError`], for `map_err`.
+fn os_err(what: &'static str) -> impl FnOnce(Errno) -> DaxError {
+    move |e| DaxError::Os {
+        errno: e.raw_os_error(),
+        what,
+    }
+}
+
 /// Reserves `len` bytes of address space aligned to `align` (a power of two), with no
 /// access: every touch faults until something is mapped there.
 pub(crate) fn reserve(len: usize, align: usize) -> Result<u64, DaxError> {
@@ -45,29 +66,25 @@ pub(crate) fn reserve(len: usize, align: usize) -> Result<u64, DaxError> {
     // SAFETY: a fresh anonymous PROT_NONE mapping at an address of the kernel's
     // choosing; it aliases nothing.
     let p = unsafe {
-        libc::mmap(
+        mm::mmap_anonymous(
             std::ptr::null_mut(),
             total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("reserving address space for a DAX mapping"));
     }
+    .map_err(os_err("reserving address space for a DAX mapping"))?;
     let start = p as usize;
     let aligned = start.next_multiple_of(align);
     // SAFETY: the head and tail trimmed here are parts of the mapping just created,
-    // which nothing else knows about.
+    // which nothing else knows about. A failed trim only leaves more reserved.
     unsafe {
         if aligned > start {
-            libc::munmap(p, aligned - start);
+            let _ = mm::munmap(p, aligned - start);
         }
         let tail = start + total - (aligned + len);
         if tail > 0 {
-            libc::munmap((aligned + len) as *mut c_void, tail);
+            let _ = mm::munmap((aligned + len) as *mut c_void, tail);
         }
     }
     Ok(aligned as u64)
@@ -78,33 +95,39 @@ pub(crate) fn reserve(len: usize, align: usize) -> Result<u64, DaxError> {
 pub(crate) fn reset(addr: u64, len: u64) -> Result<(), DaxError> {
     // SAFETY: the caller owns this range of its reservation; MAP_FIXED replaces only
     // the pages of that range.
-    let p = unsafe {
-        libc::mmap(
+    unsafe {
+        mm::mmap_anonymous(
             addr as *mut c_void,
             len as usize,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-            -1,
-            0,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("resetting part of a DAX mapping"));
     }
+    .map_err(os_err("resetting part of a DAX mapping"))?;
     Ok(())
 }
 
 /// Releases a whole reservation.
 pub(crate) fn release(addr: u64, len: u64) {
     // SAFETY: the caller owns the reservation and no longer uses any address in it.
-    unsafe { libc::munmap(addr as *mut c_void, len as usize) };
+    let _ = unsafe { mm::munmap(addr as *mut c_void, len as usize) };
 }
 
-fn prot(writable: bool) -> libc::c_int {
+/// Protection for `mmap`: read-only, or readable and writable.
+fn prot(writable: bool) -> ProtFlags {
     if writable {
-        libc::PROT_READ | libc::PROT_WRITE
+        ProtFlags::READ | ProtFlags::WRITE
     } else {
-        libc::PROT_READ
+        ProtFlags::READ
+    }
+}
+
+/// The same protection for `mprotect` (rustix gives it its own type).
+fn mprot(writable: bool) -> MprotectFlags {
+    if writable {
+        MprotectFlags::READ | MprotectFlags::WRITE
+    } else {
+        MprotectFlags::READ
     }
 }
 
@@ -126,22 +149,24 @@ pub(crate) fn map_fd(
     writable: bool,
     populate: bool,
 ) -> Result<(), DaxError> {
-    use std::os::fd::AsRawFd;
+    let populate = if populate {
+        MapFlags::POPULATE
+    } else {
+        MapFlags::empty()
+    };
     // SAFETY: replaces pages of the caller's own reservation with a shared mapping of
     // device memory; nothing in the process holds references into that range.
-    let p = unsafe {
-        libc::mmap(
+    unsafe {
+        mm::mmap(
             addr as *mut c_void,
             len as usize,
             prot(writable),
-            libc::MAP_SHARED | libc::MAP_FIXED | if populate { libc::MAP_POPULATE } else { 0 },
-            fd.as_raw_fd(),
-            offset as libc::off_t,
+            MapFlags::SHARED | MapFlags::FIXED | populate,
+            fd,
+            offset,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("mapping device memory"));
     }
+    .map_err(os_err("mapping device memory"))?;
     Ok(())
 }
 
@@ -149,19 +174,15 @@ pub(crate) fn map_fd(
 /// read-only for the zero page, writable for a private copy.
 pub(crate) fn map_anon(addr: u64, len: u64, writable: bool) -> Result<(), DaxError> {
     // SAFETY: as in `map_fd`, over the caller's own reservation.
-    let p = unsafe {
-        libc::mmap(
+    unsafe {
+        mm::mmap_anonymous(
             addr as *mut c_void,
             len as usize,
             prot(writable),
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
+            MapFlags::PRIVATE | MapFlags::FIXED,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("mapping anonymous memory"));
     }
+    .map_err(os_err("mapping anonymous memory"))?;
     Ok(())
 }
 
@@ -172,34 +193,25 @@ pub(crate) fn map_private_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), 
     let len = PAGE_SIZE;
     // SAFETY: a fresh private page of our own, at an address of the kernel's choosing.
     let tmp = unsafe {
-        libc::mmap(
+        mm::mmap_anonymous(
             std::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
         )
-    };
-    if tmp == libc::MAP_FAILED {
-        return Err(os_error("allocating a copy-on-write page"));
     }
+    .map_err(os_err("allocating a copy-on-write page"))?;
     // SAFETY: `tmp` is the fresh writable page above, which nothing else knows about;
     // `data` is an ordinary Rust buffer. The moved page then replaces `addr` in the
-    // caller's own reservation (MREMAP_FIXED unmaps what was there first, atomically).
+    // caller's own reservation (`mremap_fixed` adds MREMAP_FIXED, which unmaps what
+    // was there first, atomically).
     unsafe {
         std::ptr::copy_nonoverlapping(data.as_ptr(), tmp as *mut u8, len);
-        let p = libc::mremap(
-            tmp,
-            len,
-            len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            addr as *mut c_void,
-        );
-        if p == libc::MAP_FAILED {
-            let e = os_error("moving a copy-on-write page into place");
-            libc::munmap(tmp, len);
-            return Err(e);
+        if let Err(e) =
+            mm::mremap_fixed(tmp, len, len, mm::MremapFlags::MAYMOVE, addr as *mut c_void)
+        {
+            let _ = mm::munmap(tmp, len);
+            return Err(os_err("moving a copy-on-write page into place")(e));
         }
     }
     Ok(())
@@ -210,12 +222,12 @@ pub(crate) fn map_private_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), 
 /// best effort: a range that is no longer mapped whole just stays as it is.
 pub(crate) fn populate(addr: u64, len: u64, write: bool) {
     let advice = if write {
-        libc::MADV_POPULATE_WRITE
+        mm::Advice::LinuxPopulateWrite
     } else {
-        libc::MADV_POPULATE_READ
+        mm::Advice::LinuxPopulateRead
     };
     // SAFETY: advice over the caller's own mapped range; it only prefaults pages.
-    unsafe { libc::madvise(addr as *mut c_void, len as usize, advice) };
+    let _ = unsafe { mm::madvise(addr as *mut c_void, len as usize, advice) };
 }
 
 /// Stops the process after a page-table change that must not fail did: writes
@@ -266,11 +278,8 @@ fn itoa(v: i32, buf: &mut [u8; 12]) -> &[u8] {
 pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxError> {
     // SAFETY: only the protection of the caller's own pages changes; a thread storing
     // to them concurrently faults and is resolved by the handler.
-    let r = unsafe { libc::mprotect(addr as *mut c_void, len as usize, prot(writable)) };
-    if r != 0 {
-        return Err(os_error("changing the protection of a DAX mapping"));
-    }
-    Ok(())
+    unsafe { mm::mprotect(addr as *mut c_void, len as usize, mprot(writable)) }
+        .map_err(os_err("changing the protection of a DAX mapping"))
 }
 
 /// Write tracking with userfaultfd write-protect: a store to a write-protected page
@@ -689,7 +698,7 @@ impl Drop for AltStack {
             let mut ss: libc::stack_t = std::mem::zeroed();
             ss.ss_flags = libc::SS_DISABLE;
             libc::sigaltstack(&ss, std::ptr::null_mut());
-            libc::munmap(self.0, GUARD + BIG_ALTSTACK);
+            let _ = mm::munmap(self.0, GUARD + BIG_ALTSTACK);
         }
     }
 }
@@ -711,21 +720,16 @@ pub(crate) fn prepare_thread() -> Result<(), DaxError> {
         // inaccessible, then installed as this thread's alternate signal stack (we are
         // not running on the old one).
         unsafe {
-            let p = libc::mmap(
+            let p = mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 GUARD + BIG_ALTSTACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                return Err(os_error("allocating an alternate signal stack"));
-            }
-            if libc::mprotect(p, GUARD, libc::PROT_NONE) != 0 {
-                let e = os_error("guarding an alternate signal stack");
-                libc::munmap(p, GUARD + BIG_ALTSTACK);
-                return Err(e);
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK,
+            )
+            .map_err(os_err("allocating an alternate signal stack"))?;
+            if let Err(e) = mm::mprotect(p, GUARD, MprotectFlags::empty()) {
+                let _ = mm::munmap(p, GUARD + BIG_ALTSTACK);
+                return Err(os_err("guarding an alternate signal stack")(e));
             }
             let ss = libc::stack_t {
                 ss_sp: (p as *mut u8).add(GUARD).cast(),
@@ -734,7 +738,7 @@ pub(crate) fn prepare_thread() -> Result<(), DaxError> {
             };
             if libc::sigaltstack(&ss, std::ptr::null_mut()) != 0 {
                 let e = os_error("installing an alternate signal stack");
-                libc::munmap(p, GUARD + BIG_ALTSTACK);
+                let _ = mm::munmap(p, GUARD + BIG_ALTSTACK);
                 return Err(e);
             }
             *cell.borrow_mut() = Some(AltStack(p));
