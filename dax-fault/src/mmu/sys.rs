@@ -22,8 +22,9 @@
 //!
 //! # Syscalls and `errno`
 //!
-//! The address-space calls (`mmap`, `munmap`, `mremap`, `mprotect`, `madvise`) go
-//! through rustix, whose `linux_raw` backend (the one used on Linux unless the build
+//! The address-space calls (`mmap`, `munmap`, `mremap`, `mprotect`, `madvise`), the
+//! fault server's futexes, `gettid`, `getpid`, `sched_yield` and [`fatal`]'s `write`
+//! go through rustix, whose `linux_raw` backend (the one used on Linux unless the build
 //! asks for its libc backend) makes the system call itself: no libc wrapper, no lock,
 //! no allocation, and the thread's libc `errno` is never read or written — a failure
 //! comes back as the [`Errno`] value in the `Result`. So these calls, made on the
@@ -247,11 +248,10 @@ pub(crate) fn fatal(what: &str, err: &DaxError) -> ! {
         buf[n..n + take].copy_from_slice(&part[..take]);
         n += take;
     }
-    // SAFETY: writing our own buffer to stderr; abort has no preconditions.
-    unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        libc::abort();
-    }
+    // Nothing more can be done if even this write fails.
+    let _ = rustix::io::write(rustix::stdio::stderr(), &buf[..n]);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
 }
 
 /// `v` in decimal, in `buf`, without allocating.
@@ -837,7 +837,7 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, 
             dfl.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(sig, &dfl, std::ptr::null_mut());
             if queued {
-                libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
+                libc::syscall(libc::SYS_tgkill, getpid(), gettid(), sig);
             }
         }
     } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
@@ -850,6 +850,16 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, 
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
         f(sig);
     }
+}
+
+/// This process's id, for `tgkill` and `rt_tgsigqueueinfo`.
+fn getpid() -> libc::pid_t {
+    rustix::process::getpid().as_raw_pid()
+}
+
+/// The calling thread's id.
+fn gettid() -> libc::pid_t {
+    rustix::thread::gettid().as_raw_pid()
 }
 
 /// Queues SIGBUS for the current thread with `si_addr = addr` (`BUS_MCEERR_AR` with
@@ -882,8 +892,8 @@ unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
         QUEUED_SIGBUS.with(|q| q.set(true));
         let r = libc::syscall(
             libc::SYS_rt_tgsigqueueinfo,
-            libc::getpid(),
-            libc::gettid(),
+            getpid(),
+            gettid(),
             libc::SIGBUS,
             &si as *const libc::siginfo_t,
         );
@@ -892,12 +902,7 @@ unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
             let mut dfl: libc::sigaction = std::mem::zeroed();
             dfl.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
-            libc::syscall(
-                libc::SYS_tgkill,
-                libc::getpid(),
-                libc::gettid(),
-                libc::SIGBUS,
-            );
+            libc::syscall(libc::SYS_tgkill, getpid(), gettid(), libc::SIGBUS);
         }
         let uc = &mut *(ctx as *mut libc::ucontext_t);
         libc::sigdelset(&mut uc.uc_sigmask, libc::SIGBUS);
@@ -909,6 +914,7 @@ unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
 /// handler side allocates nothing and takes no lock.
 pub(crate) mod server {
     use super::*;
+    use rustix::thread::futex;
 
     const SLOTS: usize = 64;
     const FREE: u32 = 0;
@@ -937,29 +943,16 @@ pub(crate) mod server {
     static BELL: AtomicU32 = AtomicU32::new(0);
     static START: Once = Once::new();
 
+    /// Sleeps while `word` holds `val` (a private futex, no timeout). Callers re-check
+    /// their condition, so a wake-up for any reason (EAGAIN, EINTR) is fine.
     fn futex_wait(word: &AtomicU32, val: u32) {
-        // SAFETY: a private futex wait on a live static word.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                val,
-                std::ptr::null::<libc::timespec>(),
-            );
-        }
+        let _ = futex::wait(word, futex::Flags::PRIVATE, val, None);
     }
 
+    /// Wakes every waiter on `word`. `i32::MAX`, not `u32::MAX`: the kernel reads the
+    /// count as an `int`, and -1 would wake just one.
     fn futex_wake(word: &AtomicU32) {
-        // SAFETY: a private futex wake on a live static word.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                i32::MAX,
-            );
-        }
+        let _ = futex::wake(word, futex::Flags::PRIVATE, i32::MAX as u32);
     }
 
     /// Starts the server thread once (outside any signal handler).
@@ -978,11 +971,7 @@ pub(crate) mod server {
         // to itself, it would wait for itself forever (`request` refuses that, with
         // SIGBUS, if the stack could not be had).
         let _ = prepare_thread();
-        SERVER_TID.store(
-            // SAFETY: gettid has no preconditions.
-            unsafe { libc::gettid() } as u32,
-            Ordering::Release,
-        );
+        SERVER_TID.store(gettid() as u32, Ordering::Release);
         loop {
             let bell = BELL.load(Ordering::Acquire);
             let mut served = false;
@@ -1034,8 +1023,7 @@ pub(crate) mod server {
 
     /// Whether the calling thread is the server itself.
     pub(crate) fn on_server() -> bool {
-        // SAFETY: gettid has no preconditions.
-        SERVER_TID.load(Ordering::Acquire) == unsafe { libc::gettid() } as u32
+        SERVER_TID.load(Ordering::Acquire) == gettid() as u32
     }
 
     /// Hands a fault to the server and waits for its answer (signal-handler side).
@@ -1053,8 +1041,7 @@ pub(crate) mod server {
             }) {
                 break r;
             }
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
+            rustix::thread::sched_yield();
         };
         r.addr.store(addr, Ordering::Relaxed);
         r.access.store(
