@@ -22,14 +22,20 @@
 //!
 //! # Syscalls and `errno`
 //!
-//! The address-space calls (`mmap`, `munmap`, `mremap`, `mprotect`, `madvise`), the
-//! fault server's futexes, `gettid`, `getpid`, `sched_yield` and [`fatal`]'s `write`
-//! go through rustix, whose `linux_raw` backend (the one used on Linux unless the build
-//! asks for its libc backend) makes the system call itself: no libc wrapper, no lock,
-//! no allocation, and the thread's libc `errno` is never read or written — a failure
-//! comes back as the [`Errno`] value in the `Result`. So these calls, made on the
-//! handler's path, are async-signal-safe and leave alone the `errno` of the code the
-//! signal interrupted. The libc calls report failures through `errno`, which
+//! The address-space calls (`mmap`, `munmap`, `mremap`, `mprotect`, `madvise`),
+//! userfaultfd (creating it, its ioctls) and `fstatfs`, the fault server's futexes,
+//! `gettid`, `getpid`, `sched_yield` and [`fatal`]'s `write` go through rustix, whose
+//! `linux_raw` backend (the one used on Linux unless the build asks for its libc
+//! backend) makes the system call itself: no libc wrapper, no lock, no allocation,
+//! and the thread's libc `errno` is never read or written — a failure comes back as
+//! the [`Errno`] value in the `Result`. So these calls, made on the handler's path,
+//! are async-signal-safe and leave alone the `errno` of the code the signal
+//! interrupted.
+//!
+//! libc is left for what rustix has no API for outside its `runtime` module (which is
+//! for programs that do not use libc): signal actions, alternate signal stacks,
+//! signal sets, `tgkill` and `rt_tgsigqueueinfo`, `siginfo_t` and `ucontext_t`,
+//! `abort`, and `errno` itself. Those calls report failures through `errno`, which
 //! [`handler`] saves on entry and restores on exit.
 
 use std::ffi::c_void;
@@ -294,17 +300,28 @@ pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxErro
 /// `mprotect`).
 pub(crate) mod uffd {
     use super::*;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use rustix::ioctl::{Opcode, Updater, ioctl, opcode};
+    use rustix::mm::UserfaultfdFlags;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
     use std::sync::OnceLock;
 
     const UFFD_API: u64 = 0xaa;
-    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    /// `UFFD_USER_MODE_ONLY`, which rustix does not name.
+    const USER_MODE_ONLY: UserfaultfdFlags = UserfaultfdFlags::from_bits_retain(1);
     const FEATURE_SIGBUS: u64 = 1 << 7;
     const FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
     const FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
-    const IOC_API: libc::c_ulong = 0xc018_aa3f;
-    const IOC_REGISTER: libc::c_ulong = 0xc020_aa00;
-    const IOC_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
+    /// The ioctl group of userfaultfd (`UFFDIO`).
+    const UFFDIO: u8 = 0xaa;
+    // `_IOWR(UFFDIO, nr, T)`: the argument's size is part of the opcode, taken here
+    // from the struct itself.
+    const IOC_API: Opcode = opcode::read_write::<Api>(UFFDIO, 0x3f);
+    const IOC_REGISTER: Opcode = opcode::read_write::<Register>(UFFDIO, 0x00);
+    const IOC_WRITEPROTECT: Opcode = opcode::read_write::<WriteProtect>(UFFDIO, 0x06);
+    // The kernel's values (linux/userfaultfd.h on x86-64 and aarch64).
+    const _: () = assert!(
+        IOC_API == 0xc018_aa3f && IOC_REGISTER == 0xc020_aa00 && IOC_WRITEPROTECT == 0xc018_aa06
+    );
     const REGISTER_MODE_WP: u64 = 1 << 1;
     const WRITEPROTECT_MODE_WP: u64 = 1 << 0;
 
@@ -349,25 +366,23 @@ pub(crate) mod uffd {
     /// A new userfaultfd that agreed to `features` (a refused `UFFDIO_API` leaves a
     /// descriptor unusable, so each attempt opens its own).
     fn handshake(features: u64) -> Option<OwnedFd> {
-        // SAFETY: userfaultfd(2) with plain flags; the result is a new descriptor.
+        // SAFETY: the call itself is safe; what the descriptor can do to this
+        // process's memory is only what this module asks of it: write-protect ranges
+        // of its own reservations (faults come as SIGBUS, never as events to read).
         let fd = unsafe {
-            libc::syscall(
-                libc::SYS_userfaultfd,
-                libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY,
+            rustix::mm::userfaultfd(
+                UserfaultfdFlags::CLOEXEC | UserfaultfdFlags::NONBLOCK | USER_MODE_ONLY,
             )
-        };
-        if fd < 0 {
-            return None;
         }
-        // SAFETY: `fd` was just returned to us and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        .ok()?;
         let mut api = Api {
             api: UFFD_API,
             features,
             ioctls: 0,
         };
-        // SAFETY: UFFDIO_API with a valid, live argument of the kernel's layout.
-        let ok = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_API, &mut api) } == 0;
+        // SAFETY: UFFDIO_API, whose argument is an `Api` (the kernel's layout), live
+        // for the call.
+        let ok = unsafe { ioctl(&fd, Updater::<IOC_API, Api>::new(&mut api)) }.is_ok();
         // Older kernels accept a feature they cannot provide and clear it in the
         // answer (write-protect of shmem without page-table markers): every feature
         // asked for must come back.
@@ -376,16 +391,14 @@ pub(crate) mod uffd {
 
     /// Whether the kernel can write-protect mappings of `fd` page by page: shmem
     /// (a memfd, tmpfs) and hugetlbfs files.
-    pub(crate) fn trackable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-        const TMPFS_MAGIC: i64 = 0x0102_1994;
-        const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
-        // SAFETY: fstatfs into a local with a live descriptor.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-            return false;
-        }
-        matches!(st.f_type as i64, TMPFS_MAGIC | HUGETLBFS_MAGIC)
+    pub(crate) fn trackable(fd: BorrowedFd<'_>) -> bool {
+        use rustix::fs::FsWord;
+        // Typed as `f_type` (`__fsword_t`, signed on most targets) and holding the
+        // unsigned constant's bits, as the kernel stores them (rustix defines its own
+        // magic numbers this way).
+        const TMPFS_MAGIC: FsWord = 0x0102_1994;
+        const HUGETLBFS_MAGIC: FsWord = 0x9584_58f6_u32 as FsWord;
+        rustix::fs::fstatfs(fd).is_ok_and(|st| matches!(st.f_type, TMPFS_MAGIC | HUGETLBFS_MAGIC))
     }
 
     /// Whether write tracking with userfaultfd is available (probed on the first call,
@@ -394,9 +407,9 @@ pub(crate) mod uffd {
         FD.get_or_init(open).is_some()
     }
 
-    fn fd() -> Result<libc::c_int, DaxError> {
+    fn fd() -> Result<BorrowedFd<'static>, DaxError> {
         match FD.get() {
-            Some(Some(fd)) => Ok(fd.as_raw_fd()),
+            Some(Some(fd)) => Ok(fd.as_fd()),
             _ => Err(DaxError::NotSupported {
                 what: "userfaultfd write-protect",
             }),
@@ -412,12 +425,10 @@ pub(crate) mod uffd {
             mode: REGISTER_MODE_WP,
             ioctls: 0,
         };
-        // SAFETY: UFFDIO_REGISTER with a valid, live argument; it changes only the
-        // tracking of the caller's own range.
-        if unsafe { libc::ioctl(fd()?, IOC_REGISTER, &mut reg) } != 0 {
-            return Err(os_error("registering a DAX mapping for write tracking"));
-        }
-        Ok(())
+        // SAFETY: UFFDIO_REGISTER, whose argument is a `Register`, live for the call; it
+        // changes only the tracking of the caller's own range.
+        unsafe { ioctl(fd()?, Updater::<IOC_REGISTER, Register>::new(&mut reg)) }
+            .map_err(os_err("registering a DAX mapping for write tracking"))
     }
 
     /// Write-protects (`wp`) or unprotects the pages of a registered range.
@@ -426,13 +437,17 @@ pub(crate) mod uffd {
             range: Range { start: addr, len },
             mode: if wp { WRITEPROTECT_MODE_WP } else { 0 },
         };
-        // SAFETY: UFFDIO_WRITEPROTECT with a valid, live argument over the caller's own
-        // registered range; a thread storing there concurrently either gets through
-        // (before) or takes the SIGBUS the handler serves (after).
-        if unsafe { libc::ioctl(fd()?, IOC_WRITEPROTECT, &mut arg) } != 0 {
-            return Err(os_error("changing the write protection of a DAX mapping"));
+        // SAFETY: UFFDIO_WRITEPROTECT, whose argument is a `WriteProtect`, live for the
+        // call, over the caller's own registered range; a thread storing there
+        // concurrently either gets through (before) or takes the SIGBUS the handler
+        // serves (after).
+        unsafe {
+            ioctl(
+                fd()?,
+                Updater::<IOC_WRITEPROTECT, WriteProtect>::new(&mut arg),
+            )
         }
-        Ok(())
+        .map_err(os_err("changing the write protection of a DAX mapping"))
     }
 }
 
