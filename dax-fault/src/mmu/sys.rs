@@ -19,12 +19,32 @@
 //! while holding a lock of the filesystem that backs it. `dax_iomap_rw` with a buffer
 //! that is a mapping of the same filesystem is fine: reads and writes hold only the
 //! inode's I/O lock, which faults never take.
+//!
+//! # Syscalls and `errno`
+//!
+//! The address-space calls (`mmap`, `munmap`, `mremap`, `mprotect`, `madvise`),
+//! userfaultfd (creating it, its ioctls) and `fstatfs`, the fault server's futexes,
+//! `gettid`, `getpid`, `sched_yield` and [`fatal`]'s `write` go through rustix, whose
+//! `linux_raw` backend (the one used on Linux unless the build asks for its libc
+//! backend) makes the system call itself: no libc wrapper, no lock, no allocation,
+//! and the thread's libc `errno` is never read or written — a failure comes back as
+//! the [`Errno`] value in the `Result`. So these calls, made on the handler's path,
+//! are async-signal-safe and leave alone the `errno` of the code the signal
+//! interrupted.
+//!
+//! libc is left for what rustix has no API for outside its `runtime` module (which is
+//! for programs that do not use libc): signal actions, alternate signal stacks,
+//! signal sets, `tgkill` and `rt_tgsigqueueinfo`, `siginfo_t` and `ucontext_t`,
+//! `abort`, and `errno` itself. Those calls report failures through `errno`, which
+//! [`handler`] saves on entry and restores on exit.
 
 use std::ffi::c_void;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use dax_device::{DaxError, PAGE_SIZE};
+use rustix::io::Errno;
+use rustix::mm::{self, MapFlags, MprotectFlags, ProtFlags};
 
 use crate::vm::VmFault;
 
@@ -38,6 +58,14 @@ fn os_error(what: &'static str) -> DaxError {
     }
 }
 
+/// The error of a failed rustix call as a [`DaxError`], for `map_err`.
+fn os_err(what: &'static str) -> impl FnOnce(Errno) -> DaxError {
+    move |e| DaxError::Os {
+        errno: e.raw_os_error(),
+        what,
+    }
+}
+
 /// Reserves `len` bytes of address space aligned to `align` (a power of two), with no
 /// access: every touch faults until something is mapped there.
 pub(crate) fn reserve(len: usize, align: usize) -> Result<u64, DaxError> {
@@ -45,29 +73,25 @@ pub(crate) fn reserve(len: usize, align: usize) -> Result<u64, DaxError> {
     // SAFETY: a fresh anonymous PROT_NONE mapping at an address of the kernel's
     // choosing; it aliases nothing.
     let p = unsafe {
-        libc::mmap(
+        mm::mmap_anonymous(
             std::ptr::null_mut(),
             total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("reserving address space for a DAX mapping"));
     }
+    .map_err(os_err("reserving address space for a DAX mapping"))?;
     let start = p as usize;
     let aligned = start.next_multiple_of(align);
     // SAFETY: the head and tail trimmed here are parts of the mapping just created,
-    // which nothing else knows about.
+    // which nothing else knows about. A failed trim only leaves more reserved.
     unsafe {
         if aligned > start {
-            libc::munmap(p, aligned - start);
+            let _ = mm::munmap(p, aligned - start);
         }
         let tail = start + total - (aligned + len);
         if tail > 0 {
-            libc::munmap((aligned + len) as *mut c_void, tail);
+            let _ = mm::munmap((aligned + len) as *mut c_void, tail);
         }
     }
     Ok(aligned as u64)
@@ -78,33 +102,39 @@ pub(crate) fn reserve(len: usize, align: usize) -> Result<u64, DaxError> {
 pub(crate) fn reset(addr: u64, len: u64) -> Result<(), DaxError> {
     // SAFETY: the caller owns this range of its reservation; MAP_FIXED replaces only
     // the pages of that range.
-    let p = unsafe {
-        libc::mmap(
+    unsafe {
+        mm::mmap_anonymous(
             addr as *mut c_void,
             len as usize,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-            -1,
-            0,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("resetting part of a DAX mapping"));
     }
+    .map_err(os_err("resetting part of a DAX mapping"))?;
     Ok(())
 }
 
 /// Releases a whole reservation.
 pub(crate) fn release(addr: u64, len: u64) {
     // SAFETY: the caller owns the reservation and no longer uses any address in it.
-    unsafe { libc::munmap(addr as *mut c_void, len as usize) };
+    let _ = unsafe { mm::munmap(addr as *mut c_void, len as usize) };
 }
 
-fn prot(writable: bool) -> libc::c_int {
+/// Protection for `mmap`: read-only, or readable and writable.
+fn prot(writable: bool) -> ProtFlags {
     if writable {
-        libc::PROT_READ | libc::PROT_WRITE
+        ProtFlags::READ | ProtFlags::WRITE
     } else {
-        libc::PROT_READ
+        ProtFlags::READ
+    }
+}
+
+/// The same protection for `mprotect` (rustix gives it its own type).
+fn mprot(writable: bool) -> MprotectFlags {
+    if writable {
+        MprotectFlags::READ | MprotectFlags::WRITE
+    } else {
+        MprotectFlags::READ
     }
 }
 
@@ -126,22 +156,24 @@ pub(crate) fn map_fd(
     writable: bool,
     populate: bool,
 ) -> Result<(), DaxError> {
-    use std::os::fd::AsRawFd;
+    let populate = if populate {
+        MapFlags::POPULATE
+    } else {
+        MapFlags::empty()
+    };
     // SAFETY: replaces pages of the caller's own reservation with a shared mapping of
     // device memory; nothing in the process holds references into that range.
-    let p = unsafe {
-        libc::mmap(
+    unsafe {
+        mm::mmap(
             addr as *mut c_void,
             len as usize,
             prot(writable),
-            libc::MAP_SHARED | libc::MAP_FIXED | if populate { libc::MAP_POPULATE } else { 0 },
-            fd.as_raw_fd(),
-            offset as libc::off_t,
+            MapFlags::SHARED | MapFlags::FIXED | populate,
+            fd,
+            offset,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("mapping device memory"));
     }
+    .map_err(os_err("mapping device memory"))?;
     Ok(())
 }
 
@@ -149,19 +181,15 @@ pub(crate) fn map_fd(
 /// read-only for the zero page, writable for a private copy.
 pub(crate) fn map_anon(addr: u64, len: u64, writable: bool) -> Result<(), DaxError> {
     // SAFETY: as in `map_fd`, over the caller's own reservation.
-    let p = unsafe {
-        libc::mmap(
+    unsafe {
+        mm::mmap_anonymous(
             addr as *mut c_void,
             len as usize,
             prot(writable),
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
+            MapFlags::PRIVATE | MapFlags::FIXED,
         )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_error("mapping anonymous memory"));
     }
+    .map_err(os_err("mapping anonymous memory"))?;
     Ok(())
 }
 
@@ -172,34 +200,25 @@ pub(crate) fn map_private_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), 
     let len = PAGE_SIZE;
     // SAFETY: a fresh private page of our own, at an address of the kernel's choosing.
     let tmp = unsafe {
-        libc::mmap(
+        mm::mmap_anonymous(
             std::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
         )
-    };
-    if tmp == libc::MAP_FAILED {
-        return Err(os_error("allocating a copy-on-write page"));
     }
+    .map_err(os_err("allocating a copy-on-write page"))?;
     // SAFETY: `tmp` is the fresh writable page above, which nothing else knows about;
     // `data` is an ordinary Rust buffer. The moved page then replaces `addr` in the
-    // caller's own reservation (MREMAP_FIXED unmaps what was there first, atomically).
+    // caller's own reservation (`mremap_fixed` adds MREMAP_FIXED, which unmaps what
+    // was there first, atomically).
     unsafe {
         std::ptr::copy_nonoverlapping(data.as_ptr(), tmp as *mut u8, len);
-        let p = libc::mremap(
-            tmp,
-            len,
-            len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            addr as *mut c_void,
-        );
-        if p == libc::MAP_FAILED {
-            let e = os_error("moving a copy-on-write page into place");
-            libc::munmap(tmp, len);
-            return Err(e);
+        if let Err(e) =
+            mm::mremap_fixed(tmp, len, len, mm::MremapFlags::MAYMOVE, addr as *mut c_void)
+        {
+            let _ = mm::munmap(tmp, len);
+            return Err(os_err("moving a copy-on-write page into place")(e));
         }
     }
     Ok(())
@@ -210,12 +229,12 @@ pub(crate) fn map_private_copy(addr: u64, data: &[u8; PAGE_SIZE]) -> Result<(), 
 /// best effort: a range that is no longer mapped whole just stays as it is.
 pub(crate) fn populate(addr: u64, len: u64, write: bool) {
     let advice = if write {
-        libc::MADV_POPULATE_WRITE
+        mm::Advice::LinuxPopulateWrite
     } else {
-        libc::MADV_POPULATE_READ
+        mm::Advice::LinuxPopulateRead
     };
     // SAFETY: advice over the caller's own mapped range; it only prefaults pages.
-    unsafe { libc::madvise(addr as *mut c_void, len as usize, advice) };
+    let _ = unsafe { mm::madvise(addr as *mut c_void, len as usize, advice) };
 }
 
 /// Stops the process after a page-table change that must not fail did: writes
@@ -235,11 +254,10 @@ pub(crate) fn fatal(what: &str, err: &DaxError) -> ! {
         buf[n..n + take].copy_from_slice(&part[..take]);
         n += take;
     }
-    // SAFETY: writing our own buffer to stderr; abort has no preconditions.
-    unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        libc::abort();
-    }
+    // Nothing more can be done if even this write fails.
+    let _ = rustix::io::write(rustix::stdio::stderr(), &buf[..n]);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
 }
 
 /// `v` in decimal, in `buf`, without allocating.
@@ -266,11 +284,8 @@ fn itoa(v: i32, buf: &mut [u8; 12]) -> &[u8] {
 pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxError> {
     // SAFETY: only the protection of the caller's own pages changes; a thread storing
     // to them concurrently faults and is resolved by the handler.
-    let r = unsafe { libc::mprotect(addr as *mut c_void, len as usize, prot(writable)) };
-    if r != 0 {
-        return Err(os_error("changing the protection of a DAX mapping"));
-    }
-    Ok(())
+    unsafe { mm::mprotect(addr as *mut c_void, len as usize, mprot(writable)) }
+        .map_err(os_err("changing the protection of a DAX mapping"))
 }
 
 /// Write tracking with userfaultfd write-protect: a store to a write-protected page
@@ -285,17 +300,28 @@ pub(crate) fn protect(addr: u64, len: u64, writable: bool) -> Result<(), DaxErro
 /// `mprotect`).
 pub(crate) mod uffd {
     use super::*;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use rustix::ioctl::{Opcode, Updater, ioctl, opcode};
+    use rustix::mm::UserfaultfdFlags;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
     use std::sync::OnceLock;
 
     const UFFD_API: u64 = 0xaa;
-    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    /// `UFFD_USER_MODE_ONLY`, which rustix does not name.
+    const USER_MODE_ONLY: UserfaultfdFlags = UserfaultfdFlags::from_bits_retain(1);
     const FEATURE_SIGBUS: u64 = 1 << 7;
     const FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
     const FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
-    const IOC_API: libc::c_ulong = 0xc018_aa3f;
-    const IOC_REGISTER: libc::c_ulong = 0xc020_aa00;
-    const IOC_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
+    /// The ioctl group of userfaultfd (`UFFDIO`).
+    const UFFDIO: u8 = 0xaa;
+    // `_IOWR(UFFDIO, nr, T)`: the argument's size is part of the opcode, taken here
+    // from the struct itself.
+    const IOC_API: Opcode = opcode::read_write::<Api>(UFFDIO, 0x3f);
+    const IOC_REGISTER: Opcode = opcode::read_write::<Register>(UFFDIO, 0x00);
+    const IOC_WRITEPROTECT: Opcode = opcode::read_write::<WriteProtect>(UFFDIO, 0x06);
+    // The kernel's values (linux/userfaultfd.h on x86-64 and aarch64).
+    const _: () = assert!(
+        IOC_API == 0xc018_aa3f && IOC_REGISTER == 0xc020_aa00 && IOC_WRITEPROTECT == 0xc018_aa06
+    );
     const REGISTER_MODE_WP: u64 = 1 << 1;
     const WRITEPROTECT_MODE_WP: u64 = 1 << 0;
 
@@ -340,25 +366,23 @@ pub(crate) mod uffd {
     /// A new userfaultfd that agreed to `features` (a refused `UFFDIO_API` leaves a
     /// descriptor unusable, so each attempt opens its own).
     fn handshake(features: u64) -> Option<OwnedFd> {
-        // SAFETY: userfaultfd(2) with plain flags; the result is a new descriptor.
+        // SAFETY: the call itself is safe; what the descriptor can do to this
+        // process's memory is only what this module asks of it: write-protect ranges
+        // of its own reservations (faults come as SIGBUS, never as events to read).
         let fd = unsafe {
-            libc::syscall(
-                libc::SYS_userfaultfd,
-                libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY,
+            rustix::mm::userfaultfd(
+                UserfaultfdFlags::CLOEXEC | UserfaultfdFlags::NONBLOCK | USER_MODE_ONLY,
             )
-        };
-        if fd < 0 {
-            return None;
         }
-        // SAFETY: `fd` was just returned to us and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        .ok()?;
         let mut api = Api {
             api: UFFD_API,
             features,
             ioctls: 0,
         };
-        // SAFETY: UFFDIO_API with a valid, live argument of the kernel's layout.
-        let ok = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_API, &mut api) } == 0;
+        // SAFETY: UFFDIO_API, whose argument is an `Api` (the kernel's layout), live
+        // for the call.
+        let ok = unsafe { ioctl(&fd, Updater::<IOC_API, Api>::new(&mut api)) }.is_ok();
         // Older kernels accept a feature they cannot provide and clear it in the
         // answer (write-protect of shmem without page-table markers): every feature
         // asked for must come back.
@@ -367,16 +391,14 @@ pub(crate) mod uffd {
 
     /// Whether the kernel can write-protect mappings of `fd` page by page: shmem
     /// (a memfd, tmpfs) and hugetlbfs files.
-    pub(crate) fn trackable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-        const TMPFS_MAGIC: i64 = 0x0102_1994;
-        const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
-        // SAFETY: fstatfs into a local with a live descriptor.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-            return false;
-        }
-        matches!(st.f_type as i64, TMPFS_MAGIC | HUGETLBFS_MAGIC)
+    pub(crate) fn trackable(fd: BorrowedFd<'_>) -> bool {
+        use rustix::fs::FsWord;
+        // Typed as `f_type` (`__fsword_t`, signed on most targets) and holding the
+        // unsigned constant's bits, as the kernel stores them (rustix defines its own
+        // magic numbers this way).
+        const TMPFS_MAGIC: FsWord = 0x0102_1994;
+        const HUGETLBFS_MAGIC: FsWord = 0x9584_58f6_u32 as FsWord;
+        rustix::fs::fstatfs(fd).is_ok_and(|st| matches!(st.f_type, TMPFS_MAGIC | HUGETLBFS_MAGIC))
     }
 
     /// Whether write tracking with userfaultfd is available (probed on the first call,
@@ -385,9 +407,9 @@ pub(crate) mod uffd {
         FD.get_or_init(open).is_some()
     }
 
-    fn fd() -> Result<libc::c_int, DaxError> {
+    fn fd() -> Result<BorrowedFd<'static>, DaxError> {
         match FD.get() {
-            Some(Some(fd)) => Ok(fd.as_raw_fd()),
+            Some(Some(fd)) => Ok(fd.as_fd()),
             _ => Err(DaxError::NotSupported {
                 what: "userfaultfd write-protect",
             }),
@@ -403,12 +425,10 @@ pub(crate) mod uffd {
             mode: REGISTER_MODE_WP,
             ioctls: 0,
         };
-        // SAFETY: UFFDIO_REGISTER with a valid, live argument; it changes only the
-        // tracking of the caller's own range.
-        if unsafe { libc::ioctl(fd()?, IOC_REGISTER, &mut reg) } != 0 {
-            return Err(os_error("registering a DAX mapping for write tracking"));
-        }
-        Ok(())
+        // SAFETY: UFFDIO_REGISTER, whose argument is a `Register`, live for the call; it
+        // changes only the tracking of the caller's own range.
+        unsafe { ioctl(fd()?, Updater::<IOC_REGISTER, Register>::new(&mut reg)) }
+            .map_err(os_err("registering a DAX mapping for write tracking"))
     }
 
     /// Write-protects (`wp`) or unprotects the pages of a registered range.
@@ -417,13 +437,17 @@ pub(crate) mod uffd {
             range: Range { start: addr, len },
             mode: if wp { WRITEPROTECT_MODE_WP } else { 0 },
         };
-        // SAFETY: UFFDIO_WRITEPROTECT with a valid, live argument over the caller's own
-        // registered range; a thread storing there concurrently either gets through
-        // (before) or takes the SIGBUS the handler serves (after).
-        if unsafe { libc::ioctl(fd()?, IOC_WRITEPROTECT, &mut arg) } != 0 {
-            return Err(os_error("changing the write protection of a DAX mapping"));
+        // SAFETY: UFFDIO_WRITEPROTECT, whose argument is a `WriteProtect`, live for the
+        // call, over the caller's own registered range; a thread storing there
+        // concurrently either gets through (before) or takes the SIGBUS the handler
+        // serves (after).
+        unsafe {
+            ioctl(
+                fd()?,
+                Updater::<IOC_WRITEPROTECT, WriteProtect>::new(&mut arg),
+            )
         }
-        Ok(())
+        .map_err(os_err("changing the write protection of a DAX mapping"))
     }
 }
 
@@ -689,7 +713,7 @@ impl Drop for AltStack {
             let mut ss: libc::stack_t = std::mem::zeroed();
             ss.ss_flags = libc::SS_DISABLE;
             libc::sigaltstack(&ss, std::ptr::null_mut());
-            libc::munmap(self.0, GUARD + BIG_ALTSTACK);
+            let _ = mm::munmap(self.0, GUARD + BIG_ALTSTACK);
         }
     }
 }
@@ -711,21 +735,16 @@ pub(crate) fn prepare_thread() -> Result<(), DaxError> {
         // inaccessible, then installed as this thread's alternate signal stack (we are
         // not running on the old one).
         unsafe {
-            let p = libc::mmap(
+            let p = mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 GUARD + BIG_ALTSTACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                return Err(os_error("allocating an alternate signal stack"));
-            }
-            if libc::mprotect(p, GUARD, libc::PROT_NONE) != 0 {
-                let e = os_error("guarding an alternate signal stack");
-                libc::munmap(p, GUARD + BIG_ALTSTACK);
-                return Err(e);
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK,
+            )
+            .map_err(os_err("allocating an alternate signal stack"))?;
+            if let Err(e) = mm::mprotect(p, GUARD, MprotectFlags::empty()) {
+                let _ = mm::munmap(p, GUARD + BIG_ALTSTACK);
+                return Err(os_err("guarding an alternate signal stack")(e));
             }
             let ss = libc::stack_t {
                 ss_sp: (p as *mut u8).add(GUARD).cast(),
@@ -734,7 +753,7 @@ pub(crate) fn prepare_thread() -> Result<(), DaxError> {
             };
             if libc::sigaltstack(&ss, std::ptr::null_mut()) != 0 {
                 let e = os_error("installing an alternate signal stack");
-                libc::munmap(p, GUARD + BIG_ALTSTACK);
+                let _ = mm::munmap(p, GUARD + BIG_ALTSTACK);
                 return Err(e);
             }
             *cell.borrow_mut() = Some(AltStack(p));
@@ -833,7 +852,7 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, 
             dfl.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(sig, &dfl, std::ptr::null_mut());
             if queued {
-                libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
+                libc::syscall(libc::SYS_tgkill, getpid(), gettid(), sig);
             }
         }
     } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
@@ -846,6 +865,16 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void, 
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
         f(sig);
     }
+}
+
+/// This process's id, for `tgkill` and `rt_tgsigqueueinfo`.
+fn getpid() -> libc::pid_t {
+    rustix::process::getpid().as_raw_pid()
+}
+
+/// The calling thread's id.
+fn gettid() -> libc::pid_t {
+    rustix::thread::gettid().as_raw_pid()
 }
 
 /// Queues SIGBUS for the current thread with `si_addr = addr` (`BUS_MCEERR_AR` with
@@ -878,8 +907,8 @@ unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
         QUEUED_SIGBUS.with(|q| q.set(true));
         let r = libc::syscall(
             libc::SYS_rt_tgsigqueueinfo,
-            libc::getpid(),
-            libc::gettid(),
+            getpid(),
+            gettid(),
             libc::SIGBUS,
             &si as *const libc::siginfo_t,
         );
@@ -888,12 +917,7 @@ unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
             let mut dfl: libc::sigaction = std::mem::zeroed();
             dfl.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
-            libc::syscall(
-                libc::SYS_tgkill,
-                libc::getpid(),
-                libc::gettid(),
-                libc::SIGBUS,
-            );
+            libc::syscall(libc::SYS_tgkill, getpid(), gettid(), libc::SIGBUS);
         }
         let uc = &mut *(ctx as *mut libc::ucontext_t);
         libc::sigdelset(&mut uc.uc_sigmask, libc::SIGBUS);
@@ -905,6 +929,7 @@ unsafe fn raise_sigbus(addr: u64, r: VmFault, ctx: *mut c_void) {
 /// handler side allocates nothing and takes no lock.
 pub(crate) mod server {
     use super::*;
+    use rustix::thread::futex;
 
     const SLOTS: usize = 64;
     const FREE: u32 = 0;
@@ -933,29 +958,16 @@ pub(crate) mod server {
     static BELL: AtomicU32 = AtomicU32::new(0);
     static START: Once = Once::new();
 
+    /// Sleeps while `word` holds `val` (a private futex, no timeout). Callers re-check
+    /// their condition, so a wake-up for any reason (EAGAIN, EINTR) is fine.
     fn futex_wait(word: &AtomicU32, val: u32) {
-        // SAFETY: a private futex wait on a live static word.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                val,
-                std::ptr::null::<libc::timespec>(),
-            );
-        }
+        let _ = futex::wait(word, futex::Flags::PRIVATE, val, None);
     }
 
+    /// Wakes every waiter on `word`. `i32::MAX`, not `u32::MAX`: the kernel reads the
+    /// count as an `int`, and -1 would wake just one.
     fn futex_wake(word: &AtomicU32) {
-        // SAFETY: a private futex wake on a live static word.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                i32::MAX,
-            );
-        }
+        let _ = futex::wake(word, futex::Flags::PRIVATE, i32::MAX as u32);
     }
 
     /// Starts the server thread once (outside any signal handler).
@@ -974,11 +986,7 @@ pub(crate) mod server {
         // to itself, it would wait for itself forever (`request` refuses that, with
         // SIGBUS, if the stack could not be had).
         let _ = prepare_thread();
-        SERVER_TID.store(
-            // SAFETY: gettid has no preconditions.
-            unsafe { libc::gettid() } as u32,
-            Ordering::Release,
-        );
+        SERVER_TID.store(gettid() as u32, Ordering::Release);
         loop {
             let bell = BELL.load(Ordering::Acquire);
             let mut served = false;
@@ -1030,8 +1038,7 @@ pub(crate) mod server {
 
     /// Whether the calling thread is the server itself.
     pub(crate) fn on_server() -> bool {
-        // SAFETY: gettid has no preconditions.
-        SERVER_TID.load(Ordering::Acquire) == unsafe { libc::gettid() } as u32
+        SERVER_TID.load(Ordering::Acquire) == gettid() as u32
     }
 
     /// Hands a fault to the server and waits for its answer (signal-handler side).
@@ -1049,8 +1056,7 @@ pub(crate) mod server {
             }) {
                 break r;
             }
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
+            rustix::thread::sched_yield();
         };
         r.addr.store(addr, Ordering::Relaxed);
         r.access.store(
