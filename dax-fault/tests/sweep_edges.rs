@@ -25,7 +25,7 @@
 //! write_private, insert_pte, insert_pmd, empty_run, insert_pte_run, insert_pmd_run,
 //! read, write}`. (`mmu::MmuMapping` is swept in dax-testdev's sweep, through TestFs.)
 //!
-//! See the harness below: the test fails listing every finding.
+//! The harness is `dax_testkit::sweep`: the test fails listing every finding.
 mod common;
 
 use std::sync::Arc;
@@ -44,10 +44,7 @@ use dax_fault::{
 };
 use dax_iomap::{MAX_FILE_SIZE, MappingOps};
 
-#[macro_use]
-#[path = "../../testsupport/sweep_harness.rs"]
-mod harness;
-use harness::*;
+use dax_testkit::{sweep, sweep::*};
 
 // =====================================================================================
 // The sweeps.
