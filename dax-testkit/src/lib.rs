@@ -3,6 +3,9 @@
 //!
 //! * [`iomap`]: [`IomapMock`](iomap::IomapMock), the scripted `IomapOps`/`DaxInode`
 //!   of the dax-iomap tests, and [`RecordingMapping`](iomap::RecordingMapping);
+//! * [`fault`]: [`ScriptedFs`](fault::ScriptedFs), the scripted one-file filesystem
+//!   of the dax-fault tests, with its simulated address space
+//!   [`Space`](fault::Space), gates and fault helpers;
 //! * [`sweep`](mod@sweep): the harness of the edge-value sweeps
 //!   (`*/tests/sweep_edges.rs`) and its [`sweep!`] macro;
 //! * [`child`]: re-running one test of the current test binary in a watched child
@@ -13,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod child;
+pub mod fault;
 pub mod iomap;
 pub mod sweep;
 
