@@ -16,7 +16,7 @@
 //! memset_persist(_with), copy_flushcache}` (every implementation and flag, lengths
 //! and offsets around cache lines and the non-temporal thresholds).
 //!
-//! See the harness at the end of the file: the test fails listing every finding.
+//! The harness is `dax_testkit::sweep`: the test fails listing every finding.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
@@ -32,10 +32,7 @@ use dax_device::{
     RawAccess,
 };
 
-#[macro_use]
-#[path = "../../testsupport/sweep_harness.rs"]
-mod harness;
-use harness::*;
+use dax_testkit::{sweep, sweep::*};
 
 // =====================================================================================
 // The sweeps.

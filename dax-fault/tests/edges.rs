@@ -2,11 +2,9 @@
 //! end of the file", as the kernel's `-1`/`LLONG_MAX` ends), walks over huge ranges
 //! that must cost what exists in them, indices at the top of the index, and fault
 //! flags a memory manager never produces. Each names the bug it guards against.
-mod common;
 
 use std::sync::mpsc;
 
-use common::*;
 use dax_device::MfFlags;
 use dax_fault::pages::pin_user_pages;
 use dax_fault::{
@@ -14,14 +12,15 @@ use dax_fault::{
     dax_layout_busy_page_range, dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::MappingOps;
+use dax_testkit::fault::*;
 
 /// A file of four mapped pages, each faulted in (read) through a shared mapping.
 fn four_mapped_pages() -> (
-    std::sync::Arc<MockFs>,
+    std::sync::Arc<ScriptedFs>,
     std::sync::Arc<Space>,
     std::sync::Arc<dax_fault::MappedVma>,
 ) {
-    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    let fs = ScriptedFs::new(8 * MIB, 4 * PAGE);
     fs.ext(Ext::mapped(0, 4 * PAGE, 0));
     let (space, vma) = fs.map_rw(4 * PAGE);
     for p in 0..4 {
@@ -122,7 +121,7 @@ fn edge17_kill_procs_over_the_whole_file_returns_and_kills() {
 fn edge17_the_index_takes_the_largest_indices_without_panicking() {
     // Issue 17, item 3: grab and lock_existing at u64::MAX panicked ("range start is
     // greater than range end"), prepare_run with a huge count overflowed a capacity.
-    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    let fs = ScriptedFs::new(8 * MIB, 4 * PAGE);
     let ix = fs.mapping.index();
     for order in [0, 9] {
         let at = !((1u64 << order) - 1);
@@ -149,7 +148,7 @@ fn edge17_a_private_mapping_takes_no_mkwrite_fault() {
     // Issue 17, item 5: a WRITE|MKWRITE fault on a MAP_PRIVATE vma answered NOPAGE
     // and left the device page writable in the private mapping. The memory manager
     // never calls pfn_mkwrite for a private mapping: such a fault is refused.
-    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    let fs = ScriptedFs::new(8 * MIB, 4 * PAGE);
     fs.ext(Ext::mapped(0, 4 * PAGE, 0));
     let space = Space::new();
     let vma = fs.mmap(

@@ -27,14 +27,14 @@
 //!   manager's own copy-on-write and never reaches DAX.
 #![cfg(not(loom))]
 
-mod common;
-
+use std::ptr::NonNull;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::*;
-use dax_device::{DaxAccessMode, DaxError, MfFlags, Pfn};
+use dax_device::{
+    DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource, MfFlags, Pfn, RawAccess,
+};
 use dax_fault::index::{Entry, Marks};
 use dax_fault::pages::{clear_page_hwpoison, page_hwpoison, page_pins, pin_user_pages};
 use dax_fault::{
@@ -45,7 +45,9 @@ use dax_fault::{
     dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::{IomapFlags, IomapType, MappingOps};
-use dax_testdev::DevOp;
+use dax_testdev::{DevOp, MemDevice};
+use dax_testkit::fault::*;
+use parking_lot::Mutex;
 
 const NOPAGE: VmFault = VmFault::NOPAGE;
 const SIGBUS: VmFault = VmFault::SIGBUS;
@@ -53,6 +55,112 @@ const FALLBACK: VmFault = VmFault::FALLBACK;
 const NONE: Marks = Marks::empty();
 const DIRTY: Marks = Marks::DIRTY;
 const TOWRITE: Marks = Marks::TOWRITE;
+
+// ---------------------------------------------------------------------------------
+// The recording device (here rather than in dax-testkit, which has no `unsafe`: a
+// driver's `DaxOperations` impl is one)
+
+/// One `direct_access` call seen by [`RecDev`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DaCall {
+    pgoff: u64,
+    pages: u64,
+    mode: DaxAccessMode,
+}
+
+/// A [`MemDevice`] that records its `direct_access` calls and can answer fewer pages
+/// than it has.
+struct RecDev {
+    mem: MemDevice,
+    log: Mutex<Vec<DaCall>>,
+    cap: Mutex<Option<u64>>,
+}
+
+impl RecDev {
+    /// Every `direct_access` since the last call, oldest first.
+    fn take_log(&self) -> Vec<DaCall> {
+        std::mem::take(&mut *self.log.lock())
+    }
+
+    /// Answers at most `pages` pages per `direct_access` from now on.
+    fn cap_pages(&self, pages: Option<u64>) {
+        *self.cap.lock() = pages;
+    }
+}
+
+// SAFETY: every answer is the inner MemDevice's, for the same arguments, with the page
+// count possibly lowered; the inner driver keeps the promises of the trait, and a
+// shorter range of a valid one is still valid.
+unsafe impl DaxOperations for RecDev {
+    fn nr_pages(&self) -> u64 {
+        self.mem.nr_pages()
+    }
+
+    fn direct_access(
+        &self,
+        pgoff: u64,
+        nr_pages: u64,
+        mode: DaxAccessMode,
+    ) -> Result<RawAccess, DaxError> {
+        self.log.lock().push(DaCall {
+            pgoff,
+            pages: nr_pages,
+            mode,
+        });
+        let mut raw = self.mem.direct_access(pgoff, nr_pages, mode)?;
+        if let Some(cap) = *self.cap.lock() {
+            raw.pages = raw.pages.min(cap);
+        }
+        Ok(raw)
+    }
+
+    fn zero_page_range(&self, pgoff: u64, nr_pages: u64) -> Result<(), DaxError> {
+        self.mem.zero_page_range(pgoff, nr_pages)
+    }
+
+    unsafe fn recovery_write(&self, pgoff: u64, addr: NonNull<u8>, src: &[u8]) -> Option<usize> {
+        // SAFETY: the caller's promise (the range came from our direct_access for
+        // `pgoff`, which is the inner driver's answer, inside a read section) is the
+        // one the inner driver needs.
+        unsafe { self.mem.recovery_write(pgoff, addr, src) }
+    }
+
+    fn first_poisoned_byte(&self, dev_offset: u64, len: usize) -> Option<usize> {
+        self.mem.first_poisoned_byte(dev_offset, len)
+    }
+
+    fn flush(&self) -> Result<(), DaxError> {
+        self.mem.flush()
+    }
+
+    fn map_source(&self) -> Option<MapSource<'_>> {
+        self.mem.map_source()
+    }
+}
+
+impl FaultDriver for RecDev {
+    fn mem(&self) -> &MemDevice {
+        &self.mem
+    }
+}
+
+/// A live, synchronous device with a write cache of `bytes` bytes, recording its
+/// `direct_access` calls (dax-testkit's `device`, under a [`RecDev`]).
+fn device(bytes: u64) -> Arc<DaxDevice<RecDev>> {
+    device_with(bytes, |mem| RecDev {
+        mem,
+        log: Mutex::new(Vec::new()),
+        cap: Mutex::new(None),
+    })
+}
+
+/// The scripted filesystem of these tests: on a recording device.
+type RecFs = ScriptedFs<RecDev>;
+
+/// A file of `size` bytes, all hole, on a new recording device of `dev_bytes` bytes.
+fn rec_fs(dev_bytes: u64, size: u64) -> Arc<RecFs> {
+    RecFs::on(device(dev_bytes), size)
+}
 
 fn real(order: u32, pfn: Pfn) -> Entry {
     Entry::real(order, pfn)
@@ -77,7 +185,7 @@ fn errno<T: std::fmt::Debug>(r: Result<T, DaxError>) -> i32 {
 }
 
 /// A data-integrity writeback (fsync) of bytes `start ..= end`.
-fn fsync(fs: &MockFs, start: u64, end: u64) -> Result<(), DaxError> {
+fn fsync(fs: &RecFs, start: u64, end: u64) -> Result<(), DaxError> {
     dax_writeback_mapping_range(
         &fs.mapping,
         &*fs.dev,
@@ -85,12 +193,12 @@ fn fsync(fs: &MockFs, start: u64, end: u64) -> Result<(), DaxError> {
     )
 }
 
-fn fsync_all(fs: &MockFs) -> Result<(), DaxError> {
+fn fsync_all(fs: &RecFs) -> Result<(), DaxError> {
     fsync(fs, 0, u64::MAX)
 }
 
 /// The cache write-backs (`direct_access` in RecoveryWrite mode) since the last look.
-fn flushes(fs: &MockFs) -> Vec<(u64, u64)> {
+fn flushes(fs: &RecFs) -> Vec<(u64, u64)> {
     fs.dev
         .driver()
         .take_log()
@@ -100,7 +208,7 @@ fn flushes(fs: &MockFs) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn begin_flags(fs: &MockFs) -> Vec<dax_iomap::IterFlags> {
+fn begin_flags(fs: &RecFs) -> Vec<dax_iomap::IterFlags> {
     fs.calls()
         .into_iter()
         .filter_map(|c| match c {
@@ -127,7 +235,7 @@ fn must_not_block<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[test]
 fn flt01_order_picks_pte_pmd_or_fallback() {
     // ref: FLT-01, 2.7.2
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (space, vma) = fs.map_rw(4 * MIB);
     for order in [1, 4, 8, 10] {
@@ -168,7 +276,7 @@ fn flt01_order_picks_pte_pmd_or_fallback() {
 #[test]
 fn flt02_edge55_pte_fault_at_or_past_eof_is_sigbus() {
     // ref: FLT-02, edge 55
-    let fs = MockFs::new(8 * MIB, 3 * PAGE);
+    let fs = rec_fs(8 * MIB, 3 * PAGE);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(rd(&fs, &vma, BASE + 3 * PAGE), SIGBUS);
@@ -191,7 +299,7 @@ fn flt02_edge55_pte_fault_at_or_past_eof_is_sigbus() {
 #[test]
 fn flt03_fs_sees_write_only_for_shared_write_faults() {
     // ref: FLT-03, 2.7.3 step 2, 2.7.4 (PMD: WRITE for any write fault)
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (_s, shared) = fs.map_rw(4 * MIB);
     let ps = Space::new();
@@ -214,7 +322,7 @@ fn flt03_fs_sees_write_only_for_shared_write_faults() {
 #[test]
 fn flt04_pte_fault_under_a_huge_mapping_is_nopage_without_the_fs() {
     // ref: FLT-04, 2.11.3 (a PTE fault that finds a huge PMD retries)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
@@ -230,7 +338,7 @@ fn flt04_pte_fault_under_a_huge_mapping_is_nopage_without_the_fs() {
 #[test]
 fn flt05_edge76_mapping_shorter_than_a_page_is_sigbus_via_eio() {
     // ref: FLT-05, edge 76, FLT-14 (-EIO reaches *iomap_errp), quirk Q14
-    let fs = MockFs::new(8 * MIB, PAGE);
+    let fs = rec_fs(8 * MIB, PAGE);
     fs.ext(Ext::mapped(0, 2048, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     let f = fault(&fs, &vma, BASE, 0, FaultFlags::empty());
@@ -244,7 +352,7 @@ fn flt05_edge76_mapping_shorter_than_a_page_is_sigbus_via_eio() {
 #[test]
 fn flt06_private_write_fault_fills_a_private_copy() {
     // ref: FLT-06, 2.7.6, FLT-03 (no WRITE for the FS)
-    let fs = MockFs::new(8 * MIB, 8 * PAGE);
+    let fs = rec_fs(8 * MIB, 8 * PAGE);
     let data = pattern(PAGE as usize, 7);
     fs.poke(MIB, &data);
     fs.poke(MIB + PAGE, &pattern(PAGE as usize, 9)); // stale bytes under UNWRITTEN
@@ -314,7 +422,7 @@ fn flt06_private_write_fault_fills_a_private_copy() {
 #[test]
 fn edge58_private_write_on_a_hole_leaves_an_empty_entry_that_blocks_a_pmd() {
     // ref: edge 58, FLT-06, quirk Q14, edge 67
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
     let ps = Space::new();
     let private = fs.mmap(
@@ -345,7 +453,7 @@ fn edge58_private_write_on_a_hole_leaves_an_empty_entry_that_blocks_a_pmd() {
 #[test]
 fn edge59_private_write_on_poisoned_storage_is_hwpoison() {
     // ref: edge 59, FLT-06 (errno → fault)
-    let fs = MockFs::new(8 * MIB, 2 * PAGE);
+    let fs = rec_fs(8 * MIB, 2 * PAGE);
     fs.ext(Ext::mapped(0, 2 * PAGE, MIB));
     fs.dev.driver().mem.poison(MIB + PAGE + 1024, 512).unwrap();
     let space = Space::new();
@@ -370,7 +478,7 @@ fn edge59_private_write_on_poisoned_storage_is_hwpoison() {
 #[test]
 fn flt07_read_of_a_hole_or_unwritten_extent_maps_the_zero_page() {
     // ref: FLT-07, 2.7.7, ENT-11
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.poke(MIB, &pattern(PAGE as usize, 1));
     fs.ext(Ext::hole(0, PAGE))
         .ext(Ext::unwritten(PAGE, PAGE, MIB))
@@ -406,7 +514,7 @@ fn flt07_read_of_a_hole_or_unwritten_extent_maps_the_zero_page() {
 #[test]
 fn flt08_write_to_a_hole_the_fs_does_not_allocate() {
     // ref: FLT-08 (PTE SIGBUS, PMD FALLBACK), quirk Q14
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB))
         .ext(Ext::unwritten(2 * MIB, 2 * MIB, 2 * MIB));
     let (space, vma) = fs.map_rw(4 * MIB);
@@ -436,7 +544,7 @@ fn flt08_write_to_a_hole_the_fs_does_not_allocate() {
 fn flt09_direct_access_errors() {
     // ref: FLT-09 (PTE: ENOMEM→OOM, EHWPOISON→HWPOISON, else SIGBUS; PMD: FALLBACK),
     // 2.11.6 (dead device), 2.15.2
-    type Sabotage = fn(&MockFs);
+    type Sabotage = fn(&RecFs);
     let cases: [(&str, Sabotage, VmFault); 4] = [
         (
             "ENOMEM",
@@ -468,7 +576,7 @@ fn flt09_direct_access_errors() {
         ("dead", |fs| fs.dev.kill(), SIGBUS),
     ];
     for (what, sabotage, want) in cases {
-        let fs = MockFs::new(8 * MIB, 4 * MIB);
+        let fs = rec_fs(8 * MIB, 4 * MIB);
         fs.ext(Ext::mapped(0, 4 * MIB, 0));
         let (space, vma) = fs.map_rw(4 * MIB);
         sabotage(&fs);
@@ -500,7 +608,7 @@ fn flt09_direct_access_errors() {
 fn flt10_shared_write_copies_the_source_into_the_new_blocks() {
     // ref: FLT-10, 2.7.5 step 6, ENT-08 (SHARED replaces a real entry, unmapping it;
     // DIRTY and TOWRITE), C-01
-    let fs = MockFs::new(8 * MIB, 2 * PAGE);
+    let fs = rec_fs(8 * MIB, 2 * PAGE);
     let old = pattern(PAGE as usize, 3);
     fs.poke(MIB, &old);
     fs.poke(MIB + PAGE, &pattern(PAGE as usize, 4));
@@ -550,7 +658,7 @@ fn flt10_shared_write_copies_the_source_into_the_new_blocks() {
 #[test]
 fn flt10_shared_pmd_write_copies_2m() {
     // ref: FLT-10 (PMD), ENT-08
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     let old = pattern(PMD as usize, 5);
     fs.poke(2 * MIB, &old);
     fs.poke(4 * MIB, &pattern(PMD as usize, 6));
@@ -569,8 +677,8 @@ fn flt10_shared_pmd_write_copies_2m() {
     assert_eq!(fs.calls(), vec![begin(0, PMD, WR), end(0, PMD, PMD, WR)]);
 }
 
-fn sync_file() -> (Arc<MockFs>, Arc<Space>, Arc<dax_fault::MappedVma>) {
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+fn sync_file() -> (Arc<RecFs>, Arc<Space>, Arc<dax_fault::MappedVma>) {
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0).on_write(IomapFlags::DIRTY));
     let space = Space::new();
     let vma = fs.mmap(
@@ -661,7 +769,7 @@ fn flt21_flt22_sync_pmd_fault_fsyncs_from_the_faulting_page() {
 #[test]
 fn edge71_sync_mapping_without_fs_dirty_maps_writable_at_once() {
     // ref: edge 71, FLT-11
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let space = Space::new();
     let vma = fs.mmap(
@@ -710,7 +818,7 @@ fn edge73_finish_sync_fault_after_a_truncate_removed_the_entry_is_nopage() {
 #[test]
 fn flt12_edge57_write_upgrades_a_read_only_mapping_in_place() {
     // ref: FLT-12, edge 57, 2.7.5 insertion rules, ENT-08 (inode dirty)
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (space, vma) = fs.map_rw(4 * MIB);
     assert_eq!(rd(&fs, &vma, BASE + 2 * PAGE), NOPAGE);
@@ -752,7 +860,7 @@ fn flt12_edge57_write_upgrades_a_read_only_mapping_in_place() {
 #[test]
 fn page_table_allocation_failure_is_oom() {
     // ref: 2.15.2 (OOM: page-table allocation failure), 2.7.5 (insertion errors)
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (space, vma) = fs.map_rw(4 * MIB);
     space.fail_next(DaxError::Os {
@@ -777,7 +885,7 @@ fn page_table_allocation_failure_is_oom() {
 #[test]
 fn flt13_major_when_the_fs_allocated() {
     // ref: FLT-13 (MAJOR unless the result is exactly SIGBUS), 2.7.3 step 5
-    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    let fs = rec_fs(8 * MIB, 4 * PAGE);
     fs.ext(Ext::hole(0, PAGE).alloc(MIB))
         .ext(Ext::hole(PAGE, PAGE).alloc(MIB + PAGE))
         .ext(Ext::hole(2 * PAGE, PAGE).on_write(IomapFlags::NEW));
@@ -803,7 +911,7 @@ fn flt13_major_when_the_fs_allocated() {
 #[test]
 fn flt14_edge74_enospc_from_begin_reaches_iomap_errp() {
     // ref: FLT-14, edge 74, quirk Q14
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
     let (space, vma) = fs.map_rw(2 * MIB);
     fs.fail_next_begin(nospc());
@@ -838,7 +946,7 @@ fn flt15_flt16_edge62_pmd_and_the_file_size() {
         (2 * MIB - PAGE, FALLBACK),
         (PAGE, FALLBACK),
     ] {
-        let fs = MockFs::new(8 * MIB, size);
+        let fs = rec_fs(8 * MIB, size);
         fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
         let (space, vma) = fs.map_rw(4 * MIB);
         assert_eq!(pmd_rd(&fs, &vma, BASE + 3 * PAGE), want, "size {size}");
@@ -855,7 +963,7 @@ fn flt15_flt16_edge62_pmd_and_the_file_size() {
         }
     }
     // Past the end of a 2 MiB file, the second PMD is SIGBUS.
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     let (_s, vma) = fs.map_rw(4 * MIB);
     assert_eq!(pmd_rd(&fs, &vma, BASE + 2 * MIB + PAGE), SIGBUS);
     assert_eq!(pmd_wr(&fs, &vma, BASE + 2 * MIB), SIGBUS);
@@ -865,7 +973,7 @@ fn flt15_flt16_edge62_pmd_and_the_file_size() {
 fn flt16_edge60_edge61_edge69_pmd_fallback_prechecks() {
     // ref: FLT-16 a (colour), c (outside the VMA), b (private write); edges 60, 61, 69;
     // FLT-20 (split and counted)
-    let check = |fs: &MockFs, space: &Space, vma: &dax_fault::MappedVma, addr: u64, w: bool| {
+    let check = |fs: &RecFs, space: &Space, vma: &dax_fault::MappedVma, addr: u64, w: bool| {
         let r = if w {
             pmd_wr(fs, vma, addr)
         } else {
@@ -878,7 +986,7 @@ fn flt16_edge60_edge61_edge69_pmd_fallback_prechecks() {
         assert_eq!(fs.mapping.stats().fallbacks(), 1);
     };
     let file = || {
-        let fs = MockFs::new(16 * MIB, 8 * MIB);
+        let fs = rec_fs(16 * MIB, 8 * MIB);
         fs.ext(Ext::mapped(0, 8 * MIB, 0));
         fs
     };
@@ -910,7 +1018,7 @@ fn flt16_edge60_edge61_edge69_pmd_fallback_prechecks() {
 #[test]
 fn flt17_pmd_fault_over_a_pte_table_returns_0_to_retry() {
     // ref: FLT-17, 2.7.4 step 4, quirk Q14 (the EMPTY-PMD entry stays)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(rd(&fs, &vma, BASE + 5 * PAGE), NOPAGE);
@@ -930,7 +1038,7 @@ fn flt17_pmd_fault_over_a_pte_table_returns_0_to_retry() {
 #[test]
 fn flt18_edge63_pmd_extent_or_srcmap_shorter_than_2m_falls_back() {
     // ref: FLT-18, edge 63 (iomap_end sees written 0; PTE faults then succeed)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, MIB, 0))
         .ext(Ext::mapped(MIB, MIB, 4 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
@@ -956,7 +1064,7 @@ fn flt18_edge63_pmd_extent_or_srcmap_shorter_than_2m_falls_back() {
     );
 
     // The source of a copy-on-write covers only 1 MiB.
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     let junk = pattern(PMD as usize, 8);
     fs.poke(4 * MIB, &junk);
     fs.ext(Ext::reflink(0, 2 * MIB, 2 * MIB, 4 * MIB).src_len(MIB));
@@ -970,7 +1078,7 @@ fn flt18_edge63_pmd_extent_or_srcmap_shorter_than_2m_falls_back() {
 #[test]
 fn flt19_edge64_pmd_storage_must_be_2m_aligned_and_contiguous() {
     // ref: FLT-19, 2.7.9, edge 64
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, PAGE));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(pmd_rd(&fs, &vma, BASE), FALLBACK);
@@ -989,7 +1097,7 @@ fn flt19_edge64_pmd_storage_must_be_2m_aligned_and_contiguous() {
     assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(PAGE), false))]);
 
     // Aligned, but the driver has only 256 contiguous pages there.
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     fs.dev.driver().cap_pages(Some(256));
     let (space, vma) = fs.map_rw(2 * MIB);
@@ -1006,7 +1114,7 @@ fn flt19_edge64_pmd_storage_must_be_2m_aligned_and_contiguous() {
 #[test]
 fn flt20_fallback_splits_the_huge_zero_mapping_then_the_pte_retry_allocates() {
     // ref: FLT-20, 2.7.4 step 7, 2.5.3 step 4 (downgrade), edge 65
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(2 * MIB));
     fs.dev.driver().mem.poison(2 * MIB + 7 * PAGE, 512).unwrap();
     let (space, vma) = fs.map_rw(2 * MIB);
@@ -1043,7 +1151,7 @@ fn flt20_fallback_splits_the_huge_zero_mapping_then_the_pte_retry_allocates() {
 #[test]
 fn edge65_one_bad_sector_falls_back_and_poisons_only_its_page() {
     // ref: edge 65, 2.13.4
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     fs.dev
         .driver()
@@ -1072,7 +1180,7 @@ fn edge65_one_bad_sector_falls_back_and_poisons_only_its_page() {
 fn edge56_read_of_a_hole_then_write_allocates() {
     // ref: edge 56, FLT-07, FLT-12, FLT-13, ENT-08 (zero entry replaced, zero PTE
     // unmapped, DIRTY, inode dirty)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(MIB));
     fs.poke(MIB, &pattern(PAGE as usize, 2));
     let (space, vma) = fs.map_rw(2 * MIB);
@@ -1099,7 +1207,7 @@ fn edge56_read_of_a_hole_then_write_allocates() {
 #[test]
 fn edge66_pte_fault_inside_a_zero_pmd_downgrades_it() {
     // ref: edge 66, ENT-06, 2.5.3 step 4
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(2 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
@@ -1140,7 +1248,7 @@ fn edge66_pte_fault_inside_a_zero_pmd_downgrades_it() {
 #[test]
 fn edge67_pmd_fault_with_any_pte_entry_in_its_2m_falls_back() {
     // ref: edge 67, ENT-07, 2.11.3 (PMD never evicts PTEs)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     let (sa, va) = fs.map_rw(2 * MIB);
     assert_eq!(rd(&fs, &va, BASE + 9 * PAGE), NOPAGE);
@@ -1165,7 +1273,7 @@ fn edge67_pmd_fault_with_any_pte_entry_in_its_2m_falls_back() {
 fn edge68_edge78_pte_write_in_a_real_pmd_dirties_and_flushes_2m() {
     // ref: edge 68, ENT-06 (a real PMD entry serves a PTE fault), 2.5.4 asymmetry,
     // edge 78, WB-02
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     let (sa, va) = fs.map_rw(2 * MIB);
     assert_eq!(pmd_rd(&fs, &va, BASE), NOPAGE);
@@ -1209,7 +1317,7 @@ fn edge68_edge78_pte_write_in_a_real_pmd_dirties_and_flushes_2m() {
 fn edge103_pmd_enospc_is_fallback_then_the_pte_retry_reports_it() {
     // ref: edge 103, quirk Q11 (reproduced: the PMD path ignores the begin error and
     // leaves *iomap_errp alone), FLT-14
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
     fs.fail_begin_at(0, nospc());
     fs.fail_begin_at(1, nospc());
@@ -1234,7 +1342,7 @@ fn edge103_pmd_enospc_is_fallback_then_the_pte_retry_reports_it() {
 #[test]
 fn edge104_read_fault_reuses_the_empty_entry_a_private_cow_left() {
     // ref: edge 104, quirk Q14
-    let fs = MockFs::new(8 * MIB, 2 * PAGE);
+    let fs = rec_fs(8 * MIB, 2 * PAGE);
     fs.ext(Ext::hole(0, PAGE)).ext(Ext::mapped(PAGE, PAGE, MIB));
     let ps = Space::new();
     let private = fs.mmap(
@@ -1270,7 +1378,7 @@ fn edge104_read_fault_reuses_the_empty_entry_a_private_cow_left() {
 #[test]
 fn lck04_ent06_entry_locked_from_begin_through_insertion_to_end() {
     // ref: LCK-04, ENT-06 (a locked EMPTY entry while the FS is asked), 2.5.4
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(0))
         .ext(Ext::mapped(2 * MIB, 2 * MIB, 2 * MIB));
     let (space, vma) = fs.map_rw(4 * MIB);
@@ -1327,8 +1435,8 @@ fn ent09_mf06_a_page_mapped_through_two_files_has_no_single_owner() {
     // ref: ENT-09 (a second association of a SHARED extent drops the owner), MF-06
     // (the generic path then answers EBUSY), 2.13.3
     let dev = device(8 * MIB);
-    let a = MockFs::on(dev.clone(), 2 * PAGE);
-    let b = MockFs::on(dev.clone(), 2 * PAGE);
+    let a = RecFs::on(dev.clone(), 2 * PAGE);
+    let b = RecFs::on(dev.clone(), 2 * PAGE);
     for fs in [&a, &b] {
         fs.ext(Ext::mapped(0, 2 * PAGE, MIB).flags(IomapFlags::SHARED));
     }
@@ -1359,7 +1467,7 @@ fn ent09_mf06_a_page_mapped_through_two_files_has_no_single_owner() {
 #[test]
 fn wb01_edge77_background_writeback_does_nothing() {
     // ref: WB-01, edge 77
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1390,7 +1498,7 @@ fn wb01_edge81_block_size_other_than_a_page_is_eio() {
         libc::EIO
     );
     // An empty 4 KiB-block mapping: nothing to do, even for a data-integrity pass.
-    let fs = MockFs::new(4 * MIB, 0);
+    let fs = rec_fs(4 * MIB, 0);
     fsync_all(&fs).unwrap();
     assert!(fs.dev.driver().take_log().is_empty());
 }
@@ -1399,7 +1507,7 @@ fn wb01_edge81_block_size_other_than_a_page_is_eio() {
 fn wb01_wb02_fsync_flushes_the_dirty_entries_of_its_range() {
     // ref: WB-01 (DIRTY → TOWRITE over the range), WB-02 (write-protect, clean, flush,
     // clear DIRTY and TOWRITE)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0))
         .ext(Ext::reflink(30 * PAGE, PAGE, 30 * PAGE, MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
@@ -1438,7 +1546,7 @@ fn wb01_wb02_fsync_flushes_the_dirty_entries_of_its_range() {
 #[test]
 fn edge79_a_store_after_writeback_refaults_and_redirties() {
     // ref: edge 79, 2.7.1 (mkwrite), WB-02
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1460,7 +1568,7 @@ fn edge79_a_store_after_writeback_refaults_and_redirties() {
 #[test]
 fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
     // ref: WB-03, 2.8 (an EMPTY entry found after waiting → EIO), 2.11.7 (errseq)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
@@ -1496,7 +1604,7 @@ fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
 #[test]
 fn race_writeback_holds_the_entry_so_a_write_fault_redirties_after_it() {
     // ref: 2.11.4 first bullet, WB-02
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1526,7 +1634,7 @@ fn race_writeback_holds_the_entry_so_a_write_fault_redirties_after_it() {
 #[test]
 fn race_two_fsyncs_one_flushes_the_other_skips_after_it() {
     // ref: 2.11.4 second bullet, 2.8 (skip when TOWRITE is gone after waiting)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1554,7 +1662,7 @@ fn race_two_fsyncs_one_flushes_the_other_skips_after_it() {
 #[test]
 fn edge80_writeback_waiting_on_an_entry_that_is_deleted_skips_it() {
     // ref: edge 80, 2.11.4 third bullet
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1576,7 +1684,7 @@ fn edge80_writeback_waiting_on_an_entry_that_is_deleted_skips_it() {
 #[test]
 fn writeback_waiting_on_an_entry_whose_pfn_changed_skips_it() {
     // ref: 2.8 (pfn changed: the block was reallocated), 2.11.7 (pfns compared)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1603,7 +1711,7 @@ fn writeback_waiting_on_an_entry_whose_pfn_changed_skips_it() {
 #[test]
 fn inv01_edge83_delete_mapping_entry_ignores_marks_and_does_not_unmap() {
     // ref: INV-01, edge 83, 2.9.1
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1620,7 +1728,7 @@ fn inv01_edge83_delete_mapping_entry_ignores_marks_and_does_not_unmap() {
 #[test]
 fn inv02_delete_range_takes_whole_pmds_and_waits_for_locked_entries() {
     // ref: INV-02, 2.9.1
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (_space, vma) = fs.map_rw(4 * MIB);
     assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
@@ -1648,7 +1756,7 @@ fn inv02_delete_range_takes_whole_pmds_and_waits_for_locked_entries() {
 #[test]
 fn inv03_edge82_invalidate_sync_keeps_dirty_and_towrite_entries() {
     // ref: INV-03, edge 82
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (_space, vma) = fs.map_rw(4 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1684,7 +1792,7 @@ fn inv03_edge82_invalidate_sync_keeps_dirty_and_towrite_entries() {
 fn inv04_invalidate_range_keeps_dirty_entries_and_unmaps_everything() {
     // ref: INV-04, 2.9.2 (entries first, then all user mappings of the range; private
     // copies stay)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     let ps = Space::new();
@@ -1716,7 +1824,7 @@ fn inv04_invalidate_range_keeps_dirty_entries_and_unmaps_everything() {
 #[test]
 fn inv06_inv07_edge84_busy_page_is_a_pinned_page_after_unmapping() {
     // ref: INV-06, INV-07, edge 84, ENT-10
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (sa, va) = fs.map_rw(2 * MIB);
     let (sb, vb) = fs.map_rw(2 * MIB);
@@ -1751,7 +1859,7 @@ fn inv06_inv07_edge84_busy_page_is_a_pinned_page_after_unmapping() {
 #[test]
 fn inv08_inv09_edge85_break_layout_waits_for_the_pin_then_deletes() {
     // ref: INV-08, INV-09, edge 85, 2.9.3
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (space, vma) = fs.map_rw(4 * MIB);
     assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
@@ -1795,7 +1903,7 @@ fn inv08_inv09_edge85_break_layout_waits_for_the_pin_then_deletes() {
 #[test]
 fn inv08_break_layout_of_a_range_deletes_only_that_range() {
     // ref: INV-08 (byte range, inclusive end), INV-02
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (space, vma) = fs.map_rw(4 * MIB);
     assert_eq!(pmd_rd(&fs, &vma, BASE), NOPAGE);
@@ -1813,7 +1921,7 @@ fn inv08_break_layout_of_a_range_deletes_only_that_range() {
 #[test]
 fn edge86_break_layout_interrupted_keeps_the_entries() {
     // ref: edge 86, INV-08
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (_space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1834,7 +1942,7 @@ fn edge86_break_layout_interrupted_keeps_the_entries() {
 #[test]
 fn break_layout_relocking_drops_the_lock_while_it_waits_and_stops_when_interrupted() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (_space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
@@ -1866,7 +1974,7 @@ fn break_layout_relocking_drops_the_lock_while_it_waits_and_stops_when_interrupt
 #[test]
 fn inv10_break_layout_final_waits_for_pins_then_empties_the_file() {
     // ref: INV-10
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE + 3 * PAGE), NOPAGE);
@@ -1899,7 +2007,7 @@ fn mf03_edge100_lock_mapping_entry_by_kind() {
         errno(mf_dax_kill_procs(None, 0, 1, MfFlags::empty())),
         libc::EBUSY
     );
-    let fs = MockFs::new(8 * MIB, 4 * PAGE);
+    let fs = rec_fs(8 * MIB, 4 * PAGE);
     fs.ext(Ext::hole(0, PAGE))
         .ext(Ext::mapped(PAGE, 3 * PAGE, MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
@@ -1938,7 +2046,7 @@ fn mf03_edge100_lock_mapping_entry_by_kind() {
 #[test]
 fn mf03_lock_mapping_entry_waits_for_a_fault_in_progress() {
     // ref: MF-03 (waits while the entry is locked, then retries), 2.13.1
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (_space, vma) = fs.map_rw(2 * MIB);
     let ix = fs.mapping.index();
@@ -1966,7 +2074,7 @@ fn mf03_lock_mapping_entry_waits_for_a_fault_in_progress() {
 #[test]
 fn mf05_kill_procs_poisons_signals_and_unmaps_the_users() {
     // ref: MF-05, 2.13.2 (per page; the whole PMD when mapped by one)
-    let fs = MockFs::new(8 * MIB, 4 * MIB);
+    let fs = rec_fs(8 * MIB, 4 * MIB);
     fs.ext(Ext::mapped(0, 4 * MIB, 0));
     let (sa, va) = fs.map_rw(4 * MIB);
     let (sb, vb) = fs.map_rw(4 * MIB);
@@ -2005,7 +2113,7 @@ fn mf05_kill_procs_poisons_signals_and_unmaps_the_users() {
 fn mf05_kill_procs_spares_a_private_copy_of_the_page() {
     // ref: MF-05, 2.13.2 ("processes whose VMAs map this file page": a private
     // copy-on-write copy is not the poisoned page)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (sa, va) = fs.map_rw(2 * MIB);
     let ps = Space::new();
@@ -2029,7 +2137,7 @@ fn mf05_kill_procs_spares_a_private_copy_of_the_page() {
 #[test]
 fn edge101_pre_remove_signals_and_unmaps_without_hwpoison() {
     // ref: edge 101, MF-05 (no HWPoison for MEM_PRE_REMOVE)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     assert_eq!(wr(&fs, &vma, BASE + 5 * PAGE), NOPAGE);
@@ -2048,7 +2156,7 @@ fn edge101_pre_remove_signals_and_unmaps_without_hwpoison() {
 fn edge75_lck04_a_second_fault_on_the_index_waits_for_the_first_iomap_end() {
     // ref: edge 75, LCK-04, 2.11.3 first bullet (the second re-asks the FS and upgrades
     // the PTE the first installed)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (space, vma) = fs.map_rw(2 * MIB);
     let ix = fs.mapping.index();
@@ -2090,7 +2198,7 @@ fn edge75_lck04_a_second_fault_on_the_index_waits_for_the_first_iomap_end() {
 #[test]
 fn edge75_stress_begin_and_end_never_interleave_on_one_index() {
     // ref: edge 75, LCK-04, with many threads and no gate
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB).alloc(0));
     let (space, vma) = fs.map_rw(2 * MIB);
     let go = Barrier::new(4);
@@ -2129,7 +2237,7 @@ fn edge75_stress_begin_and_end_never_interleave_on_one_index() {
 fn race_pte_fault_waits_on_the_pmd_entry_then_finds_the_huge_mapping() {
     // ref: 2.11.3 (PMD entry waits shared by all 512 indices; a PTE fault that finds
     // a huge PMD retries), ENT-06 (a real PMD entry is returned for order 0), FLT-04
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     let ix = fs.mapping.index();
@@ -2154,7 +2262,7 @@ fn race_pte_fault_waits_on_the_pmd_entry_then_finds_the_huge_mapping() {
 #[test]
 fn race_pte_fault_waits_on_a_zero_pmd_then_downgrades_it() {
     // ref: 2.11.3 (PTE grab downgrades a PMD zero entry), edge 66
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::hole(0, 2 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     let ix = fs.mapping.index();
@@ -2187,7 +2295,7 @@ fn race_pte_fault_waits_on_a_zero_pmd_then_downgrades_it() {
 fn race_pmd_fault_falls_back_at_once_while_a_pte_fault_is_in_flight() {
     // ref: 2.11.3 (PMD grab fails with a conflict: it never waits for or evicts PTEs),
     // ENT-07
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
     let (space, vma) = fs.map_rw(2 * MIB);
     let gate = fs.gate_next_begin();
@@ -2217,7 +2325,7 @@ fn race_stress_pte_and_pmd_faults_on_one_2m_end_consistent() {
     // ref: 2.11.3: whichever wins, the index and the page table agree — either one
     // REAL-PMD entry mapped huge, or PTE entries each mapped by its own PTE.
     for round in 0..40u64 {
-        let fs = MockFs::new(8 * MIB, 2 * MIB);
+        let fs = rec_fs(8 * MIB, 2 * MIB);
         fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
         let (space, vma) = fs.map_rw(2 * MIB);
         let pages = [round * 37 % 512, round * 91 % 512 + 1];
@@ -2271,7 +2379,7 @@ fn race_stress_pte_and_pmd_faults_on_one_2m_end_consistent() {
 #[test]
 fn flt14_begin_errors_become_faults_by_errno() {
     // ref: 2.7.3 step 7, 2.15.2 (ENOMEM → OOM, EHWPOISON → HWPOISON, else SIGBUS)
-    let fs = MockFs::new(8 * MIB, 2 * MIB);
+    let fs = rec_fs(8 * MIB, 2 * MIB);
     fs.ext(Ext::mapped(0, 2 * MIB, 0));
     let (_space, vma) = fs.map_rw(2 * MIB);
     for (err, want) in [
@@ -2304,7 +2412,7 @@ fn q10_cow_copy_failure_pte_keeps_nothing_pmd_commits_2m() {
     // ref: quirk Q10 (reproduced): the entry is installed before the copy; a failed
     // copy is SIGBUS; the PTE path does not advance (iomap_end sees 0), the PMD path
     // does (iomap_end sees 2 MiB)
-    let fs = MockFs::new(16 * MIB, 4 * MIB);
+    let fs = rec_fs(16 * MIB, 4 * MIB);
     fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE))
         .ext(Ext::reflink(2 * MIB, 2 * MIB, 4 * MIB, 8 * MIB));
     fs.dev.driver().mem.poison(MIB + 512, 512).unwrap();

@@ -25,12 +25,10 @@
 //! write_private, insert_pte, insert_pmd, empty_run, insert_pte_run, insert_pmd_run,
 //! read, write}`. (`mmu::MmuMapping` is swept in dax-testdev's sweep, through TestFs.)
 //!
-//! See the harness below: the test fails listing every finding.
-mod common;
+//! The harness is `dax_testkit::sweep`: the test fails listing every finding.
 
 use std::sync::Arc;
 
-use common::*;
 use dax_device::{MfFlags, PAGE_SIZE, Pfn};
 use dax_fault::index::{Entry, MappingIndex};
 use dax_fault::pages::{clear_page_hwpoison, page_hwpoison, page_pins, pin_user_pages};
@@ -43,11 +41,9 @@ use dax_fault::{
     dax_memory_failure, dax_writeback_mapping_range, mf_dax_kill_procs,
 };
 use dax_iomap::{MAX_FILE_SIZE, MappingOps};
+use dax_testkit::fault::*;
 
-#[macro_use]
-#[path = "../../testsupport/sweep_harness.rs"]
-mod harness;
-use harness::*;
+use dax_testkit::{sweep, sweep::*};
 
 // =====================================================================================
 // The sweeps.
@@ -69,7 +65,7 @@ const IDX: [u64; 9] = [
 const ENDS: [u64; 8] = [0, 1, PAGE, 4 * PAGE, MAX - 1, MAX, MAX + 1, u64::MAX];
 
 /// The whole device.
-fn image(fs: &MockFs) -> Vec<u8> {
+fn image(fs: &ScriptedFs) -> Vec<u8> {
     fs.peek(0, DEV as usize)
 }
 
@@ -77,9 +73,9 @@ fn image(fs: &MockFs) -> Vec<u8> {
 /// shared writable mapping at BASE, page 3 written (dirty); `f` runs, then the device
 /// must be unchanged (nothing here stores data).
 fn four_pages(
-    f: impl FnOnce(&Arc<MockFs>, &Arc<Space>, &Arc<dax_fault::MappedVma>, &mut Fails),
+    f: impl FnOnce(&Arc<ScriptedFs>, &Arc<Space>, &Arc<dax_fault::MappedVma>, &mut Fails),
 ) -> Check {
-    let fs = MockFs::new(DEV, 4 * PAGE);
+    let fs = ScriptedFs::new(DEV, 4 * PAGE);
     fs.ext(Ext::mapped(0, 4 * PAGE, 16 * PAGE));
     let (space, vma) = fs.map_rw(4 * PAGE);
     for p in 0..4 {
@@ -422,7 +418,7 @@ fn sweep_mapping(s: &mut Sweep) {
         s.probe(
             format!("DaxMapping::with_block_size({bs}): writeback is EIO"),
             || {
-                let fs = MockFs::new(DEV, 4 * PAGE);
+                let fs = ScriptedFs::new(DEV, 4 * PAGE);
                 let m = DaxMapping::with_block_size(fs.dev.clone(), bs);
                 let mut f = Fails::default();
                 let mut e = m.index().grab(0, 0, &mut |_, _| {}).unwrap();
@@ -588,7 +584,7 @@ fn sweep_vma_fault(s: &mut Sweep) {
                     continue;
                 }
                 s.probe(format!("dax_iomap_fault(order {order}, {flags:?}) at both ends of the last mappable 2 MiB of the file space, file size {size}"), || {
-                    let fs = MockFs::new(DEV, size);
+                    let fs = ScriptedFs::new(DEV, size);
                     fs.ext(Ext::mapped(top_pgoff * PAGE, PMD, 2 * MIB));
                     let space = Space::new();
                     let vma = fs.mmap(Vma::new(BASE, PMD, top_pgoff).unwrap().writable(true), &space);
@@ -622,7 +618,7 @@ fn sweep_vma_fault(s: &mut Sweep) {
             s.probe(
                 format!("dax_finish_sync_fault(order {order}, pfn u64::MAX) at file page {pgoff}"),
                 || {
-                    let fs = MockFs::new(DEV, MAX);
+                    let fs = ScriptedFs::new(DEV, MAX);
                     fs.ext(Ext::mapped(top_pgoff * PAGE, PMD, 2 * MIB));
                     let space = Space::new();
                     let vma = fs.mmap(Vma::new(BASE, PMD, pgoff).unwrap().writable(true), &space);
@@ -643,7 +639,7 @@ fn sweep_vma_fault(s: &mut Sweep) {
     }
     for addr in [BASE, BASE + 4 * PAGE - 1] {
         s.probe(format!("Vmf::new(addr {addr:#x}, WRITE | MKWRITE) on a private writable vma (fixed on main: refused)"), || {
-            let fs = MockFs::new(DEV, 4 * PAGE);
+            let fs = ScriptedFs::new(DEV, 4 * PAGE);
             fs.ext(Ext::mapped(0, 4 * PAGE, 16 * PAGE));
             let space = Space::new();
             let vma = fs.mmap(Vma::new(BASE, 4 * PAGE, 0).unwrap().writable(true).shared(false), &space);
@@ -687,7 +683,7 @@ fn sweep_sim(s: &mut Sweep) {
     // 2 MiB and a huge zero page in the top 2 MiB slot.
     let table = || {
         let pt = SimPageTable::new();
-        let fs = MockFs::new(DEV, 4 * PAGE);
+        let fs = ScriptedFs::new(DEV, 4 * PAGE);
         let dev: &dax_device::DaxDevice = &*fs.dev;
         let t = MapTarget {
             pfn: Pfn(u64::MAX - 511),
@@ -760,7 +756,7 @@ fn sweep_sim(s: &mut Sweep) {
         for n in [0u64, 1, 3, 4, 512, 513] {
             s.probe(format!("PageTable::insert_pte_run / insert_pmd_run / empty_run (default methods) at {addr:#x}, n {n}"), || {
                 let pt = SimPageTable::new();
-                let fs = MockFs::new(DEV, 4 * PAGE);
+                let fs = ScriptedFs::new(DEV, 4 * PAGE);
                 let dev: &dax_device::DaxDevice = &*fs.dev;
                 let t = MapTarget { pfn: Pfn(1 << 40), pgoff: 0, dev };
                 let mut f = Fails::default();
@@ -796,7 +792,7 @@ fn sweep_sim(s: &mut Sweep) {
         s.probe(
             format!("SimPageTable::read/write(addr {addr:#x}, len {len}) through a 4-page vma"),
             || {
-                let fs = MockFs::new(DEV, 4 * PAGE);
+                let fs = ScriptedFs::new(DEV, 4 * PAGE);
                 fs.ext(Ext::mapped(0, 4 * PAGE, 16 * PAGE));
                 let space = Space::new();
                 let ops: Arc<dyn VmOps> = Arc::new(Ops(fs.clone()));
@@ -825,8 +821,8 @@ fn sweep_sim(s: &mut Sweep) {
     }
 }
 
-/// MockFs's fault handler, for `SimPageTable::read`/`write`.
-struct Ops(Arc<MockFs>);
+/// ScriptedFs's fault handler, for `SimPageTable::read`/`write`.
+struct Ops(Arc<ScriptedFs>);
 
 impl VmOps for Ops {
     fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault {

@@ -1,16 +1,14 @@
 //! Conformance tests for the iomap iterator (reference §2.4.3, IOM-06..IOM-14, edge
 //! cases 35–41) and for the mapping validation dax-rs adds.
 
-mod common;
-
-use common::{EndCall, MockFs, PAGE};
 use dax_device::DaxError;
 use dax_iomap::{Iomap, IomapFlags, IomapIter, IomapOps, IomapType, IterFlags, MAX_STALE_RETRIES};
+use dax_testkit::iomap::{EndCall, Extent, IomapMock, PAGE};
 
 const F: IterFlags = IterFlags::DAX;
 
-fn fs_with_two_extents() -> MockFs {
-    let fs = MockFs::new(64, 16 * PAGE);
+fn fs_with_two_extents() -> IomapMock {
+    let fs = IomapMock::new(64, 16 * PAGE);
     fs.map(
         IomapType::Mapped,
         0,
@@ -100,7 +98,7 @@ fn iom_edge36_advance_past_the_mapping_is_eio_and_moves_nothing() {
 #[test]
 fn iom_edge37_srcmap_shorter_than_iomap_limits_the_length() {
     // ref: IOM-09, IOM-11, edge 37
-    let fs = MockFs::new(64, 16 * PAGE);
+    let fs = IomapMock::new(64, 16 * PAGE);
     let map = Iomap {
         addr: 8 * PAGE,
         offset: 0,
@@ -118,7 +116,7 @@ fn iom_edge37_srcmap_shorter_than_iomap_limits_the_length() {
         dax_dev: Some(fs.dyn_dev()),
         ..Iomap::default()
     };
-    fs.push(common::Extent {
+    fs.push(Extent {
         map,
         src: Some(src),
     });
@@ -254,7 +252,7 @@ fn reason(ops: &Fixed<'_>, pos: u64, flags: IterFlags) -> &'static str {
 
 #[test]
 fn invalid_mappings_are_refused_with_eio() {
-    let fs = MockFs::new(16, 16 * PAGE);
+    let fs = IomapMock::new(16, 16 * PAGE);
     let dev = fs.dyn_dev();
     let good = Iomap::mapped(0, PAGE, 0, dev);
     let w = F | IterFlags::WRITE;

@@ -2,9 +2,6 @@
 //! helpers (reference §2.10, §2.12, §2.14; Z-*, C-*, IOM-15..18; edge cases 87–99,
 //! 106).
 
-mod common;
-
-use common::{MockFs, PAGE, pattern};
 use dax_device::{DaxError, PAGE_SIZE};
 use dax_iomap::{
     Fiemap, FiemapExtent, FiemapExtentFlags, FiemapFlags, IomapFlags, IomapType, IterFlags,
@@ -12,9 +9,10 @@ use dax_iomap::{
     dax_remap_file_range_prep, dax_truncate_page, dax_zero_range, iomap_bmap, iomap_fiemap,
     iomap_seek_data, iomap_seek_hole,
 };
+use dax_testkit::iomap::{IomapMock, PAGE, pattern};
 
-fn filled_file(pages: u64, seed: u8) -> MockFs {
-    let fs = MockFs::new(64, pages * PAGE);
+fn filled_file(pages: u64, seed: u8) -> IomapMock {
+    let fs = IomapMock::new(64, pages * PAGE);
     fs.map(
         IomapType::Mapped,
         0,
@@ -46,7 +44,7 @@ fn z_edge87_truncate_page_zeroes_the_tail_of_the_block() {
 #[test]
 fn z_edge88_zeroing_holes_and_unwritten_writes_nothing() {
     // ref: Z-01, edge 88
-    let fs = MockFs::new(64, 8 * PAGE);
+    let fs = IomapMock::new(64, 8 * PAGE);
     fs.map(
         IomapType::Unwritten,
         2 * PAGE,
@@ -90,7 +88,7 @@ fn z01_zero_range_mixes_partial_and_whole_pages() {
 #[test]
 fn z_shared_partial_zero_fills_the_rest_from_the_source() {
     // ref: Z-03, C-01
-    let fs = MockFs::new(64, 2 * PAGE).with_mapping();
+    let fs = IomapMock::new(64, 2 * PAGE).with_mapping();
     let old = pattern(PAGE_SIZE, 4);
     fs.poke(20 * PAGE, &old);
     fs.cow(0, PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
@@ -107,7 +105,7 @@ fn z_shared_partial_zero_fills_the_rest_from_the_source() {
 #[test]
 fn z_edge106_delalloc_mapping_is_refused_not_zeroed() {
     // ref: edge 106 (deliberate: EIO instead of zeroing at the mapping's address)
-    let fs = MockFs::new(64, 2 * PAGE);
+    let fs = IomapMock::new(64, 2 * PAGE);
     fs.map(IomapType::Delalloc, 0, PAGE, 10 * PAGE, IomapFlags::empty());
     fs.poke(10 * PAGE, &[0xCD; PAGE_SIZE]);
     assert_eq!(
@@ -120,7 +118,7 @@ fn z_edge106_delalloc_mapping_is_refused_not_zeroed() {
 #[test]
 fn c_edge93_unshare_copies_shared_extents_only_inside_eof() {
     // ref: C-02, edge 93
-    let fs = MockFs::new(64, 3 * PAGE).with_mapping();
+    let fs = IomapMock::new(64, 3 * PAGE).with_mapping();
     let old = pattern(2 * PAGE_SIZE, 5);
     fs.poke(20 * PAGE, &old);
     fs.cow(0, 2 * PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
@@ -155,7 +153,7 @@ fn c_edge93_unshare_copies_shared_extents_only_inside_eof() {
 #[test]
 fn c_unshare_of_a_poisoned_source_is_eio() {
     // ref: C-02
-    let fs = MockFs::new(64, PAGE);
+    let fs = IomapMock::new(64, PAGE);
     fs.cow(0, PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
     fs.dev.driver().poison(20 * PAGE, 512).unwrap();
     assert_eq!(
@@ -175,10 +173,10 @@ fn c_edge94_dedupe_compare_rules() {
     a.poke(10 * PAGE + 2 * PAGE - 1, &[1]);
     assert!(!dax_dedupe_file_range_compare(&a, 0, &b, 0, 2 * PAGE).unwrap());
     // Both holes: same. A hole against all-zero data: not same.
-    let h1 = MockFs::new(16, 2 * PAGE);
-    let h2 = MockFs::new(16, 2 * PAGE);
+    let h1 = IomapMock::new(16, 2 * PAGE);
+    let h2 = IomapMock::new(16, 2 * PAGE);
     assert!(dax_dedupe_file_range_compare(&h1, 0, &h2, 0, 2 * PAGE).unwrap());
-    let z = MockFs::new(64, 2 * PAGE);
+    let z = IomapMock::new(64, 2 * PAGE);
     z.map(
         IomapType::Mapped,
         0,
@@ -189,7 +187,7 @@ fn c_edge94_dedupe_compare_rules() {
     assert!(!dax_dedupe_file_range_compare(&h1, 0, &z, 0, 2 * PAGE).unwrap());
     // Unaligned positions within mappings.
     let c = filled_file(3, 7);
-    let d = MockFs::new(64, 3 * PAGE);
+    let d = IomapMock::new(64, 3 * PAGE);
     d.map(
         IomapType::Mapped,
         0,
@@ -211,7 +209,7 @@ fn c_edge95_dedupe_compare_errors_keep_their_errno() {
     assert_eq!(e.errno(), libc::EIO);
 }
 
-fn remap_file<'a>(fs: &'a MockFs) -> RemapFile<'a> {
+fn remap_file<'a>(fs: &'a IomapMock) -> RemapFile<'a> {
     RemapFile {
         inode: fs,
         ops: fs,
@@ -335,9 +333,9 @@ fn c04_remap_prep_dedupe_compares_and_answers_ebade() {
     assert_eq!(e.errno(), libc::EINVAL);
 }
 
-fn three_extents() -> MockFs {
+fn three_extents() -> IomapMock {
     // [0, 2P) mapped, [2P, 4P) hole, [4P, 5P) unwritten+shared, [5P, 6P) mapped merged.
-    let fs = MockFs::new(64, 6 * PAGE);
+    let fs = IomapMock::new(64, 6 * PAGE);
     fs.map(
         IomapType::Mapped,
         0,
@@ -490,7 +488,7 @@ fn iom_edge97_seek_hole() {
 #[test]
 fn iom_edge96_seek_data_in_unwritten_extents_probes_the_index() {
     // ref: IOM-17, edge 96
-    let fs = MockFs::new(64, 4 * PAGE).with_mapping();
+    let fs = IomapMock::new(64, 4 * PAGE).with_mapping();
     fs.map(
         IomapType::Unwritten,
         0,
@@ -542,7 +540,7 @@ fn iom_edge99_bmap() {
 fn z_zero_length_zero_and_unshare_with_an_index_do_not_underflow() {
     // A zero-length request at pos 0 over a SHARED extent with a mapping index: the
     // filesystem is asked once with length 0, nothing is invalidated, nothing panics.
-    let fs = MockFs::new(64, 4 * PAGE).with_mapping();
+    let fs = IomapMock::new(64, 4 * PAGE).with_mapping();
     fs.cow(0, PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
     assert!(dax_zero_range(&fs, &fs, 0, 0).unwrap());
     dax_file_unshare(&fs, &fs, 0, 0).unwrap();
@@ -557,7 +555,7 @@ fn z_zero_length_zero_and_unshare_with_an_index_do_not_underflow() {
 fn z_zero_range_over_a_cow_destination_without_source_zeroes_it() {
     // ref: §2.10.2 step 1: a CoW destination whose old data was a hole carries no
     // srcmap; the effective source is the (MAPPED) destination, so it is zeroed.
-    let fs = MockFs::new(64, 2 * PAGE);
+    let fs = IomapMock::new(64, 2 * PAGE);
     fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]);
     fs.cow(0, PAGE, 40 * PAGE, None);
     assert!(dax_zero_range(&fs, &fs, 100, 100).unwrap());
@@ -578,7 +576,7 @@ fn z_did_zero_reflects_completed_mappings_only() {
         dax_zero_range(&fs, &fs, 10, 10).unwrap_err().errno(),
         libc::EIO
     );
-    let fs = MockFs::two_single_page_extents(64);
+    let fs = IomapMock::two_single_page_extents(64);
     fs.dev.driver().poison(11 * PAGE, 512).unwrap();
     let e = dax_zero_range(&fs, &fs, 100, PAGE).unwrap_err();
     assert_eq!(e.errno(), libc::EIO);
@@ -593,7 +591,7 @@ fn z_did_zero_reflects_completed_mappings_only() {
 fn c_edge93_unshare_skips_shared_without_a_mapped_source() {
     // ref: IOM-14, edge 93: SHARED with an UNWRITTEN source, or with none, is skipped.
     for src in [Some((IomapType::Unwritten, 20 * PAGE)), None] {
-        let fs = MockFs::new(64, PAGE);
+        let fs = IomapMock::new(64, PAGE);
         fs.poke(20 * PAGE, &[0x55; PAGE_SIZE]);
         fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]);
         fs.cow(0, PAGE, 40 * PAGE, src);
@@ -613,7 +611,7 @@ fn c03_dedupe_of_zero_length_asks_each_file_once() {
     let b = filled_file(1, 13);
     assert!(dax_dedupe_file_range_compare(&a, 0, &b, 0, 0).unwrap());
     assert_eq!((a.begins.lock().len(), b.begins.lock().len()), (1, 1));
-    let h = MockFs::new(16, PAGE);
+    let h = IomapMock::new(16, PAGE);
     assert!(
         !dax_dedupe_file_range_compare(&h, 0, &b, 0, 0).unwrap(),
         "one hole"

@@ -1,20 +1,18 @@
 //! Conformance tests for `dax_iomap_rw` (reference §2.6, RW-01..RW-13, edge cases
 //! 42–54, 90, 91, 102).
 
-mod common;
-
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::AtomicBool;
 
-use common::{MockFs, PAGE, pattern};
 use dax_device::{DaxError, PAGE_SIZE};
 use dax_iomap::{
     IomapFlags, IomapType, IovIter, IterFlags, Kiocb, dax_iomap_read, dax_iomap_rw, dax_iomap_write,
 };
+use dax_testkit::iomap::{IomapMock, PAGE, pattern};
 
-fn mapped_file(pages: u64) -> MockFs {
+fn mapped_file(pages: u64) -> IomapMock {
     // File pages 0.. map to device pages 10..
-    let fs = MockFs::new(10 + pages + 16, pages * PAGE);
+    let fs = IomapMock::new(10 + pages + 16, pages * PAGE);
     fs.map(
         IomapType::Mapped,
         0,
@@ -91,7 +89,7 @@ fn rw_edge42_reads_stop_at_the_file_size() {
 #[test]
 fn rw_edge43_holes_and_unwritten_read_as_zeros_without_touching_the_device() {
     // ref: RW-04, edge 43
-    let fs = MockFs::new(32, 6 * PAGE).with_mapping();
+    let fs = IomapMock::new(32, 6 * PAGE).with_mapping();
     fs.map(
         IomapType::Unwritten,
         2 * PAGE,
@@ -118,7 +116,7 @@ fn rw_edge43_holes_and_unwritten_read_as_zeros_without_touching_the_device() {
 fn rw_edge44_delalloc_and_inline_reads_are_eio() {
     // ref: RW-05, edge 44
     for kind in [IomapType::Delalloc, IomapType::Inline] {
-        let fs = MockFs::new(32, 4 * PAGE);
+        let fs = IomapMock::new(32, 4 * PAGE);
         fs.map(kind, 0, 4 * PAGE, 10 * PAGE, IomapFlags::empty());
         let e = dax_iomap_read(&fs, &fs, 0, &mut [0u8; 100]).unwrap_err();
         assert_eq!(e.errno(), libc::EIO, "{kind:?}");
@@ -128,14 +126,14 @@ fn rw_edge44_delalloc_and_inline_reads_are_eio() {
 #[test]
 fn rw_edge45_writes_over_holes_or_unwritten_without_shared_are_eio() {
     // ref: RW-05, edge 45
-    let fs = MockFs::new(32, 0);
+    let fs = IomapMock::new(32, 0);
     assert_eq!(
         dax_iomap_write(&fs, &fs, 0, &[1u8; 10])
             .unwrap_err()
             .errno(),
         libc::EIO
     );
-    let fs = MockFs::new(32, 0);
+    let fs = IomapMock::new(32, 0);
     fs.map(
         IomapType::Unwritten,
         0,
@@ -170,7 +168,7 @@ fn rw_edge47_poisoned_sector_fails_the_whole_read_chunk() {
     let e = dax_iomap_read(&fs, &fs, 0, &mut buf).unwrap_err();
     assert_eq!(e.errno(), libc::EIO);
     // The first page in a mapping of its own: a short count of 4096.
-    let fs = MockFs::two_single_page_extents(32);
+    let fs = IomapMock::two_single_page_extents(32);
     fs.dev.driver().poison(11 * PAGE + 1024, 512).unwrap();
     assert_eq!(dax_iomap_read(&fs, &fs, 0, &mut buf).unwrap(), PAGE_SIZE);
 }
@@ -218,7 +216,7 @@ fn a_vectored_write_over_poison_recovers_across_its_buffers() {
 #[test]
 fn rw_edge49_writes_into_new_blocks_invalidate_the_range_first() {
     // ref: RW-06, edge 49 (the index side is dax-fault's; here the calls it receives)
-    let fs = MockFs::new(32, 0).with_mapping();
+    let fs = IomapMock::new(32, 0).with_mapping();
     fs.map(IomapType::Mapped, 0, 4 * PAGE, 10 * PAGE, IomapFlags::NEW);
     dax_iomap_write(&fs, &fs, PAGE + 10, &[1u8; 5000]).unwrap();
     assert_eq!(
@@ -265,7 +263,7 @@ fn rw_edge51_interruption_stops_with_eintr_or_a_short_count() {
     let e = dax_iomap_rw(&fs, &fs, &mut iocb, &mut iter).unwrap_err();
     assert_eq!(e.errno(), libc::EINTR);
     // Holes need no copy loop, so an earlier hole mapping completes first.
-    let fs = MockFs::new(32, 4 * PAGE);
+    let fs = IomapMock::new(32, 4 * PAGE);
     fs.map(
         IomapType::Mapped,
         PAGE,
@@ -288,7 +286,7 @@ fn rw_edge51_interruption_stops_with_eintr_or_a_short_count() {
 #[test]
 fn rw_edge52_later_mapping_failure_returns_the_short_count() {
     // ref: RW-13, edge 52
-    let fs = MockFs::new(32, 0);
+    let fs = IomapMock::new(32, 0);
     fs.map(IomapType::Mapped, 0, PAGE, 10 * PAGE, IomapFlags::empty());
     *fs.fail_begin.lock() = Some((1, DaxError::NoSpace { what: "full" }));
     let mut iocb = Kiocb::new(0);
@@ -300,7 +298,7 @@ fn rw_edge52_later_mapping_failure_returns_the_short_count() {
     );
     assert_eq!(iocb.pos, PAGE);
     // The same failure on the first mapping is the result.
-    let fs = MockFs::new(32, 0);
+    let fs = IomapMock::new(32, 0);
     *fs.fail_begin.lock() = Some((0, DaxError::NoSpace { what: "full" }));
     assert_eq!(
         dax_iomap_write(&fs, &fs, 0, &data).unwrap_err().errno(),
@@ -320,7 +318,7 @@ fn rw_edge53_writes_past_eof_leave_the_size_alone() {
 #[test]
 fn rw_edge54_nowait_passes_the_flag_and_eagain_through() {
     // ref: RW-02, edge 54
-    let fs = MockFs::new(32, 0);
+    let fs = IomapMock::new(32, 0);
     *fs.fail_begin.lock() = Some((0, DaxError::WouldBlock));
     let mut iocb = Kiocb {
         nowait: true,
@@ -339,7 +337,7 @@ fn rw_edge54_nowait_passes_the_flag_and_eagain_through() {
 #[test]
 fn rw_edge90_cow_write_copies_the_page_around_the_written_bytes() {
     // ref: RW-10, C-01, edge 90
-    let fs = MockFs::new(64, 4 * PAGE).with_mapping();
+    let fs = IomapMock::new(64, 4 * PAGE).with_mapping();
     let old = pattern(2 * PAGE_SIZE, 9);
     fs.poke(20 * PAGE, &old);
     fs.cow(0, 2 * PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
@@ -372,7 +370,7 @@ fn rw_edge90_cow_write_copies_the_page_around_the_written_bytes() {
 fn rw_edge91_cow_from_unwritten_or_hole_zeroes_the_edges() {
     // ref: C-01, edge 91
     for src in [Some((IomapType::Unwritten, 20 * PAGE)), None] {
-        let fs = MockFs::new(64, 4 * PAGE);
+        let fs = IomapMock::new(64, 4 * PAGE);
         fs.poke(20 * PAGE, &[0x55; PAGE_SIZE]);
         fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]); // stale destination bytes
         fs.cow(0, PAGE, 40 * PAGE, src);
@@ -386,7 +384,7 @@ fn rw_edge91_cow_from_unwritten_or_hole_zeroes_the_edges() {
 #[test]
 fn rw_cow_source_poison_is_eio() {
     // ref: C-01: a source that cannot be read fails the write with EIO.
-    let fs = MockFs::new(64, 4 * PAGE);
+    let fs = IomapMock::new(64, 4 * PAGE);
     fs.cow(0, PAGE, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
     fs.dev.driver().poison(20 * PAGE, 512).unwrap();
     let e = dax_iomap_write(&fs, &fs, 100, &[0xEE; 100]).unwrap_err();
@@ -441,7 +439,7 @@ fn rw_offsets_past_the_largest_file_offset_are_einval() {
 fn rw_sub_page_cow_extent_is_refused_and_nothing_outside_it_changes() {
     // A SHARED destination that does not end on a page boundary would make copy-around
     // fill bytes past its end: refused with InvalidMapping (EIO) before any write.
-    let fs = MockFs::new(64, 4 * PAGE);
+    let fs = IomapMock::new(64, 4 * PAGE);
     fs.poke(20 * PAGE, &[0x55; PAGE_SIZE]);
     fs.poke(40 * PAGE, &[0x77; PAGE_SIZE]);
     fs.cow(0, 100, 40 * PAGE, Some((IomapType::Mapped, 20 * PAGE)));
@@ -469,7 +467,7 @@ fn c01_copy_around_directly_for_page_and_pmd_alignment() {
     use dax_device::{DaxAccessMode, PMD_SIZE};
     use dax_iomap::{Iomap, dax_iomap_copy_around};
     let pmd = PMD_SIZE as u64;
-    let fs = MockFs::new(3 * pmd / PAGE, 0);
+    let fs = IomapMock::new(3 * pmd / PAGE, 0);
     let src_bytes = pattern(PMD_SIZE, 14);
     fs.poke(0, &src_bytes);
     let src = Iomap::mapped(0, pmd, 0, fs.dyn_dev());

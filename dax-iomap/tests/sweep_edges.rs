@@ -16,7 +16,7 @@
 //! `iomap_seek_hole`, `iomap_seek_data`, `iomap_bmap`, with inode sizes at the edges
 //! too.
 //!
-//! See the harness below: the test fails listing every finding.
+//! The harness is `dax_testkit::sweep`: the test fails listing every finding.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::Arc;
@@ -31,10 +31,7 @@ use dax_iomap::{
 };
 use dax_testdev::MemDevice;
 
-#[macro_use]
-#[path = "../../testsupport/sweep_harness.rs"]
-mod harness;
-use harness::*;
+use dax_testkit::{sweep, sweep::*};
 
 // =====================================================================================
 // The sweeps.

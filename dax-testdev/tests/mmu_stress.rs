@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 use dax_device::PMD_SIZE;
 use dax_fault::mmu::{MapOptions, MmuMapping, prepare_thread};
 use dax_testdev::{Backing, Ino, MemDevice, TestFs};
-use testfs_common::{ChildRun, Dev, pattern, run_child_watched};
+use dax_testkit::child::{ChildRun, run_child_watched};
+use testfs_common::{Dev, pattern};
 
 const PAGE: usize = 4096;
 const PMD: usize = PMD_SIZE;

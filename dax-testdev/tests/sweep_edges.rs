@@ -15,7 +15,7 @@
 //! `TestFs::mmap_real` (`MmuMapping::map`) with its `populate`, `load`, `store`,
 //! `munmap`, `madvise_dontneed`, `mremap`, `msync` at offset and length edges.
 //!
-//! See the harness below: the test fails listing every finding.
+//! The harness is `dax_testkit::sweep`: the test fails listing every finding.
 #![allow(unsafe_code)]
 
 mod testfs_common;
@@ -30,10 +30,7 @@ use dax_iomap::{Fiemap, MAX_FILE_SIZE};
 use dax_testdev::{Backing, FallocMode, Ino, MemDevice, MkfsOptions, TestFs};
 use testfs_common::{Dev, mem_fs};
 
-#[macro_use]
-#[path = "../../testsupport/sweep_harness.rs"]
-mod harness;
-use harness::*;
+use dax_testkit::{sweep, sweep::*};
 
 // =====================================================================================
 // The sweeps.

@@ -949,7 +949,7 @@ fn a_64_tib_mapping_of_a_sparse_file_costs_what_it_maps() {
 /// Runs the ignored test `name` in a child process with a watchdog: its exit status
 /// and output, or a failure naming the hang.
 fn run_child_watched(name: &str, secs: u64) -> (std::process::ExitStatus, String) {
-    let run = testfs_common::run_child_watched(name, std::time::Duration::from_secs(secs));
+    let run = dax_testkit::child::run_child_watched(name, std::time::Duration::from_secs(secs));
     let Some(status) = run.status else {
         panic!(
             "{name} hung (no answer within {secs} s); its threads:\n{}\n{}",

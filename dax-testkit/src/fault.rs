@@ -1,9 +1,9 @@
 //! Test doubles for the fault-engine conformance tests:
 //!
-//! * [`RecDev`]: the memory-backed test device with every `direct_access` recorded and
-//!   an optional cap on the pages it answers (storage "not contiguous");
-//! * [`MockFs`]: a scripted filesystem (`IomapOps` + `DaxInode`) whose block map is a
-//!   list of [`Ext`]s — holes, unwritten and mapped extents with flags, reflinked
+//! * [`device`]: the memory-backed test device ([`device_with`]: under a driver of the
+//!   test's, such as dax-fault's `fault_conformance` recording device);
+//! * [`ScriptedFs`]: a scripted filesystem (`IomapOps` + `DaxInode`) whose block map
+//!   is a list of [`Ext`]s — holes, unwritten and mapped extents with flags, reflinked
 //!   extents that copy on write, allocation on WRITE — with every `iomap_begin` /
 //!   `iomap_end` recorded, injected `iomap_begin` failures, an observer and a one-shot
 //!   gate that holds a thread inside `iomap_begin`;
@@ -11,19 +11,14 @@
 //!   operations.
 //!
 //! Not a real filesystem (see `dax_testdev::TestFs` for that).
-#![allow(dead_code)]
 
 use std::ops::Deref;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use dax_device::{
-    DaxAccessMode, DaxDevice, DaxError, DaxOperations, MapSource, PAGE_SIZE, PMD_SIZE, Pfn,
-    RawAccess,
-};
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, PAGE_SIZE, PMD_SIZE, Pfn};
 use dax_fault::index::{Entry, EntryInfo, Marks};
 use dax_fault::sim::SimPageTable;
 use dax_fault::{
@@ -36,8 +31,10 @@ use dax_iomap::{
 use dax_testdev::MemDevice;
 use parking_lot::Mutex;
 
-pub const PAGE: u64 = PAGE_SIZE as u64;
+pub use crate::{PAGE, pattern};
+/// [`PMD_SIZE`] as a `u64`.
 pub const PMD: u64 = PMD_SIZE as u64;
+/// One MiB.
 pub const MIB: u64 = 1 << 20;
 /// Where tests place their mappings: 2 MiB aligned.
 pub const BASE: u64 = 0x4000_0000;
@@ -50,106 +47,34 @@ pub const WR: IterFlags = RD.union(IterFlags::WRITE);
 // ---------------------------------------------------------------------------------
 // The device
 
-/// One `direct_access` call seen by [`RecDev`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DaCall {
-    pub pgoff: u64,
-    pub pages: u64,
-    pub mode: DaxAccessMode,
+/// A driver a [`ScriptedFs`] runs on: a [`MemDevice`], or a driver over one that a
+/// test defines (such as one that records its `direct_access` calls).
+pub trait FaultDriver: DaxOperations + Sized + 'static {
+    /// The memory device underneath: what [`ScriptedFs::poke`] and
+    /// [`ScriptedFs::peek`] write and read, and where allocation zeroes.
+    fn mem(&self) -> &MemDevice;
 }
 
-/// A [`MemDevice`] that records its `direct_access` calls and can answer fewer pages
-/// than it has.
-pub struct RecDev {
-    pub mem: MemDevice,
-    base: Pfn,
-    log: Mutex<Vec<DaCall>>,
-    cap: Mutex<Option<u64>>,
-}
-
-impl RecDev {
-    /// The pfn of device byte `addr`.
-    pub fn pfn(&self, addr: u64) -> Pfn {
-        self.base.add(addr / PAGE)
-    }
-
-    /// Every `direct_access` since the last call, oldest first.
-    pub fn take_log(&self) -> Vec<DaCall> {
-        std::mem::take(&mut *self.log.lock())
-    }
-
-    /// Answers at most `pages` pages per `direct_access` from now on.
-    pub fn cap_pages(&self, pages: Option<u64>) {
-        *self.cap.lock() = pages;
-    }
-}
-
-// SAFETY: every answer is the inner MemDevice's, for the same arguments, with the page
-// count possibly lowered; the inner driver keeps the promises of the trait, and a
-// shorter range of a valid one is still valid.
-unsafe impl DaxOperations for RecDev {
-    fn nr_pages(&self) -> u64 {
-        self.mem.nr_pages()
-    }
-
-    fn direct_access(
-        &self,
-        pgoff: u64,
-        nr_pages: u64,
-        mode: DaxAccessMode,
-    ) -> Result<RawAccess, DaxError> {
-        self.log.lock().push(DaCall {
-            pgoff,
-            pages: nr_pages,
-            mode,
-        });
-        let mut raw = self.mem.direct_access(pgoff, nr_pages, mode)?;
-        if let Some(cap) = *self.cap.lock() {
-            raw.pages = raw.pages.min(cap);
-        }
-        Ok(raw)
-    }
-
-    fn zero_page_range(&self, pgoff: u64, nr_pages: u64) -> Result<(), DaxError> {
-        self.mem.zero_page_range(pgoff, nr_pages)
-    }
-
-    unsafe fn recovery_write(&self, pgoff: u64, addr: NonNull<u8>, src: &[u8]) -> Option<usize> {
-        // SAFETY: the caller's promise (the range came from our direct_access for
-        // `pgoff`, which is the inner driver's answer, inside a read section) is the
-        // one the inner driver needs.
-        unsafe { self.mem.recovery_write(pgoff, addr, src) }
-    }
-
-    fn first_poisoned_byte(&self, dev_offset: u64, len: usize) -> Option<usize> {
-        self.mem.first_poisoned_byte(dev_offset, len)
-    }
-
-    fn flush(&self) -> Result<(), DaxError> {
-        self.mem.flush()
-    }
-
-    fn map_source(&self) -> Option<MapSource<'_>> {
-        self.mem.map_source()
+impl FaultDriver for MemDevice {
+    fn mem(&self) -> &MemDevice {
+        self
     }
 }
 
 /// A live, synchronous device with a write cache of `bytes` bytes.
-pub fn device(bytes: u64) -> Arc<DaxDevice<RecDev>> {
+pub fn device(bytes: u64) -> Arc<DaxDevice<MemDevice>> {
+    device_with(bytes, |mem| mem)
+}
+
+/// [`device`] with the driver `wrap(mem)` over the new memory device `mem`.
+pub fn device_with<D: FaultDriver>(
+    bytes: u64,
+    wrap: impl FnOnce(MemDevice) -> D,
+) -> Arc<DaxDevice<D>> {
     let mem = Arc::try_unwrap(MemDevice::builder().size(bytes).build().unwrap())
         .expect("a fresh device has one owner")
         .into_driver();
-    let base = mem
-        .direct_access(0, 1, DaxAccessMode::Access)
-        .expect("page 0 is there")
-        .pfn;
-    assert!(base.is_aligned(9), "device memory is 2 MiB aligned");
-    let dev = DaxDevice::new(RecDev {
-        mem,
-        base,
-        log: Mutex::new(Vec::new()),
-        cap: Mutex::new(None),
-    });
+    let dev = DaxDevice::new(wrap(mem));
     dev.set_nocache();
     dev.set_nomc();
     dev.set_write_cache(true);
@@ -163,8 +88,11 @@ pub fn device(bytes: u64) -> Arc<DaxDevice<RecDev>> {
 /// One extent of the scripted block map.
 #[derive(Debug, Clone)]
 pub struct Ext {
+    /// First file byte.
     pub offset: u64,
+    /// Length in bytes.
     pub len: u64,
+    /// Its type.
     pub kind: IomapType,
     /// Device byte address (MAPPED, UNWRITTEN).
     pub addr: u64,
@@ -183,6 +111,7 @@ pub struct Ext {
 /// The copy-on-write side of a reflinked [`Ext`].
 #[derive(Debug, Clone, Copy)]
 pub struct Cow {
+    /// Where a write puts the new copy (device byte address).
     pub dest: u64,
     /// The source map's length, when shorter than the extent.
     pub src_len: Option<u64>,
@@ -204,14 +133,17 @@ impl Ext {
         }
     }
 
+    /// A hole.
     pub fn hole(offset: u64, len: u64) -> Ext {
         Ext::new(IomapType::Hole, offset, len, IOMAP_NULL_ADDR)
     }
 
+    /// Written data at device byte `addr`.
     pub fn mapped(offset: u64, len: u64, addr: u64) -> Ext {
         Ext::new(IomapType::Mapped, offset, len, addr)
     }
 
+    /// Allocated, unwritten storage at device byte `addr`.
     pub fn unwritten(offset: u64, len: u64, addr: u64) -> Ext {
         Ext::new(IomapType::Unwritten, offset, len, addr)
     }
@@ -234,26 +166,31 @@ impl Ext {
         }
     }
 
+    /// Adds flags answered for every request.
     pub fn flags(mut self, f: IomapFlags) -> Ext {
         self.flags |= f;
         self
     }
 
+    /// Adds flags answered for WRITE requests.
     pub fn on_write(mut self, f: IomapFlags) -> Ext {
         self.write_flags |= f;
         self
     }
 
+    /// A WRITE allocates this extent at device byte `addr` (see the field `alloc`).
     pub fn alloc(mut self, addr: u64) -> Ext {
         self.alloc = Some(addr);
         self
     }
 
+    /// A reflinked extent's source map is `len` bytes long.
     pub fn src_len(mut self, len: u64) -> Ext {
         self.cow.as_mut().expect("a reflinked extent").src_len = Some(len);
         self
     }
 
+    /// A reflinked extent's old data was a hole: no source map.
     pub fn src_hole(mut self) -> Ext {
         self.cow.as_mut().expect("a reflinked extent").src_hole = true;
         self
@@ -284,12 +221,15 @@ impl Ext {
 
 /// A call the engine made to the filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields are the calls' arguments of the same names
 pub enum Call {
+    /// `iomap_begin`.
     Begin {
         pos: u64,
         len: u64,
         flags: IterFlags,
     },
+    /// `iomap_end`.
     End {
         pos: u64,
         len: u64,
@@ -298,10 +238,12 @@ pub enum Call {
     },
 }
 
+/// The `iomap_begin` call with these arguments.
 pub fn begin(pos: u64, len: u64, flags: IterFlags) -> Call {
     Call::Begin { pos, len, flags }
 }
 
+/// The `iomap_end` call with these arguments.
 pub fn end(pos: u64, len: u64, written: u64, flags: IterFlags) -> Call {
     Call::End {
         pos,
@@ -361,10 +303,14 @@ impl Gate {
 
 type CallObserver = Arc<dyn Fn(&Call) + Send + Sync>;
 
-/// A scripted filesystem with one file.
-pub struct MockFs {
-    pub dev: Arc<DaxDevice<RecDev>>,
+/// A scripted filesystem with one file, on a device whose driver is `D`.
+pub struct ScriptedFs<D: FaultDriver = MemDevice> {
+    /// The device.
+    pub dev: Arc<DaxDevice<D>>,
+    /// The file's mapping (its entry index).
     pub mapping: Arc<DaxMapping>,
+    /// The pfn of device page 0.
+    base: Pfn,
     size: Mutex<u64>,
     exts: Mutex<Vec<Ext>>,
     log: Mutex<Vec<(ThreadId, Call)>>,
@@ -376,18 +322,29 @@ pub struct MockFs {
     fsync_err: Mutex<Option<DaxError>>,
 }
 
-impl MockFs {
-    /// A file of `size` bytes, all hole, on a new device of `dev_bytes` bytes.
-    pub fn new(dev_bytes: u64, size: u64) -> Arc<MockFs> {
-        MockFs::on(device(dev_bytes), size)
+impl ScriptedFs {
+    /// A file of `size` bytes, all hole, on a new device of `dev_bytes` bytes
+    /// ([`device`]).
+    pub fn new(dev_bytes: u64, size: u64) -> Arc<ScriptedFs> {
+        ScriptedFs::on(device(dev_bytes), size)
     }
+}
 
-    /// Another file on `dev`.
-    pub fn on(dev: Arc<DaxDevice<RecDev>>, size: u64) -> Arc<MockFs> {
+impl<D: FaultDriver> ScriptedFs<D> {
+    /// A file of `size` bytes, all hole, on `dev` (another file, if `dev` has one).
+    pub fn on(dev: Arc<DaxDevice<D>>, size: u64) -> Arc<ScriptedFs<D>> {
+        let base = dev
+            .driver()
+            .mem()
+            .direct_access(0, 1, DaxAccessMode::Access)
+            .expect("page 0 is there")
+            .pfn;
+        assert!(base.is_aligned(9), "device memory is 2 MiB aligned");
         let mapping = DaxMapping::new(dev.clone());
-        Arc::new(MockFs {
+        Arc::new(ScriptedFs {
             dev,
             mapping,
+            base,
             size: Mutex::new(size),
             exts: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
@@ -422,21 +379,25 @@ impl MockFs {
         self
     }
 
+    /// Sets the file size.
     pub fn set_size(&self, size: u64) {
         *self.size.lock() = size;
     }
 
+    /// The pfn of device byte `dev_addr`.
     pub fn pfn(&self, dev_addr: u64) -> Pfn {
-        self.dev.driver().pfn(dev_addr)
+        self.base.add(dev_addr / PAGE)
     }
 
+    /// Writes `data` at device byte `addr` (bypassing poison).
     pub fn poke(&self, addr: u64, data: &[u8]) {
-        self.dev.driver().mem.poke(addr, data).unwrap();
+        self.dev.driver().mem().poke(addr, data).unwrap();
     }
 
+    /// The `len` device bytes at `addr` (bypassing poison).
     pub fn peek(&self, addr: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0u8; len];
-        self.dev.driver().mem.peek(addr, &mut v).unwrap();
+        self.dev.driver().mem().peek(addr, &mut v).unwrap();
         v
     }
 
@@ -510,6 +471,7 @@ impl MockFs {
         *self.fsync_err.lock() = err;
     }
 
+    /// The ranges [`Self::fsync`] was called with, oldest first.
     pub fn fsyncs(&self) -> Vec<(u64, u64)> {
         self.fsyncs.lock().clone()
     }
@@ -524,10 +486,12 @@ impl MockFs {
         v.iter().map(|e| (e.start, e.entry, e.marks)).collect()
     }
 
+    /// The entry covering page `index`.
     pub fn entry(&self, index: u64) -> Option<EntryInfo> {
         self.mapping.index().lookup(index)
     }
 
+    /// The index's page count.
     pub fn nrpages(&self) -> u64 {
         self.mapping.index().nrpages()
     }
@@ -585,7 +549,7 @@ impl MockFs {
     }
 }
 
-impl Drop for MockFs {
+impl<D: FaultDriver> Drop for ScriptedFs<D> {
     fn drop(&mut self) {
         // Drop the device-page ownership the file's entries hold, as eviction's
         // `dax_break_layout_final` would: the table is process-wide, and a later
@@ -594,7 +558,7 @@ impl Drop for MockFs {
     }
 }
 
-impl IomapOps for MockFs {
+impl<D: FaultDriver> IomapOps for ScriptedFs<D> {
     fn iomap_begin(
         &self,
         pos: u64,
@@ -637,7 +601,7 @@ impl IomapOps for MockFs {
             new = true;
             self.dev
                 .driver()
-                .mem
+                .mem()
                 .poke(a, &vec![0u8; e.len as usize])
                 .unwrap();
         }
@@ -669,7 +633,7 @@ impl IomapOps for MockFs {
     }
 }
 
-impl DaxInode for MockFs {
+impl<D: FaultDriver> DaxInode for ScriptedFs<D> {
     fn i_size(&self) -> u64 {
         *self.size.lock()
     }
@@ -684,6 +648,7 @@ impl DaxInode for MockFs {
 
 /// The [`PageTable`] operations a [`Space`] can observe and hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // named after the PageTable operations they stand for
 pub enum PtOp {
     MapPte,
     MapZeroPte,
@@ -716,6 +681,7 @@ impl Deref for Space {
 }
 
 impl Space {
+    /// An empty address space.
     pub fn new() -> Arc<Space> {
         Arc::new(Space::default())
     }
@@ -826,6 +792,7 @@ impl PageTable for Space {
 /// What one call of `dax_iomap_fault` gave back.
 #[derive(Debug)]
 pub struct Faulted {
+    /// Its return value.
     pub ret: VmFault,
     /// `*pfnp`, if the engine wrote it.
     pub pfn: Option<Pfn>,
@@ -843,7 +810,13 @@ fn errp_untouched() -> Result<(), DaxError> {
 }
 
 /// A fault of `order` at `addr` in `vma`, with both out-parameters.
-pub fn fault(fs: &MockFs, vma: &MappedVma, addr: u64, order: u32, flags: FaultFlags) -> Faulted {
+pub fn fault<D: FaultDriver>(
+    fs: &ScriptedFs<D>,
+    vma: &MappedVma,
+    addr: u64,
+    order: u32,
+    flags: FaultFlags,
+) -> Faulted {
     let vmf = Vmf::new(vma, addr, flags).expect("a valid fault");
     let mut pfn = PFN_UNTOUCHED;
     let mut err = errp_untouched();
@@ -856,27 +829,27 @@ pub fn fault(fs: &MockFs, vma: &MappedVma, addr: u64, order: u32, flags: FaultFl
 }
 
 /// A PTE read fault.
-pub fn rd(fs: &MockFs, vma: &MappedVma, addr: u64) -> VmFault {
+pub fn rd<D: FaultDriver>(fs: &ScriptedFs<D>, vma: &MappedVma, addr: u64) -> VmFault {
     fault(fs, vma, addr, 0, FaultFlags::empty()).ret
 }
 
 /// A PTE write fault (no PTE present).
-pub fn wr(fs: &MockFs, vma: &MappedVma, addr: u64) -> VmFault {
+pub fn wr<D: FaultDriver>(fs: &ScriptedFs<D>, vma: &MappedVma, addr: u64) -> VmFault {
     fault(fs, vma, addr, 0, FaultFlags::WRITE).ret
 }
 
 /// A PTE write fault on a page mapped read-only (`pfn_mkwrite`).
-pub fn mkwr(fs: &MockFs, vma: &MappedVma, addr: u64) -> VmFault {
+pub fn mkwr<D: FaultDriver>(fs: &ScriptedFs<D>, vma: &MappedVma, addr: u64) -> VmFault {
     fault(fs, vma, addr, 0, FaultFlags::WRITE | FaultFlags::MKWRITE).ret
 }
 
 /// A PMD read fault.
-pub fn pmd_rd(fs: &MockFs, vma: &MappedVma, addr: u64) -> VmFault {
+pub fn pmd_rd<D: FaultDriver>(fs: &ScriptedFs<D>, vma: &MappedVma, addr: u64) -> VmFault {
     fault(fs, vma, addr, 9, FaultFlags::empty()).ret
 }
 
 /// A PMD write fault.
-pub fn pmd_wr(fs: &MockFs, vma: &MappedVma, addr: u64) -> VmFault {
+pub fn pmd_wr<D: FaultDriver>(fs: &ScriptedFs<D>, vma: &MappedVma, addr: u64) -> VmFault {
     fault(fs, vma, addr, 9, FaultFlags::WRITE).ret
 }
 
@@ -896,13 +869,6 @@ pub fn huge(pfn: Pfn, writable: bool) -> PmdSlot {
         writable,
         dirty: writable,
     }
-}
-
-/// A deterministic byte pattern.
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(97).wrapping_add(seed) ^ (i >> 8) as u8)
-        .collect()
 }
 
 /// How long a test waits for something another thread must do before calling it

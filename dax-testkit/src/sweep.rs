@@ -1,24 +1,21 @@
 //! The harness of the edge-value sweeps (`*/tests/sweep_edges.rs`), one copy for all
-//! four crates: each includes it with
-//! `#[macro_use] #[path = "../../testsupport/sweep_harness.rs"] mod harness;`.
-//! (dax-device cannot depend on dax-testdev, where such a harness would otherwise live.)
-#![allow(dead_code, unused_imports, unreachable_pub)]
+//! four crates' sweeps, each of which imports it with
+//! `use dax_testkit::{sweep, sweep::*};` (the module and the [`sweep!`](crate::sweep!)
+//! macro).
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::panic::AssertUnwindSafe;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dax_device::DaxError;
 
-#[path = "child_command.rs"]
-mod child_command;
+use crate::child::{child_command, spawn_child};
 
 // =====================================================================================
-// Harness (the same in every crate's sweep_edges.rs).
+// Harness (the same for every crate's sweep_edges.rs).
 //
 // Each sweep is a pair of tests: an ignored `child_<name>` that runs the probes, and
 // `<name>`, which runs the child in a child process of this test binary (the pattern of
@@ -36,6 +33,7 @@ pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
 /// The most a whole sweep (all its child runs) may take.
 pub const SWEEP_LIMIT: Duration = Duration::from_secs(240);
 
+/// The outcome of one probe: `Ok`, or the checks that failed.
 pub type Check = Result<(), String>;
 
 thread_local! {
@@ -67,6 +65,8 @@ pub fn first_project_frame() -> Option<String> {
     })
 }
 
+/// Installs the panic hook that records a probe's panic (message, location and first
+/// project frame) for [`Sweep::probe`] to report.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let p = info.payload();
@@ -90,11 +90,16 @@ pub fn install_panic_hook() {
 
 /// The child side: numbered probes, run in order.
 pub struct Sweep {
+    /// The number of the next probe.
     pub next: usize,
+    /// The first probe to run (`SWEEP_RESUME`): the ones before it ran in an earlier
+    /// child.
     pub resume: usize,
 }
 
 impl Sweep {
+    /// The child side of a sweep: installs the panic hook and reads `SWEEP_RESUME`.
+    #[allow(clippy::new_without_default)] // it installs a panic hook: not a default value
     pub fn new() -> Sweep {
         install_panic_hook();
         let resume = std::env::var("SWEEP_RESUME")
@@ -130,17 +135,20 @@ impl Sweep {
         }
     }
 
+    /// Announces the end of the sweep and its probe count to the parent.
     pub fn done(self) {
         emit(&format!("@@DONE {}", self.next));
     }
 }
 
+/// Writes `line` to stdout at once (the parent reads the child's stdout line by line).
 pub fn emit(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
+/// The name of a signal that killed a child.
 pub fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGBUS => "SIGBUS",
@@ -170,9 +178,9 @@ pub fn run_sweep(name: &str) {
             "{name}: too many child restarts\n{}",
             findings.join("\n")
         );
-        let mut cmd = child_command::child_command(&child_name);
+        let mut cmd = child_command(&child_name);
         cmd.env("SWEEP_RESUME", resume.to_string());
-        let mut child = cmd.spawn().expect("spawning the test binary");
+        let mut child = spawn_child(&mut cmd).expect("spawning the test binary");
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -277,12 +285,13 @@ pub fn run_sweep(name: &str) {
 }
 
 /// A sweep test `$name` running `$body(&mut Sweep)` in its child `$child`.
+#[macro_export]
 macro_rules! sweep {
     ($(#[$doc:meta])* $name:ident, $child:ident, $body:path) => {
         #[test]
         #[ignore = "run in a child process by the sweep test of the same name"]
         fn $child() {
-            let mut s = Sweep::new();
+            let mut s = $crate::sweep::Sweep::new();
             $body(&mut s);
             s.done();
         }
@@ -290,22 +299,27 @@ macro_rules! sweep {
         $(#[$doc])*
         #[test]
         fn $name() {
-            run_sweep(stringify!($name));
+            $crate::sweep::run_sweep(stringify!($name));
         }
     };
 }
 
 /// Failed checks of one probe.
 #[derive(Default)]
-pub struct Fails(pub Vec<String>);
+pub struct Fails(
+    /// The failed checks' messages.
+    pub Vec<String>,
+);
 
 impl Fails {
+    /// Records `msg()` unless `ok`.
     pub fn that(&mut self, ok: bool, msg: impl FnOnce() -> String) {
         if !ok {
             self.0.push(msg());
         }
     }
 
+    /// Records a mismatch unless `got == want`.
     pub fn eq<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, got: T, want: T) {
         if got != want {
             self.0
@@ -329,6 +343,7 @@ impl Fails {
         }
     }
 
+    /// The probe's outcome: `Ok`, or the failed checks joined with `; `.
     pub fn done(self) -> Check {
         if self.0.is_empty() {
             Ok(())
@@ -338,6 +353,7 @@ impl Fails {
     }
 }
 
+/// The name of errno `e` (`EINVAL`, ...), or `errno N`.
 pub fn errno_name(e: i32) -> String {
     let n = match e {
         libc::EINVAL => "EINVAL",

@@ -1,36 +1,43 @@
-//! A scripted filesystem for the dax-iomap conformance tests: its extents are set by
-//! the test, every `iomap_begin`/`iomap_end` call is recorded, and failures can be
-//! injected. Not a real filesystem (see `dax_testdev::TestFs` for that).
-#![allow(dead_code)]
+//! [`IomapMock`], the scripted filesystem of the dax-iomap conformance tests: its
+//! extents are set by the test, every `iomap_begin`/`iomap_end` call is recorded, and
+//! failures can be injected; with [`RecordingMapping`], a mapping index that records
+//! what it is asked to do. Not a real filesystem (see `dax_testdev::TestFs` for that).
 
 use std::sync::Arc;
 
-use dax_device::{DaxDevice, DaxError, PAGE_SIZE};
+use dax_device::{DaxDevice, DaxError};
 use dax_iomap::{DaxInode, Iomap, IomapFlags, IomapOps, IomapType, IterFlags, MappingOps};
 use dax_testdev::MemDevice;
 use parking_lot::Mutex;
 
-pub const PAGE: u64 = PAGE_SIZE as u64;
+pub use crate::{PAGE, pattern};
 
+/// One `iomap_end` call seen by an [`IomapMock`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndCall {
+    /// Its `pos`.
     pub pos: u64,
+    /// Its `length`.
     pub length: u64,
+    /// Its `written`.
     pub written: u64,
+    /// Its `flags`.
     pub flags: IterFlags,
 }
 
 /// One scripted extent: a mapping and an optional source map. Their devices, if
-/// any, must be the MockFs's own (see [`MockFs::push`]).
+/// any, must be the IomapMock's own (see [`IomapMock::push`]).
 #[derive(Clone, Copy)]
 pub struct Extent<'a> {
+    /// The mapping `iomap_begin` answers.
     pub map: Iomap<'a>,
+    /// The source map answered with it (copy on write).
     pub src: Option<Iomap<'a>>,
 }
 
 /// An extent as stored: the maps without their device borrow (a map borrows the
 /// filesystem that answers it, so the filesystem cannot hold one) and whether each
-/// had the MockFs's device, reattached by `iomap_begin`.
+/// had the IomapMock's device, reattached by `iomap_begin`.
 #[derive(Clone, Copy)]
 pub struct StoredExtent {
     map: Iomap<'static>,
@@ -43,30 +50,40 @@ fn strip(m: Iomap<'_>, dev: &DaxDevice) -> (Iomap<'static>, bool) {
     let had = m.dax_dev.is_some_and(|d| {
         assert!(
             std::ptr::addr_eq(d, dev),
-            "MockFs extents use the MockFs's device"
+            "IomapMock extents use the IomapMock's device"
         );
         true
     });
     (Iomap { dax_dev: None, ..m }, had)
 }
 
-pub struct MockFs {
+/// A scripted filesystem (`IomapOps` + `DaxInode`) over a [`MemDevice`]: the test sets
+/// its extents and size, and reads back every `iomap_begin`/`iomap_end` call.
+pub struct IomapMock {
+    /// The device every mapped extent is on.
     pub dev: Arc<DaxDevice<MemDevice>>,
+    /// The file size (`i_size`).
     pub size: Mutex<u64>,
+    /// The extents, sorted by file offset.
     pub extents: Mutex<Vec<StoredExtent>>,
+    /// Every `iomap_begin` call as `(pos, length, flags)`, oldest first.
     pub begins: Mutex<Vec<(u64, u64, IterFlags)>>,
+    /// Every `iomap_end` call, oldest first.
     pub ends: Mutex<Vec<EndCall>>,
     /// Fail the begin call number N (0-based) with this error.
     pub fail_begin: Mutex<Option<(usize, DaxError)>>,
     /// Every iomap_end answers this.
     pub end_result: Mutex<Result<(), DaxError>>,
+    /// The mapping `DaxInode::mapping` answers (`None`: no mapping).
     pub mapping: Option<RecordingMapping>,
 }
 
-impl MockFs {
+impl IomapMock {
+    /// A file of `size` bytes with no extents (all hole) and no mapping, on a new
+    /// device of `dev_pages` pages.
     pub fn new(dev_pages: u64, size: u64) -> Self {
         let dev = MemDevice::builder().size(dev_pages * PAGE).build().unwrap();
-        MockFs {
+        IomapMock {
             dev,
             size: Mutex::new(size),
             extents: Mutex::new(Vec::new()),
@@ -81,7 +98,7 @@ impl MockFs {
     /// A file of two pages, each its own MAPPED extent: file page 0 at device page 10,
     /// file page 1 at device page 11.
     pub fn two_single_page_extents(dev_pages: u64) -> Self {
-        let fs = MockFs::new(dev_pages, 2 * PAGE);
+        let fs = IomapMock::new(dev_pages, 2 * PAGE);
         fs.map(IomapType::Mapped, 0, PAGE, 10 * PAGE, IomapFlags::empty());
         fs.map(
             IomapType::Mapped,
@@ -93,11 +110,13 @@ impl MockFs {
         fs
     }
 
+    /// This filesystem with a [`RecordingMapping`].
     pub fn with_mapping(mut self) -> Self {
         self.mapping = Some(RecordingMapping::default());
         self
     }
 
+    /// The device, as the `&DaxDevice` an [`Iomap`] holds.
     pub fn dyn_dev(&self) -> &DaxDevice {
         &*self.dev
     }
@@ -148,22 +167,25 @@ impl MockFs {
         v.sort_by_key(|e| e.map.offset);
     }
 
+    /// Writes `data` at device byte `addr` (bypassing poison).
     pub fn poke(&self, addr: u64, data: &[u8]) {
         self.dev.driver().poke(addr, data).unwrap();
     }
 
+    /// The `len` device bytes at `addr` (bypassing poison).
     pub fn peek(&self, addr: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0u8; len];
         self.dev.driver().peek(addr, &mut v).unwrap();
         v
     }
 
+    /// Sets the file size.
     pub fn set_size(&self, size: u64) {
         *self.size.lock() = size;
     }
 }
 
-impl IomapOps for MockFs {
+impl IomapOps for IomapMock {
     fn iomap_begin(
         &self,
         pos: u64,
@@ -218,7 +240,7 @@ impl IomapOps for MockFs {
     }
 }
 
-impl DaxInode for MockFs {
+impl DaxInode for IomapMock {
     fn i_size(&self) -> u64 {
         *self.size.lock()
     }
@@ -231,6 +253,7 @@ impl DaxInode for MockFs {
 /// A mapping index that only records what it was asked to do.
 #[derive(Default)]
 pub struct RecordingMapping {
+    /// Every call, as text (`clear_dirty 0..=3`, `invalidate ...`, `writeback ...`).
     pub calls: Mutex<Vec<String>>,
     /// Index entries as (first page, pages), for seek probes.
     pub entries: Mutex<Vec<(u64, u64)>>,
@@ -267,11 +290,4 @@ impl MappingOps for RecordingMapping {
             .filter(|&(s, n)| s <= last && s + n > first)
             .min()
     }
-}
-
-/// A deterministic byte pattern.
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(97).wrapping_add(seed) ^ (i >> 8) as u8)
-        .collect()
 }
