@@ -738,12 +738,7 @@ fn sweep_testfs_other(s: &mut Sweep) {
             format!("TestFs::mkfs_with(checkpoint_blocks {cb:?}) on a 2048-block device"),
             || {
                 let dev: Arc<DaxDevice> = MemDevice::builder().size(2048 * PAGE).build().unwrap();
-                let r = TestFs::mkfs_with(
-                    dev,
-                    MkfsOptions {
-                        checkpoint_blocks: cb,
-                    },
-                );
+                let r = TestFs::mkfs_with(dev, MkfsOptions::new().checkpoint_blocks(cb));
                 let mut f = Fails::default();
                 match cb {
                     Some(c) if c == 0 || c >= 1024 => {

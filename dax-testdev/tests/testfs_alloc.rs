@@ -328,9 +328,7 @@ fn mkfs_and_mount_errors() {
         TestFs::mkfs(tiny.clone()).unwrap_err().errno(),
         libc::EINVAL
     );
-    let opts = MkfsOptions {
-        checkpoint_blocks: Some(1),
-    };
+    let opts = MkfsOptions::new().checkpoint_blocks(Some(1));
     let fs = TestFs::mkfs_with(tiny.clone(), opts).unwrap();
     assert_eq!(fs.layout().data_start, 3);
     assert_eq!(TestFs::open(tiny.clone()).unwrap_err().errno(), libc::EBUSY);

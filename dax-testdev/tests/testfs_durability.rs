@@ -218,13 +218,7 @@ fn metadata_too_big_for_a_slot_is_enospc_and_the_last_checkpoint_stays() {
     let mut synced = 0;
     {
         let dev = path.device(Some(SIZE));
-        let fs = TestFs::mkfs_with(
-            dev,
-            MkfsOptions {
-                checkpoint_blocks: Some(1),
-            },
-        )
-        .unwrap();
+        let fs = TestFs::mkfs_with(dev, MkfsOptions::new().checkpoint_blocks(Some(1))).unwrap();
         for i in 0..100 {
             fs.create(&format!("{i:0>200}")).unwrap();
             match fs.sync() {

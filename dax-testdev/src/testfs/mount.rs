@@ -24,12 +24,26 @@ use super::state::{FsState, InodeCore, InodeMeta, Metadata};
 use super::sync::Ordering;
 use super::verify::einval;
 
-/// Options of [`TestFs::mkfs_with`].
+/// Options of [`TestFs::mkfs_with`]: `MkfsOptions::new().checkpoint_blocks(64)`.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct MkfsOptions {
-    /// Blocks per checkpoint slot (the metadata capacity). Default: 1/64 of the device,
-    /// at least 8 and at most 16384 blocks.
+    /// Blocks per checkpoint slot (the metadata capacity). Default (`None`): 1/64 of
+    /// the device, at least 8 and at most 16384 blocks.
     pub checkpoint_blocks: Option<u64>,
+}
+
+impl MkfsOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        MkfsOptions::default()
+    }
+
+    /// Blocks per checkpoint slot; `None` for the default size.
+    pub fn checkpoint_blocks(mut self, blocks: impl Into<Option<u64>>) -> Self {
+        self.checkpoint_blocks = blocks.into();
+        self
+    }
 }
 
 /// Where things are on the device, from the superblock.
@@ -65,16 +79,20 @@ impl fmt::Debug for TestFs {
     }
 }
 
+/// A random, non-zero filesystem id (`getrandom(2)`; the clock and the process id if
+/// the kernel has no entropy to give, which only a very early boot sees).
 fn fs_id_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish() | 1
+    let mut b = [0u8; 8];
+    let id = match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
+        Ok(8) => u64::from_ne_bytes(b),
+        _ => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            t ^ (u64::from(std::process::id()) << 32)
+        }
+    };
+    id | 1
 }
 
 impl TestFs {
