@@ -210,16 +210,7 @@ impl MemOptions {
             file.set_len(size)
                 .map_err(|e| DaxError::from_io("extending the device file", &e))?;
         }
-        let fd = OwnedFd::from(file);
-        let needs_fsync = !on_memory_fs(&fd)?;
-        let region = Region::map(Some(fd), len, PMD_SIZE, self.populate, false)?;
-        Ok(MemDriver::new(
-            region,
-            MemKind::File,
-            PAGE_SIZE,
-            Some(path.to_path_buf()),
-            needs_fsync,
-        ))
+        self.file_driver(file, len, path)
     }
 
     /// [`MemDriver::open_file`] with these options.
@@ -240,6 +231,18 @@ impl MemOptions {
             PAGE_SIZE,
             "the device file is empty or its size is not a multiple of 4096",
         )?;
+        self.file_driver(file, len, path)
+    }
+
+    /// The driver over an open regular file of `len` bytes at `path` (for `file` and
+    /// `open_file`): mapped whole, with `fdatasync` on flush unless the file lives in
+    /// memory (tmpfs, hugetlbfs, ramfs).
+    fn file_driver(
+        &self,
+        file: std::fs::File,
+        len: usize,
+        path: &Path,
+    ) -> Result<MemDriver, DaxError> {
         let fd = OwnedFd::from(file);
         let needs_fsync = !on_memory_fs(&fd)?;
         let region = Region::map(Some(fd), len, PMD_SIZE, self.populate, false)?;
