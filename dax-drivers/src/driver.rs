@@ -312,7 +312,17 @@ impl MemOptions {
                 });
             }
         };
-        let page_size = self.page_size.unwrap_or(found_page);
+        // A smaller unit than the memory really maps in would under-reserve: the kernel
+        // rounds a hugetlb mapping up to its page size, past the reservation.
+        let page_size = match self.page_size {
+            Some(p) if p < found_page => {
+                return Err(DaxError::InvalidArgument {
+                    what: "page size is smaller than the unit the descriptor's memory maps in (hugetlb, device-dax alignment)",
+                });
+            }
+            Some(p) => p,
+            None => found_page,
+        };
         let size = match size {
             Some(s) if s > backing => {
                 return Err(DaxError::InvalidArgument {

@@ -507,6 +507,14 @@ fn needs_hugetlb_from_fd_finds_the_huge_page_size() {
     let flags = rustix::fs::MemfdFlags::HUGETLB | rustix::fs::MemfdFlags::HUGE_2MB;
     let fd = rustix::fs::memfd_create("mine-huge", flags).unwrap();
     rustix::fs::ftruncate(&fd, 2 << 20).unwrap();
+    // A smaller unit than hugetlb's would under-reserve (the kernel rounds the
+    // mapping up to 2 MiB, past the reservation): refused.
+    let small = rustix::io::dup(&fd).unwrap();
+    let e = dax_drivers::MemOptions::new()
+        .page_size(PAGE_SIZE)
+        .from_fd(small, Some(PAGE_SIZE as u64))
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
     let dev = MemDriver::from_fd(fd, None).unwrap().into_device();
     assert_eq!(dev.driver().page_size(), PMD_SIZE);
     round_trip(&dev, 100, 12);

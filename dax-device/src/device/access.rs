@@ -209,6 +209,10 @@ impl<'g, D: ?Sized + DaxOperations> DirectAccess<'g, D> {
             return 0;
         }
         let n = self.clamp(offset, len);
+        if n == 0 {
+            // `offset` may lie past the range: no pointer may be formed there.
+            return 0;
+        }
         // SAFETY: `offset + n <= self.len()`, valid for the section as in `copy_from`.
         unsafe { std::ptr::write_bytes(self.addr.as_ptr().add(offset), byte, n) };
         n
