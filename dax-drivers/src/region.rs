@@ -9,6 +9,18 @@
 //! that is larger) so that pfns (address >> 12) of 2 MiB-aligned device offsets are
 //! 512-aligned, as the PMD fault rules expect. It is made with rustix rather than
 //! memmap2 because memmap2 cannot place a mapping at a chosen (aligned) address.
+//!
+//! # Concurrent writers
+//!
+//! Device memory is written by other threads, other mappings and other processes at
+//! any time, as in the kernel. The copies here, like `DirectAccess`'s, are plain or non-temporal copies
+//! through raw pointers, never through references: a copy that races a writer gets
+//! whatever bytes the hardware gives (torn at byte granularity at worst on x86-64 and
+//! aarch64), as `read(2)` from shared memory does. Rust's abstract memory model calls
+//! an unsynchronised access racing another a data race; dax-rs accepts that here, as
+//! the kernel's `memcpy` and PMDK do, because volatile copies would cost the
+//! non-temporal persistent copies their speed. The mmu backend's accessors
+//! (`MmuMapping::load` and friends), which have no such requirement, are volatile.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
@@ -23,9 +35,10 @@ pub(crate) struct Region {
     fd: Option<OwnedFd>,
 }
 
-// SAFETY: the region is plain memory owned by this object; every access goes through
-// raw-pointer copies whose callers accept that other threads may write concurrently
-// (device memory semantics), so sharing the pointer between threads is sound.
+// SAFETY: the region is memory this object maps and unmaps; the pointer is only used
+// for bounds-checked raw-pointer copies, never turned into a reference, so moving it to
+// another thread adds nothing a second mapping of the same fd could not do (what
+// racing copies see is in the module docs, "Concurrent writers").
 unsafe impl Send for Region {}
 // SAFETY: see `Send`: no method hands out references into the memory.
 unsafe impl Sync for Region {}

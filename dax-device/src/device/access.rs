@@ -5,6 +5,18 @@
 //!
 //! This is where dax-device dereferences device memory; each `unsafe` block relies on
 //! the [`DaxOperations`] contract and on the read section the range borrows.
+//!
+//! # Concurrent writers
+//!
+//! Device memory is written by other threads, other mappings and other processes at
+//! any time, as in the kernel. The copies here are plain or non-temporal copies
+//! through raw pointers, never through references: a copy that races a writer gets
+//! whatever bytes the hardware gives (torn at byte granularity at worst on x86-64 and
+//! aarch64), as `read(2)` from shared memory does. Rust's abstract memory model calls
+//! an unsynchronised access racing another a data race; dax-rs accepts that here, as
+//! the kernel's `memcpy` and PMDK do, because volatile copies would cost the
+//! non-temporal persistent copies their speed. The mmu backend's accessors
+//! (`MmuMapping::load` and friends), which have no such requirement, are volatile.
 
 use std::fmt;
 use std::ptr::NonNull;
