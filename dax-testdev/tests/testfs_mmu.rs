@@ -15,6 +15,16 @@ fn rw() -> MapOptions {
     MapOptions::new().writable(true)
 }
 
+/// A TestFs on a 16 MiB memory device that is not synchronous (no MAP_SYNC).
+fn async_fs() -> dax_testdev::TestFs {
+    let dev = dax_testdev::MemDevice::builder()
+        .size(16 << 20)
+        .synchronous(false)
+        .build()
+        .unwrap();
+    dax_testdev::TestFs::mkfs(dev).unwrap()
+}
+
 /// A load through the raw pointer (the access the handler must serve).
 fn peek_at(m: &MmuMapping, off: usize) -> u8 {
     assert!(off < m.len());
@@ -589,12 +599,7 @@ fn private_mappings_keep_their_stores_and_map_sync_needs_a_synchronous_device() 
     .unwrap();
     assert_eq!(peek_at(&m, 10), 0xee);
 
-    let dev = dax_testdev::MemDevice::builder()
-        .size(16 << 20)
-        .synchronous(false)
-        .build()
-        .unwrap();
-    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
+    let fs = async_fs();
     let ino = fs.create("g").unwrap();
     let err = fs
         .mmap_real(ino, 0, B, MapOptions::new().sync(true).writable(true))
@@ -804,12 +809,7 @@ fn map_populate_and_the_mmap_flag_rules() {
             .vma()
             .is_sync()
     );
-    let dev = dax_testdev::MemDevice::builder()
-        .size(16 << 20)
-        .synchronous(false)
-        .build()
-        .unwrap();
-    let fs = dax_testdev::TestFs::mkfs(dev).unwrap();
+    let fs = async_fs();
     let ino = fs.create("f").unwrap();
     fs.truncate(ino, 8 * B).unwrap();
     assert_eq!(
