@@ -46,6 +46,7 @@ use dax_device::PMD_SIZE;
 use dax_fault::mmu::{MapOptions, MmuMapping, prepare_thread};
 use dax_testdev::{Backing, Ino, MemDevice, TestFs};
 use dax_testkit::child::{ChildRun, run_child_watched};
+use dax_testkit::sweep::signal_name;
 use testfs_common::{Dev, pattern};
 
 const PAGE: usize = 4096;
@@ -72,18 +73,6 @@ fn scale() -> usize {
 /// mapping: `DAX_STRESS_ITERS`, default 4.
 fn iterations() -> usize {
     env_u64("DAX_STRESS_ITERS", 4).max(1) as usize
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        _ => "signal",
-    }
 }
 
 /// Runs the ignored test `child_<name>` of this binary in a child process with a
