@@ -1,0 +1,339 @@
+//! minfs: a complete minimal DAX filesystem on `fsdax`, with no `unsafe`.
+//!
+//! Files live in an in-memory inode table; their bytes live on the device. Each
+//! inode answers `iomap_begin` from its extent map, and the DAX core does the rest:
+//! read/write copy straight to device memory, faults map device pages (4 KiB or
+//! 2 MiB) into this process. Shared by the example (`main.rs`) and its test.
+#![forbid(unsafe_code)]
+#![allow(dead_code)] // the example and the test each use a part of it
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+
+use fsdax::fault::dax_break_layout_relocking;
+use fsdax::prelude::*;
+
+/// A block is a 4 KiB page; a huge extent is 512 of them, 2 MiB aligned.
+const BLOCK: u64 = PAGE_SIZE as u64;
+const HUGE: u64 = PMD_PAGES as u64;
+
+/// The free space of the device as `first page -> page count` runs, first fit.
+struct Alloc(BTreeMap<u64, u64>);
+
+impl Alloc {
+    /// `count` pages starting on a multiple of `align` pages, or `None` (ENOSPC).
+    fn alloc(&mut self, count: u64, align: u64) -> Option<u64> {
+        let (s, n, a) = self.0.iter().find_map(|(&s, &n)| {
+            let a = s.next_multiple_of(align);
+            (a + count <= s + n).then_some((s, n, a))
+        })?;
+        self.0.remove(&s);
+        if a > s {
+            self.0.insert(s, a - s); // the unaligned head stays free
+        }
+        if a + count < s + n {
+            self.0.insert(a + count, s + n - a - count); // and the tail
+        }
+        Some(a)
+    }
+
+    /// Returns `count` pages from `start`, merged with free neighbours.
+    fn free(&mut self, mut start: u64, mut count: u64) {
+        if let Some((&p, &n)) = self.0.range(..start).next_back()
+            && p + n == start
+        {
+            self.0.remove(&p);
+            (start, count) = (p, n + count);
+        }
+        if let Some(n) = self.0.remove(&(start + count)) {
+            count += n;
+        }
+        self.0.insert(start, count);
+    }
+
+    fn free_pages(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// The filesystem: its device, free space and inode table.
+pub struct Fs {
+    dev: Arc<DaxDevice>,
+    alloc: Arc<Mutex<Alloc>>,
+    files: Mutex<Vec<Arc<Inode>>>,
+}
+
+impl Fs {
+    pub fn new(dev: Arc<DaxDevice>) -> Fs {
+        let pages = dev.driver().nr_pages();
+        let alloc = Arc::new(Mutex::new(Alloc(BTreeMap::from([(0, pages)]))));
+        Fs {
+            dev,
+            alloc,
+            files: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates an empty file; returns its inode number and handle.
+    pub fn create(&self) -> (usize, Arc<Inode>) {
+        let inode = Arc::new(Inode {
+            dev: self.dev.clone(),
+            alloc: self.alloc.clone(),
+            mapping: DaxMapping::new(self.dev.clone()),
+            io: RwLock::new(()),
+            invalidate: RwLock::new(()),
+            extents: Mutex::new(BTreeMap::new()),
+            size: AtomicU64::new(0),
+        });
+        let mut files = self.files.lock().unwrap();
+        files.push(inode.clone());
+        (files.len() - 1, inode)
+    }
+
+    pub fn open(&self, ino: usize) -> Option<Arc<Inode>> {
+        self.files.lock().unwrap().get(ino).cloned()
+    }
+
+    /// Free device space, in 4 KiB pages.
+    pub fn free_pages(&self) -> u64 {
+        self.alloc.lock().unwrap().free_pages()
+    }
+}
+
+/// One file. Locks, outermost first (docs/guide.md, "Locks"):
+/// 1. `io`: shared for reads, exclusive for writes, truncate and punch;
+/// 2. `invalidate`: shared for a whole page fault, exclusive while blocks under
+///    existing mappings change (truncate, punch);
+/// 3. the DAX core's entry locks (never ours to take);
+/// 4. `extents` (then the allocator inside it): only inside `iomap_begin` and for
+///    the short block-freeing sections, never across a call into the core.
+pub struct Inode {
+    dev: Arc<DaxDevice>,
+    alloc: Arc<Mutex<Alloc>>,
+    mapping: Arc<DaxMapping>,
+    io: RwLock<()>,
+    invalidate: RwLock<()>,
+    /// `file page -> (device page, count)`.
+    extents: Mutex<BTreeMap<u64, (u64, u64)>>,
+    /// Changed only under `io` held exclusively; read by the core (EOF checks).
+    size: AtomicU64,
+}
+
+impl IomapOps for Inode {
+    /// Where byte `pos` lives. Reads, zeroing (`ZERO`) and read faults see holes as
+    /// holes; writes and write faults (`WRITE`) allocate zeroed blocks, flagged `NEW`.
+    ///
+    /// No `IomapFlags::DIRTY`: our metadata is never written anywhere, so there is
+    /// nothing to commit before mapped data is reachable after a crash (a crash loses
+    /// the whole filesystem). MAP_SYNC faults thus never need an fsync, and fsync is
+    /// only the data steps (writeback + fence).
+    fn iomap_begin(
+        &self,
+        pos: u64,
+        length: u64,
+        flags: IterFlags,
+    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
+        let page = pos / BLOCK;
+        let mut ext = self.extents.lock().unwrap();
+        if let Some((&fp, &(dp, n))) = ext.range(..=page).next_back()
+            && page < fp + n
+        {
+            return Ok((
+                Iomap::mapped(fp * BLOCK, n * BLOCK, dp * BLOCK, &self.dev),
+                None,
+            ));
+        }
+        // A hole, up to the next extent.
+        let next = ext
+            .range(page..)
+            .next()
+            .map_or(MAX_FILE_SIZE / BLOCK, |(&fp, _)| fp);
+        if !flags.contains(IterFlags::WRITE) {
+            return Ok((Iomap::hole(page * BLOCK, (next - page) * BLOCK), None));
+        }
+        // Allocate. A large file gets whole 2 MiB-aligned extents (on 2 MiB-aligned
+        // device pages) so that PMD faults can map it; a small one gets 4 KiB blocks
+        // for the range asked, up to the next extent.
+        let want_end = (pos + length).div_ceil(BLOCK).min(next);
+        let region = page - page % HUGE;
+        let large = self.i_size().max(pos + length) >= HUGE * BLOCK;
+        let region_free = ext.range(region..region + HUGE).next().is_none()
+            && ext
+                .range(..region)
+                .next_back()
+                .is_none_or(|(&fp, &(_, n))| fp + n <= region);
+        let mut alloc = self.alloc.lock().unwrap();
+        let (fp, count, dp) = match (large && region_free)
+            .then(|| alloc.alloc(HUGE, HUGE))
+            .flatten()
+        {
+            Some(dp) => (region, HUGE, dp),
+            None => {
+                let count = want_end - page;
+                let dp = alloc.alloc(count, 1).ok_or(DaxError::NoSpace {
+                    what: "minfs is full",
+                })?;
+                (page, count, dp)
+            }
+        };
+        drop(alloc);
+        // New blocks are zeroed through the driver before anyone can see them (this
+        // also clears poison on reused blocks); the core never zeroes for faults.
+        // (one page per call, as pmem's `dax_zero_page_range` takes).
+        if let Err(e) = (dp..dp + count).try_for_each(|p| self.dev.zero_page_range(p, 1)) {
+            self.alloc.lock().unwrap().free(dp, count);
+            return Err(e);
+        }
+        ext.insert(fp, (dp, count));
+        let mut map = Iomap::mapped(fp * BLOCK, count * BLOCK, dp * BLOCK, &self.dev);
+        map.flags |= IomapFlags::NEW;
+        Ok((map, None))
+    }
+}
+
+impl DaxInode for Inode {
+    fn i_size(&self) -> u64 {
+        self.size.load(SeqCst)
+    }
+    /// The mapping index: writes into new blocks invalidate what is mapped there.
+    fn mapping(&self) -> Option<&dyn MappingOps> {
+        Some(&*self.mapping)
+    }
+}
+
+impl VmOps for Inode {
+    /// A page fault (4 KiB, `order` 0, or 2 MiB, `order` 9): the invalidate lock
+    /// shared for the whole fault, then the engine, which calls `iomap_begin`. No
+    /// `NEEDDSYNC` handling: we never flag `DIRTY` (see `iomap_begin`).
+    fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault {
+        let _inval = self.invalidate.read().unwrap();
+        dax_iomap_fault(vmf, order, self, self, None, None)
+    }
+}
+
+impl Inode {
+    pub fn size(&self) -> u64 {
+        self.i_size()
+    }
+
+    pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<usize, DaxError> {
+        let _io = self.io.read().unwrap();
+        dax_iomap_read(self, self, pos, buf)
+    }
+
+    /// Writes, then extends the size by what landed past EOF (the core does not).
+    pub fn write(&self, pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
+        let _io = self.io.write().unwrap();
+        let size = self.i_size();
+        if pos > size && size % BLOCK != 0 {
+            // Stores through a mapping may have left bytes past EOF in the last
+            // block: zero them before they become part of the file.
+            dax_zero_range(self, self, size, size.next_multiple_of(BLOCK) - size)?;
+        }
+        let n = dax_iomap_write(self, self, pos, buf)?;
+        self.size.fetch_max(pos + n as u64, SeqCst);
+        Ok(n)
+    }
+
+    /// Maps `len` bytes from file page `pgoff` into this process.
+    pub fn mmap(
+        self: &Arc<Self>,
+        pgoff: u64,
+        len: u64,
+        writable: bool,
+    ) -> Result<MmuMapping, DaxError> {
+        let opts = MapOptions::new().writable(writable);
+        MmuMapping::map(&self.mapping, self.clone(), pgoff, len, opts)
+    }
+
+    /// fsync: write back the cache lines that mapped stores dirtied (and
+    /// write-protect them so the next store is tracked again), then fence. `write`
+    /// copied with non-temporal stores, so the fence alone covers it. With durable
+    /// metadata, its commit (and a second fence) would come next.
+    pub fn fsync(&self) -> Result<(), DaxError> {
+        dax_writeback_mapping_range(&self.mapping, &self.dev, &WritebackControl::sync_all(..))?;
+        self.dev.flush()
+    }
+
+    /// Takes the I/O and invalidate locks exclusively and breaks the layout of
+    /// `bytes` (unmap everywhere, wait for pinned pages, dropping and retaking the
+    /// invalidate lock meanwhile). Block maps may change while the guards are held.
+    fn break_layout(
+        &self,
+        bytes: std::ops::Range<u64>,
+    ) -> Result<(RwLockWriteGuard<'_, ()>, Option<RwLockWriteGuard<'_, ()>>), DaxError> {
+        let io = self.io.write().unwrap();
+        let mut inval = Some(self.invalidate.write().unwrap());
+        dax_break_layout_relocking(
+            &self.mapping,
+            bytes,
+            &mut inval,
+            || self.invalidate.write().unwrap(),
+            None,
+        )?;
+        Ok((io, inval))
+    }
+
+    /// Frees the whole blocks `first..end` (file pages), splitting extents, then
+    /// drops what is still mapped there (private copies included).
+    fn free_blocks(&self, first: u64, end: u64) {
+        let mut ext = self.extents.lock().unwrap();
+        let mut alloc = self.alloc.lock().unwrap();
+        let hit: Vec<_> = ext
+            .range(..end)
+            .map(|(&f, &e)| (f, e))
+            .filter(|&(fp, (_, n))| fp + n > first)
+            .collect();
+        for (fp, (dp, n)) in hit {
+            ext.remove(&fp);
+            let (lo, hi) = (fp.max(first), (fp + n).min(end));
+            if fp < lo {
+                ext.insert(fp, (dp, lo - fp)); // head survives
+            }
+            if hi < fp + n {
+                ext.insert(hi, (dp + hi - fp, fp + n - hi)); // tail survives
+            }
+            alloc.free(dp + lo - fp, hi - lo);
+        }
+        drop((alloc, ext));
+        self.mapping.unmap_mapping_pages(first, end - first, true);
+    }
+
+    /// truncate: zero the tail of a partial last block, break the layout past it,
+    /// free the blocks past EOF. Growing only zeroes the old tail block.
+    pub fn truncate(&self, new_size: u64) -> Result<(), DaxError> {
+        let keep = new_size.div_ceil(BLOCK);
+        let (_io, _inval) = self.break_layout(keep * BLOCK..MAX_FILE_SIZE)?;
+        let size = self.i_size();
+        if new_size < size {
+            dax_truncate_page(self, self, new_size)?;
+            self.size.store(new_size, SeqCst);
+            self.free_blocks(keep, MAX_FILE_SIZE / BLOCK);
+        } else {
+            dax_zero_range(self, self, size, size.next_multiple_of(BLOCK) - size)?;
+            self.size.store(new_size, SeqCst);
+        }
+        Ok(())
+    }
+
+    /// fallocate(PUNCH_HOLE | KEEP_SIZE): zero the partial blocks at the edges, free
+    /// the whole ones in between. The size does not change.
+    pub fn punch_hole(&self, pos: u64, len: u64) -> Result<(), DaxError> {
+        let (_io, _inval) =
+            self.break_layout(pos - pos % BLOCK..(pos + len).next_multiple_of(BLOCK))?;
+        let end = (pos + len).min(self.i_size());
+        let (first, last) = (pos.next_multiple_of(BLOCK), end - end % BLOCK);
+        if pos >= end {
+            return Ok(());
+        }
+        if first >= last {
+            dax_zero_range(self, self, pos, end - pos)?; // no whole block inside
+            return Ok(());
+        }
+        dax_zero_range(self, self, pos, first - pos)?;
+        dax_zero_range(self, self, last, end - last)?;
+        self.free_blocks(first / BLOCK, last / BLOCK);
+        Ok(())
+    }
+}
