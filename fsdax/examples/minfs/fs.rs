@@ -16,7 +16,7 @@ use fsdax::prelude::*;
 
 /// A block is a 4 KiB page; a huge extent is 512 of them, 2 MiB aligned.
 const BLOCK: u64 = PAGE_SIZE as u64;
-const HUGE: u64 = PMD_PAGES as u64;
+const HUGE: u64 = PMD_PAGES;
 
 /// The free space of the device as `first page -> page count` runs, first fit.
 struct Alloc(BTreeMap<u64, u64>);
@@ -226,7 +226,7 @@ impl Inode {
     pub fn write(&self, pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
         let _io = self.io.write().unwrap();
         let size = self.i_size();
-        if pos > size && size % BLOCK != 0 {
+        if pos > size && !size.is_multiple_of(BLOCK) {
             // Stores through a mapping may have left bytes past EOF in the last
             // block: zero them before they become part of the file.
             dax_zero_range(self, self, size, size.next_multiple_of(BLOCK) - size)?;
