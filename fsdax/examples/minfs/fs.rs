@@ -1,15 +1,14 @@
 //! minfs: a complete minimal DAX filesystem on `fsdax`, with no `unsafe`.
 //!
-//! Files live in an in-memory inode table; their bytes live on the device. Each
-//! inode answers `iomap_begin` from its extent map, and the DAX core does the rest:
-//! read/write copy straight to device memory, faults map device pages (4 KiB or
-//! 2 MiB) into this process. Shared by the example (`main.rs`) and its test.
+//! Files live in an in-memory inode table, their bytes on the device. Each inode
+//! answers `iomap_begin` from its extent map; the DAX core does the rest: read/write
+//! copy straight to device memory, faults map device pages (4 KiB or 2 MiB) into
+//! this process. Shared by the example (`main.rs`) and `tests/minfs.rs`.
 #![forbid(unsafe_code)]
-#![allow(dead_code)] // the example and the test each use a part of it
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::{collections::BTreeMap, ops::Range};
 
 use fsdax::fault::dax_break_layout_relocking;
 use fsdax::prelude::*;
@@ -17,6 +16,10 @@ use fsdax::prelude::*;
 /// A block is a 4 KiB page; a huge extent is 512 of them, 2 MiB aligned.
 const BLOCK: u64 = PAGE_SIZE as u64;
 const HUGE: u64 = PMD_PAGES;
+type Guard<'a> = RwLockWriteGuard<'a, ()>;
+type Result<T> = std::result::Result<T, DaxError>;
+type Maps<'a> = (Iomap<'a>, Option<Iomap<'a>>); // a mapping and its copy-on-write source
+const FULL: DaxError = DaxError::NoSpace { what: "no blocks" };
 
 /// The free space of the device as `first page -> page count` runs, first fit.
 struct Alloc(BTreeMap<u64, u64>);
@@ -51,40 +54,37 @@ impl Alloc {
         }
         self.0.insert(start, count);
     }
-
-    fn free_pages(&self) -> u64 {
-        self.0.values().sum()
-    }
 }
 
-/// The filesystem: its device, free space and inode table.
-pub struct Fs {
+/// The device and its free space, shared by every inode.
+struct Space {
     dev: Arc<DaxDevice>,
-    alloc: Arc<Mutex<Alloc>>,
+    alloc: Mutex<Alloc>,
+}
+
+/// The filesystem: its space and inode table (inode number = index).
+pub struct Fs {
+    space: Arc<Space>,
     files: Mutex<Vec<Arc<Inode>>>,
 }
 
 impl Fs {
     pub fn new(dev: Arc<DaxDevice>) -> Fs {
-        let pages = dev.driver().nr_pages();
-        let alloc = Arc::new(Mutex::new(Alloc(BTreeMap::from([(0, pages)]))));
-        Fs {
-            dev,
-            alloc,
-            files: Mutex::new(Vec::new()),
-        }
+        let alloc = Mutex::new(Alloc(BTreeMap::from([(0, dev.driver().nr_pages())])));
+        let space = Arc::new(Space { dev, alloc });
+        let files = Mutex::default();
+        Fs { space, files }
     }
 
     /// Creates an empty file; returns its inode number and handle.
     pub fn create(&self) -> (usize, Arc<Inode>) {
         let inode = Arc::new(Inode {
-            dev: self.dev.clone(),
-            alloc: self.alloc.clone(),
-            mapping: DaxMapping::new(self.dev.clone()),
-            io: RwLock::new(()),
-            invalidate: RwLock::new(()),
-            extents: Mutex::new(BTreeMap::new()),
-            size: AtomicU64::new(0),
+            mapping: DaxMapping::new(self.space.dev.clone()),
+            space: self.space.clone(),
+            io: RwLock::default(),
+            invalidate: RwLock::default(),
+            extents: Mutex::default(),
+            size: AtomicU64::default(),
         });
         let mut files = self.files.lock().unwrap();
         files.push(inode.clone());
@@ -97,7 +97,7 @@ impl Fs {
 
     /// Free device space, in 4 KiB pages.
     pub fn free_pages(&self) -> u64 {
-        self.alloc.lock().unwrap().free_pages()
+        self.space.alloc.lock().unwrap().0.values().sum()
     }
 }
 
@@ -109,8 +109,7 @@ impl Fs {
 /// 4. `extents` (then the allocator inside it): only inside `iomap_begin` and for
 ///    the short block-freeing sections, never across a call into the core.
 pub struct Inode {
-    dev: Arc<DaxDevice>,
-    alloc: Arc<Mutex<Alloc>>,
+    space: Arc<Space>,
     mapping: Arc<DaxMapping>,
     io: RwLock<()>,
     invalidate: RwLock<()>,
@@ -128,27 +127,20 @@ impl IomapOps for Inode {
     /// nothing to commit before mapped data is reachable after a crash (a crash loses
     /// the whole filesystem). MAP_SYNC faults thus never need an fsync, and fsync is
     /// only the data steps (writeback + fence).
-    fn iomap_begin(
-        &self,
-        pos: u64,
-        length: u64,
-        flags: IterFlags,
-    ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
+    fn iomap_begin(&self, pos: u64, length: u64, flags: IterFlags) -> Result<Maps<'_>> {
+        let dev = &*self.space.dev;
         let page = pos / BLOCK;
         let mut ext = self.extents.lock().unwrap();
         if let Some((&fp, &(dp, n))) = ext.range(..=page).next_back()
             && page < fp + n
         {
-            return Ok((
-                Iomap::mapped(fp * BLOCK, n * BLOCK, dp * BLOCK, &self.dev),
-                None,
-            ));
+            return Ok((Iomap::mapped(fp * BLOCK, n * BLOCK, dp * BLOCK, dev), None));
         }
         // A hole, up to the next extent.
         let next = ext
             .range(page..)
             .next()
-            .map_or(MAX_FILE_SIZE / BLOCK, |(&fp, _)| fp);
+            .map_or(MAX_FILE_SIZE / BLOCK, |e| *e.0);
         if !flags.contains(IterFlags::WRITE) {
             return Ok((Iomap::hole(page * BLOCK, (next - page) * BLOCK), None));
         }
@@ -158,35 +150,23 @@ impl IomapOps for Inode {
         let want_end = (pos + length).div_ceil(BLOCK).min(next);
         let region = page - page % HUGE;
         let large = self.i_size().max(pos + length) >= HUGE * BLOCK;
-        let region_free = ext.range(region..region + HUGE).next().is_none()
-            && ext
-                .range(..region)
-                .next_back()
-                .is_none_or(|(&fp, &(_, n))| fp + n <= region);
-        let mut alloc = self.alloc.lock().unwrap();
-        let (fp, count, dp) = match (large && region_free)
+        let last = ext.range(..region + HUGE).next_back();
+        let region_free = last.is_none_or(|(&fp, &(_, n))| fp + n <= region);
+        let mut alloc = self.space.alloc.lock().unwrap();
+        let huge = (large && region_free)
             .then(|| alloc.alloc(HUGE, HUGE))
-            .flatten()
-        {
-            Some(dp) => (region, HUGE, dp),
-            None => {
-                let count = want_end - page;
-                let dp = alloc.alloc(count, 1).ok_or(DaxError::NoSpace {
-                    what: "minfs is full",
-                })?;
-                (page, count, dp)
-            }
-        };
+            .flatten();
+        let (fp, count) = huge.map_or((page, want_end - page), |_| (region, HUGE));
+        let dp = huge.or_else(|| alloc.alloc(count, 1)).ok_or(FULL)?;
         drop(alloc);
-        // New blocks are zeroed through the driver before anyone can see them (this
-        // also clears poison on reused blocks); the core never zeroes for faults.
-        // (one page per call, as pmem's `dax_zero_page_range` takes).
-        if let Err(e) = (dp..dp + count).try_for_each(|p| self.dev.zero_page_range(p, 1)) {
-            self.alloc.lock().unwrap().free(dp, count);
+        // New blocks are zeroed through the driver (a page per call, as pmem takes) before
+        // anyone sees them, clearing poison on reused ones; the core never zeroes for faults.
+        if let Err(e) = (dp..dp + count).try_for_each(|p| dev.zero_page_range(p, 1)) {
+            self.space.alloc.lock().unwrap().free(dp, count);
             return Err(e);
         }
         ext.insert(fp, (dp, count));
-        let mut map = Iomap::mapped(fp * BLOCK, count * BLOCK, dp * BLOCK, &self.dev);
+        let mut map = Iomap::mapped(fp * BLOCK, count * BLOCK, dp * BLOCK, dev);
         map.flags |= IomapFlags::NEW;
         Ok((map, None))
     }
@@ -213,17 +193,13 @@ impl VmOps for Inode {
 }
 
 impl Inode {
-    pub fn size(&self) -> u64 {
-        self.i_size()
-    }
-
-    pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<usize, DaxError> {
+    pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
         let _io = self.io.read().unwrap();
         dax_iomap_read(self, self, pos, buf)
     }
 
     /// Writes, then extends the size by what landed past EOF (the core does not).
-    pub fn write(&self, pos: u64, buf: &[u8]) -> Result<usize, DaxError> {
+    pub fn write(&self, pos: u64, buf: &[u8]) -> Result<usize> {
         let _io = self.io.write().unwrap();
         let size = self.i_size();
         if pos > size && !size.is_multiple_of(BLOCK) {
@@ -237,41 +213,28 @@ impl Inode {
     }
 
     /// Maps `len` bytes from file page `pgoff` into this process.
-    pub fn mmap(
-        self: &Arc<Self>,
-        pgoff: u64,
-        len: u64,
-        writable: bool,
-    ) -> Result<MmuMapping, DaxError> {
+    pub fn mmap(self: &Arc<Self>, pgoff: u64, len: u64, writable: bool) -> Result<MmuMapping> {
         let opts = MapOptions::new().writable(writable);
         MmuMapping::map(&self.mapping, self.clone(), pgoff, len, opts)
     }
 
-    /// fsync: write back the cache lines that mapped stores dirtied (and
-    /// write-protect them so the next store is tracked again), then fence. `write`
-    /// copied with non-temporal stores, so the fence alone covers it. With durable
-    /// metadata, its commit (and a second fence) would come next.
-    pub fn fsync(&self) -> Result<(), DaxError> {
-        dax_writeback_mapping_range(&self.mapping, &self.dev, &WritebackControl::sync_all(..))?;
-        self.dev.flush()
+    /// fsync: write back the cache lines that mapped stores dirtied (write-protecting
+    /// them so the next store is tracked again), then fence. `write` copied with
+    /// non-temporal stores: the fence covers it. Durable metadata would commit next.
+    pub fn fsync(&self) -> Result<()> {
+        let dev = &self.space.dev;
+        dax_writeback_mapping_range(&self.mapping, dev, &WritebackControl::sync_all(..))?;
+        dev.flush()
     }
 
     /// Takes the I/O and invalidate locks exclusively and breaks the layout of
     /// `bytes` (unmap everywhere, wait for pinned pages, dropping and retaking the
     /// invalidate lock meanwhile). Block maps may change while the guards are held.
-    fn break_layout(
-        &self,
-        bytes: std::ops::Range<u64>,
-    ) -> Result<(RwLockWriteGuard<'_, ()>, Option<RwLockWriteGuard<'_, ()>>), DaxError> {
+    fn break_layout(&self, bytes: Range<u64>) -> Result<(Guard<'_>, Option<Guard<'_>>)> {
         let io = self.io.write().unwrap();
-        let mut inval = Some(self.invalidate.write().unwrap());
-        dax_break_layout_relocking(
-            &self.mapping,
-            bytes,
-            &mut inval,
-            || self.invalidate.write().unwrap(),
-            None,
-        )?;
+        let relock = || self.invalidate.write().unwrap();
+        let mut inval = Some(relock());
+        dax_break_layout_relocking(&self.mapping, bytes, &mut inval, relock, None)?;
         Ok((io, inval))
     }
 
@@ -279,12 +242,9 @@ impl Inode {
     /// drops what is still mapped there (private copies included).
     fn free_blocks(&self, first: u64, end: u64) {
         let mut ext = self.extents.lock().unwrap();
-        let mut alloc = self.alloc.lock().unwrap();
-        let hit: Vec<_> = ext
-            .range(..end)
-            .map(|(&f, &e)| (f, e))
-            .filter(|&(fp, (_, n))| fp + n > first)
-            .collect();
+        let mut alloc = self.space.alloc.lock().unwrap();
+        let hit = ext.range(..end).filter(|e| *e.0 + e.1.1 > first);
+        let hit: Vec<_> = hit.map(|(&fp, &e)| (fp, e)).collect();
         for (fp, (dp, n)) in hit {
             ext.remove(&fp);
             let (lo, hi) = (fp.max(first), (fp + n).min(end));
@@ -302,35 +262,32 @@ impl Inode {
 
     /// truncate: zero the tail of a partial last block, break the layout past it,
     /// free the blocks past EOF. Growing only zeroes the old tail block.
-    pub fn truncate(&self, new_size: u64) -> Result<(), DaxError> {
+    pub fn truncate(&self, new_size: u64) -> Result<()> {
         let keep = new_size.div_ceil(BLOCK);
         let (_io, _inval) = self.break_layout(keep * BLOCK..MAX_FILE_SIZE)?;
         let size = self.i_size();
         if new_size < size {
             dax_truncate_page(self, self, new_size)?;
-            self.size.store(new_size, SeqCst);
             self.free_blocks(keep, MAX_FILE_SIZE / BLOCK);
         } else {
             dax_zero_range(self, self, size, size.next_multiple_of(BLOCK) - size)?;
-            self.size.store(new_size, SeqCst);
         }
+        self.size.store(new_size, SeqCst);
         Ok(())
     }
 
     /// fallocate(PUNCH_HOLE | KEEP_SIZE): zero the partial blocks at the edges, free
     /// the whole ones in between. The size does not change.
-    pub fn punch_hole(&self, pos: u64, len: u64) -> Result<(), DaxError> {
+    pub fn punch_hole(&self, pos: u64, len: u64) -> Result<()> {
         let (_io, _inval) =
             self.break_layout(pos - pos % BLOCK..(pos + len).next_multiple_of(BLOCK))?;
         let end = (pos + len).min(self.i_size());
-        let (first, last) = (pos.next_multiple_of(BLOCK), end - end % BLOCK);
         if pos >= end {
             return Ok(());
         }
-        if first >= last {
-            dax_zero_range(self, self, pos, end - pos)?; // no whole block inside
-            return Ok(());
-        }
+        // The whole blocks `first..last`; `first == last` when there are none.
+        let first = pos.next_multiple_of(BLOCK).min(end);
+        let last = (end - end % BLOCK).max(first);
         dax_zero_range(self, self, pos, first - pos)?;
         dax_zero_range(self, self, last, end - last)?;
         self.free_blocks(first / BLOCK, last / BLOCK);

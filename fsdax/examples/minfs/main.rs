@@ -13,6 +13,7 @@ use std::sync::Arc;
 use fsdax::prelude::*;
 
 const MIB: u64 = 1 << 20;
+const BLOCK: u64 = PAGE_SIZE as u64;
 
 fn main() -> Result<(), DaxError> {
     // Shared memory with transparent huge pages gives real 2 MiB pages for PMD
@@ -24,6 +25,7 @@ fn main() -> Result<(), DaxError> {
     let fs = fs::Fs::new(dev);
     let free0 = fs.free_pages();
     let (ino, file) = fs.create();
+    assert!(Arc::ptr_eq(&file, &fs.open(ino).expect("inode table")));
 
     // write(2) and read(2): the core copies straight to and from device memory.
     let greeting = b"hello from minfs";
@@ -33,12 +35,12 @@ fn main() -> Result<(), DaxError> {
     file.read(0, &mut buf)?;
     println!(
         "inode {ino}: size {} MiB, read back {:?}",
-        file.size() / MIB,
+        file.i_size() / MIB,
         String::from_utf8_lossy(&buf)
     );
 
     // mmap: loads and stores through the mapping fault into our VmOps::fault.
-    let map = file.mmap(0, file.size(), true)?;
+    let map = file.mmap(0, file.i_size(), true)?;
     let fault = |e| DaxError::Io {
         what: if e == VmFault::SIGBUS {
             "SIGBUS"
@@ -75,7 +77,7 @@ fn main() -> Result<(), DaxError> {
     let n = file.read(4998, &mut tail)?;
     println!(
         "truncated to {} bytes ({n} readable at 4998); {} pages free",
-        file.size(),
+        file.i_size(),
         fs.free_pages()
     );
 
@@ -89,11 +91,9 @@ fn main() -> Result<(), DaxError> {
     let zeros = all.iter().filter(|&&b| b == 0).count();
     println!(
         "punched 6..9006: {zeros} zero bytes, size {}, {} pages free",
-        file.size(),
+        file.i_size(),
         fs.free_pages()
     );
     assert_eq!(zeros, 9000);
     Ok(())
 }
-
-const BLOCK: u64 = PAGE_SIZE as u64;
