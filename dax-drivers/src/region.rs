@@ -10,6 +10,10 @@
 //! 512-aligned, as the PMD fault rules expect. It is made with rustix rather than
 //! memmap2 because memmap2 cannot place a mapping at a chosen (aligned) address.
 //!
+//! A failed `MAP_FIXED` over the reservation can, on kernels before 6.12, leave a hole
+//! in it for a moment, which another thread's `mmap` could take before the error path
+//! unmaps the reservation; there is no cheap way to close that window from userspace.
+//!
 //! # Concurrent writers
 //!
 //! Device memory is written by other threads, other mappings and other processes at
@@ -25,7 +29,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
-use dax_device::{DaxError, PMD_SIZE, persist};
+use dax_device::{DaxError, PAGE_SIZE, PMD_SIZE, persist};
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// One mapping of device memory.
@@ -67,6 +71,13 @@ impl Region {
         if len == 0 {
             return Err(DaxError::InvalidArgument {
                 what: "device size is zero",
+            });
+        }
+        // The reservation's tail is trimmed in whole pages: a length that is not one
+        // would leave part of the reservation mapped for good.
+        if !len.is_multiple_of(PAGE_SIZE) {
+            return Err(DaxError::InvalidArgument {
+                what: "device size is not a multiple of 4096",
             });
         }
         if !align.is_power_of_two() {

@@ -177,7 +177,9 @@ impl<'g, D: ?Sized + DaxOperations> DirectAccess<'g, D> {
     /// machine-check-safe read (`copy_mc_to_kernel` between two device ranges, as
     /// copy-on-write and unshare use it); returns bytes copied: short where the source
     /// has poison (when its device has NOMC) or either range ends, 0 if either device
-    /// is dead. The ranges may overlap.
+    /// is dead. The ranges may overlap; overlap is judged by address, so two ranges
+    /// that reach the same memory through different mappings (two devices over one
+    /// file) are copied as if they did not overlap.
     pub fn copy_mc_from<S: ?Sized + DaxOperations>(
         &self,
         offset: usize,
