@@ -57,6 +57,13 @@ pub(crate) fn os(what: &'static str, e: rustix::io::Errno) -> DaxError {
     DaxError::from_errno(e.raw_os_error(), what)
 }
 
+/// The length of an open device file.
+fn file_len(file: &std::fs::File) -> Result<u64, DaxError> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| DaxError::from_io("stat of the device file", &e))
+}
+
 /// `size` as a device size: non-zero, a multiple of `unit`, addressable.
 fn check_size(size: u64, unit: usize, what: &'static str) -> Result<usize, DaxError> {
     if size == 0 || !size.is_multiple_of(unit as u64) {
@@ -202,10 +209,7 @@ impl MemOptions {
             .truncate(false)
             .open(path)
             .map_err(|e| DaxError::from_io("opening the device file", &e))?;
-        let cur = file
-            .metadata()
-            .map_err(|e| DaxError::from_io("stat of the device file", &e))?
-            .len();
+        let cur = file_len(&file)?;
         if cur < size {
             file.set_len(size)
                 .map_err(|e| DaxError::from_io("extending the device file", &e))?;
@@ -221,10 +225,7 @@ impl MemOptions {
             .write(true)
             .open(path)
             .map_err(|e| DaxError::from_io("opening the device file", &e))?;
-        let cur = file
-            .metadata()
-            .map_err(|e| DaxError::from_io("stat of the device file", &e))?
-            .len();
+        let cur = file_len(&file)?;
         let size = self.limited(cur)?;
         let len = check_size(
             size,
