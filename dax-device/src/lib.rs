@@ -24,6 +24,7 @@ mod device;
 mod error;
 #[allow(unsafe_code)]
 pub mod persist;
+pub mod seqcount;
 #[allow(unsafe_code)]
 mod srcu;
 mod sync;
@@ -35,4 +36,5 @@ pub use device::{
     FsDax, MapSource, MfFlags, RawAccess,
 };
 pub use error::DaxError;
+pub use seqcount::{SeqCount, SeqToken};
 pub use types::*;

@@ -14,8 +14,8 @@ pub(crate) enum Wait {
     /// last as long as an I/O, so after spinning and yielding the waiter sleeps 50 µs
     /// at a time rather than keep a core from the readers it waits for.
     Long,
-    /// For a writer to finish publishing a few hundred words ([`crate::badblocks`]'s
-    /// seqlock readers): the wait is short and the reader is on the I/O path, so it
+    /// For a writer to finish publishing a few hundred words ([`crate::SeqCount`]
+    /// readers, such as [`crate::badblocks`]'s): the wait is short and the reader is on the I/O path, so it
     /// spins, then yields, and never sleeps.
     Short,
 }

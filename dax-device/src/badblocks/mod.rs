@@ -44,8 +44,8 @@
 //! that wants the bad part inside its own range must clip it itself.
 //!
 //! Readers never take a lock. When the table is empty, `check` is a single atomic
-//! load. Otherwise the records are published under a sequence counter (a seqlock, as
-//! in the kernel): writers serialise on a mutex, edit a private copy, and copy
+//! load. Otherwise the records are published under a sequence counter (a
+//! [`SeqCount`], as the kernel's `seqlock_t`): writers serialise on a mutex, edit a private copy, and copy
 //! the result into an array of atomics with the counter odd; readers (`check`, `show`,
 //! `records`) retry when the counter moved under them, so they always see a table that
 //! existed between two writes.
@@ -97,7 +97,8 @@
 mod table;
 mod text;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, Wait, backoff, fence};
+use crate::seqcount::{SeqCount, SeqToken};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use std::fmt;
 
 use crate::sync::Mutex;
@@ -221,13 +222,11 @@ impl BadblocksCheck {
     }
 }
 
-// Layout of `Badblocks::word`: the two flags and the sequence counter share one
-// atomic so that `show` can clear `unacked_exist` only if no writer intervened.
+// The two flags live in the low bits of the sequence counter's word
+// (`SeqCount<2>`), so that `show` can clear `unacked_exist` only if no writer
+// intervened, and a reader gets flags and records from one load.
 const UNACKED: u64 = 1 << 0;
 const CHANGED: u64 = 1 << 1;
-/// The low bit of the sequence counter; set while a writer is publishing.
-const WRITING: u64 = 1 << 2;
-const SEQ_MASK: u64 = !(UNACKED | CHANGED);
 
 fn flags_of(word: u64) -> Flags {
     Flags {
@@ -248,8 +247,8 @@ fn flag_bits(f: Flags) -> u64 {
 pub struct Badblocks {
     /// `bb->shift`: `None` when the table is disabled (kernel shift -1).
     shift: Option<u32>,
-    /// Sequence counter (bits 63..2) plus `changed` and `unacked_exist`.
-    word: AtomicU64,
+    /// Sequence counter, with `changed` and `unacked_exist` in its flag bits.
+    seq: SeqCount<2>,
     /// Published record count (`bb->count`).
     count: AtomicUsize,
     /// Published records (`bb->page`); slots at and past `count` are stale.
@@ -280,7 +279,7 @@ impl Badblocks {
     fn with_state(shift: Option<u32>) -> Self {
         Badblocks {
             shift,
-            word: AtomicU64::new(0),
+            seq: SeqCount::new(),
             count: AtomicUsize::new(0),
             slots: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
             writer: Mutex::new(Vec::with_capacity(MAX_BADBLOCKS + 2)),
@@ -329,43 +328,33 @@ impl Badblocks {
     /// range was already covered by same-ack records counts), cleared only by
     /// [`Badblocks::clear_changed`].
     pub fn changed(&self) -> bool {
-        self.word.load(Ordering::Acquire) & CHANGED != 0
+        self.seq.flags() & CHANGED != 0
     }
 
     /// Clears `bb->changed`, as md does after persisting its bad-block log. Needed
     /// before [`Badblocks::ack_all`] can do anything.
     pub fn clear_changed(&self) {
         let _w = self.writer.lock();
-        self.word.fetch_and(!CHANGED, Ordering::AcqRel);
+        self.seq.clear_flags(CHANGED);
     }
 
     /// `bb->unacked_exist`: a hint that unacknowledged records may exist. It is true
     /// whenever one does; it may stay true after the last one went away until a set,
     /// clear, [`Badblocks::ack_all`] or `show(true)` notices.
     pub fn unacked_exist(&self) -> bool {
-        self.word.load(Ordering::Acquire) & UNACKED != 0
+        self.seq.flags() & UNACKED != 0
     }
 
     /// Runs `read` on a consistent view of the published records and returns its
-    /// result together with the word (flags and even sequence) it was read under.
-    fn read<R>(&self, mut read: impl FnMut(&[AtomicU64]) -> R) -> (R, u64) {
-        let mut spins = 0;
+    /// result together with the token (flags and sequence) it was read under.
+    fn read<R>(&self, mut read: impl FnMut(&[AtomicU64]) -> R) -> (R, SeqToken<2>) {
         loop {
-            let before = self.word.load(Ordering::Acquire);
-            if before & WRITING != 0 {
-                backoff(&mut spins, Wait::Short);
-                continue;
-            }
+            let token = self.seq.begin();
             let n = self.count.load(Ordering::Relaxed).min(MAX_BADBLOCKS);
             let out = read(&self.slots[..n]);
-            // Orders the slot loads above before the re-read of the counter: if any
-            // of them saw a newer writer's store, that writer's odd counter is seen.
-            fence(Ordering::Acquire);
-            let after = self.word.load(Ordering::Relaxed);
-            if (before ^ after) & SEQ_MASK == 0 {
-                return (out, before);
+            if !self.seq.retry(token) {
+                return (out, token);
             }
-            backoff(&mut spins, Wait::Short);
         }
     }
 
@@ -381,13 +370,10 @@ impl Badblocks {
         recs: &mut Vec<u64>,
         edit: impl FnOnce(&mut Vec<u64>, &mut Flags) -> R,
     ) -> R {
-        // Counter odd: readers that overlap this publication will retry. Flag bits are
-        // only changed under the mutex or (by `show`) with a compare-exchange that
-        // expects an even counter, so `word` is ours until the final store.
-        let begin = self.word.fetch_add(WRITING, Ordering::Relaxed);
-        debug_assert_eq!(begin & WRITING, 0);
-        fence(Ordering::Release);
-        let mut flags = flags_of(begin);
+        // The writer lock is held, so this is the only write section; flag bits change
+        // otherwise only under that lock or (by `show`) conditionally on an unchanged
+        // word, which fails while this section is open.
+        let mut flags = flags_of(self.seq.write_begin());
         let out = edit(recs, &mut flags);
         for (slot, &r) in self.slots.iter().zip(recs.iter()) {
             if slot.load(Ordering::Relaxed) != r {
@@ -395,8 +381,7 @@ impl Badblocks {
             }
         }
         self.count.store(recs.len(), Ordering::Relaxed);
-        let seq = (begin & SEQ_MASK).wrapping_add(2 * WRITING);
-        self.word.store(seq | flag_bits(flags), Ordering::Release);
+        self.seq.write_end(flag_bits(flags));
         out
     }
 
@@ -499,7 +484,7 @@ impl Badblocks {
         }
         let mut recs = self.writer.lock();
         // Checked again under the lock, as the kernel does.
-        let flags = flags_of(self.word.load(Ordering::Acquire));
+        let flags = flags_of(self.seq.flags());
         if flags.changed || !flags.unacked_exist {
             return;
         }
@@ -538,19 +523,15 @@ impl Badblocks {
         };
         let mut buf = Vec::with_capacity(MAX_BADBLOCKS);
         loop {
-            let ((), word) = self.read(|slots| {
+            let ((), token) = self.read(|slots| {
                 buf.clear();
                 buf.extend(slots.iter().map(|s| s.load(Ordering::Relaxed)));
             });
             let text = text::show(&buf, shift, unack);
-            if unack && text.is_empty() && word & UNACKED != 0 {
+            if unack && text.is_empty() && token.flags() & UNACKED != 0 {
                 // Clear the hint only if nothing (no writer, no flag change) happened
                 // since the records were read; otherwise read again.
-                if self
-                    .word
-                    .compare_exchange(word, word & !UNACKED, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-                {
+                if !self.seq.clear_flags_if_unchanged(token, UNACKED) {
                     continue;
                 }
             }

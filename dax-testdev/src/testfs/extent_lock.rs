@@ -5,8 +5,8 @@
 //! The lock is an ordinary reader-writer lock around [`Blocks`] (XFS's ILOCK, ext4's
 //! `i_data_sem`). Every writer changes the map under [`ExtentLock::write`], whose guard
 //! republishes the map when it is dropped: if the map has at most [`SNAP_EXTENTS`]
-//! extents, they are copied into fixed atomic slots under a sequence counter (a
-//! seqlock). A read-type `iomap_begin` first tries [`ExtentLock::lookup_unlocked`]:
+//! extents, they are copied into fixed atomic slots under a sequence counter
+//! ([`SeqCount`], the seqlock dax-device's bad-block table uses too). A read-type `iomap_begin` first tries [`ExtentLock::lookup_unlocked`]:
 //! it reads the slots between two loads of the counter and uses the answer only if the
 //! counter was even (no writer inside) and unchanged, so it saw one whole version of
 //! the map. Otherwise, or for a larger map, it takes the lock shared as before.
@@ -18,19 +18,14 @@
 //! userspace equivalent. The price: a second protocol, and writers copy up to
 //! [`SNAP_EXTENTS`] extents each time they release the lock.
 //!
-//! Memory ordering is the standard seqlock for a language memory model (Boehm, "Can
-//! seqlocks get along with programming language memory models?", 2012): the writer
-//! makes the counter odd, issues a release fence, stores the slots (relaxed) and
-//! stores the next even value with release; the reader loads the counter with
-//! acquire, loads the slots (relaxed), issues an acquire fence and loads the counter
-//! again. If the reader saw any slot value stored after the writer's fence, the fences
-//! synchronise and its second load sees the odd value or later, so it retries on the
-//! lock. All slots are atomics: no torn values and no data race, only stale ones,
-//! which the counter rejects.
+//! [`SeqCount`]'s docs give the memory ordering. All slots are atomics: no torn
+//! values and no data race, only stale ones, which the counter rejects.
 
 use std::ops::{Deref, DerefMut};
 
 use super::extent::{Extent, ExtentMap, Lookup};
+use dax_device::SeqCount;
+
 use super::sync::{AtomicU64, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A file's block map, its change counter and its dirty state: what the extent lock
@@ -76,8 +71,8 @@ struct SeqSlot {
 /// The extent lock and the published copy of small maps.
 pub(crate) struct ExtentLock {
     lock: RwLock<Blocks>,
-    /// Even: the slots hold one version of the map; odd: a writer is changing it.
-    seq: AtomicU64,
+    /// Whether the slots hold one version of the map, or a writer is changing it.
+    seq: SeqCount,
     /// Extents published in `slots`, in file order, or [`TOO_MANY`].
     count: AtomicU64,
     /// `Blocks::seq` of the published version (the validity cookie).
@@ -89,7 +84,7 @@ impl ExtentLock {
     pub(crate) fn new(blocks: Blocks) -> Self {
         let l = ExtentLock {
             lock: RwLock::new(Blocks::default()),
-            seq: AtomicU64::new(0),
+            seq: SeqCount::new(),
             count: AtomicU64::new(0),
             cookie: AtomicU64::new(0),
             slots: std::array::from_fn(|_| SeqSlot {
@@ -124,10 +119,8 @@ impl ExtentLock {
     }
 
     fn begin_write<'a>(&'a self, guard: RwLockWriteGuard<'a, Blocks>) -> ExtentWriteGuard<'a> {
-        // Only lock holders change `seq`, so a plain read-modify-write is enough.
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s + 1, Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::Release);
+        // The write lock serialises the counter's writers.
+        self.seq.write_begin();
         ExtentWriteGuard { guard, lock: self }
     }
 
@@ -141,10 +134,7 @@ impl ExtentLock {
         fb: u64,
         also: impl FnOnce() -> T,
     ) -> Option<(Lookup, u64, T)> {
-        let s1 = self.seq.load(Ordering::Acquire);
-        if s1 & 1 != 0 {
-            return None;
-        }
+        let token = self.seq.try_begin()?;
         let count = self.count.load(Ordering::Relaxed);
         if count == TOO_MANY {
             return None;
@@ -177,8 +167,7 @@ impl ExtentLock {
         }
         let cookie = self.cookie.load(Ordering::Relaxed);
         let extra = also();
-        std::sync::atomic::fence(Ordering::Acquire);
-        if self.seq.load(Ordering::Relaxed) != s1 {
+        if self.seq.retry(token) {
             return None;
         }
         Some((found, cookie, extra))
@@ -222,8 +211,7 @@ impl Drop for ExtentWriteGuard<'_> {
         };
         l.count.store(count, Ordering::Relaxed);
         l.cookie.store(self.guard.seq, Ordering::Relaxed);
-        let s = l.seq.load(Ordering::Relaxed);
-        l.seq.store(s + 1, Ordering::Release);
+        l.seq.write_end(0);
         // `guard` is dropped after this body: the lock is released last.
     }
 }
