@@ -21,8 +21,8 @@
 use std::fmt;
 use std::ptr::NonNull;
 
-use super::{DaxDevice, DaxFlags, DaxOperations, RawAccess};
-use crate::{PAGE_SIZE, Pfn, persist};
+use super::{DaxAccessMode, DaxDevice, DaxFlags, DaxOperations, DaxReadGuard};
+use crate::{DaxError, PAGE_SIZE, Pfn, persist};
 
 /// Device pages `pgoff .. pgoff + pages()` made reachable by
 /// [`DaxReadGuard::direct_access`](super::DaxReadGuard::direct_access), valid while
@@ -53,18 +53,40 @@ impl<D: ?Sized + DaxOperations> fmt::Debug for DirectAccess<'_, D> {
 }
 
 impl<'g, D: ?Sized + DaxOperations> DirectAccess<'g, D> {
-    /// `pages` pages of `dev` starting at `pgoff`, at `raw.addr` and `raw.pfn`, as
-    /// the driver answered them for `pgoff` (the body of
-    /// [`DaxReadGuard::direct_access`](super::DaxReadGuard::direct_access), which
-    /// holds the section `'g` borrows and passes `pages <= raw.pages`).
-    pub(super) fn new(dev: &'g DaxDevice<D>, raw: RawAccess, pgoff: u64, pages: u64) -> Self {
-        DirectAccess {
+    /// The body of [`DaxReadGuard::direct_access`] (see there for the checks and
+    /// their order). It asks the driver itself, inside `section`, which the result
+    /// borrows: so every `DirectAccess` holds an address the driver answered for
+    /// `pgoff` and at most the pages it answered, valid while the section lasts. The
+    /// `unsafe` blocks below rely on exactly that, and no other constructor exists.
+    pub(super) fn translate(
+        section: &'g DaxReadGuard<'_, D>,
+        pgoff: u64,
+        nr_pages: u64,
+        mode: DaxAccessMode,
+    ) -> Result<Self, DaxError> {
+        let dev = section.device();
+        if !section.alive() {
+            return Err(DaxError::Dead);
+        }
+        if nr_pages > i64::MAX as u64 {
+            return Err(DaxError::InvalidArgument {
+                what: "direct_access page count is negative as a long",
+            });
+        }
+        let raw = dev.ops.direct_access(pgoff, nr_pages, mode)?;
+        if raw.pages == 0 {
+            return Err(DaxError::OutOfRange {
+                pgoff,
+                dev_pages: dev.ops.nr_pages(),
+            });
+        }
+        Ok(DirectAccess {
             dev,
             addr: raw.addr,
             pfn: raw.pfn,
             pgoff,
-            pages,
-        }
+            pages: raw.pages.min(nr_pages),
+        })
     }
 
     /// Address of page `pgoff` (the kernel's `kaddr`). Valid for

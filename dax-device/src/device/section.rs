@@ -71,27 +71,7 @@ impl<'a, D: ?Sized + DaxOperations> DaxReadGuard<'a, D> {
         nr_pages: u64,
         mode: DaxAccessMode,
     ) -> Result<DirectAccess<'_, D>, DaxError> {
-        if !self.alive() {
-            return Err(DaxError::Dead);
-        }
-        if nr_pages > i64::MAX as u64 {
-            return Err(DaxError::InvalidArgument {
-                what: "direct_access page count is negative as a long",
-            });
-        }
-        let raw = self.dev.ops.direct_access(pgoff, nr_pages, mode)?;
-        if raw.pages == 0 {
-            return Err(DaxError::OutOfRange {
-                pgoff,
-                dev_pages: self.dev.ops.nr_pages(),
-            });
-        }
-        Ok(DirectAccess::new(
-            self.dev,
-            raw,
-            pgoff,
-            raw.pages.min(nr_pages),
-        ))
+        DirectAccess::translate(self, pgoff, nr_pages, mode)
     }
 
     /// [`DaxDevice::zero_page_range`] inside this section.

@@ -510,9 +510,12 @@ impl MmuMapping {
     /// and gets what a load through [`as_ptr`](Self::as_ptr) would (SIGBUS past the
     /// end of the file).
     #[doc(alias = "read")]
+    #[allow(unsafe_code)]
     pub fn load(&self, offset: usize, buf: &mut [u8]) -> Result<(), VmFault> {
         self.populate(offset, buf.len(), false)?;
-        sys::load(self.shadow.base + offset as u64, buf);
+        // SAFETY: `populate` succeeded, so the range is inside this mapping, whose
+        // reservation lasts while `self` is borrowed.
+        unsafe { sys::load(self.shadow.base + offset as u64, buf) };
         Ok(())
     }
 
@@ -520,31 +523,39 @@ impl MmuMapping {
     /// pages in as stores would first. As [`load`](Self::load); a read-only mapping is
     /// `VM_FAULT_SIGSEGV`.
     #[doc(alias = "write")]
+    #[allow(unsafe_code)]
     pub fn store(&self, offset: usize, data: &[u8]) -> Result<(), VmFault> {
         self.populate(offset, data.len(), true)?;
-        sys::store(self.shadow.base + offset as u64, data);
+        // SAFETY: as in `load`.
+        unsafe { sys::store(self.shadow.base + offset as u64, data) };
         Ok(())
     }
 
     /// Stores `byte` into `len` bytes from `offset` (volatile stores; `memset`). As
     /// [`store`](Self::store).
+    #[allow(unsafe_code)]
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), VmFault> {
         self.populate(offset, len, true)?;
-        sys::fill(self.shadow.base + offset as u64, len, byte);
+        // SAFETY: as in `load`.
+        unsafe { sys::fill(self.shadow.base + offset as u64, len, byte) };
         Ok(())
     }
 
     /// Copies `len` bytes from offset `src` to offset `dst` of the mapping (volatile;
     /// the ranges may overlap, as `memmove`). The source is faulted in for loads and
     /// the destination for stores first. As [`store`](Self::store).
+    #[allow(unsafe_code)]
     pub fn copy_within(&self, src: usize, dst: usize, len: usize) -> Result<(), VmFault> {
         self.populate(src, len, false)?;
         self.populate(dst, len, true)?;
-        sys::copy_within(
-            self.shadow.base + src as u64,
-            self.shadow.base + dst as u64,
-            len,
-        );
+        // SAFETY: as in `load`, for both ranges.
+        unsafe {
+            sys::copy_within(
+                self.shadow.base + src as u64,
+                self.shadow.base + dst as u64,
+                len,
+            )
+        };
         Ok(())
     }
 

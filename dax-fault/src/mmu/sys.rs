@@ -502,24 +502,40 @@ unsafe fn volatile_write(addr: usize, data: &[u8]) {
     }
 }
 
-/// Copies `buf.len()` bytes from address `addr`, which the caller has faulted in for
-/// loads (a page a racing truncate unmaps meanwhile faults again and is served by
-/// the handler like any other access).
-pub(crate) fn load(addr: u64, buf: &mut [u8]) {
-    // SAFETY: the caller resolved the fault for every page of the range, and it stays
-    // reserved for the mapping's life; no reference to it is formed.
+/// Copies `buf.len()` bytes from address `addr` with volatile loads. The caller
+/// faults the pages in for loads first, so that no signal is needed (a page a racing
+/// truncate unmaps meanwhile faults again and is served by the handler like any other
+/// access).
+///
+/// # Safety
+///
+/// `addr .. addr + buf.len()` lies inside one DAX mapping's address reservation,
+/// which stays reserved until this returns (the caller borrows the mapping).
+pub(crate) unsafe fn load(addr: u64, buf: &mut [u8]) {
+    // SAFETY: the range is inside a live reservation (the caller's promise): every
+    // access there is either served by a page or by the fault handler. No reference
+    // to it is formed.
     unsafe { volatile_read(addr as usize, buf) }
 }
 
-/// Copies `data` to address `addr`, which the caller has faulted in for stores.
-pub(crate) fn store(addr: u64, data: &[u8]) {
+/// Copies `data` to address `addr` with volatile stores; the caller faults the pages
+/// in for stores first.
+///
+/// # Safety
+///
+/// As for [`load`].
+pub(crate) unsafe fn store(addr: u64, data: &[u8]) {
     // SAFETY: as in `load`, for stores.
     unsafe { volatile_write(addr as usize, data) }
 }
 
-/// Stores `byte` into `addr .. addr + len`, which the caller has faulted in for
-/// stores.
-pub(crate) fn fill(addr: u64, len: usize, byte: u8) {
+/// Stores `byte` into `addr .. addr + len` (volatile); the caller faults the pages in
+/// for stores first.
+///
+/// # Safety
+///
+/// As for [`load`], for `addr .. addr + len`.
+pub(crate) unsafe fn fill(addr: u64, len: usize, byte: u8) {
     let chunk = [byte; 4096];
     let mut done = 0;
     while done < len {
@@ -534,7 +550,11 @@ pub(crate) fn fill(addr: u64, len: usize, byte: u8) {
 /// faulted in by the caller: `src` for loads, `dst` for stores. Each chunk is read
 /// whole before it is written, and chunks go from the end when `dst` is above `src`,
 /// so an overlap never reads what this copy already wrote.
-pub(crate) fn copy_within(src: u64, dst: u64, len: usize) {
+///
+/// # Safety
+///
+/// As for [`load`], for both `src .. src + len` and `dst .. dst + len`.
+pub(crate) unsafe fn copy_within(src: u64, dst: u64, len: usize) {
     let mut chunk = [0u8; 4096];
     let mut off = 0;
     while off < len {
