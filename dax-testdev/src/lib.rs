@@ -33,7 +33,7 @@ mod memdev;
 pub mod testfs;
 
 pub use dax_drivers::shmem_thp_enabled;
-pub use memdev::{Backing, DevOp, MemDevice, MemDeviceBuilder, memory_failure};
+pub use memdev::{Backing, DevOp, FailSchedule, MemDevice, MemDeviceBuilder, memory_failure};
 pub use testfs::{
     BLOCK_SIZE, ExtentInfo, FallocMode, Ino, Layout, MAX_NAME_LEN, MkfsOptions, Stat, StatFs,
     TestFs, TestInode,

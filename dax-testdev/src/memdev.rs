@@ -246,11 +246,73 @@ impl MemDeviceBuilder {
     }
 }
 
+/// When injected failures of an operation happen (see [`MemDevice::inject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailSchedule {
+    /// Let `skip` calls through, then fail `count` calls, then stop failing.
+    After {
+        /// Calls let through first.
+        skip: u32,
+        /// Calls that fail after those.
+        count: u32,
+    },
+    /// Fail every `n`th call (the `n`th, the `2n`th, ...), until cleared; `n` of 0 or
+    /// 1 fails every call.
+    EveryNth(u32),
+    /// Fail each call with probability `1 / one_in`, drawn from a generator seeded
+    /// with `seed` (the same seed and the same call order give the same failures);
+    /// until cleared. `one_in` of 0 or 1 fails every call.
+    Random {
+        /// Seed of the generator (xorshift64*; 0 is replaced by a fixed constant).
+        seed: u64,
+        /// One call in this many fails, on average.
+        one_in: u32,
+    },
+}
+
+/// One operation's pending injection: its schedule, its progress and the error.
+#[derive(Debug)]
+struct Injected {
+    schedule: FailSchedule,
+    /// Calls seen since the injection was set (`After`, `EveryNth`), or the
+    /// generator's state (`Random`).
+    state: u64,
+    err: DaxError,
+}
+
+impl Injected {
+    /// Whether this call fails, and whether the injection is used up.
+    fn next(&mut self) -> (bool, bool) {
+        match self.schedule {
+            FailSchedule::After { skip, count } => {
+                self.state += 1;
+                let n = self.state;
+                (n > u64::from(skip), n >= u64::from(skip) + u64::from(count))
+            }
+            FailSchedule::EveryNth(n) => {
+                self.state += 1;
+                (self.state.is_multiple_of(u64::from(n.max(1))), false)
+            }
+            FailSchedule::Random { one_in, .. } => {
+                // xorshift64* (Vigna): enough to spread failures, and reproducible.
+                let mut x = self.state;
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                self.state = x;
+                let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                (r.is_multiple_of(u64::from(one_in.max(1))), false)
+            }
+        }
+    }
+}
+
 /// What the next firmware poison clears do (see [`MemDevice::inject_partial_clear`]).
 #[derive(Debug, Default)]
 struct Injections {
-    /// Per operation: calls to let through first, calls to fail, the error.
-    errors: [Option<(u32, u32, DaxError)>; N_OPS],
+    /// Per operation: the pending injection.
+    errors: [Option<Injected>; N_OPS],
     partial_clear: Option<(u32, u64)>,
 }
 
@@ -350,7 +412,43 @@ impl MemDevice {
     /// `err` (for example the second flush of a checkpoint: its commit, after the data
     /// flush). A later call replaces the setting.
     pub fn inject_error_after(&self, op: DevOp, skip: u32, count: u32, err: DaxError) {
-        self.inject.lock().errors[op.index()] = (count > 0).then_some((skip, count, err));
+        if count == 0 {
+            self.inject.lock().errors[op.index()] = None;
+            return;
+        }
+        self.inject(op, FailSchedule::After { skip, count }, err);
+    }
+
+    /// Makes calls of `op` fail with `err` on `schedule` (for
+    /// [`DevOp::RecoveryWrite`], return 0 bytes): a fault-injection plan such as
+    /// "every 7th `zero_page_range`" or "one `direct_access` in 50, seed 3". A later
+    /// call for the same `op` replaces it; [`clear_injections`](Self::clear_injections)
+    /// removes all.
+    ///
+    /// ```
+    /// use dax_device::{DaxAccessMode, DaxError};
+    /// use dax_testdev::{DevOp, FailSchedule, MemDevice};
+    /// let dev = MemDevice::builder().size(1 << 20).build()?;
+    /// let eio = DaxError::Io { what: "injected" };
+    /// dev.driver().inject(DevOp::DirectAccess, FailSchedule::EveryNth(3), eio);
+    /// let g = dev.read_lock();
+    /// let ok: Vec<bool> = (0..6)
+    ///     .map(|_| g.direct_access(0, 1, DaxAccessMode::Access).is_ok())
+    ///     .collect();
+    /// assert_eq!(ok, [true, true, false, true, true, false]);
+    /// # Ok::<(), DaxError>(())
+    /// ```
+    pub fn inject(&self, op: DevOp, schedule: FailSchedule, err: DaxError) {
+        let state = match schedule {
+            FailSchedule::Random { seed, .. } if seed != 0 => seed,
+            FailSchedule::Random { .. } => 0x9E37_79B9_7F4A_7C15,
+            _ => 0,
+        };
+        self.inject.lock().errors[op.index()] = Some(Injected {
+            schedule,
+            state,
+            err,
+        });
         self.injecting.store(true, Ordering::SeqCst);
     }
 
@@ -374,19 +472,15 @@ impl MemDevice {
         }
         let mut inj = self.inject.lock();
         let slot = &mut inj.errors[op.index()];
-        if let Some((skip, n, err)) = slot {
-            if *skip > 0 {
-                *skip -= 1;
-                return Ok(());
-            }
-            let err = err.clone();
-            *n -= 1;
-            if *n == 0 {
-                *slot = None;
-            }
-            return Err(err);
+        let Some(injected) = slot else {
+            return Ok(());
+        };
+        let (fail, used_up) = injected.next();
+        let err = fail.then(|| injected.err.clone());
+        if used_up {
+            *slot = None;
         }
-        Ok(())
+        err.map_or(Ok(()), Err)
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<(), DaxError> {
