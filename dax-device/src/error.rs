@@ -3,7 +3,8 @@
 //! The kernel reports DAX failures as negative errno values; dax-rs reports them as
 //! variants that carry the numbers a caller needs (which page, which sector, how many
 //! bytes were cleared), and [`DaxError::errno`] gives back the exact Linux value, so a
-//! FUSE server or a differential test can hand it on unchanged.
+//! FUSE server or a differential test can hand it on unchanged; [`errno_name`] (and
+//! [`DaxError::errno_name`]) names it (`EIO`, `EHWPOISON`) for messages people read.
 
 /// An error from the DAX core, a driver or a filesystem, with its Linux errno.
 ///
@@ -310,6 +311,23 @@ impl DaxError {
         }
     }
 
+    /// The symbolic name of this error's errno ([`errno_name`]): `"EIO"` for a
+    /// [`DaxError::MediaError`], `"EHWPOISON"` for a [`DaxError::HwPoison`], ...;
+    /// `None` only for a [`DaxError::Os`] carrying a value Linux does not define.
+    /// For messages a person reads, where `-5` or `errno 5` says little.
+    ///
+    /// ```
+    /// use dax_device::DaxError;
+    ///
+    /// let e = DaxError::MediaError { pgoff: 18, nr_pages: 1 };
+    /// assert_eq!(e.errno_name(), Some("EIO"));
+    /// assert_eq!(format!("{e} ({})", e.errno_name().unwrap()),
+    ///            "media error in device pages 18..19 (EIO)");
+    /// ```
+    pub fn errno_name(&self) -> Option<&'static str> {
+        errno_name(self.errno())
+    }
+
     /// The error as the kernel returns it: the negated errno (`-libc::EIO`, ...).
     pub fn to_kernel_errno(&self) -> i32 {
         -self.errno()
@@ -364,6 +382,154 @@ impl DaxError {
             other => other,
         }
     }
+}
+
+/// The symbolic name of a Linux errno (`"EIO"` for `libc::EIO`, `"EHWPOISON"`, ...),
+/// as `strerrorname_np(3)` gives it; `errno` may be positive or negated, as the
+/// kernel returns it. `None` for 0 and for values Linux does not define. Where Linux
+/// has two names for one value, the first one is given: `EAGAIN` (not
+/// `EWOULDBLOCK`), `EDEADLK` (not `EDEADLOCK`), `EOPNOTSUPP` (not `ENOTSUP`).
+///
+/// ```
+/// assert_eq!(dax_device::errno_name(libc::EIO), Some("EIO"));
+/// assert_eq!(dax_device::errno_name(-libc::ENXIO), Some("ENXIO"));
+/// assert_eq!(dax_device::errno_name(0), None);
+/// ```
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno.checked_abs()? {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::ENOTBLK => "ENOTBLK",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::ESPIPE => "ESPIPE",
+        libc::EROFS => "EROFS",
+        libc::EMLINK => "EMLINK",
+        libc::EPIPE => "EPIPE",
+        libc::EDOM => "EDOM",
+        libc::ERANGE => "ERANGE",
+        libc::EDEADLK => "EDEADLK",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOLCK => "ENOLCK",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ELOOP => "ELOOP",
+        libc::ENOMSG => "ENOMSG",
+        libc::EIDRM => "EIDRM",
+        libc::ECHRNG => "ECHRNG",
+        libc::EL2NSYNC => "EL2NSYNC",
+        libc::EL3HLT => "EL3HLT",
+        libc::EL3RST => "EL3RST",
+        libc::ELNRNG => "ELNRNG",
+        libc::EUNATCH => "EUNATCH",
+        libc::ENOCSI => "ENOCSI",
+        libc::EL2HLT => "EL2HLT",
+        libc::EBADE => "EBADE",
+        libc::EBADR => "EBADR",
+        libc::EXFULL => "EXFULL",
+        libc::ENOANO => "ENOANO",
+        libc::EBADRQC => "EBADRQC",
+        libc::EBADSLT => "EBADSLT",
+        libc::EBFONT => "EBFONT",
+        libc::ENOSTR => "ENOSTR",
+        libc::ENODATA => "ENODATA",
+        libc::ETIME => "ETIME",
+        libc::ENOSR => "ENOSR",
+        libc::ENONET => "ENONET",
+        libc::ENOPKG => "ENOPKG",
+        libc::EREMOTE => "EREMOTE",
+        libc::ENOLINK => "ENOLINK",
+        libc::EADV => "EADV",
+        libc::ESRMNT => "ESRMNT",
+        libc::ECOMM => "ECOMM",
+        libc::EPROTO => "EPROTO",
+        libc::EMULTIHOP => "EMULTIHOP",
+        libc::EDOTDOT => "EDOTDOT",
+        libc::EBADMSG => "EBADMSG",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::ENOTUNIQ => "ENOTUNIQ",
+        libc::EBADFD => "EBADFD",
+        libc::EREMCHG => "EREMCHG",
+        libc::ELIBACC => "ELIBACC",
+        libc::ELIBBAD => "ELIBBAD",
+        libc::ELIBSCN => "ELIBSCN",
+        libc::ELIBMAX => "ELIBMAX",
+        libc::ELIBEXEC => "ELIBEXEC",
+        libc::EILSEQ => "EILSEQ",
+        libc::ERESTART => "ERESTART",
+        libc::ESTRPIPE => "ESTRPIPE",
+        libc::EUSERS => "EUSERS",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EDESTADDRREQ => "EDESTADDRREQ",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::EPROTOTYPE => "EPROTOTYPE",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EPFNOSUPPORT => "EPFNOSUPPORT",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ENETRESET => "ENETRESET",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EISCONN => "EISCONN",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ESHUTDOWN => "ESHUTDOWN",
+        libc::ETOOMANYREFS => "ETOOMANYREFS",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EALREADY => "EALREADY",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::ESTALE => "ESTALE",
+        libc::EUCLEAN => "EUCLEAN",
+        libc::ENOTNAM => "ENOTNAM",
+        libc::ENAVAIL => "ENAVAIL",
+        libc::EISNAM => "EISNAM",
+        libc::EREMOTEIO => "EREMOTEIO",
+        libc::EDQUOT => "EDQUOT",
+        libc::ENOMEDIUM => "ENOMEDIUM",
+        libc::EMEDIUMTYPE => "EMEDIUMTYPE",
+        libc::ECANCELED => "ECANCELED",
+        libc::ENOKEY => "ENOKEY",
+        libc::EKEYEXPIRED => "EKEYEXPIRED",
+        libc::EKEYREVOKED => "EKEYREVOKED",
+        libc::EKEYREJECTED => "EKEYREJECTED",
+        libc::EOWNERDEAD => "EOWNERDEAD",
+        libc::ENOTRECOVERABLE => "ENOTRECOVERABLE",
+        libc::ERFKILL => "ERFKILL",
+        libc::EHWPOISON => "EHWPOISON",
+        _ => return None,
+    })
 }
 
 /// The OS error of the same errno, so `raw_os_error()` gives it back (what a FUSE
@@ -477,6 +643,64 @@ mod tests {
             }
             .errno(),
             61
+        );
+    }
+
+    #[test]
+    fn every_linux_errno_has_its_name() {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in 1..=libc::EHWPOISON {
+            let name = errno_name(e);
+            // 41 and 58 are unused on Linux (the old EWOULDBLOCK and EDEADLOCK slots).
+            if e == 41 || e == 58 {
+                assert_eq!(name, None, "errno {e}");
+                continue;
+            }
+            let name = name.unwrap_or_else(|| panic!("errno {e} has no name"));
+            assert!(name.starts_with('E'), "{name}");
+            assert!(seen.insert(name), "{name} given twice");
+            assert_eq!(errno_name(-e), Some(name));
+            assert_eq!(DaxError::from_errno(e, "x").errno_name(), Some(name));
+        }
+        assert_eq!(errno_name(libc::EIO), Some("EIO"));
+        assert_eq!(errno_name(libc::EHWPOISON), Some("EHWPOISON"));
+        assert_eq!(errno_name(libc::EWOULDBLOCK), Some("EAGAIN"));
+        assert_eq!(errno_name(libc::ENOTSUP), Some("EOPNOTSUPP"));
+        for none in [0, libc::EHWPOISON + 1, i32::MAX, i32::MIN] {
+            assert_eq!(errno_name(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn every_variant_names_its_errno() {
+        assert_eq!(DaxError::Dead.errno_name(), Some("ENXIO"));
+        assert_eq!(
+            DaxError::HwPoison {
+                pgoff: 0,
+                nr_pages: 1
+            }
+            .errno_name(),
+            Some("EHWPOISON")
+        );
+        assert_eq!(
+            DaxError::MediaError {
+                pgoff: 0,
+                nr_pages: 1
+            }
+            .errno_name(),
+            Some("EIO")
+        );
+        assert_eq!(
+            DaxError::Corrupted { what: "" }.errno_name(),
+            Some("EUCLEAN")
+        );
+        assert_eq!(
+            DaxError::Os {
+                errno: 4095,
+                what: ""
+            }
+            .errno_name(),
+            None
         );
     }
 

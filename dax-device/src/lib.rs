@@ -13,7 +13,8 @@
 //! * [`Badblocks`]: the media-error table (`struct badblocks`).
 //! * [`persist`]: cache write-back and non-temporal copies (the kernel's
 //!   `arch_wb_cache_pmem`, `memcpy_flushcache`, and libpmem2's flag set).
-//! * [`DaxError`]: every failure, with the Linux errno it stands for.
+//! * [`DaxError`]: every failure, with the Linux errno it stands for ([`errno_name`]
+//!   names it).
 //!
 //! Each item's docs name the kernel function or structure it mirrors.
 #![deny(unsafe_code)]
@@ -35,6 +36,6 @@ pub use device::{
     DaxAccessMode, DaxDevice, DaxFlags, DaxHolder, DaxOperations, DaxReadGuard, DirectAccess,
     FsDax, MapSource, MfFlags, RawAccess,
 };
-pub use error::DaxError;
+pub use error::{DaxError, errno_name};
 pub use seqcount::{SeqCount, SeqToken};
 pub use types::*;
