@@ -355,26 +355,7 @@ impl Fails {
 
 /// The name of errno `e` (`EINVAL`, ...), or `errno N`.
 pub fn errno_name(e: i32) -> String {
-    let n = match e {
-        libc::EINVAL => "EINVAL",
-        libc::EFBIG => "EFBIG",
-        libc::EOVERFLOW => "EOVERFLOW",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSPC => "ENOSPC",
-        libc::EIO => "EIO",
-        libc::ENXIO => "ENXIO",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EBUSY => "EBUSY",
-        libc::EFAULT => "EFAULT",
-        libc::ENOMEM => "ENOMEM",
-        libc::ENOENT => "ENOENT",
-        libc::EBADE => "EBADE",
-        libc::EHWPOISON => "EHWPOISON",
-        libc::EAGAIN => "EAGAIN",
-        libc::EINTR => "EINTR",
-        _ => return format!("errno {e}"),
-    };
-    n.to_string()
+    dax_device::errno_name(e).map_or_else(|| format!("errno {e}"), str::to_owned)
 }
 
 /// The first byte where `got` differs from `want`, as a message about `what`.
