@@ -558,6 +558,13 @@ fn setattr_changes_what_it_names_and_stamps_ctime() {
         errno(fs.setattr(Ino(999), &SetAttr::new().mode(0))),
         libc::ENOENT
     );
+    // Times far from the epoch are kept (i64 seconds); a pinned clock is narrower.
+    let far = t(1 << 40, 1);
+    assert_eq!(
+        fs.setattr(f, &SetAttr::new().atime(far)).unwrap().atime,
+        far
+    );
+    assert_eq!(errno(fs.set_clock(Some(far))), libc::EOVERFLOW);
     // Directories take mode, owner and times.
     let a = fs
         .setattr(ROOT_INO, &SetAttr::new().mode(0o1777).uid(0))

@@ -290,8 +290,8 @@ impl TestFs {
     /// `None` returns it to the system's real-time clock (the default, and what every
     /// mount starts with). For tests that check timestamps exactly.
     ///
-    /// `EOVERFLOW` for a time a pinned clock cannot hold: before 1678 or after 2261
-    /// (it counts nanoseconds in an `i64`).
+    /// `EOVERFLOW` for a time a pinned clock cannot hold: one outside 1677-09-21 ..
+    /// 2262-04-11 (it counts nanoseconds since the epoch in an `i64`).
     ///
     /// ```
     /// # use dax_testdev::{MemDevice, TestFs};
@@ -310,7 +310,7 @@ impl TestFs {
                     .as_nanos()
                     .filter(|&n| n != CLOCK_SYSTEM)
                     .ok_or(DaxError::Overflow {
-                        what: "a pinned clock holds years 1678 to 2261 only",
+                        what: "a pinned clock holds times from 1677-09-21 to 2262-04-11 only",
                     })
             })
             .transpose()?;
