@@ -35,6 +35,7 @@ pub mod testfs;
 pub use dax_drivers::shmem_thp_enabled;
 pub use memdev::{Backing, DevOp, FailSchedule, MemDevice, MemDeviceBuilder, memory_failure};
 pub use testfs::{
-    BLOCK_SIZE, ExtentInfo, FallocMode, Ino, Layout, MAX_NAME_LEN, MkfsOptions, Stat, StatFs,
-    TestFs, TestInode,
+    Attr, BLOCK_SIZE, DirEntry, ExtentInfo, FallocMode, FileKind, Ino, Layout, MAX_LINKS,
+    MAX_NAME_LEN, MkfsOptions, Perm, ROOT_INO, RenameFlags, SetAttr, Stat, StatFs, TestFs,
+    TestInode,
 };

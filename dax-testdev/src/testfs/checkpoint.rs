@@ -10,14 +10,16 @@
 //!
 //! Locks: a checkpoint is written with the metadata lock held (the caller's, or taken
 //! here after writeback), and reads every inode's block map under its extent lock,
-//! shared, one inode at a time, then takes each exclusively to clear its dirty state;
-//! that is what makes it a consistent snapshot. Writeback takes the engine's
+//! shared, and its timestamps under their lock, one inode at a time, then takes each
+//! extent lock exclusively to clear its dirty state; that is what makes it a
+//! consistent snapshot (a write stamping mtime without the metadata lock lands
+//! before or after it, as it would around a journal commit). Writeback takes the engine's
 //! mapping-entry locks, before the metadata lock, never under it.
 
 use dax_device::{DaxAccessMode, DaxDevice, DaxError};
 use dax_fault::{WritebackControl, dax_writeback_mapping_range};
 
-use super::format::{self, Image, InodeRecord};
+use super::format::{self, Body, Image, InodeRecord};
 use super::state::{FsState, InodeCore, Metadata};
 use super::{B, BLOCK_SIZE};
 
@@ -29,12 +31,24 @@ impl Metadata {
             .iter()
             .map(|(&ino, im)| InodeRecord {
                 ino,
-                name: im.name.clone(),
-                size: im.core.size(),
-                extents: im.core.blocks.read().map.clone(),
+                mode: im.mode,
+                uid: im.uid,
+                gid: im.gid,
+                nlink: im.nlink,
+                times: im.core.times(),
+                body: match &im.dir {
+                    None => Body::File {
+                        size: im.core.size(),
+                        extents: im.core.blocks.read().map.clone(),
+                    },
+                    Some(d) => Body::Dir {
+                        parent: d.parent,
+                        entries: d.entries.iter().map(|(n, &i)| (n.clone(), i)).collect(),
+                    },
+                },
             })
             .collect();
-        let refcounts = format::derive_refcounts(inodes.iter().map(|i| &i.extents));
+        let refcounts = format::derive_refcounts(inodes.iter().filter_map(InodeRecord::extents));
         Image {
             next_ino: self.next_ino,
             inodes,

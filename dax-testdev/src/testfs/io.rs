@@ -2,13 +2,14 @@
 //! (`ext2_dax_read_iter`), [`TestFs::write`]/[`TestFs::pwrite`]
 //! (`ext2_dax_write_iter`, `xfs_file_dax_write`), [`TestFs::mmap`] and
 //! [`TestFs::mmap_real`] (`ext4_file_mmap`), [`TestFs::fsync`] (`ext4_sync_file`),
-//! and the helpers that zero a gap before the size grows over it (used by truncate,
-//! fallocate and reflink too).
+//! the helpers that zero a gap before the size grows over it (used by truncate,
+//! fallocate and reflink too), and the mtime stamp they all make (`file_modified`).
 //!
 //! Locks: reads take the I/O lock shared, writes exclusive, then call the engine
 //! (which takes mapping-entry locks, and calls `iomap_begin`/`iomap_end`, which take
 //! the metadata and extent locks). Growing the size takes the metadata lock and the
-//! extent lock exclusively, after the engine returned. fsync takes no inode lock:
+//! extent lock exclusively, after the engine returned. A write stamps mtime and ctime
+//! under the inode's timestamp lock alone. fsync takes no inode lock:
 //! writeback, then a checkpoint under the metadata lock (`checkpoint.rs`). The fault
 //! handler behind a mapping is in `mmap.rs`.
 
@@ -76,6 +77,7 @@ impl TestFs {
         let count = count_at(pos, buf)?;
         let _io = inode.core().io.write();
         self.check_live(inode)?;
+        self.file_modified(inode);
         let old = inode.core().size();
         if pos > old {
             self.zero_gap(inode, old, pos)?;
@@ -112,11 +114,19 @@ impl TestFs {
         self.inode(ino)?.mmap_real(pgoff, len, opts)
     }
 
-    /// Makes the file durable (`fsync(2)`): like a journal commit, it checkpoints the
-    /// whole filesystem. `ENOENT` for an unknown inode.
+    /// Makes the file or directory durable (`fsync(2)`): like a journal commit, it
+    /// checkpoints the whole filesystem. `ENOENT` for an unknown inode.
     pub fn fsync(&self, ino: Ino) -> Result<(), DaxError> {
-        let inode = self.inode(ino)?;
-        self.state.fsync_inode(inode.core())
+        let core = self.core_of(ino)?;
+        self.state.fsync_inode(&core)
+    }
+
+    /// Stamps the file's mtime and ctime before its data or size change
+    /// (`file_modified`, `file_update_time`): writes, truncate, fallocate, and a
+    /// reflink into it. The caller holds the I/O lock exclusively; this takes only the
+    /// inode's timestamp lock, no filesystem-wide lock.
+    pub(crate) fn file_modified(&self, inode: &TestInode) {
+        inode.core().touch_mtime(self.state.now());
     }
 
     /// Sets i_size to `end` if that is larger, under the metadata lock. The caller

@@ -5,7 +5,8 @@
 //! fsync in `checkpoint.rs`.
 //!
 //! Locks: the fault handler holds the invalidate lock shared for the whole fault,
-//! including the fsync of a synchronous (MAP_SYNC) write fault; the engine takes the
+//! including the fsync of a synchronous (MAP_SYNC) write fault, and stamps mtime on a
+//! write fault under the timestamp lock alone; the engine takes the
 //! mapping-entry locks and calls `iomap_begin`, which takes the metadata and extent
 //! locks. [`break_layouts`] runs with the I/O and invalidate locks held exclusively
 //! and drops and retakes the invalidate lock while it waits for pinned pages.
@@ -90,8 +91,9 @@ impl VmOps for TestInode {
     /// The fault handler: the invalidate lock shared for the whole fault,
     /// [`dax_iomap_fault`], and for a synchronous write fault
     /// [`dax_finish_sync_fault`] with an fsync of the file (which checkpoints the
-    /// metadata that makes the page reachable). SIGBUS once the file is unlinked or
-    /// the filesystem unmounted.
+    /// metadata that makes the page reachable). A write fault on a shared mapping
+    /// stamps mtime and ctime first (`file_update_time`). SIGBUS once the file is
+    /// unlinked or the filesystem unmounted.
     fn fault(&self, vmf: &Vmf<'_>, order: u32) -> VmFault {
         if self.state().check_mounted().is_err() {
             return VmFault::SIGBUS;
@@ -100,6 +102,10 @@ impl VmOps for TestInode {
         let _inval = self.core().invalidate.read();
         if self.core().is_unlinked() {
             return VmFault::SIGBUS;
+        }
+        if write {
+            // `ext4_dax_huge_fault`: `file_update_time` before a write fault.
+            self.core().touch_mtime(self.state().now());
         }
         let mut pfn = Pfn(0);
         let mut err = Ok(());

@@ -1,11 +1,15 @@
 //! [`TestFs`]: a small extent filesystem on a DAX device, and the worked example of
 //! how a filesystem drives the dax-rs engine.
 //!
-//! TestFs is what a filesystem author copies from. It has a flat namespace (names →
-//! inode numbers), files made of extents (file block → device block runs, MAPPED or
-//! UNWRITTEN, with a shared flag for reflinked blocks), a block allocator with
+//! TestFs is what a filesystem author copies from. It has a directory tree rooted at
+//! [`ROOT_INO`] (directories, hard links, POSIX rename with `RENAME_NOREPLACE` and
+//! `RENAME_EXCHANGE`), the attributes `stat(2)` reports (mode, owner, link count,
+//! size, blocks, nanosecond atime/mtime/ctime: [`TestFs::getattr`],
+//! [`TestFs::setattr`]), files made of extents (file block → device block runs, MAPPED
+//! or UNWRITTEN, with a shared flag for reflinked blocks), a block allocator with
 //! reference counts, and a checkpoint of all metadata in a reserved area of the
-//! device. It answers the DAX core the way ext4 and XFS do ([`TestInode`] implements
+//! device. That is enough for a FUSE server to serve it to `cp`, `mkdir`, `mv`, `ln`,
+//! `rm -r`, `chmod`, `touch`, `truncate`, `fallocate` and `df`. It answers the DAX core the way ext4 and XFS do ([`TestInode`] implements
 //! [`IomapOps`](dax_iomap::IomapOps) and [`DaxInode`](dax_iomap::DaxInode)), and its
 //! file operations call the engine as their kernel counterparts do:
 //!
@@ -16,6 +20,41 @@
 //! | [`TestFs::fallocate`] | [`dax_zero_range`](dax_iomap::dax_zero_range), [`dax_file_unshare`](dax_iomap::dax_file_unshare) | `ext4_fallocate`, `xfs_file_fallocate` |
 //! | [`TestFs::reflink`] / [`TestFs::dedupe`] | [`dax_remap_file_range_prep`](dax_iomap::dax_remap_file_range_prep) | `xfs_reflink_remap_prep` |
 //! | [`TestFs::fiemap`], [`TestFs::seek_hole`], [`TestFs::seek_data`] | [`iomap_fiemap`](dax_iomap::iomap_fiemap), [`iomap_seek_hole`](dax_iomap::iomap_seek_hole), [`iomap_seek_data`](dax_iomap::iomap_seek_data) | `xfs_vn_fiemap`, `xfs_seek_iomap` |
+//!
+//! The namespace and attribute calls need no engine; they follow ext2 and the VFS:
+//!
+//! | TestFs | kernel model |
+//! |---|---|
+//! | [`TestFs::mkdir`], [`TestFs::create_in`], [`TestFs::lookup_in`] | `vfs_mkdir` + `ext2_mkdir`, `ext2_create`, `ext2_lookup` |
+//! | [`TestFs::readdir`], [`TestFs::parent`] | `ext2_readdir` (`dir_emit`), `ext2_get_parent` |
+//! | [`TestFs::link`], [`TestFs::unlink_in`], [`TestFs::rmdir`] | `vfs_link` + `ext2_link`, `vfs_unlink` + `ext2_unlink`, `vfs_rmdir` + `ext2_rmdir` |
+//! | [`TestFs::rename`] | `do_renameat2`, `vfs_rename`, `ext2_rename` |
+//! | [`TestFs::getattr`], [`TestFs::setattr`] | `generic_fillattr`, `notify_change` + `ext2_setattr` (`setattr_copy`) |
+//!
+//! The flat calls of the first TestFs, [`TestFs::create`], [`TestFs::lookup`],
+//! [`TestFs::list`] and [`TestFs::unlink`], act on the root directory.
+//!
+//! ```
+//! use dax_testdev::{FileKind, MemDevice, Perm, ROOT_INO, RenameFlags, TestFs};
+//!
+//! let dev = MemDevice::builder().size(8 << 20).build()?;
+//! let fs = TestFs::mkfs(dev.clone())?;
+//! let perm = Perm::new(0o755, 1000, 1000);
+//! let src = fs.mkdir(ROOT_INO, "src", perm)?;
+//! let f = fs.create_in(src, "main.rs", Perm { mode: 0o644, ..perm })?;
+//! fs.write(f, 0, b"fn main() {}")?;
+//! fs.link(f, ROOT_INO, "main-link.rs")?; // a second name
+//! fs.rename(src, "main.rs", ROOT_INO, "lib.rs", RenameFlags::empty())?;
+//! assert_eq!(fs.getattr(f)?.nlink, 2);
+//! assert_eq!(fs.readdir(src)?, []);
+//! fs.rmdir(ROOT_INO, "src")?;
+//! let names: Vec<_> = fs.readdir(ROOT_INO)?.into_iter().map(|e| (e.name, e.kind)).collect();
+//! assert_eq!(names, [("lib.rs".into(), FileKind::File), ("main-link.rs".into(), FileKind::File)]);
+//! fs.unmount()?; // the tree and every attribute are durable
+//! let fs = TestFs::open(dev)?;
+//! assert_eq!(fs.lookup_in(ROOT_INO, "lib.rs")?, f);
+//! # Ok::<(), dax_device::DaxError>(())
+//! ```
 //!
 //! ```
 //! use dax_device::DaxError;
@@ -109,7 +148,7 @@
 //! ```text
 //! block 0                     superblock (written by mkfs only)
 //!   0  [u8; 8]  magic "DAXRSTFS"
-//!   8  u32      format version (1)
+//!   8  u32      format version (2)
 //!  12  u32      block size (4096)
 //!  16  u64      fs id (random per mkfs; checkpoints must carry it)
 //!  24  u64      total blocks
@@ -127,15 +166,35 @@
 //!  32  u32      CRC-32C of the payload
 //!  36  u32      CRC-32C of header bytes 0..36
 //!  64  payload:
-//!      u64 next inode number
-//!      u32 inode count, then per inode:
-//!          u64 ino, u64 size, u16 name length, name (UTF-8),
-//!          u32 extent count, then per extent (sorted by file block):
-//!              u64 file block, u64 device block, u64 length in blocks,
-//!              u8 flags (bit 0 UNWRITTEN, bit 1 SHARED)
+//!      u64 next inode number (> every inode number; files start at 2)
+//!      u32 inode count, then per inode (the root, inode 1, among them):
+//!          u64 ino, u8 kind (1 regular file, 2 directory),
+//!          u32 mode (permission bits, <= 0o7777), u32 uid, u32 gid, u32 nlink,
+//!          atime, mtime, ctime, each i64 seconds since the epoch + u32 nanoseconds
+//!          a regular file:
+//!              u64 size, u32 extent count, then per extent (sorted by file block):
+//!                  u64 file block, u64 device block, u64 length in blocks,
+//!                  u8 flags (bit 0 UNWRITTEN, bit 1 SHARED)
+//!          a directory:
+//!              u64 parent (the root's is itself), u32 entry count, then per entry
+//!              (strictly ascending by name bytes): u64 ino, u16 name length, name (UTF-8)
 //!      u32 run count, then per run (sorted): u64 device block, u64 length, u32 refcount
 //!          (every referenced block; must equal the counts the extent maps imply)
 //! ```
+//!
+//! Mount accepts a payload only if it describes one tree: the root is a directory and
+//! its own parent; every entry names an existing inode other than the root; each
+//! other directory is named exactly once, by the directory its parent field names;
+//! every inode is reachable from the root (so there are no cycles and no orphans); a
+//! file's nlink is the number of entries naming it, a directory's 2 plus its
+//! subdirectories. Anything else, like any field out of range, makes that slot
+//! invalid (`EUCLEAN` if neither slot is valid).
+//!
+//! Format version 1 (a flat list of names, no attributes) is not read by this version:
+//! mount answers `EINVAL` naming the version, as Linux refuses a superblock with
+//! features it does not know. There is no conversion; mkfs again. The checkpoint
+//! slot magic stayed `TFSCKPT1`; the superblock's version says how to read the
+//! payload.
 //!
 //! A checkpoint writes generation `g + 1` into the slot *not* holding `g`, after a
 //! device flush (data before metadata) and followed by one (the commit). Mount reads
@@ -145,7 +204,7 @@
 //!
 //! # Locking
 //!
-//! Like ext2 and XFS, five levels, always taken in this order:
+//! Like ext2 and XFS, five levels, always taken in this order, and a sixth, a leaf:
 //!
 //! 1. the per-inode **I/O lock** (`i_rwsem`, XFS IOLOCK): shared for reads, fiemap and
 //!    seek; exclusive for writes, truncate, fallocate, reflink/dedupe and unlink;
@@ -172,7 +231,20 @@
 //!    read-type `iomap_begin` on a file of at most eight extents does not take it at
 //!    all: releasing the lock exclusively republishes such maps under a sequence
 //!    counter, and the read uses that copy when no writer was inside while it read
-//!    (a seqlock; see `extent_lock.rs`). It falls back to the lock otherwise.
+//!    (a seqlock; see `extent_lock.rs`). It falls back to the lock otherwise;
+//! 6. the per-inode **timestamp lock** (what `inode->i_lock` is to the kernel's
+//!    multigrain ctime): atime, mtime and ctime; nothing is taken under it. Writes,
+//!    write faults, truncate, fallocate and reflink stamp mtime and ctime under it
+//!    holding only their own locks (no filesystem-wide lock on the write path);
+//!    namespace changes and `setattr` stamp times under the metadata lock.
+//!
+//! The directory tree (entries, parents, link counts) and the other attributes (mode,
+//! owner) change only under the metadata lock, each namespace call checking and
+//! changing in one critical section, so a rename is atomic. Removing a file's last
+//! name (unlink, or rename over it) frees the file: it first takes that file's I/O
+//! and invalidate locks exclusively and breaks its layout for good
+//! (`dax_break_layout_final`), then the metadata lock, and, under it, the extent lock
+//! to take the block map; if the tree changed while it waited, it checks again.
 //!
 //! The extent lock, not the I/O lock, is what makes a block-map lookup safe: page
 //! faults allocate blocks under the invalidate lock held *shared* (as ext2 does),
@@ -191,7 +263,10 @@
 //!
 //! Every failure is a [`DaxError`](dax_device::DaxError) with the errno a user of the
 //! kernel would see: `ENOENT` (no such name or inode), `EEXIST`, `ENAMETOOLONG`,
-//! `EINVAL` (bad offsets, unaligned reflink ranges, bad fallocate combinations),
+//! `ENOTDIR`, `EISDIR` (a file operation on a directory, unlink of one, a file renamed
+//! over one), `ENOTEMPTY`, `EMLINK`, `EPERM` (a hard link to a directory),
+//! `EINVAL` (bad names, a directory moved into its own subtree, bad rename flags, bad
+//! offsets, unaligned reflink ranges, bad fallocate combinations),
 //! `EFBIG`, `ENOSPC`, `EOPNOTSUPP` (punch without keep-size, collapse, insert), `EBADE`
 //! (dedupe of different contents), `EAGAIN` (NOWAIT), `EBUSY` (device already mounted),
 //! `EUCLEAN` (corrupt metadata), and whatever the engine or the device reports.
@@ -204,22 +279,25 @@
 //!
 //! | file | what it owns |
 //! |---|---|
-//! | `sync.rs`, `rangeset.rs`, `extent.rs`, `alloc.rs`, `format.rs`, `verify.rs` | lock types; block ranges; extent maps; the block allocator with reference counts; the on-device format; the VFS's argument checks |
+//! | `sync.rs`, `rangeset.rs`, `extent.rs`, `alloc.rs`, `time.rs`, `format.rs`, `verify.rs` | lock types; block ranges; extent maps; the block allocator with reference counts; timestamps; the on-device format and the tree check; the VFS's argument checks |
 //! | `extent_lock.rs` | the extent lock, its seqlock copy of small maps, and the block map it guards |
-//! | `state.rs` | what the filesystem and its inode handles share: `FsState`, `Metadata`, `InodeCore`, [`Ino`] |
+//! | `state.rs` | what the filesystem and its inode handles share: `FsState` (with the clock), `Metadata`, `InodeCore`, `InodeMeta`, `Dir`, [`Ino`] |
+//! | `attr.rs` | the public tree and attribute types: [`ROOT_INO`], [`FileKind`], [`Perm`], [`Attr`], [`SetAttr`], [`DirEntry`], [`RenameFlags`] |
 //! | `checkpoint.rs` | metadata I/O, writing and committing checkpoints, writeback for fsync and sync |
 //! | `balloc.rs` | where a file's new blocks go; zeroing them and copying CoW tails |
 //! | `failure.rs` | the device holder that answers media failures |
 //! | `inode.rs` | [`TestInode`] and its `iomap_begin`/`iomap_end` |
 //! | `mmap.rs` | mapping an inode, the fault handler, layout breaking |
-//! | `mount.rs` | [`TestFs`] itself: mkfs, mount, sync, unmount |
-//! | `namespace.rs` | create, lookup, list, unlink, inode handles |
+//! | `mount.rs` | [`TestFs`] itself: mkfs, mount, sync, unmount, the pinned clock |
+//! | `namespace.rs` | the directory tree: mkdir, create, lookup, readdir, link, unlink, rmdir, rename; inode handles |
 //! | `io.rs` | read, write, mmap, fsync |
 //! | `space.rs` | truncate, fallocate |
 //! | `remap.rs` | reflink, dedupe |
 //! | `report.rs` | fiemap, seek, stat, statfs, extents |
+//! | `setattr.rs` | getattr, setattr |
 
 mod alloc;
+mod attr;
 mod balloc;
 mod checkpoint;
 mod extent;
@@ -234,14 +312,17 @@ mod namespace;
 mod rangeset;
 mod remap;
 mod report;
+mod setattr;
 mod space;
 mod state;
 mod sync;
+mod time;
 mod verify;
 
 use dax_device::PAGE_SIZE;
 use dax_iomap::MAX_FILE_SIZE;
 
+pub use attr::{Attr, DirEntry, FileKind, MAX_LINKS, Perm, ROOT_INO, RenameFlags, SetAttr};
 pub use inode::TestInode;
 pub use mount::{Layout, MkfsOptions, TestFs};
 pub use report::{ExtentInfo, Stat, StatFs};
@@ -256,11 +337,15 @@ pub const MAX_NAME_LEN: usize = 255;
 
 const B: u64 = BLOCK_SIZE as u64;
 
+/// The root directory's inode number as a plain number ([`ROOT_INO`]).
+const ROOT: u64 = 1;
+
 /// File blocks a file may have: enough to hold [`MAX_FILE_SIZE`] bytes.
 pub(crate) const MAX_FILE_BLOCKS: u64 = MAX_FILE_SIZE.div_ceil(B);
 
-/// Checks a file name: `ENOENT` when empty (as `open("")`), `ENAMETOOLONG` past
-/// [`MAX_NAME_LEN`], `EINVAL` for `/`, NUL, `.` and `..` (the namespace is flat).
+/// Checks the name of a directory entry: `ENOENT` when empty (as `open("")`),
+/// `ENAMETOOLONG` past [`MAX_NAME_LEN`], `EINVAL` for `/`, NUL, `.` and `..` (names
+/// are single path components; `.` and `..` are no entries of their own).
 pub(crate) fn check_name(name: &str) -> Result<(), dax_device::DaxError> {
     use dax_device::DaxError;
     if name.is_empty() {

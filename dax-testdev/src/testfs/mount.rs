@@ -16,13 +16,16 @@ use std::sync::Arc;
 
 use dax_device::{DaxDevice, DaxError, FsDax};
 
-use super::B;
 use super::alloc::Allocator;
+use super::attr::Perm;
+use super::extent::ExtentMap;
 use super::failure::FailureHolder;
-use super::format::{self, CKPT_HEADER, Image, SB_LEN, Superblock};
-use super::state::{FsState, InodeCore, InodeMeta, Metadata};
+use super::format::{self, Body, CKPT_HEADER, Image, SB_LEN, Superblock};
+use super::state::{CLOCK_SYSTEM, Dir, FsState, InodeCore, InodeMeta, Metadata};
 use super::sync::Ordering;
+use super::time::{Times, Timespec};
 use super::verify::einval;
+use super::{B, ROOT};
 
 /// Options of [`TestFs::mkfs_with`]: `MkfsOptions::new().checkpoint_blocks(64)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +34,9 @@ pub struct MkfsOptions {
     /// Blocks per checkpoint slot (the metadata capacity). Default (`None`): 1/64 of
     /// the device, at least 8 and at most 16384 blocks.
     pub checkpoint_blocks: Option<u64>,
+    /// Mode and owner of the root directory (`mke2fs -E root_owner`). Default
+    /// (`None`): `0o755`, owned by the calling process's user and group.
+    pub root: Option<Perm>,
 }
 
 impl MkfsOptions {
@@ -42,6 +48,12 @@ impl MkfsOptions {
     /// Blocks per checkpoint slot; `None` for the default size.
     pub fn checkpoint_blocks(mut self, blocks: impl Into<Option<u64>>) -> Self {
         self.checkpoint_blocks = blocks.into();
+        self
+    }
+
+    /// Mode and owner of the root directory; `None` for the default.
+    pub fn root(mut self, perm: impl Into<Option<Perm>>) -> Self {
+        self.root = perm.into();
         self
     }
 }
@@ -126,14 +138,32 @@ impl TestFs {
             slot_blocks,
         };
         let meta = Metadata {
-            names: BTreeMap::new(),
             inodes: BTreeMap::new(),
-            next_ino: 1,
+            next_ino: ROOT + 1,
             alloc: Allocator::new(sb.data_start(), total),
             generation: 0,
             next_cow_id: 1,
         };
         let state = FsState::new(dev, sb, meta, claim);
+        {
+            let perm = opts.root.unwrap_or_else(|| Perm::current(0o755));
+            let now = state.now();
+            let core = InodeCore::new(
+                ROOT,
+                0,
+                ExtentMap::new(),
+                false,
+                state.dev.clone(),
+                Times::all(now),
+            );
+            let mut root =
+                InodeMeta::new(Arc::new(core), perm.mode & 0o7777, perm.uid, perm.gid, 2);
+            root.dir = Some(Dir {
+                parent: ROOT,
+                entries: BTreeMap::new(),
+            });
+            state.meta.lock().inodes.insert(ROOT, root);
+        }
         state.write_meta(0, &sb.encode())?;
         state.write_meta(state.slot_offset(0), &[0u8; CKPT_HEADER])?;
         {
@@ -156,7 +186,9 @@ impl TestFs {
 
     /// Mounts the TestFs on `dev` from its newest valid checkpoint.
     ///
-    /// `EINVAL` when `dev` holds no TestFs, `EUCLEAN` when no checkpoint slot is valid,
+    /// `EINVAL` when `dev` holds no TestFs or one of another format version (version
+    /// 1, the flat namespace without attributes, is not read: mkfs again), `EUCLEAN`
+    /// when no checkpoint slot is valid,
     /// `EIO` on poison in the superblock, `EBUSY` when the device is already mounted.
     pub fn open(dev: Arc<DaxDevice>) -> Result<TestFs, DaxError> {
         let total = dev.driver().nr_pages();
@@ -189,7 +221,6 @@ impl TestFs {
         let (generation, img) =
             chosen.ok_or(format::corrupt("no valid TestFs checkpoint on the device"))?;
         let mut meta = Metadata {
-            names: BTreeMap::new(),
             inodes: BTreeMap::new(),
             next_ino: img.next_ino,
             alloc: Allocator::from_refcounts(sb.data_start(), sb.total_blocks, &img.refcounts),
@@ -197,21 +228,21 @@ impl TestFs {
             next_cow_id: 1,
         };
         for rec in img.inodes {
-            meta.names.insert(rec.name.clone(), rec.ino);
-            meta.inodes.insert(
-                rec.ino,
-                InodeMeta {
-                    core: Arc::new(InodeCore::new(
-                        rec.ino,
-                        rec.size,
-                        rec.extents,
-                        false,
-                        dev.clone(),
-                    )),
-                    name: rec.name,
-                    cow: BTreeMap::new(),
-                },
-            );
+            let (size, extents, dir) = match rec.body {
+                Body::File { size, extents } => (size, extents, None),
+                Body::Dir { parent, entries } => (
+                    0,
+                    ExtentMap::new(),
+                    Some(Dir {
+                        parent,
+                        entries: entries.into_iter().collect(),
+                    }),
+                ),
+            };
+            let core = InodeCore::new(rec.ino, size, extents, false, dev.clone(), rec.times);
+            let mut im = InodeMeta::new(Arc::new(core), rec.mode, rec.uid, rec.gid, rec.nlink);
+            im.dir = dir;
+            meta.inodes.insert(rec.ino, im);
         }
         let state = FsState::new(dev, sb, meta, claim);
         Ok(Self::mounted(state, &holder))
@@ -253,5 +284,37 @@ impl TestFs {
     /// `writeback_inodes_sb` with `WB_SYNC_ALL`, then `sync_fs`).
     pub fn sync(&self) -> Result<(), DaxError> {
         self.state.sync_all()
+    }
+
+    /// Pins the clock this mount stamps atime, mtime and ctime with at `at`, or with
+    /// `None` returns it to the system's real-time clock (the default, and what every
+    /// mount starts with). For tests that check timestamps exactly.
+    ///
+    /// `EOVERFLOW` for a time a pinned clock cannot hold: one outside 1677-09-21 ..
+    /// 2262-04-11 (it counts nanoseconds since the epoch in an `i64`).
+    ///
+    /// ```
+    /// # use dax_testdev::{MemDevice, TestFs};
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// # let fs = TestFs::mkfs(MemDevice::builder().size(8 << 20).build()?)?;
+    /// let t = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+    /// fs.set_clock(Some(t))?;
+    /// let ino = fs.create("f")?;
+    /// assert_eq!(fs.getattr(ino)?.mtime, t);
+    /// # Ok::<(), dax_device::DaxError>(())
+    /// ```
+    pub fn set_clock(&self, at: Option<std::time::SystemTime>) -> Result<(), DaxError> {
+        let nanos = at
+            .map(|t| {
+                Timespec::from_system(t)?
+                    .as_nanos()
+                    .filter(|&n| n != CLOCK_SYSTEM)
+                    .ok_or(DaxError::Overflow {
+                        what: "a pinned clock holds times from 1677-09-21 to 2262-04-11 only",
+                    })
+            })
+            .transpose()?;
+        self.state.pin_clock(nanos);
+        Ok(())
     }
 }

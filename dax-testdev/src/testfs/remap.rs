@@ -40,7 +40,8 @@ impl TestFs {
     /// mapped there with their reference counts raised. Offsets must be block aligned,
     /// and so must `len` unless the range ends at the source's EOF (`EINVAL`). `len ==
     /// 0` means "to the source's EOF". The destination grows to `dst_off + len` if that
-    /// is past its EOF. Returns the bytes remapped.
+    /// is past its EOF, and its mtime and ctime are stamped. Returns the bytes
+    /// remapped. `EISDIR` when either is a directory.
     pub fn reflink(
         &self,
         src: Ino,
@@ -142,6 +143,11 @@ impl TestFs {
         }
 
         let grow_to = (!flags.contains(RemapFlags::DEDUP)).then_some(dst_end);
+        if grow_to.is_some() {
+            // A reflink changes the destination's data; a dedupe does not
+            // (`generic_remap_file_range_prep` calls `file_modified` for the first only).
+            self.file_modified(&d);
+        }
         self.share_blocks(src, sfb, dst, dfb, nb, grow_to)?;
         Ok(len)
     }

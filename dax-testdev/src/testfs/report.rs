@@ -40,8 +40,10 @@ pub struct StatFs {
     /// Blocks freed since the last checkpoint that still references them; they become
     /// free at the next checkpoint.
     pub busy: u64,
-    /// Files (`f_files - f_ffree`).
+    /// Regular files (`f_files - f_ffree` is this plus [`StatFs::dirs`]).
     pub files: u64,
+    /// Directories, the root included.
+    pub dirs: u64,
     /// Generation of the last durable checkpoint.
     pub generation: u64,
 }
@@ -93,7 +95,8 @@ impl TestFs {
         iomap_seek_data(&inode, &inode, pos)
     }
 
-    /// Size and allocated blocks of a file (`stat(2)`).
+    /// Size and allocated blocks of a file or directory (0 and 0 for a directory); see
+    /// [`TestFs::getattr`] for all attributes.
     pub fn stat(&self, ino: Ino) -> Result<Stat, DaxError> {
         self.state.check_mounted()?;
         let mut meta = self.state.meta.lock();
@@ -113,7 +116,8 @@ impl TestFs {
             blocks: meta.alloc.total(),
             free: meta.alloc.free_blocks(),
             busy: meta.alloc.busy_blocks(),
-            files: meta.inodes.len() as u64,
+            files: meta.inodes.values().filter(|i| !i.is_dir()).count() as u64,
+            dirs: meta.inodes.values().filter(|i| i.is_dir()).count() as u64,
             generation: meta.generation,
         }
     }

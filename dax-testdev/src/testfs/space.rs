@@ -47,7 +47,8 @@ impl TestFs {
     /// XFS's `xfs_setattr_size`): I/O and invalidate locks exclusive; on shrink the
     /// tail of the new EOF block is zeroed with
     /// [`dax_truncate_page`](dax_iomap::dax_truncate_page) and every block past it is
-    /// freed; on growth the gap is zeroed. `EFBIG` past the largest file size.
+    /// freed; on growth the gap is zeroed. mtime and ctime are stamped. `EFBIG` past
+    /// the largest file size, `EISDIR` for a directory.
     pub fn truncate(&self, ino: Ino, size: u64) -> Result<(), DaxError> {
         check_range(size, 0)?;
         let inode = self.inode(ino)?;
@@ -55,6 +56,9 @@ impl TestFs {
         let mut inval = Some(inode.core().invalidate.write());
         self.check_live(&inode)?;
         break_layouts(inode.core(), &mut inval)?;
+        // truncate(2) always stamps mtime and ctime (`do_truncate` passes
+        // ATTR_MTIME | ATTR_CTIME), even when the size does not change.
+        self.file_modified(&inode);
         let old = inode.core().size();
         if size < old {
             if !size.is_multiple_of(B) && self.has_mapped(&inode, size, size.next_multiple_of(B))? {
@@ -99,10 +103,13 @@ impl TestFs {
     /// * `UNSHARE_RANGE` (optionally KEEP_SIZE): shared blocks copied
     ///   ([`dax_file_unshare`](dax_iomap::dax_file_unshare)), then as the empty mode.
     ///
+    /// Every mode stamps mtime and ctime (as `ext4_fallocate` does).
+    ///
     /// Errors in `vfs_fallocate`'s order: `EINVAL` for a zero or negative length or a
     /// negative offset; `EOPNOTSUPP` for unknown bits, PUNCH_HOLE without KEEP_SIZE and
     /// other invalid combinations; `EFBIG` past the largest file size; `EOPNOTSUPP`
-    /// for COLLAPSE_RANGE and INSERT_RANGE, which TestFs does not implement.
+    /// for COLLAPSE_RANGE and INSERT_RANGE, which TestFs does not implement; `EISDIR`
+    /// for a directory.
     pub fn fallocate(
         &self,
         ino: Ino,
@@ -149,6 +156,7 @@ impl TestFs {
         let _io = inode.core().io.write();
         let mut inval = Some(inode.core().invalidate.write());
         self.check_live(&inode)?;
+        self.file_modified(&inode);
         if !op.is_empty() {
             // Blocks will be freed, replaced or copied: no mapping may keep pointing
             // at them (ext4_punch_hole, xfs_file_fallocate: break layouts first).

@@ -1,17 +1,18 @@
 //! The state a [`TestFs`](super::TestFs) shares with its [`TestInode`](super::TestInode)
-//! handles: [`FsState`] (the device, the superblock and the metadata lock),
+//! handles: [`FsState`] (the device, the superblock, the metadata lock and the clock),
 //! [`Metadata`] (everything under the metadata lock), and per inode [`InodeCore`]
-//! (its number, size, locks and block map) with [`InodeMeta`] (its part of the
-//! metadata).
+//! (its number, size, timestamps, locks and block map) with [`InodeMeta`] (its part
+//! of the metadata: owner, mode, link count, and for a directory its entries).
 //!
 //! Every module above the data structures (extent maps, the extent lock, the
 //! allocator, the on-device format) builds on these types; this module uses none of
 //! those modules, so the module graph stays acyclic.
 //!
-//! Locks: the per-inode I/O, invalidate and extent locks live in [`InodeCore`], the
-//! metadata lock in [`FsState`]; the order they are taken in is in the
-//! [module docs](super) ("Locking"). The only lock this module takes is the metadata
-//! lock, in [`FsState::lock_meta`].
+//! Locks: the per-inode I/O, invalidate and extent locks and the timestamp lock live
+//! in [`InodeCore`], the metadata lock in [`FsState`]; the order they are taken in is
+//! in the [module docs](super) ("Locking"). This module takes the metadata lock, in
+//! [`FsState::lock_meta`], and the timestamp lock, innermost, in the [`InodeCore`]
+//! methods that read or stamp times.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,7 +25,8 @@ use super::alloc::Allocator;
 use super::extent::{Extent, ExtentMap};
 use super::extent_lock::{Blocks, ExtentLock};
 use super::format::Superblock;
-use super::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, RwLock};
+use super::sync::{AtomicBool, AtomicI64, AtomicU64, Mutex, MutexGuard, Ordering, RwLock};
+use super::time::{Times, Timespec};
 
 /// An inode number (`ino_t`). Numbers are never reused within a filesystem's life, so
 /// a stale number finds nothing (`ENOENT`) rather than another file.
@@ -45,11 +47,18 @@ pub(crate) fn enoent() -> DaxError {
 }
 
 /// What every handle on one inode shares (the kernel's `struct inode`, XFS's
-/// `struct xfs_inode`): its number, its size, its two locks and its block map under
-/// the extent lock.
+/// `struct xfs_inode`): its number, its size, its timestamps, its locks and its block
+/// map under the extent lock. Directories have one too (with an empty block map and
+/// no user mappings), so that timestamps, checkpoints and sync treat every inode
+/// alike.
 pub(crate) struct InodeCore {
     ino: u64,
     size: AtomicU64,
+    /// atime, mtime and ctime, under their own lock, the innermost of all (the
+    /// kernel updates timestamps under `i_rwsem` alone; a lock of their own lets a
+    /// write stamp mtime without the metadata lock and `getattr` read all three
+    /// untorn). Nothing is taken while it is held.
+    times: Mutex<Times>,
     /// The I/O lock (`i_rwsem`, XFS IOLOCK).
     pub(crate) io: RwLock<()>,
     /// The invalidate lock (`mapping->invalidate_lock`, XFS MMAPLOCK).
@@ -74,10 +83,12 @@ impl InodeCore {
         map: ExtentMap,
         dirty: bool,
         dev: Arc<DaxDevice>,
+        times: Times,
     ) -> Self {
         InodeCore {
             ino,
             size: AtomicU64::new(size),
+            times: Mutex::new(times),
             io: RwLock::new(()),
             invalidate: RwLock::new(()),
             blocks: ExtentLock::new(Blocks { map, seq: 0, dirty }),
@@ -112,6 +123,41 @@ impl InodeCore {
     pub(crate) fn is_unlinked(&self) -> bool {
         self.unlinked.load(Ordering::Acquire)
     }
+
+    /// The three timestamps.
+    pub(crate) fn times(&self) -> Times {
+        *self.times.lock()
+    }
+
+    /// Changes the timestamps with `f` (under the timestamp lock).
+    pub(crate) fn set_times(&self, f: impl FnOnce(&mut Times)) {
+        f(&mut self.times.lock());
+    }
+
+    /// ctime = `now` (`inode_set_ctime_current`): the inode changed.
+    pub(crate) fn touch_ctime(&self, now: Timespec) {
+        self.times.lock().ctime = now;
+    }
+
+    /// mtime = ctime = `now` (`inode_set_mtime_to_ts(inode,
+    /// inode_set_ctime_current(inode))`, what `file_update_time` does): the data or the
+    /// directory's entries changed.
+    pub(crate) fn touch_mtime(&self, now: Timespec) {
+        let mut t = self.times.lock();
+        t.mtime = now;
+        t.ctime = now;
+    }
+}
+
+/// A directory's part of the metadata: its entries and its parent (ext2 keeps both
+/// in the directory's blocks, the parent as the `..` entry).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dir {
+    /// The directory this one is an entry of ([`ROOT_INO`](super::ROOT_INO) for the
+    /// root itself).
+    pub(crate) parent: u64,
+    /// Names → inode numbers, without `.` and `..`.
+    pub(crate) entries: BTreeMap<String, u64>,
 }
 
 /// Per-inode metadata, under the filesystem's metadata lock. The block map is not
@@ -119,9 +165,39 @@ impl InodeCore {
 /// reads can look it up without the metadata lock.
 pub(crate) struct InodeMeta {
     pub(crate) core: Arc<InodeCore>,
-    pub(crate) name: String,
     /// Outstanding copy-on-write reservations by id (a minimal XFS CoW fork).
     pub(crate) cow: BTreeMap<u64, CowResv>,
+    /// Permission bits (`i_mode & S_IALLUGO`).
+    pub(crate) mode: u32,
+    /// Owner.
+    pub(crate) uid: u32,
+    /// Group.
+    pub(crate) gid: u32,
+    /// Links (`i_nlink`): a file's names; a directory's 2 plus its subdirectories.
+    pub(crate) nlink: u32,
+    /// The entries, for a directory; `None` for a regular file.
+    pub(crate) dir: Option<Dir>,
+}
+
+impl InodeMeta {
+    /// The metadata of an inode with `core`, no CoW reservations and no directory
+    /// entries (set `dir` for a directory).
+    pub(crate) fn new(core: Arc<InodeCore>, mode: u32, uid: u32, gid: u32, nlink: u32) -> Self {
+        InodeMeta {
+            core,
+            cow: BTreeMap::new(),
+            mode,
+            uid,
+            gid,
+            nlink,
+            dir: None,
+        }
+    }
+
+    /// Whether this is a directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        self.dir.is_some()
+    }
 }
 
 /// Blocks reserved by `iomap_begin` as the destination of a copy-on-write (an extent
@@ -136,11 +212,12 @@ pub(crate) struct CowResv {
     pub(crate) len: u64,
 }
 
-/// Everything under the metadata lock: the namespace, the inode table, the allocator
-/// and its reference counts, CoW reservation ids and the checkpoint generation (XFS
-/// keeps the like in its AGF headers and superblock counters).
+/// Everything under the metadata lock: the inode table with the directory tree in it,
+/// the allocator and its reference counts, CoW reservation ids and the checkpoint
+/// generation (XFS keeps the like in its AGF headers and superblock counters).
 pub(crate) struct Metadata {
-    pub(crate) names: BTreeMap<String, u64>,
+    /// Every inode, files and directories, by number; the root is
+    /// [`ROOT_INO`](super::ROOT_INO).
     pub(crate) inodes: BTreeMap<u64, InodeMeta>,
     pub(crate) next_ino: u64,
     pub(crate) alloc: Allocator,
@@ -154,6 +231,31 @@ impl Metadata {
         self.inodes.get_mut(&ino).ok_or_else(enoent)
     }
 
+    /// The directory `ino`: `ENOENT` when there is no such inode, `ENOTDIR` when it is
+    /// not a directory.
+    pub(crate) fn dir(&self, ino: u64) -> Result<&Dir, DaxError> {
+        self.inodes
+            .get(&ino)
+            .ok_or_else(enoent)?
+            .dir
+            .as_ref()
+            .ok_or(DaxError::NotDirectory {
+                what: "a path component is not a directory",
+            })
+    }
+
+    /// [`Metadata::dir`], for changing it.
+    pub(crate) fn dir_mut(&mut self, ino: u64) -> Result<&mut Dir, DaxError> {
+        self.inodes
+            .get_mut(&ino)
+            .ok_or_else(enoent)?
+            .dir
+            .as_mut()
+            .ok_or(DaxError::NotDirectory {
+                what: "a path component is not a directory",
+            })
+    }
+
     /// Drops the references of blocks removed from a file.
     pub(crate) fn release_pieces(&mut self, pieces: &[(u64, Extent)]) {
         for (_, e) in pieces {
@@ -161,6 +263,10 @@ impl Metadata {
         }
     }
 }
+
+/// [`FsState`]'s clock value that means "the system clock" (a pinned clock cannot be
+/// this one nanosecond in 1677).
+pub(crate) const CLOCK_SYSTEM: i64 = i64::MIN;
 
 /// The state shared by a [`TestFs`](super::TestFs) and its
 /// [`TestInode`](super::TestInode) handles: the mounted filesystem (the kernel's
@@ -170,6 +276,9 @@ pub(crate) struct FsState {
     pub(crate) sb: Superblock,
     pub(crate) meta: Mutex<Metadata>,
     pub(crate) unmounted: AtomicBool,
+    /// A pinned clock, in nanoseconds since the epoch, or [`CLOCK_SYSTEM`] for the
+    /// system's (see [`FsState::now`]).
+    clock: AtomicI64,
     /// The holder claim on the device (released on drop, `fs_put_dax`).
     _claim: FsDax,
 }
@@ -187,8 +296,25 @@ impl FsState {
             sb,
             meta: Mutex::new(meta),
             unmounted: AtomicBool::new(false),
+            clock: AtomicI64::new(CLOCK_SYSTEM),
             _claim: claim,
         }
+    }
+
+    /// The time to stamp inodes with (`current_time`): the system's real-time clock
+    /// (`CLOCK_REALTIME`), or the time a test pinned with [`FsState::pin_clock`].
+    pub(crate) fn now(&self) -> Timespec {
+        match self.clock.load(Ordering::Relaxed) {
+            CLOCK_SYSTEM => Timespec::from_system(std::time::SystemTime::now()).unwrap_or_default(),
+            nanos => Timespec::from_nanos(nanos),
+        }
+    }
+
+    /// Pins the clock at `nanos` nanoseconds after the epoch, or returns it to the
+    /// system's with `None`.
+    pub(crate) fn pin_clock(&self, nanos: Option<i64>) {
+        let v = nanos.filter(|&n| n != CLOCK_SYSTEM).unwrap_or(CLOCK_SYSTEM);
+        self.clock.store(v, Ordering::Relaxed);
     }
 
     /// `EIO` once the filesystem is unmounted or shut down (XFS's `xfs_is_shutdown`

@@ -1,6 +1,8 @@
 //! Copy-on-write and reflink bookkeeping, tested without the engine: blocks are shared
 //! with the block-map half of a remap (`TestFs::share_blocks`) and the CoW protocol is
-//! driven by calling `iomap_begin`/`iomap_end` as the engine would.
+//! driven by calling `iomap_begin`/`iomap_end` as the engine would. Also the lock
+//! protocols that need TestFs's locks held from outside: reads without the metadata
+//! lock, and a namespace change retrying when the file it would free changes.
 
 use std::sync::Arc;
 
@@ -363,4 +365,37 @@ fn overwrites_of_own_written_blocks_skip_the_metadata_lock() {
     fs.sync().unwrap();
     let (m, _) = inode.iomap_begin(0, B, w).unwrap();
     assert_eq!(m.flags, IomapFlags::empty());
+}
+
+#[test]
+fn a_rename_whose_victim_changes_while_it_waits_evicts_the_new_one() {
+    // rename(a → t) over t's last link must take t's I/O and invalidate locks before
+    // the metadata lock. While it waits for them (held here), t is linked elsewhere
+    // and another file renamed over it: the rename must check again, find the new
+    // last link, lock that file instead, and free it, not the first.
+    let (dev, fs) = setup();
+    let a = fs.create("a").unwrap();
+    let (v1, _) = file_with_data(&fs, &dev, "t", 2, 0x11);
+    let (v2, _) = file_with_data(&fs, &dev, "v2", 3, 0x22);
+    let v1h = fs.inode(v1).unwrap();
+    let held = v1h.core().io.write();
+    std::thread::scope(|s| {
+        let fs = &fs;
+        let renamer =
+            s.spawn(move || fs.rename(ROOT_INO, "a", ROOT_INO, "t", RenameFlags::empty()));
+        // Give the rename time to find v1 and wait for its lock (if it has not got
+        // there yet, it simply finds v2 first: the outcome is the same).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fs.link(v1, ROOT_INO, "keep").unwrap();
+        fs.rename(ROOT_INO, "v2", ROOT_INO, "t", RenameFlags::empty())
+            .unwrap();
+        drop(held);
+        renamer.join().unwrap().unwrap();
+    });
+    assert_eq!(fs.lookup("t").unwrap(), a);
+    assert_eq!(fs.lookup("keep").unwrap(), v1);
+    assert_eq!(fs.getattr(v1).unwrap().nlink, 1);
+    assert_eq!(fs.stat(v1).unwrap().blocks, 2, "v1 keeps its blocks");
+    assert_eq!(fs.getattr(v2).unwrap_err().errno(), libc::ENOENT);
+    assert!(!v1h.core().is_unlinked());
 }
