@@ -1,6 +1,5 @@
-//! The device under the filesystem: [`open_fs`] builds a
-//! [`MemDriver`](fsdax::drivers::MemDriver) (the pmem-like production driver) over a
-//! memfd, shmem THP, hugetlb or a file, and formats it
+//! The device under the filesystem: [`open_fs`] builds a [`MemDriver`] (the pmem-like
+//! production driver) over a memfd, shmem THP, hugetlb or a file, and formats it
 //! ([`TestFs::mkfs`](fsdax::testing::TestFs::mkfs)) or mounts the TestFs it holds
 //! ([`TestFs::open`](fsdax::testing::TestFs::open), the kernel's `fill_super`).
 

@@ -239,7 +239,9 @@ fn tool_status(
     for a in args {
         cmd.arg(a);
     }
+    // In the scratch directory: fio leaves its verify state file in the current one.
     let mut child = cmd
+        .current_dir(&dir.0)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(File::create(&out_p).unwrap())
@@ -494,6 +496,7 @@ fn tools_work_and_a_second_mount_sees_the_same_files() {
                 &"--verify=crc32c",
                 &"--do_verify=1",
                 &"--verify_fatal=1",
+                &"--verify_state_save=0",
                 &"--output-format=json",
             ],
         );
