@@ -466,7 +466,9 @@ impl Filesystem for DaxFuse {
             Err(e) => return reply.error(errno(&e)),
         };
         READ_BUF.with_borrow_mut(|buf| {
-            let want = size.min(MAX_IO) as usize;
+            // Never less than asked for: outside direct I/O the kernel fills a short
+            // READ with zeros, so only EOF may end one early.
+            let want = size as usize;
             if buf.len() < want {
                 buf.resize(want, 0);
             }
