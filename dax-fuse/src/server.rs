@@ -1,0 +1,713 @@
+//! [`DaxFuse`]: the FUSE server, a [`fuser::Filesystem`] that answers each FUSE request
+//! with a TestFs call.
+//!
+//! | FUSE request | TestFs call | kernel counterpart |
+//! |---|---|---|
+//! | `LOOKUP` | `lookup_in`, `getattr` | `ext2_lookup` |
+//! | `FORGET` | nothing: inode numbers are never reused, so no lookup counts are kept | `evict_inode` |
+//! | `GETATTR` / `SETATTR` | `getattr` / `setattr` (a size goes to [`TestFs::truncate`]) | `ext2_getattr`, `ext2_setattr` |
+//! | `MKNOD` (regular files), `CREATE` | `create_in` (+ [`TestFs::inode`] for `CREATE`'s open file) | `ext2_create` |
+//! | `OPEN` / `RELEASE` | [`TestFs::inode`] / drop the handle | `dax_file_open` |
+//! | `READ` / `WRITE` | [`TestFs::pread`] / [`TestFs::pwrite`] on the open inode: `dax_iomap_rw` | `ext2_dax_read_iter` / `ext2_dax_write_iter` |
+//! | `FLUSH` | nothing to do: a write reached device memory before its reply | `filp_flush` |
+//! | `FSYNC` / `FSYNCDIR` | [`TestFs::fsync`] / [`TestFs::sync`]: a checkpoint, durable | `ext4_sync_file` |
+//! | `FALLOCATE` | [`TestFs::fallocate`] with the mode's `FallocMode` | `ext4_fallocate` |
+//! | `LSEEK` (`SEEK_DATA`, `SEEK_HOLE`) | [`TestFs::seek_data`], [`TestFs::seek_hole`] | `iomap_seek_data`, `iomap_seek_hole` |
+//! | `UNLINK`, `MKDIR`, `RMDIR`, `RENAME`, `LINK` | `unlink_in`, `mkdir`, `rmdir`, `rename`, `link` | `ext2_unlink` ... |
+//! | `OPENDIR` / `READDIR` / `RELEASEDIR` | `readdir` and `parent`, snapshotted at open | `ext2_readdir` |
+//! | `STATFS` | [`TestFs::statfs`] | `ext2_statfs` |
+//!
+//! Every error is the [`DaxError`]'s own Linux errno ([`DaxError::errno`]), handed to
+//! the kernel unchanged.
+//!
+//! The namespace and attribute calls (`getattr`, `lookup_in`, ...) are those of the
+//! agreed TestFs API, provided today by [`crate::shim`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use fsdax::device::DaxError;
+use fsdax::testing::{FallocMode, Ino, TestFs, TestInode};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::options::CacheMode;
+use crate::shim::{Attr, FileKind, NsApi, Perm, ROOT_INO, RenameFlags, SetAttr};
+
+/// How long the kernel may cache attributes and names. The server is the only way to
+/// the filesystem, and every change goes through the kernel, which updates or drops
+/// what it cached; one second bounds what a missed case could show.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The largest READ or WRITE asked for: 1 MiB (the kernel's default
+/// `fuse_max_pages_limit` of 256 pages).
+pub const MAX_IO: u32 = 1 << 20;
+
+/// The FUSE error for a TestFs error: its Linux errno, unchanged.
+pub fn errno(e: &DaxError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+/// An inode number as FUSE and TestFs share it: FUSE's root node id (1) is
+/// [`ROOT_INO`], and every other number is the TestFs inode number itself.
+fn ino(node: INodeNo) -> Ino {
+    Ino(node.0)
+}
+
+/// A FUSE name as a TestFs name: TestFs names are UTF-8, so another name cannot exist
+/// (`ENOENT` for a lookup) or be made (`EINVAL`).
+fn name_str(name: &OsStr, creating: bool) -> Result<&str, Errno> {
+    name.to_str().ok_or(if creating {
+        Errno::EINVAL
+    } else {
+        Errno::ENOENT
+    })
+}
+
+/// FUSE's view of TestFs attributes (`struct fuse_attr`).
+fn file_attr(a: &Attr) -> FileAttr {
+    let kind = match a.kind {
+        FileKind::Dir => FileType::Directory,
+        _ => FileType::RegularFile,
+    };
+    FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks.saturating_mul(8),
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.ctime,
+        kind,
+        perm: (a.mode & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// One `readdir` listing, taken at `OPENDIR`: `(node, kind, name)`, with `.` and
+/// `..` first.
+type Listing = Vec<(INodeNo, FileType, String)>;
+
+/// The FUSE server: TestFs behind [`fuser::Filesystem`]. See the
+/// [module docs](self) for which request becomes which call.
+pub struct DaxFuse {
+    fs: Arc<TestFs>,
+    cache: CacheMode,
+    /// Open files (`OPEN`/`CREATE` to `RELEASE`): the inode handle each file handle
+    /// reads and writes through, as a kernel `struct file` holds its inode.
+    files: RwLock<HashMap<u64, TestInode>>,
+    /// Open directories: the listing taken at `OPENDIR`, so offsets stay stable.
+    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    next_fh: AtomicU64,
+}
+
+impl std::fmt::Debug for DaxFuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaxFuse")
+            .field("cache", &self.cache)
+            .field("open_files", &self.files.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Each worker's read buffer, kept between requests (a fresh 1 MiB buffer per
+    /// READ would cost page faults every time).
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DaxFuse {
+    /// A server for `fs` with the given cache mode.
+    pub fn new(fs: Arc<TestFs>, cache: CacheMode) -> Self {
+        DaxFuse {
+            fs,
+            cache,
+            files: RwLock::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    /// The flags every `OPEN`/`CREATE` reply carries, by cache mode.
+    fn open_flags(&self) -> FopenFlags {
+        match self.cache {
+            CacheMode::Direct => {
+                FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+            }
+            CacheMode::Page | CacheMode::Writeback => FopenFlags::FOPEN_KEEP_CACHE,
+        }
+    }
+
+    /// Opens inode `ino` (`TestFs::inode`) under a new file handle.
+    fn open_file(&self, ino: Ino) -> Result<FileHandle, DaxError> {
+        let inode = self.fs.inode(ino)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.files.write().insert(fh, inode);
+        Ok(FileHandle(fh))
+    }
+
+    /// The inode handle of an open file; a handle the kernel did not get from us (it
+    /// never sends one) falls back to a lookup by number.
+    fn file(&self, node: INodeNo, fh: FileHandle) -> Result<TestInode, DaxError> {
+        if let Some(i) = self.files.read().get(&fh.0) {
+            return Ok(i.clone());
+        }
+        self.fs.inode(ino(node))
+    }
+
+    fn entry(&self, ino: Ino, reply: ReplyEntry) {
+        match self.fs.getattr(ino) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listing(&self, dir: Ino) -> Result<Listing, DaxError> {
+        let parent = self.fs.parent(dir)?;
+        let mut out: Listing = vec![
+            (INodeNo(dir.0), FileType::Directory, ".".into()),
+            (INodeNo(parent.0), FileType::Directory, "..".into()),
+        ];
+        for e in self.fs.readdir(dir)? {
+            let kind = match e.kind {
+                FileKind::Dir => FileType::Directory,
+                _ => FileType::RegularFile,
+            };
+            out.push((INodeNo(e.ino.0), kind, e.name));
+        }
+        Ok(out)
+    }
+}
+
+/// `Perm` for a new inode: the mode less the umask, owned by the caller.
+fn perm(req: &Request, mode: u32, umask: u32) -> Perm {
+    Perm {
+        mode: mode & !umask & 0o7777,
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+impl Filesystem for DaxFuse {
+    /// `INIT`: 1 MiB reads and writes; in `direct` mode, `mmap` allowed on direct-I/O
+    /// files (`FUSE_DIRECT_IO_ALLOW_MMAP`, through the page cache); in `writeback`
+    /// mode, `FUSE_WRITEBACK_CACHE`.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(max) = config.set_max_write(MAX_IO) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(MAX_IO) {
+            let _ = config.set_max_readahead(max);
+        }
+        let want = match self.cache {
+            CacheMode::Direct => InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            CacheMode::Page => InitFlags::empty(),
+            CacheMode::Writeback => InitFlags::FUSE_WRITEBACK_CACHE,
+        };
+        let _ = config.add_capabilities(want & config.capabilities());
+        if self.cache == CacheMode::Writeback
+            && !config
+                .capabilities()
+                .contains(InitFlags::FUSE_WRITEBACK_CACHE)
+        {
+            return Err(std::io::Error::other(
+                "the kernel does not offer FUSE_WRITEBACK_CACHE",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `LOOKUP`: `lookup_in` then `getattr`.
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = match name_str(name, false) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.lookup_in(ino(parent), name) {
+            Ok(i) => self.entry(i, reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `FORGET`: nothing to drop. The server keeps no per-lookup state, and TestFs
+    /// never reuses an inode number, so a stale number finds nothing (`ENOENT`).
+    fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
+
+    /// `GETATTR`: `getattr`.
+    fn getattr(&self, _req: &Request, node: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino(node)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `SETATTR`: `setattr` (size through [`TestFs::truncate`]; mode, owner, times).
+    /// `ctime` is not settable (the filesystem sets it), as with `utimensat(2)`.
+    fn setattr(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let mut set = SetAttr::new();
+        if let Some(m) = mode {
+            set = set.mode(m & 0o7777);
+        }
+        if let Some(u) = uid {
+            set = set.uid(u);
+        }
+        if let Some(g) = gid {
+            set = set.gid(g);
+        }
+        if let Some(s) = size {
+            set = set.size(s);
+        }
+        if let Some(t) = atime {
+            set = set.atime(time(t));
+        }
+        if let Some(t) = mtime {
+            set = set.mtime(time(t));
+        }
+        match self.fs.setattr(ino(node), &set) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `MKNOD`: regular files only (`create_in`); other types get `EPERM`, Linux's
+    /// answer for a filesystem without them.
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let fmt = mode & libc::S_IFMT;
+        if fmt != libc::S_IFREG && fmt != 0 {
+            return reply.error(Errno::EPERM);
+        }
+        let name = match name_str(name, true) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.create_in(ino(parent), name, perm(req, mode, umask)) {
+            Ok(i) => self.entry(i, reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `MKDIR`: `mkdir`.
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_str(name, true) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.mkdir(ino(parent), name, perm(req, mode, umask)) {
+            Ok(i) => self.entry(i, reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `UNLINK`: `unlink_in`. The file's blocks are freed at once: TestFs keeps no
+    /// open-file references, so a file still open elsewhere reads `ENOENT` afterwards.
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name, false) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.unlink_in(ino(parent), name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `RMDIR`: `rmdir`.
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name, false) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.rmdir(ino(parent), name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `RENAME` (`renameat2`): `rename`, with `RENAME_NOREPLACE` or `RENAME_EXCHANGE`;
+    /// both at once or `RENAME_WHITEOUT` get `EINVAL`, as Linux answers.
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = match (name_str(name, false), name_str(newname, true)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        let noreplace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        let exchange = flags.contains(fuser::RenameFlags::RENAME_EXCHANGE);
+        let known = fuser::RenameFlags::RENAME_NOREPLACE | fuser::RenameFlags::RENAME_EXCHANGE;
+        if (noreplace && exchange) || !(flags - known).is_empty() {
+            return reply.error(Errno::EINVAL);
+        }
+        let f = if noreplace {
+            RenameFlags::NOREPLACE
+        } else if exchange {
+            RenameFlags::EXCHANGE
+        } else {
+            RenameFlags::empty()
+        };
+        match self
+            .fs
+            .rename(ino(parent), name, ino(newparent), newname, f)
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `LINK`: `link`.
+    fn link(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let newname = match name_str(newname, true) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.link(ino(node), ino(newparent), newname) {
+            Ok(()) => self.entry(ino(node), reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `OPEN`: an inode handle ([`TestFs::inode`]) under a new file handle, with the
+    /// cache mode's flags (`FOPEN_DIRECT_IO` by default). `O_TRUNC` arrives as a
+    /// separate `SETATTR`.
+    fn open(&self, _req: &Request, node: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if ino(node) == ROOT_INO {
+            return reply.error(Errno::EISDIR);
+        }
+        match self.open_file(ino(node)) {
+            Ok(fh) => reply.opened(fh, self.open_flags()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `READ`: [`TestFs::pread`] on the open inode, which is `dax_iomap_rw` (reading)
+    /// under the inode's I/O lock.
+    fn read(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let inode = match self.file(node, fh) {
+            Ok(i) => i,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        READ_BUF.with_borrow_mut(|buf| {
+            // Never less than asked for: outside direct I/O the kernel fills a short
+            // READ with zeros, so only EOF may end one early.
+            let want = size as usize;
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            match self.fs.pread(&inode, offset, &mut buf[..want]) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    /// `WRITE`: [`TestFs::pwrite`] on the open inode, which is `dax_iomap_rw`
+    /// (writing) under the inode's I/O lock: the bytes are in device memory, written
+    /// with non-temporal stores, when the reply goes out.
+    fn write(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let inode = match self.file(node, fh) {
+            Ok(i) => i,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        match self.fs.pwrite(&inode, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `FLUSH` (each `close(2)`): nothing is buffered here, every WRITE reached device
+    /// memory before its reply. Durability is `FSYNC`'s job.
+    fn flush(
+        &self,
+        _req: &Request,
+        _node: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    /// `RELEASE` (last close): drops the inode handle.
+    fn release(
+        &self,
+        _req: &Request,
+        _node: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.files.write().remove(&fh.0);
+        reply.ok();
+    }
+
+    /// `FSYNC`: [`TestFs::fsync`], a checkpoint of the whole filesystem (like a
+    /// journal commit): the file's data and all metadata are durable on return.
+    fn fsync(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(ino(node)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `OPENDIR`: the listing (`parent` and `readdir`), kept for this handle so that
+    /// `READDIR` offsets mean the same entries however the directory changes.
+    fn opendir(&self, _req: &Request, node: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.listing(ino(node)) {
+            Ok(l) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.dirs.lock().insert(fh, Arc::new(l));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `READDIR`: entries of the listing from `offset` (entry `i` has offset `i + 1`).
+    fn readdir(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listing = match self.dirs.lock().get(&fh.0).cloned() {
+            Some(l) => l,
+            None => match self.listing(ino(node)) {
+                Ok(l) => Arc::new(l),
+                Err(e) => return reply.error(errno(&e)),
+            },
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (n, kind, name)) in listing.iter().enumerate().skip(start) {
+            if reply.add(*n, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// `RELEASEDIR`: drops the listing.
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _node: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    /// `FSYNCDIR`: [`TestFs::sync`] (names are metadata, durable at a checkpoint).
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _node: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `STATFS`: [`TestFs::statfs`]. Blocks freed since the last checkpoint ("busy")
+    /// count as free: TestFs checkpoints and takes them when it runs short. TestFs
+    /// has no inode table to fill, so free inodes are reported as free blocks.
+    fn statfs(&self, _req: &Request, _node: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        let free = s.free + s.busy;
+        reply.statfs(
+            s.blocks,
+            free,
+            free,
+            s.files + free,
+            free,
+            s.block_size as u32,
+            fsdax::testing::MAX_NAME_LEN as u32,
+            s.block_size as u32,
+        );
+    }
+
+    /// `CREATE` (`open(O_CREAT)` of a new name): `create_in`, then opened as `OPEN`.
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let fmt = mode & libc::S_IFMT;
+        if fmt != libc::S_IFREG && fmt != 0 {
+            return reply.error(Errno::EPERM);
+        }
+        let name = match name_str(name, true) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let made = self
+            .fs
+            .create_in(ino(parent), name, perm(req, mode, umask))
+            .and_then(|i| Ok((self.fs.getattr(i)?, self.open_file(i)?)));
+        match made {
+            Ok((a, fh)) => {
+                reply.created(&TTL, &file_attr(&a), Generation(0), fh, self.open_flags())
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `FALLOCATE`: [`TestFs::fallocate`] with the mode bits as they are
+    /// (`FALLOC_FL_*` and [`FallocMode`] share values): 0 allocates, `KEEP_SIZE`,
+    /// `PUNCH_HOLE | KEEP_SIZE`, `ZERO_RANGE`; TestFs answers `EOPNOTSUPP` for what it
+    /// does not do. (The kernel's FUSE client itself refuses modes it does not
+    /// forward, also with `EOPNOTSUPP`.)
+    fn fallocate(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = FallocMode::from_bits_retain(mode as u32);
+        match self.fs.fallocate(ino(node), mode, offset, length) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `LSEEK` with `SEEK_DATA` or `SEEK_HOLE` (the kernel answers the other whences
+    /// itself): [`TestFs::seek_data`] / [`TestFs::seek_hole`], `ENXIO` at or past EOF.
+    fn lseek(
+        &self,
+        _req: &Request,
+        node: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let r = match whence {
+            libc::SEEK_DATA => self.fs.seek_data(ino(node), offset),
+            libc::SEEK_HOLE => self.fs.seek_hole(ino(node), offset),
+            _ => return reply.error(Errno::EINVAL),
+        };
+        match r.and_then(|p| {
+            i64::try_from(p).map_err(|_| DaxError::Overflow {
+                what: "seek result past i64::MAX",
+            })
+        }) {
+            Ok(p) => reply.offset(p),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
