@@ -8,7 +8,6 @@
 //! | [`options`] | the command line |
 //! | [`device`] | the device (memfd, shmem THP, hugetlb or an image file) and mkfs or mount of TestFs on it |
 //! | [`server`] | [`DaxFuse`](server::DaxFuse), the FUSE request → TestFs call table |
-//! | [`shim`] | today's stand-in for TestFs's namespace and attribute API |
 //! | [`unmount`] | SIGINT/SIGTERM handling and unmounting the FUSE mount |
 //!
 //! Reads and writes go through the DAX core's `dax_iomap_rw` (TestFs's `pread` and
@@ -20,5 +19,4 @@
 pub mod device;
 pub mod options;
 pub mod server;
-pub mod shim;
 pub mod unmount;

@@ -20,8 +20,8 @@
 //! Every error is the [`DaxError`]'s own Linux errno ([`DaxError::errno`]), handed to
 //! the kernel unchanged.
 //!
-//! The namespace and attribute calls (`getattr`, `lookup_in`, ...) are those of the
-//! agreed TestFs API, provided today by [`crate::shim`].
+//! The namespace and attribute calls (`getattr`, `lookup_in`, ...) are TestFs's
+//! directory tree ([`TestFs::mkdir`], [`TestFs::rename`], ...).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fsdax::device::DaxError;
-use fsdax::testing::{FallocMode, Ino, TestFs, TestInode};
+use fsdax::testing::{
+    Attr, FallocMode, FileKind, Ino, Perm, ROOT_INO, RenameFlags, SetAttr, TestFs, TestInode,
+};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
@@ -41,7 +43,6 @@ use fuser::{
 use parking_lot::{Mutex, RwLock};
 
 use crate::options::CacheMode;
-use crate::shim::{Attr, FileKind, NsApi, Perm, ROOT_INO, RenameFlags, SetAttr};
 
 /// How long the kernel may cache attributes and names. The server is the only way to
 /// the filesystem, and every change goes through the kernel, which updates or drops

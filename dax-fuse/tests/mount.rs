@@ -1,6 +1,7 @@
 //! `daxfs-fuse` mounted for real, used with ordinary tools: cp, dd, cat, truncate,
-//! fallocate, sha256sum, stat, df, cmp and fio (verify=crc32c); then SIGINT, and a
-//! second mount of the same image shows the same files, byte for byte.
+//! fallocate, sha256sum, stat, df, cmp and fio (verify=crc32c), and mkdir, mv, ln,
+//! chmod, chown, touch, rm -r and find for the tree and its attributes; then SIGINT,
+//! and a second mount of the same image shows the same files and tree, byte for byte.
 //!
 //! Needs root and `/dev/fuse`; without them each test prints why and returns. Every
 //! subprocess, every wait and every system call on the mount has a deadline, so a hang
@@ -309,7 +310,7 @@ fn sums(dir: &Scratch, s: &Server) -> BTreeMap<String, (String, u64)> {
 /// What a file on the mount must hold: written to the scratch directory and compared
 /// with `cmp`, and its size with `stat`.
 fn check(dir: &Scratch, s: &Server, name: &str, want: &[u8]) {
-    let exp = dir.path(&format!("expect.{name}"));
+    let exp = dir.path(&format!("expect.{}", name.replace('/', "_")));
     std::fs::write(&exp, want).unwrap();
     let got = s.path(name);
     let (same, out, err) = tool_status(dir, "cmp", &[&exp, &got]);
@@ -628,5 +629,105 @@ fn errors_reach_callers_as_the_right_errno() {
         (0..32).try_for_each(|_| f.write_all(&chunk)).map(|_| ())
     });
     assert_eq!(errno_of(e), libc::ENOSPC);
+    s.stop();
+}
+
+/// The tree and its attributes as `find` prints them: path, type, mode, owner, group,
+/// link count, size, mtime, one line each, sorted.
+fn tree(dir: &Scratch, s: &Server) -> String {
+    let out = tool(
+        dir,
+        "find",
+        &[
+            &s.mnt,
+            &"-mindepth",
+            &"1",
+            &"-printf",
+            &"%P %y %m %U %G %n %s %T@\\n",
+        ],
+    );
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+#[test]
+fn directories_links_and_attributes_work_and_survive_a_remount() {
+    skip_unless_fuse!();
+    let dir = Scratch::new("tree");
+    let img = dir.path("image");
+    let mnt = dir.path("mnt");
+    let s = Server::start(
+        &mnt,
+        &dir.path("log1"),
+        &["--image", img.to_str().unwrap(), "--size", "64M"],
+    );
+    let bytes = pattern(100_000, 3);
+    let src = dir.path("src");
+    std::fs::write(&src, &bytes).unwrap();
+
+    tool(&dir, "mkdir", &[&"-p", &s.path("a/b/c"), &s.path("d")]);
+    tool(&dir, "cp", &[&src, &s.path("a/b/file")]);
+    tool(&dir, "ln", &[&s.path("a/b/file"), &s.path("d/hardlink")]);
+    assert_eq!(
+        tool(&dir, "stat", &[&"-c", &"%h", &s.path("d/hardlink")]).trim(),
+        "2"
+    );
+    tool(&dir, "mv", &[&s.path("a/b/c"), &s.path("d/c-moved")]);
+    tool(&dir, "mv", &[&s.path("a/b/file"), &s.path("a/renamed")]);
+    tool(&dir, "chmod", &[&"0640", &s.path("a/renamed")]);
+    tool(&dir, "chmod", &[&"0700", &s.path("d")]);
+    tool(&dir, "chown", &[&"1234:5678", &s.path("d/hardlink")]);
+    tool(
+        &dir,
+        "touch",
+        &[
+            &"-m",
+            &"-d",
+            &"2001-02-03 04:05:06.123456789 UTC",
+            &s.path("a/renamed"),
+        ],
+    );
+    // rmdir of a non-empty directory fails (ENOTEMPTY); rm -r removes a whole subtree.
+    let (ok, _, err) = tool_status(&dir, "rmdir", &[&s.path("a")]);
+    assert!(!ok && err.contains("not empty"), "rmdir a: {err}");
+    tool(&dir, "mkdir", &[&"-p", &s.path("gone/x/y")]);
+    tool(&dir, "cp", &[&src, &s.path("gone/x/y/f")]);
+    tool(&dir, "rm", &[&"-r", &s.path("gone")]);
+
+    let before = tree(&dir, &s);
+    let want = [
+        "a d 755",
+        "a/b d 755",
+        "a/renamed f 640 1234 5678 2 100000 981173106.1234567890",
+        "d d 700",
+        "d/c-moved d 755",
+        "d/hardlink f 640 1234 5678 2 100000 981173106.1234567890",
+    ];
+    let lines: Vec<&str> = before.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{before}");
+    for (got, want) in lines.iter().zip(want) {
+        assert!(
+            got.starts_with(want),
+            "got {got:?}, want it to start {want:?}\n{before}"
+        );
+    }
+    check(&dir, &s, "d/hardlink", &bytes);
+
+    s.stop();
+    let s = Server::start(&mnt, &dir.path("log2"), &["--image", img.to_str().unwrap()]);
+    assert_eq!(
+        tree(&dir, &s),
+        before,
+        "the second mount shows another tree"
+    );
+    check(&dir, &s, "a/renamed", &bytes);
+    // Unlinking one name keeps the other.
+    tool(&dir, "rm", &[&s.path("a/renamed")]);
+    assert_eq!(
+        tool(&dir, "stat", &[&"-c", &"%h", &s.path("d/hardlink")]).trim(),
+        "1"
+    );
+    check(&dir, &s, "d/hardlink", &bytes);
     s.stop();
 }
