@@ -74,6 +74,16 @@ fn name_str(name: &OsStr, creating: bool) -> Result<&str, Errno> {
     })
 }
 
+/// The name for a new regular file (`MKNOD`, `CREATE`): other file types are `EPERM`,
+/// Linux's answer for a filesystem without them; then as [`name_str`] for a new name.
+fn new_file_name(name: &OsStr, mode: u32) -> Result<&str, Errno> {
+    let fmt = mode & libc::S_IFMT;
+    if fmt != libc::S_IFREG && fmt != 0 {
+        return Err(Errno::EPERM);
+    }
+    name_str(name, true)
+}
+
 /// FUSE's view of TestFs attributes (`struct fuse_attr`).
 fn file_attr(a: &Attr) -> FileAttr {
     let kind = match a.kind {
@@ -320,11 +330,7 @@ impl Filesystem for DaxFuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let fmt = mode & libc::S_IFMT;
-        if fmt != libc::S_IFREG && fmt != 0 {
-            return reply.error(Errno::EPERM);
-        }
-        let name = match name_str(name, true) {
+        let name = match new_file_name(name, mode) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
@@ -644,11 +650,7 @@ impl Filesystem for DaxFuse {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let fmt = mode & libc::S_IFMT;
-        if fmt != libc::S_IFREG && fmt != 0 {
-            return reply.error(Errno::EPERM);
-        }
-        let name = match name_str(name, true) {
+        let name = match new_file_name(name, mode) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
