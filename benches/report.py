@@ -767,6 +767,7 @@ def render_svg(results: dict[tuple, Result], benches: list[str], title: str) -> 
          f'<rect width="{W}" height="{H}" fill="white"/>',
          f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="15" '
          f'font-weight="bold">{escape(title)}</text>']
+    bench_of = {f.key: r.bench for r in TABLE for f in [r.dax] + [b.fig for b in r.baselines]}
     for i, panel in enumerate(PANELS):
         x0, y0 = (i % cols) * pw, 40 + (i // cols) * ph
         px0, px1 = x0 + ml, x0 + pw - mr
@@ -778,7 +779,7 @@ def render_svg(results: dict[tuple, Result], benches: list[str], title: str) -> 
             sp = []
             for f in s.figs:
                 r = results.get(f.key)
-                if r is not None and r.throughput_bytes:
+                if r is not None and r.throughput_bytes and bench_of[f.key] in benches:
                     sp.append((r.throughput_bytes, value_in("GiB/s", r), r))
             pts.append((s, sp))
         allp = [p for _, sp in pts for p in sp]
