@@ -113,7 +113,8 @@ SECTIONS: dict[str, Section] = {
     "read_section": Section(
         "Read sections",
         "`DaxDevice::read_lock()` + drop against the former two-counter read side "
-        "(two locked instructions per section).",
+        "(two locked instructions per section). The writer (`kill`) pays for the cheap "
+        "read side, once per device removal.",
     ),
     "fault": Section(
         "Fault engine, simulated page table",
