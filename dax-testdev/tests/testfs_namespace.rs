@@ -1594,3 +1594,35 @@ fn threads_racing_links_unlinks_renames_and_writes_leave_one_consistent_tree() {
     let fs = TestFs::open(dev).unwrap();
     assert_eq!(walk(&fs), before);
 }
+
+#[test]
+fn inode_numbers_are_bounded_in_the_checkpoint_and_when_they_run_out() {
+    let (dev, fs) = mem_fs(SIZE);
+    fs.create("a").unwrap();
+    fs.sync().unwrap();
+    let generation = fs.generation();
+    let newest = fs.layout().slot_offsets[(generation % 2) as usize];
+    drop(fs);
+    let good = payload(&dev, newest);
+    // The payload starts with the next inode number. One past i64::MAX is the
+    // largest a checkpoint may hold: it mounts, and the next create is ENOSPC, not
+    // an overflow that would reuse the root's number.
+    let mut p = good.clone();
+    p[..8].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    rewrite_slot(&dev, newest, &p);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(fs.generation(), generation);
+    assert_eq!(fs.create("b").unwrap_err().errno(), libc::ENOSPC);
+    assert_eq!(
+        fs.mkdir(ROOT_INO, "d", P).unwrap_err().errno(),
+        libc::ENOSPC
+    );
+    assert_eq!(fs.getattr(ROOT_INO).unwrap().kind, FileKind::Dir);
+    drop(fs);
+    // Beyond that the slot is corrupt, and mount takes the older checkpoint.
+    let mut p = good;
+    p[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    rewrite_slot(&dev, newest, &p);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(fs.generation(), generation - 1);
+}

@@ -16,6 +16,11 @@ use super::time::{Times, Timespec};
 use super::{BLOCK_SIZE, MAX_FILE_BLOCKS, MAX_NAME_LEN, ROOT};
 use dax_iomap::MAX_FILE_SIZE;
 
+/// The largest inode number TestFs hands out: `ino_t` as userspace sees it is signed
+/// in places (`off_t`-like uses, `stat` in 32-bit emulations aside), so stay within
+/// `i64`. A checkpoint whose next number lies beyond is corrupt; running out is
+/// `ENOSPC`.
+pub(crate) const MAX_INO: u64 = i64::MAX as u64;
 /// Superblock magic.
 pub(crate) const SB_MAGIC: [u8; 8] = *b"DAXRSTFS";
 /// Checkpoint slot magic.
@@ -342,6 +347,9 @@ impl Image {
         }
         let mut r = Reader::new(p);
         let next_ino = r.u64()?;
+        if next_ino > MAX_INO + 1 {
+            return Err(corrupt("checkpoint's next inode number is out of range"));
+        }
         let n = r.u32()?;
         let mut inodes = Vec::new();
         let mut inos = BTreeSet::new();

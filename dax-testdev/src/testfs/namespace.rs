@@ -20,21 +20,24 @@
 //! Locks: every change of the tree happens under the metadata lock, checks and all,
 //! so a change is atomic: no one sees half a rename. Removing a file's last name
 //! frees it and its blocks, which needs more, as unlink always has: the file's I/O
-//! lock and invalidate lock exclusively, its layout broken for good
-//! ([`dax_break_layout_final`], the engine's mapping-entry locks), then the metadata
-//! lock and under it the extent lock exclusively to mark the inode unlinked and take
+//! lock and invalidate lock exclusively, its layout broken (unmapped everywhere,
+//! pinned pages waited for, as `dax_break_layout_final` does; its entries are dropped
+//! only once it is freed), then the metadata lock and under it the extent lock exclusively to mark the inode unlinked and take
 //! its block map. A change that finds it would free a file it has not locked that way
 //! drops the metadata lock, takes the file's locks, and starts again
 //! (`change_namespace`); the tree may have changed meanwhile, so everything is
 //! checked again. Lookups, readdir and inode handles take only the metadata lock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dax_device::DaxError;
-use dax_fault::dax_break_layout_final;
+use dax_fault::pages::wait_idle;
+use dax_fault::{dax_delete_mapping_range, dax_layout_busy_page};
 
 use super::attr::{DirEntry, FileKind, MAX_LINKS, Perm, ROOT_INO, RenameFlags};
 use super::extent::ExtentMap;
+use super::format::MAX_INO;
 use super::inode::TestInode;
 use super::mount::TestFs;
 use super::state::{Dir, FsState, Ino, InodeCore, InodeMeta, Metadata, enoent};
@@ -126,8 +129,21 @@ impl Metadata {
 
     /// A new inode numbered `next_ino`, with no name yet: a file (one link to come)
     /// or, with `parent`, a directory (two).
-    fn new_inode(&mut self, fs: &FsState, perm: Perm, parent: Option<u64>, now: Timespec) -> u64 {
+    /// `ENOSPC` once every number up to [`MAX_INO`] has been used (ext4's answer when
+    /// it runs out of inodes).
+    fn new_inode(
+        &mut self,
+        fs: &FsState,
+        perm: Perm,
+        parent: Option<u64>,
+        now: Timespec,
+    ) -> Result<u64, DaxError> {
         let ino = self.next_ino;
+        if ino > MAX_INO {
+            return Err(DaxError::NoSpace {
+                what: "every inode number has been used",
+            });
+        }
         self.next_ino += 1;
         let core = InodeCore::new(
             ino,
@@ -150,7 +166,7 @@ impl Metadata {
             entries: Default::default(),
         });
         self.inodes.insert(ino, im);
-        ino
+        Ok(ino)
     }
 
     /// Drops one link of file `ino`, whose entry is already gone: its ctime changes,
@@ -215,13 +231,25 @@ impl TestFs {
             let core = evict;
             let _io = core.io.write();
             let _inval = core.invalidate.write();
-            // The blocks are freed now (TestFs has no open-file references), so do
-            // what eviction does first: unmap the file everywhere, wait for pinned
-            // pages, drop every entry. Should the file keep a name after all (a link
-            // made meanwhile), this cost nothing but refaults.
-            dax_break_layout_final(&core.mapping);
+            // The blocks are freed in `step` (TestFs has no open-file references), so
+            // first do what eviction does before blocks go (`dax_break_layout_final`'s
+            // wait): unmap the file everywhere and wait until no page is pinned. The
+            // invalidate lock keeps new faults out from here on. The entries, dirty
+            // ones included, stay until the file is known to be freed: should it keep
+            // a name after all (a link made meanwhile), the next fsync must still
+            // write back what was stored through a mapping.
+            while let Some(busy) = dax_layout_busy_page(&core.mapping) {
+                wait_idle(busy, Duration::from_millis(10));
+            }
             let mut meta = self.state.meta.lock();
-            match step(&mut meta, Some(core.ino()), self.state.now())? {
+            let next = step(&mut meta, Some(core.ino()), self.state.now());
+            drop(meta);
+            if core.is_unlinked() {
+                // Freed: drop its entries (`truncate_inode_pages_final`), outside the
+                // metadata lock (entry locks come first in the lock order).
+                dax_delete_mapping_range(&core.mapping, ..);
+            }
+            match next? {
                 Step::Done => return Ok(()),
                 Step::Evict(other) => evict = other,
             }
@@ -272,7 +300,7 @@ impl TestFs {
                 "the parent directory has the most subdirectories it may have",
             ));
         }
-        let ino = meta.new_inode(&self.state, perm, dir.then_some(parent.0), now);
+        let ino = meta.new_inode(&self.state, perm, dir.then_some(parent.0), now)?;
         meta.dir_mut(parent.0)?.entries.insert(name.to_owned(), ino);
         if dir {
             meta.add_links(parent.0, 1);

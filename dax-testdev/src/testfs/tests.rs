@@ -399,3 +399,55 @@ fn a_rename_whose_victim_changes_while_it_waits_evicts_the_new_one() {
     assert_eq!(fs.getattr(v2).unwrap_err().errno(), libc::ENOENT);
     assert!(!v1h.core().is_unlinked());
 }
+
+#[test]
+fn an_unlink_that_finds_a_new_link_keeps_the_files_dirty_entries() {
+    // unlink(a) waits for a's locks (held here); meanwhile a gets a second name, so
+    // the unlink only removes a name. What was stored through a mapping is still
+    // dirty in a's mapping index, for the next fsync to write back: the wait for
+    // the locks must not have dropped the entries.
+    use dax_fault::index::Marks;
+    use dax_fault::sim::SimPageTable;
+    use dax_fault::{PageTable, Vma};
+
+    let (dev, fs) = setup();
+    let (a, _) = file_with_data(&fs, &dev, "a", 1, 0x11);
+    let pt = Arc::new(SimPageTable::new());
+    let base = 0x7000_0000_0000;
+    let vma = fs
+        .mmap(
+            a,
+            Vma::new(base, B, 0).unwrap().writable(true),
+            pt.clone() as Arc<dyn PageTable>,
+        )
+        .unwrap();
+    pt.write(&vma, base, b"stored through the mapping").unwrap();
+    assert!(
+        vma.mapping()
+            .index()
+            .lookup(0)
+            .unwrap()
+            .marks
+            .contains(Marks::DIRTY)
+    );
+    let ah = fs.inode(a).unwrap();
+    let held = ah.core().io.write();
+    std::thread::scope(|s| {
+        let fs = &fs;
+        let unlinker = s.spawn(move || fs.unlink("a"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fs.link(a, ROOT_INO, "b").unwrap();
+        drop(held);
+        unlinker.join().unwrap().unwrap();
+    });
+    assert_eq!(fs.getattr(a).unwrap().nlink, 1);
+    assert!(!ah.core().is_unlinked());
+    let e = vma.mapping().index().lookup(0);
+    assert!(
+        e.is_some_and(|e| e.marks.contains(Marks::DIRTY)),
+        "the surviving file lost its dirty entry: {e:?}"
+    );
+    // And when the last name goes, the entries go with the file.
+    fs.unlink("b").unwrap();
+    assert!(vma.mapping().index().lookup(0).is_none());
+}
