@@ -109,10 +109,27 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// A time `SETATTR` asked for. fuser 0.18 turns a time before 1970 with a fractional
+/// second into one a second too early (it subtracts the nanoseconds from the negative
+/// seconds instead of adding them): undone here, so `touch -d 1969-...` stores what
+/// was asked.
 fn time(t: TimeOrNow) -> SystemTime {
     match t {
-        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::SpecificTime(t) => fix_pre_epoch(t),
         TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// Undoes fuser's pre-1970 error: it built `t` as `EPOCH - (secs + nsec)` from the
+/// kernel's `(-secs, nsec)`, which means `EPOCH - secs + nsec`.
+fn fix_pre_epoch(t: SystemTime) -> SystemTime {
+    match std::time::UNIX_EPOCH.duration_since(t) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            let secs = Duration::from_secs(before.as_secs());
+            let nanos = Duration::from_nanos(u64::from(before.subsec_nanos()));
+            std::time::UNIX_EPOCH - secs + nanos
+        }
+        _ => t,
     }
 }
 
@@ -473,13 +490,32 @@ impl Filesystem for DaxFuse {
             Err(e) => return reply.error(errno(&e)),
         };
         READ_BUF.with_borrow_mut(|buf| {
-            // Never less than asked for: outside direct I/O the kernel fills a short
-            // READ with zeros, so only EOF may end one early.
             let want = size as usize;
             if buf.len() < want {
                 buf.resize(want, 0);
             }
-            match self.fs.pread(&inode, offset, &mut buf[..want]) {
+            // `dax_iomap_rw` stops short when an error (poison, EIO) follows some
+            // progress. With direct I/O the kernel passes a short READ on as a short
+            // read(2). Outside it, the kernel takes a short READ for end of file: it
+            // fills the rest of the page with zeros and shrinks its idea of the size.
+            // So there, read on until the buffer is full or EOF, and answer an error
+            // that comes after a partial read with the error, never with zeros.
+            let direct = self.cache == CacheMode::Direct;
+            let mut done = 0;
+            let read = loop {
+                match self.fs.pread(&inode, offset + done as u64, &mut buf[done..want]) {
+                    Ok(0) => break Ok(done),
+                    Ok(n) => {
+                        done += n;
+                        if done == want || direct {
+                            break Ok(done);
+                        }
+                    }
+                    Err(_) if done > 0 && direct => break Ok(done),
+                    Err(e) => break Err(e),
+                }
+            };
+            match read {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -569,6 +605,9 @@ impl Filesystem for DaxFuse {
     }
 
     /// `READDIR`: entries of the listing from `offset` (entry `i` has offset `i + 1`).
+    /// Offset 0 is a new pass (`opendir`, or `rewinddir`, which glibc sends as a
+    /// seek to 0): the listing is taken again, so it shows the directory as it is
+    /// now, as POSIX asks of `rewinddir`.
     fn readdir(
         &self,
         _req: &Request,
@@ -577,10 +616,17 @@ impl Filesystem for DaxFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.dirs.lock().get(&fh.0).cloned() {
-            Some(l) => l,
-            None => match self.listing(ino(node)) {
-                Ok(l) => Arc::new(l),
+        let open = self.dirs.lock().get(&fh.0).cloned();
+        let listing = match open {
+            Some(l) if offset > 0 => l,
+            _ => match self.listing(ino(node)) {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    if let Some(slot) = self.dirs.lock().get_mut(&fh.0) {
+                        *slot = l.clone();
+                    }
+                    l
+                }
                 Err(e) => return reply.error(errno(&e)),
             },
         };
@@ -622,8 +668,9 @@ impl Filesystem for DaxFuse {
     }
 
     /// `STATFS`: [`TestFs::statfs`]. Blocks freed since the last checkpoint ("busy")
-    /// count as free: TestFs checkpoints and takes them when it runs short. TestFs
-    /// has no inode table to fill, so free inodes are reported as free blocks.
+    /// count as free: TestFs checkpoints and takes them when it runs short. Inodes in
+    /// use are files and directories; free inodes are how many more names the
+    /// checkpoint slot has room for.
     fn statfs(&self, _req: &Request, _node: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
         let free = s.free + s.busy;
@@ -631,8 +678,8 @@ impl Filesystem for DaxFuse {
             s.blocks,
             free,
             free,
-            s.files + free,
-            free,
+            s.files + s.dirs + s.files_free,
+            s.files_free,
             s.block_size as u32,
             fsdax::testing::MAX_NAME_LEN as u32,
             s.block_size as u32,

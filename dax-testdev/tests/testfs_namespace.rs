@@ -1626,3 +1626,43 @@ fn inode_numbers_are_bounded_in_the_checkpoint_and_when_they_run_out() {
     let fs = TestFs::open(dev.clone()).unwrap();
     assert_eq!(fs.generation(), generation - 1);
 }
+
+#[test]
+fn namespace_changes_past_what_a_checkpoint_slot_holds_are_enospc_and_the_rest_stays_durable() {
+    // An 8 MiB device has a 128 KiB checkpoint slot: a few thousand names fill it.
+    // Creates past that must fail (ENOSPC) rather than succeed and leave every later
+    // fsync and the unmount unable to checkpoint.
+    let (dev, fs) = mem_fs(8 << 20);
+    let d = fs.mkdir(ROOT_INO, "d", P).unwrap();
+    let name = |i: usize| format!("file-with-a-longish-name-{i:06}");
+    let mut made = 0;
+    let err = loop {
+        match fs.create_in(d, &name(made), P) {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 100_000, "creates never ran out");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC, "{err}");
+    assert!(made > 500, "only {made} files fit");
+    // Links and longer names are refused the same way; shorter names are fine.
+    let f = fs.lookup_in(d, &name(0)).unwrap();
+    assert_eq!(
+        fs.link(f, ROOT_INO, &"x".repeat(200)).unwrap_err().errno(),
+        libc::ENOSPC
+    );
+    fs.rename(d, &name(1), d, "short", RenameFlags::empty())
+        .unwrap();
+    // Everything admitted is durable, and there is room left for block maps.
+    fs.write(f, 0, &[7; 3 * 4096]).unwrap();
+    fs.sync().unwrap();
+    fs.unmount().unwrap();
+    let fs = TestFs::open(dev).unwrap();
+    assert_eq!(fs.readdir(d).unwrap().len(), made);
+    // Removing names makes room again.
+    for i in 2..50 {
+        fs.unlink_in(d, &name(i)).unwrap();
+    }
+    fs.create_in(d, "again", P).unwrap();
+    fs.sync().unwrap();
+}

@@ -25,7 +25,7 @@ use super::{B, BLOCK_SIZE};
 
 impl Metadata {
     /// The metadata as a checkpoint records it.
-    fn image(&self) -> Image {
+    pub(crate) fn image(&self) -> Image {
         let inodes: Vec<InodeRecord> = self
             .inodes
             .iter()
@@ -112,7 +112,7 @@ impl FsState {
         self.sb.slot_start(generation % 2) * B
     }
 
-    fn slot_bytes(&self) -> u64 {
+    pub(crate) fn slot_bytes(&self) -> u64 {
         self.sb.slot_blocks * B
     }
 
@@ -130,6 +130,7 @@ impl FsState {
                 what: "the metadata no longer fits a checkpoint slot",
             });
         }
+        meta.meta_bytes = bytes.len() as u64;
         let referenced = format::referenced_set(&image.refcounts);
         let written = self
             .write_meta(self.slot_offset(generation), &bytes)

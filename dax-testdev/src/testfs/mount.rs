@@ -143,6 +143,7 @@ impl TestFs {
             alloc: Allocator::new(sb.data_start(), total),
             generation: 0,
             next_cow_id: 1,
+            meta_bytes: u64::MAX,
         };
         let state = FsState::new(dev, sb, meta, claim);
         {
@@ -226,6 +227,7 @@ impl TestFs {
             alloc: Allocator::from_refcounts(sb.data_start(), sb.total_blocks, &img.refcounts),
             generation,
             next_cow_id: 1,
+            meta_bytes: u64::MAX,
         };
         for rec in img.inodes {
             let (size, extents, dir) = match rec.body {

@@ -37,7 +37,7 @@ use dax_fault::{dax_delete_mapping_range, dax_layout_busy_page};
 
 use super::attr::{DirEntry, FileKind, MAX_LINKS, Perm, ROOT_INO, RenameFlags};
 use super::extent::ExtentMap;
-use super::format::MAX_INO;
+use super::format::{INODE_BYTES, MAX_INO, entry_bytes};
 use super::inode::TestInode;
 use super::mount::TestFs;
 use super::state::{Dir, FsState, Ino, InodeCore, InodeMeta, Metadata, enoent};
@@ -104,6 +104,38 @@ impl Metadata {
             }
         }
         false
+    }
+
+    /// Admits a namespace change that adds up to `cost` bytes to the checkpoint
+    /// (`ENOSPC` otherwise), so that what `create`, `mkdir`, `link` and `rename`
+    /// accept can always be checkpointed: the slot is fixed at mkfs, and a change
+    /// admitted past it would make every later fsync and the unmount fail. A
+    /// sixteenth of the slot stays free for block maps, which grow with writes
+    /// without asking. The running bound is re-measured exactly when it runs short.
+    fn admit(&mut self, fs: &FsState, cost: u64) -> Result<(), DaxError> {
+        let slot = fs.slot_bytes();
+        let limit = slot - slot / 16;
+        if self.meta_bytes.saturating_add(cost) > limit {
+            self.meta_bytes = self.image().encode(0, 0).len() as u64;
+            if self.meta_bytes.saturating_add(cost) > limit {
+                return Err(DaxError::NoSpace {
+                    what: "the metadata would no longer fit a checkpoint slot",
+                });
+            }
+        }
+        self.meta_bytes += cost;
+        Ok(())
+    }
+
+    /// About how many more inodes with 16-byte names [`Metadata::admit`] would
+    /// accept now (for `statfs`'s `f_ffree`).
+    pub(crate) fn files_free(&mut self, fs: &FsState) -> u64 {
+        let slot = fs.slot_bytes();
+        let limit = slot - slot / 16;
+        if self.meta_bytes == u64::MAX {
+            self.meta_bytes = self.image().encode(0, 0).len() as u64;
+        }
+        limit.saturating_sub(self.meta_bytes) / (INODE_BYTES + entry_bytes(&"n".repeat(16)))
     }
 
     /// Adds `delta` to the link count of `ino`.
@@ -266,7 +298,13 @@ impl TestFs {
     /// ext2's `ext2_create`) with `perm`, and stamps the directory's mtime and ctime.
     ///
     /// `ENOENT` when `parent` does not exist (or `name` is empty), `ENOTDIR` when it is
-    /// a file, `EEXIST` when the name is taken, `ENAMETOOLONG`/`EINVAL` for bad names.
+    /// a file, `EEXIST` when the name is taken, `ENAMETOOLONG`/`EINVAL` for bad names,
+    /// `ENOSPC` when the checkpoint slot (fixed at mkfs, see
+    /// [`MkfsOptions::checkpoint_blocks`](super::MkfsOptions::checkpoint_blocks)) has
+    /// no room for another name: metadata that could not be checkpointed is never
+    /// accepted. [`StatFs::files_free`](super::StatFs::files_free) says how many more
+    /// fit. The same holds for [`TestFs::mkdir`], [`TestFs::link`] and a
+    /// [`TestFs::rename`] to a longer name.
     pub fn create_in(&self, parent: Ino, name: &str, perm: Perm) -> Result<Ino, DaxError> {
         self.add_entry(parent, name, perm, false)
     }
@@ -300,6 +338,7 @@ impl TestFs {
                 "the parent directory has the most subdirectories it may have",
             ));
         }
+        meta.admit(&self.state, INODE_BYTES + entry_bytes(name))?;
         let ino = meta.new_inode(&self.state, perm, dir.then_some(parent.0), now)?;
         meta.dir_mut(parent.0)?.entries.insert(name.to_owned(), ino);
         if dir {
@@ -408,6 +447,7 @@ impl TestFs {
         if nlink >= MAX_LINKS {
             return Err(emlink("the file has the most links it may have"));
         }
+        meta.admit(&self.state, entry_bytes(new_name))?;
         meta.dir_mut(new_parent.0)?
             .entries
             .insert(new_name.to_owned(), ino.0);
@@ -578,6 +618,10 @@ impl TestFs {
                 && let Some(core) = meta.needs_evict(t, locked)
             {
                 return Ok(Step::Evict(core));
+            }
+
+            if !exchange && new_name.len() > name.len() {
+                meta.admit(&self.state, (new_name.len() - name.len()) as u64)?;
             }
 
             // Checked: now change.

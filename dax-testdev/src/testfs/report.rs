@@ -30,6 +30,7 @@ pub struct Stat {
 
 /// What [`TestFs::statfs`] reports about the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatFs {
     /// [`BLOCK_SIZE`](super::BLOCK_SIZE) (`f_bsize`).
     pub block_size: u64,
@@ -44,6 +45,10 @@ pub struct StatFs {
     pub files: u64,
     /// Directories, the root included.
     pub dirs: u64,
+    /// About how many more files or directories with 16-byte names the checkpoint
+    /// slot has room for (`f_ffree`): names, not blocks, are what runs out (see
+    /// [`TestFs::create_in`]'s `ENOSPC`).
+    pub files_free: u64,
     /// Generation of the last durable checkpoint.
     pub generation: u64,
 }
@@ -110,8 +115,10 @@ impl TestFs {
 
     /// Space and file counts (`statfs(2)`).
     pub fn statfs(&self) -> StatFs {
-        let meta = self.state.meta.lock();
+        let mut meta = self.state.meta.lock();
+        let files_free = meta.files_free(&self.state);
         StatFs {
+            files_free,
             block_size: B,
             blocks: meta.alloc.total(),
             free: meta.alloc.free_blocks(),

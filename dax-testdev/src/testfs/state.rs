@@ -223,6 +223,11 @@ pub(crate) struct Metadata {
     pub(crate) alloc: Allocator,
     pub(crate) generation: u64,
     pub(crate) next_cow_id: u64,
+    /// An upper bound on the encoded checkpoint's size: measured exactly at each
+    /// checkpoint (and when admission runs short), plus what each namespace change
+    /// has added since. `u64::MAX` until first measured. See
+    /// `Metadata::admit`.
+    pub(crate) meta_bytes: u64,
 }
 
 impl Metadata {
