@@ -143,8 +143,10 @@ pub struct DaxFuse {
     fs: Arc<TestFs>,
     cache: CacheMode,
     /// Open files (`OPEN`/`CREATE` to `RELEASE`): the inode handle each file handle
-    /// reads and writes through, as a kernel `struct file` holds its inode.
-    files: RwLock<HashMap<u64, TestInode>>,
+    /// reads and writes through, as a kernel `struct file` holds its inode. Sharded
+    /// by handle, so that READs and WRITEs of different files share no lock (the
+    /// project's rule: no process-wide lock on the read or write path).
+    files: [RwLock<HashMap<u64, TestInode>>; FILE_SHARDS],
     /// Open directories: the listing taken at `OPENDIR`, so offsets stay stable.
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
@@ -154,10 +156,17 @@ impl std::fmt::Debug for DaxFuse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DaxFuse")
             .field("cache", &self.cache)
-            .field("open_files", &self.files.read().len())
+            .field(
+                "open_files",
+                &self.files.iter().map(|s| s.read().len()).sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }
+
+/// Shards of the open-file table (handles are handed out in sequence, so `fh %
+/// FILE_SHARDS` spreads them evenly).
+const FILE_SHARDS: usize = 64;
 
 thread_local! {
     /// Each worker's read buffer, kept between requests (a fresh 1 MiB buffer per
@@ -171,7 +180,7 @@ impl DaxFuse {
         DaxFuse {
             fs,
             cache,
-            files: RwLock::new(HashMap::new()),
+            files: std::array::from_fn(|_| RwLock::new(HashMap::new())),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
@@ -187,18 +196,23 @@ impl DaxFuse {
         }
     }
 
+    /// The open-file shard of handle `fh`.
+    fn shard(&self, fh: u64) -> &RwLock<HashMap<u64, TestInode>> {
+        &self.files[(fh % FILE_SHARDS as u64) as usize]
+    }
+
     /// Opens inode `ino` (`TestFs::inode`) under a new file handle.
     fn open_file(&self, ino: Ino) -> Result<FileHandle, DaxError> {
         let inode = self.fs.inode(ino)?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files.write().insert(fh, inode);
+        self.shard(fh).write().insert(fh, inode);
         Ok(FileHandle(fh))
     }
 
     /// The inode handle of an open file; a handle the kernel did not get from us (it
     /// never sends one) falls back to a lookup by number.
     fn file(&self, node: INodeNo, fh: FileHandle) -> Result<TestInode, DaxError> {
-        if let Some(i) = self.files.read().get(&fh.0) {
+        if let Some(i) = self.shard(fh.0).read().get(&fh.0) {
             return Ok(i.clone());
         }
         self.fs.inode(ino(node))
@@ -571,7 +585,7 @@ impl Filesystem for DaxFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.files.write().remove(&fh.0);
+        self.shard(fh.0).write().remove(&fh.0);
         reply.ok();
     }
 
