@@ -517,7 +517,10 @@ impl Filesystem for DaxFuse {
             let direct = self.cache == CacheMode::Direct;
             let mut done = 0;
             let read = loop {
-                match self.fs.pread(&inode, offset + done as u64, &mut buf[done..want]) {
+                match self
+                    .fs
+                    .pread(&inode, offset + done as u64, &mut buf[done..want])
+                {
                     Ok(0) => break Ok(done),
                     Ok(n) => {
                         done += n;

@@ -1666,3 +1666,35 @@ fn namespace_changes_past_what_a_checkpoint_slot_holds_are_enospc_and_the_rest_s
     fs.create_in(d, "again", P).unwrap();
     fs.sync().unwrap();
 }
+
+#[test]
+fn dot_and_dotdot_get_linuxs_answers_in_every_call() {
+    let (_dev, fs) = mem_fs(SIZE);
+    let r = ROOT_INO;
+    let d = fs.mkdir(r, "d", P).unwrap();
+    let f = fs.create_in(d, "f", P).unwrap();
+    let none = RenameFlags::empty();
+    for dot in [".", ".."] {
+        let cases = [
+            ("create_in", fs.create_in(d, dot, P).map(drop), libc::EEXIST),
+            ("mkdir", fs.mkdir(d, dot, P).map(drop), libc::EEXIST),
+            ("link", fs.link(f, d, dot), libc::EEXIST),
+            ("unlink_in", fs.unlink_in(d, dot), libc::EISDIR),
+            ("rename from", fs.rename(d, dot, r, "x", none), libc::EBUSY),
+            ("rename onto", fs.rename(d, "f", d, dot, none), libc::EBUSY),
+            (
+                "rename onto, NOREPLACE",
+                fs.rename(d, "f", d, dot, RenameFlags::NOREPLACE),
+                libc::EEXIST,
+            ),
+        ];
+        for (what, got, want) in cases {
+            assert_eq!(got.unwrap_err().errno(), want, "{what} {dot:?}");
+        }
+    }
+    assert_eq!(fs.rmdir(d, ".").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(fs.rmdir(d, "..").unwrap_err().errno(), libc::ENOTEMPTY);
+    // Nothing changed.
+    assert_eq!(fs.readdir(d).unwrap().len(), 1);
+    assert_eq!(fs.lookup_in(d, "f").unwrap(), f);
+}

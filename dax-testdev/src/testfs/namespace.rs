@@ -61,6 +61,16 @@ fn enotdir(what: &'static str) -> DaxError {
     DaxError::NotDirectory { what }
 }
 
+/// Whether `name` is `.` or `..`, which name no entry of their own: each call answers
+/// them as Linux's path walk does (`LAST_DOT`/`LAST_DOTDOT`), below.
+fn is_dot(name: &str) -> bool {
+    name == "." || name == ".."
+}
+
+fn ebusy(what: &'static str) -> DaxError {
+    DaxError::Busy { what }
+}
+
 fn eexist() -> DaxError {
     DaxError::Exists {
         what: "file exists",
@@ -320,6 +330,9 @@ impl TestFs {
     }
 
     fn add_entry(&self, parent: Ino, name: &str, perm: Perm, dir: bool) -> Result<Ino, DaxError> {
+        if is_dot(name) {
+            return Err(eexist()); // `filename_create`: the name exists
+        }
         check_name(name)?;
         self.state.check_mounted()?;
         let mut meta = self.state.meta.lock();
@@ -428,6 +441,9 @@ impl TestFs {
     /// directory (Linux allows no hard links to directories), `EMLINK` at
     /// [`MAX_LINKS`](super::MAX_LINKS); `ENAMETOOLONG`/`EINVAL` for bad names.
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &str) -> Result<(), DaxError> {
+        if is_dot(new_name) {
+            return Err(eexist()); // `filename_create`
+        }
         check_name(new_name)?;
         self.state.check_mounted()?;
         let mut meta = self.state.meta.lock();
@@ -472,6 +488,9 @@ impl TestFs {
     /// file, `EISDIR` when `name` is a directory (as Linux answers; POSIX allows
     /// `EPERM`), `ENAMETOOLONG`/`EINVAL` for bad names.
     pub fn unlink_in(&self, parent: Ino, name: &str) -> Result<(), DaxError> {
+        if is_dot(name) {
+            return Err(eisdir("unlink of . or .."));
+        }
         check_name(name)?;
         self.change_namespace(|meta, locked, now| {
             let ino = meta.entry(parent.0, name)?;
@@ -494,9 +513,20 @@ impl TestFs {
     ///
     /// `ENOENT` when there is no such entry or directory, `ENOTDIR` when `parent` or
     /// `name` is a file, `ENOTEMPTY` when the directory has entries,
-    /// `ENAMETOOLONG`/`EINVAL` for bad names (`.` and `..` included).
+    /// `ENAMETOOLONG`/`EINVAL` for bad names; as Linux, `EINVAL` for `.` and
+    /// `ENOTEMPTY` for `..`.
     pub fn rmdir(&self, parent: Ino, name: &str) -> Result<(), DaxError> {
-        check_name(name)?;
+        match name {
+            "." => {
+                return Err(DaxError::InvalidArgument { what: "rmdir of ." });
+            }
+            ".." => {
+                return Err(DaxError::NotEmpty {
+                    what: "rmdir of ..",
+                });
+            }
+            _ => check_name(name)?,
+        }
         self.change_namespace(|meta, _, now| {
             let ino = meta.entry(parent.0, name)?;
             let im = meta.inode(ino)?;
@@ -547,6 +577,16 @@ impl TestFs {
         {
             return Err(DaxError::InvalidArgument {
                 what: "rename flags: unknown bits, or NOREPLACE with EXCHANGE",
+            });
+        }
+        if is_dot(name) {
+            return Err(ebusy("rename of . or .."));
+        }
+        if is_dot(new_name) {
+            return Err(if flags.contains(RenameFlags::NOREPLACE) {
+                eexist()
+            } else {
+                ebusy("rename onto . or ..")
             });
         }
         check_name(name)?;
