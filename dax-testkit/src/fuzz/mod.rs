@@ -223,7 +223,7 @@ pub fn fill_canaries(dev: &MemDevice, start: u64, end: u64) {
 pub fn first_bad_canary(dev: &MemDevice, start: u64, end: u64) -> Option<u64> {
     const CHUNK: u64 = 1 << 16;
     let mut at = start;
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; end.saturating_sub(start).min(CHUNK) as usize];
     while at < end {
         let n = (end - at).min(CHUNK) as usize;
         dev.peek(at, &mut buf[..n])
