@@ -49,8 +49,30 @@ impl Sectors {
     /// The sectors `records` cover.
     pub fn of(records: &[BadRange]) -> Sectors {
         let mut s = Sectors::default();
+        let sorted = records.windows(2).all(|w| w[0].end() <= w[1].start);
+        if !sorted {
+            for r in records {
+                s.assign(r.start, r.end(), |_| Some(r.acknowledged));
+            }
+            return s;
+        }
+        // Sorted and disjoint (the table's invariant): runs in one pass.
+        let mut last: Option<(u64, u64, bool)> = None;
         for r in records {
-            s.assign(r.start, r.end(), |_| Some(r.acknowledged));
+            match last {
+                Some((st, e, a)) if e == r.start && a == r.acknowledged => {
+                    last = Some((st, r.end(), a));
+                }
+                _ => {
+                    if let Some((st, e, a)) = last {
+                        s.0.insert(st, (e, a));
+                    }
+                    last = Some((r.start, r.end(), r.acknowledged));
+                }
+            }
+        }
+        if let Some((st, e, a)) = last {
+            s.0.insert(st, (e, a));
         }
         s
     }
@@ -773,6 +795,27 @@ fn round_trip(h: &Harness) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sectors_of_sorted_records_equals_assigning_them() {
+        let r = |start, len, acknowledged| BadRange {
+            start,
+            len,
+            acknowledged,
+        };
+        let recs = [
+            r(0, 4, true),
+            r(4, 4, true),
+            r(8, 2, false),
+            r(20, 1, false),
+        ];
+        let mut want = Sectors::default();
+        for x in &recs {
+            want.assign(x.start, x.end(), |_| Some(x.acknowledged));
+        }
+        assert_eq!(Sectors::of(&recs), want);
+        assert_eq!(Sectors::of(&recs).pieces(0, 21).len(), 4);
+    }
 
     #[test]
     fn sectors_merge_and_split() {
