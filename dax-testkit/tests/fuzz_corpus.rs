@@ -41,6 +41,9 @@ const KNOWN_FINDINGS: &[(&str, u64)] = &[
     // TestFs accepts a checkpoint whose next inode number is 0 or u64::MAX.
     ("testfs", 17),
     ("testfs", 236),
+    ("testfs", 727),
+    ("testfs", 732),
+    ("testfs", 1503),
 ];
 
 fn replay(name: &str, default_seeds: u64) {
@@ -99,7 +102,7 @@ fn fuzz_corpus_iomap() {
 
 #[test]
 fn fuzz_corpus_fault() {
-    replay("fault", 4);
+    replay("fault", 3);
 }
 
 #[test]
