@@ -9,7 +9,9 @@
 //! * [`sweep`](mod@sweep): the harness of the edge-value sweeps
 //!   (`*/tests/sweep_edges.rs`) and its [`sweep!`] macro;
 //! * [`child`]: re-running one test of the current test binary in a watched child
-//!   process.
+//!   process;
+//! * [`fuzz`]: the fuzz targets' harnesses, shared by `fuzz/` (cargo-fuzz, nightly)
+//!   and the corpus replay test (`tests/fuzz_corpus.rs`, stable).
 //!
 //! No `unsafe` here: a test double that needs it (a `DaxOperations` driver) stays in
 //! the test file that uses it.
@@ -17,6 +19,7 @@
 
 pub mod child;
 pub mod fault;
+pub mod fuzz;
 pub mod iomap;
 pub mod sweep;
 
