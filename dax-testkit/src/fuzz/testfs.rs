@@ -600,30 +600,6 @@ fn use_fs(i: &mut Input<'_>, c: &Checker<'_>, mut views: BTreeMap<String, FileVi
     }
 }
 
-/// Whether a checkpoint slot of `img` holds a `next_ino` of 0 or near `u64::MAX`: the
-/// open finding of `fuzz/findings/testfs/README.md`, which a fuzzing session
-/// (`DAX_FUZZ_SKIP_OPEN_FINDINGS=1`, set by scripts/fuzz) skips so that it can find the
-/// next bug. The replay test never skips: it lists the seeds it expects to fail.
-fn hits_open_finding(img: &[u8]) -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !*SKIP.get_or_init(|| std::env::var_os("DAX_FUZZ_SKIP_OPEN_FINDINGS").is_some()) {
-        return false;
-    }
-    let slot_blocks = le64(img, 32);
-    (0..2u64).any(|s| {
-        let off = s
-            .checked_mul(slot_blocks)
-            .and_then(|x| x.checked_add(1))
-            .and_then(|x| x.checked_mul(B))
-            .filter(|&o| o + 72 <= img.len() as u64);
-        off.is_some_and(|o| {
-            let o = o as usize;
-            let next = le64(img, o + 64);
-            &img[o..o + 8] == b"TFSCKPT1" && (next == 0 || next > u64::MAX - 64)
-        })
-    })
-}
-
 /// The fuzz target (see the module docs).
 pub fn run(data: &[u8]) {
     let mut i = Input::new(data);
@@ -637,9 +613,6 @@ pub fn run(data: &[u8]) {
         img
     };
     img.truncate((FS_BLOCKS * B) as usize);
-    if hits_open_finding(&img) {
-        return;
-    }
     let d = dev(DEV_BLOCKS);
     let mem = d.driver();
     mem.poke(0, &img).unwrap();
