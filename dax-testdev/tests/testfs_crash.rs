@@ -826,7 +826,7 @@ impl Run {
             let (Some(ino), Some((_, end))) = (p.ino, p.range) else {
                 continue;
             };
-            if !at.after.is_some_and(|k| p.effective <= k) || s >= p.state {
+            if at.after.is_none_or(|k| p.effective > k) || s >= p.state {
                 continue;
             }
             let size = self.states[s]
@@ -1005,10 +1005,10 @@ fn sweep(run: &Run, label: &str) -> Tally {
                 ))
             },
         );
-        if let Err(e) = r {
-            if tally.failed.len() < 20 {
-                tally.failed.push(format!("{label} {what}: {e}"));
-            }
+        if let Err(e) = r
+            && tally.failed.len() < 20
+        {
+            tally.failed.push(format!("{label} {what}: {e}"));
         }
     };
     // The barrier view.
