@@ -241,13 +241,18 @@ impl TestInode {
                     (Plan::Alloc, want.min(len.unwrap_or(u64::MAX)))
                 }
                 Lookup::Extent(e) => {
+                    // Blocks once shared are copied on write while they are shared
+                    // or a checkpoint that may come back references them: the
+                    // partner that dropped its reference since may still have them
+                    // there (`Allocator::cow_prefix`).
                     let (shared, run) = if e.shared {
-                        meta.alloc.shared_prefix(e.dev, e.len)
+                        meta.alloc.cow_prefix(e.dev, e.len)
                     } else {
                         (false, e.len)
                     };
                     if e.shared && !shared {
-                        // The partner dropped its references: the blocks are ours alone.
+                        // The partner dropped its references, and no durable
+                        // checkpoint has the blocks: they are ours alone.
                         blocks.map.set_state(fb, run, e.unwritten, false);
                     }
                     let plain = |kind| {

@@ -134,7 +134,11 @@
 //! them). A block freed while the last checkpoint still references it stays *busy*
 //! until the next checkpoint, so a crash can never bring back a file whose blocks now
 //! hold another file's data; when space runs out while blocks are busy, TestFs
-//! checkpoints and retries before answering `ENOSPC`.
+//! checkpoints and retries before answering `ENOSPC`. For the same reason a block
+//! that was shared stays copy-on-write after its partner dropped its reference, for
+//! as long as a checkpoint that may come back references it: that checkpoint may
+//! map it into the other file (which has dropped it since), and a write in place
+//! would change that file's durable contents.
 //!
 //! # Durability and the on-device format
 //!
