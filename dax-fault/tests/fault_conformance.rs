@@ -1602,6 +1602,81 @@ fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
 }
 
 #[test]
+fn writeback_that_cannot_reach_the_device_leaves_the_entry_dirty_for_the_next_pass() {
+    // The kernel's dax_writeback_one cannot fail once it holds the entry; here the
+    // device is asked for the memory, and an answer of EIO must not clean the entry:
+    // the next fsync would then succeed without the data ever written back.
+    let fs = rec_fs(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let mut since = fs.mapping.sample_wb_err();
+    let eio = DaxError::Io { what: "injected" };
+    fs.dev.driver().mem.inject(
+        DevOp::DirectAccess,
+        dax_testdev::FailSchedule::EveryNth(1),
+        eio,
+    );
+    assert_eq!(errno(fsync_all(&fs)), libc::EIO);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert_eq!(
+        space.pte(BASE),
+        Some(page(fs.pfn(0), true)),
+        "still writable: nothing was cleaned"
+    );
+    fs.dev.driver().mem.clear_injections();
+    fs.dev.driver().take_log();
+    fsync_all(&fs).unwrap();
+    assert_eq!(flushes(&fs), vec![(0, 1)], "the retry writes it back");
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), NONE)]);
+    assert_eq!(space.pte(BASE), Some(page(fs.pfn(0), false)));
+    // The failure was recorded, and is reported once.
+    assert_eq!(
+        errno(fs.mapping.check_and_advance_wb_err(&mut since)),
+        libc::EIO
+    );
+    assert!(fs.mapping.check_and_advance_wb_err(&mut since).is_ok());
+}
+
+#[test]
+fn writeback_after_kill_is_enxio_and_cleans_nothing() {
+    // 2.11.6: a dead device: its data can no longer be written back, which fsync must
+    // say rather than report success.
+    let fs = rec_fs(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + PAGE), NOPAGE);
+    let mut since = fs.mapping.sample_wb_err();
+    fs.dev.kill();
+    assert_eq!(errno(fsync_all(&fs)), libc::ENXIO);
+    assert_eq!(fs.entry(1).unwrap().marks, DIRTY);
+    assert_eq!(
+        errno(fs.mapping.check_and_advance_wb_err(&mut since)),
+        libc::ENXIO
+    );
+}
+
+#[test]
+fn writeback_of_a_pmd_entry_writes_back_the_pages_after_a_poisoned_one() {
+    // Recovery-write mode answers up to a poisoned page; the pages after it in the
+    // same 2 MiB entry still hold dirty cache lines and must be written back too.
+    let fs = rec_fs(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_wr(&fs, &vma, BASE), NOPAGE);
+    fs.dev.driver().mem.poison(2 * MIB + 3 * PAGE, 512).unwrap();
+    fs.dev.driver().take_log();
+    fsync_all(&fs).unwrap();
+    let first = 2 * MIB / PAGE;
+    assert_eq!(
+        flushes(&fs),
+        vec![(first, 512), (first + 3, 509), (first + 4, 508)],
+        "before the poisoned page, the page itself, the rest"
+    );
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
+}
+
+#[test]
 fn race_writeback_holds_the_entry_so_a_write_fault_redirties_after_it() {
     // ref: 2.11.4 first bullet, WB-02
     let fs = rec_fs(8 * MIB, 2 * MIB);
