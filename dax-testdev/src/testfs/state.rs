@@ -25,6 +25,7 @@ use super::alloc::Allocator;
 use super::extent::{Extent, ExtentMap};
 use super::extent_lock::{Blocks, ExtentLock};
 use super::format::Superblock;
+use super::inject::IomapInjections;
 use super::sync::{AtomicBool, AtomicI64, AtomicU64, Mutex, MutexGuard, Ordering, RwLock};
 use super::time::{Times, Timespec};
 
@@ -279,6 +280,8 @@ pub(crate) struct FsState {
     /// A pinned clock, in nanoseconds since the epoch, or [`CLOCK_SYSTEM`] for the
     /// system's (see [`FsState::now`]).
     clock: AtomicI64,
+    /// Test support: `iomap_begin`/`iomap_end` failures on a schedule (`inject.rs`).
+    pub(crate) inject: IomapInjections,
     /// The holder claim on the device (released on drop, `fs_put_dax`).
     _claim: FsDax,
 }
@@ -297,6 +300,7 @@ impl FsState {
             meta: Mutex::new(meta),
             unmounted: AtomicBool::new(false),
             clock: AtomicI64::new(CLOCK_SYSTEM),
+            inject: IomapInjections::new(),
             _claim: claim,
         }
     }
