@@ -142,7 +142,9 @@
 //! metadata is durable only once checkpointed, by [`TestFs::fsync`] (which, like a
 //! journal commit, checkpoints the whole filesystem), [`TestFs::sync`] (`sync_fs`) and
 //! [`TestFs::unmount`]. Dropping a `TestFs` without unmounting is a crash: reopening
-//! the device shows exactly the last checkpoint. All integers are little-endian;
+//! the device shows exactly the last checkpoint. What fsync reports after a failed
+//! writeback or checkpoint, to which open files, and what the data is then, is on
+//! [`FileHandle`] (the kernel's errseq rules). All integers are little-endian;
 //! checksums are CRC-32C (Castagnoli).
 //!
 //! ```text
@@ -291,7 +293,7 @@
 //! | `mmap.rs` | mapping an inode, the fault handler, layout breaking |
 //! | `mount.rs` | [`TestFs`] itself: mkfs, mount, sync, unmount, the pinned clock, the iomap injection switches |
 //! | `namespace.rs` | the directory tree: mkdir, create, lookup, readdir, link, unlink, rmdir, rename; inode handles |
-//! | `io.rs` | read, write, mmap, fsync |
+//! | `io.rs` | read, write, mmap, fsync, open files ([`FileHandle`]: what fsync reports) |
 //! | `space.rs` | truncate, fallocate |
 //! | `remap.rs` | reflink, dedupe |
 //! | `report.rs` | fiemap, seek, stat, statfs, extents |
@@ -327,6 +329,7 @@ use dax_iomap::MAX_FILE_SIZE;
 pub use attr::{Attr, DirEntry, FileKind, MAX_LINKS, Perm, ROOT_INO, RenameFlags, SetAttr};
 pub use inject::IomapHook;
 pub use inode::TestInode;
+pub use io::FileHandle;
 pub use mount::{Layout, MkfsOptions, TestFs};
 pub use report::{ExtentInfo, Stat, StatFs};
 pub use space::FallocMode;
