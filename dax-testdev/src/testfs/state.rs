@@ -125,6 +125,41 @@ impl InodeCore {
         self.unlinked.load(Ordering::Acquire)
     }
 
+    /// Test support: the names of this inode's locks that are held now (each tried
+    /// exclusively, without waiting), and of its mapping-index entries that are
+    /// locked.
+    pub(crate) fn held_locks(&self) -> Vec<String> {
+        let mut held = Vec::new();
+        let ino = self.ino;
+        if self.io.try_write().is_none() {
+            held.push(format!("inode {ino}: I/O lock"));
+        }
+        if self.invalidate.try_write().is_none() {
+            held.push(format!("inode {ino}: invalidate lock"));
+        }
+        if self.blocks.try_write().is_none() {
+            held.push(format!("inode {ino}: extent lock"));
+        }
+        if self.times.try_lock().is_none() {
+            held.push(format!("inode {ino}: timestamp lock"));
+        }
+        for e in self.mapping.index().entries() {
+            if e.locked {
+                held.push(format!(
+                    "inode {ino}: mapping entry at page {} ({:?}) locked",
+                    e.start, e.entry.kind
+                ));
+            }
+        }
+        held
+    }
+
+    /// The timestamp lock, held (for unit tests of lock checks).
+    #[cfg(test)]
+    pub(crate) fn times_guard_for_test(&self) -> MutexGuard<'_, Times> {
+        self.times.lock()
+    }
+
     /// The three timestamps.
     pub(crate) fn times(&self) -> Times {
         *self.times.lock()

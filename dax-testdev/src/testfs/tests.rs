@@ -399,3 +399,42 @@ fn a_rename_whose_victim_changes_while_it_waits_evicts_the_new_one() {
     assert_eq!(fs.getattr(v2).unwrap_err().errno(), libc::ENOENT);
     assert!(!v1h.core().is_unlinked());
 }
+
+#[test]
+fn held_locks_names_every_lock_level_and_locked_entries() {
+    let (_dev, fs) = setup();
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, b"x").unwrap();
+    assert!(fs.held_locks().is_empty());
+    let inode = fs.inode(ino).unwrap();
+    let core = inode.core();
+    let n = ino.0;
+    {
+        let _io = core.io.read();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: I/O lock")]);
+    }
+    {
+        let _inval = core.invalidate.read();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: invalidate lock")]);
+    }
+    {
+        let _blocks = core.blocks.read();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: extent lock")]);
+    }
+    {
+        let _times = core.times_guard_for_test();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: timestamp lock")]);
+    }
+    {
+        let _e = core.mapping.index().grab(3, 0, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            fs.held_locks(),
+            [format!("inode {n}: mapping entry at page 3 (Empty) locked")]
+        );
+    }
+    {
+        let _meta = fs.state().meta.lock();
+        assert_eq!(fs.held_locks(), ["metadata lock"]);
+    }
+    assert!(fs.held_locks().is_empty());
+}
