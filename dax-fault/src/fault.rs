@@ -296,7 +296,11 @@ where
             pfnp.as_deref_mut(),
             around * PMD_PAGES,
         );
-        if ret != VmFault::FALLBACK {
+        // Progress only for a fault that mapped something (the kernel advances on
+        // anything but FALLBACK, SIGBUS included, so a failed copy-on-write copy is
+        // committed by iomap_end with the destination half filled: its quirk Q10,
+        // fixed here as the PTE path already behaves).
+        if ret != VmFault::FALLBACK && !ret.is_error() {
             let _ = iter.advance(PMD);
         }
         if around > 0 {
@@ -405,6 +409,19 @@ fn fault_iter<O: IomapOps + ?Sized>(
     let pfn = da.pfn();
     let sync = write && vma.is_sync() && iomap.flags.contains(IomapFlags::DIRTY);
     let shared = iomap.flags.contains(IomapFlags::SHARED);
+    // A copy-on-write destination is filled before the entry names it (the kernel's
+    // dax_fault_iter inserts the entry first): if the copy fails, the filesystem's
+    // iomap_end sees nothing written and frees the destination (XFS cancels the CoW
+    // reservation), and an entry left pointing at it would name a freed block — one
+    // writeback would flush and memory failure would find, after the block went to
+    // another file. The entry is locked throughout, so nobody sees the difference
+    // otherwise.
+    if write
+        && shared
+        && let Err(e) = dax_iomap::dax_iomap_copy_around(pos, size, size, srcmap, &da)
+    {
+        return VmFault::from_error(&e);
+    }
     insert_entry(
         vmf,
         entry,
@@ -414,12 +431,6 @@ fn fault_iter<O: IomapOps + ?Sized>(
         write,
         shared,
     );
-    if write
-        && shared
-        && let Err(e) = dax_iomap::dax_iomap_copy_around(pos, size, size, srcmap, &da)
-    {
-        return VmFault::from_error(&e);
-    }
     drop(section);
     if sync {
         return match pfnp {

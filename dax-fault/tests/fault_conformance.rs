@@ -3,9 +3,10 @@
 //! WB-01..03 and INV-01..10, §1.9 MF-03 and MF-05, §1.10 LCK-04, §2.11.3/2.11.4 races,
 //! and §3 edge cases 55–86 and 100–104. Each test asserts the page-table slots
 //! ([`Space`] over `SimPageTable`), the index entries, the filesystem calls and the
-//! results after every step. Quirks reproduced on purpose and tested as such: Q10
-//! (CoW copy failure), Q11 (PMD ignores `iomap_begin` errors), Q12 (sync PMD fsync
-//! range), Q14 (EMPTY entries left behind).
+//! results after every step. Quirks reproduced on purpose and tested as such: Q11
+//! (PMD ignores `iomap_begin` errors), Q12 (sync PMD fsync range), Q14 (EMPTY entries
+//! left behind); fixed on purpose: Q10 (a failed CoW copy left an entry naming the
+//! freed destination, or on the PMD path committed the half-copied 2 MiB).
 //!
 //! Races use real threads held at a [`Gate`] and the index's waiter probe
 //! (`MappingIndex::waiters`), so a test releases a thread only once the other is known
@@ -652,6 +653,40 @@ fn flt10_shared_write_copies_the_source_into_the_new_blocks() {
             begin(PAGE, PAGE, WR),
             end(PAGE, PAGE, PAGE, WR),
         ]
+    );
+}
+
+#[test]
+fn flt10_a_failed_cow_copy_leaves_the_entry_as_it_was() {
+    // The kernel's dax_fault_iter inserts the entry for the CoW destination before it
+    // copies; when the copy fails, iomap_end sees 0 bytes written and the filesystem
+    // frees the destination (XFS: xfs_reflink_cancel_cow_range), leaving an entry
+    // that names a freed block. dax-rs copies first (fixed on purpose).
+    let fs = rec_fs(8 * MIB, PAGE);
+    fs.poke(MIB, &pattern(PAGE as usize, 3));
+    fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    fs.take_calls();
+    // The destination's direct_access succeeds, the source's (the copy) fails.
+    fs.dev.driver().mem.inject(
+        DevOp::DirectAccess,
+        dax_testdev::FailSchedule::After { skip: 1, count: 1 },
+        DaxError::Io { what: "injected" },
+    );
+    assert_eq!(mkwr(&fs, &vma, BASE), SIGBUS);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(MIB)), NONE)],
+        "still the shared block's entry, not the destination's"
+    );
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), false))]);
+    assert_eq!(fs.calls(), vec![begin(0, PAGE, WR), end(0, PAGE, 0, WR)]);
+    // Once the device works again the store goes through.
+    assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE)]
     );
 }
 
@@ -2449,7 +2484,7 @@ fn race_stress_pte_and_pmd_faults_on_one_2m_end_consistent() {
 }
 
 // =====================================================================================
-// Error paths: errno conversion and quirk Q10
+// Error paths: errno conversion and quirk Q10 (fixed)
 
 #[test]
 fn flt14_begin_errors_become_faults_by_errno() {
@@ -2483,10 +2518,12 @@ fn flt14_begin_errors_become_faults_by_errno() {
 }
 
 #[test]
-fn q10_cow_copy_failure_pte_keeps_nothing_pmd_commits_2m() {
-    // ref: quirk Q10 (reproduced): the entry is installed before the copy; a failed
-    // copy is SIGBUS; the PTE path does not advance (iomap_end sees 0), the PMD path
-    // does (iomap_end sees 2 MiB)
+fn q10_cow_copy_failure_keeps_nothing_on_either_path() {
+    // ref: quirk Q10 (fixed on purpose): the kernel installs the entry before the copy
+    // and, on the PMD path, advances after a SIGBUS, so a failed copy leaves an entry
+    // naming the cancelled destination (PTE) or commits a half-copied 2 MiB (PMD).
+    // Here the copy comes first and neither path advances: iomap_end sees 0 bytes,
+    // the entries stay EMPTY, nothing is mapped.
     let fs = rec_fs(16 * MIB, 4 * MIB);
     fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE))
         .ext(Ext::reflink(2 * MIB, 2 * MIB, 4 * MIB, 8 * MIB));
@@ -2505,15 +2542,12 @@ fn q10_cow_copy_failure_pte_keeps_nothing_pmd_commits_2m() {
             begin(0, PAGE, WR),
             end(0, PAGE, 0, WR),
             begin(2 * MIB, PMD, WR),
-            end(2 * MIB, PMD, PMD, WR),
+            end(2 * MIB, PMD, 0, WR),
         ]
     );
     assert_eq!(
         fs.ents(),
-        vec![
-            (0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE),
-            (512, real(9, fs.pfn(8 * MIB)), DIRTY | TOWRITE),
-        ]
+        vec![(0, Entry::empty(0), NONE), (512, Entry::empty(9), NONE),]
     );
     assert!(space.ptes().is_empty() && space.huge().is_empty());
     assert_eq!(space.calls().split_pmd, 0, "SIGBUS is not a fallback");
