@@ -438,3 +438,40 @@ fn held_locks_names_every_lock_level_and_locked_entries() {
     }
     assert!(fs.held_locks().is_empty());
 }
+
+#[test]
+fn a_fault_during_device_removal_maps_nothing_that_outlives_it() {
+    // kill -> notify_failure(MEM_PRE_REMOVE): TestFs unmaps every user of the device.
+    // A fault that comes after that walk (here: run from inside the notification,
+    // after the walk) must not leave a mapping behind when kill returns. It did when
+    // TestFs shut down only after the walk: the fault mapped the page in between.
+    use dax_fault::sim::SimPageTable;
+    use dax_fault::{VmFault, Vma};
+
+    let (dev, fs) = setup();
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &[7u8; 4096]).unwrap();
+    let pt = Arc::new(SimPageTable::new());
+    let base = 0x7000_0000_0000;
+    let vma = fs
+        .mmap(
+            ino,
+            Vma::new(base, 4096, 0).unwrap().shared(true),
+            pt.clone(),
+        )
+        .unwrap();
+    let late = Arc::new(parking_lot::Mutex::new(None));
+    {
+        let (pt, vma, late) = (pt.clone(), vma.clone(), late.clone());
+        super::failure::test_hook::set(move || {
+            let mut b = [0u8; 1];
+            *late.lock() = Some(pt.read(&vma, base, &mut b));
+        });
+    }
+    dev.kill();
+    assert_eq!(*late.lock(), Some(Err(VmFault::SIGBUS)), "the late fault");
+    assert!(
+        !pt.any_mapped(base, 4096),
+        "kill returned with the page mapped"
+    );
+}
