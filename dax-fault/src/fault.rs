@@ -117,6 +117,8 @@ where
     };
     let mut ret = VmFault::empty();
     let mut pfnp = pfnp;
+    // Whether the filesystem allocated (or converted) blocks for this fault.
+    let mut allocated = false;
     let status = loop {
         match iter.next() {
             Ok(true) => {}
@@ -129,6 +131,7 @@ where
             }));
             continue;
         }
+        allocated |= iter.iomap().flags.contains(IomapFlags::NEW);
         ret = fault_iter(vmf, &iter, &mut entry, false, pfnp.as_deref_mut(), around);
         if ret != VmFault::SIGBUS && iter.iomap().flags.contains(IomapFlags::NEW) {
             mapping.stats().count_major();
@@ -154,6 +157,17 @@ where
     }
     if write && around_limit > 0 && ret.contains(VmFault::NOPAGE) && !ret.is_error() {
         map_after_write(vmf, ops, around_limit);
+    }
+    if allocated && ret.is_error() && entry.entry().kind == EntryKind::Zero {
+        // The filesystem gave the page storage (a hole filled, an unwritten block
+        // converted), then the fault failed before its entry replaced the zero page's:
+        // the block stays allocated, so the zero page no longer shows the file there,
+        // and a write(2) into the block (MAPPED, not NEW: nothing invalidates) would
+        // stay invisible behind it. Drop both; the next access faults the block in.
+        // (The kernel leaves them; a dax-rs fix, found by fault injection.)
+        mapping.unmap_mapping_pages(vmf.pgoff(), 1, false);
+        entry.delete();
+        return ret;
     }
     drop(entry);
     ret

@@ -944,6 +944,33 @@ fn flt13_major_when_the_fs_allocated() {
 }
 
 #[test]
+fn a_write_fault_that_allocated_then_failed_drops_the_zero_page() {
+    // Found by fault injection: iomap_begin fills the hole (NEW), then direct_access
+    // fails; the block stays allocated, so the zero page and its ZERO entry no longer
+    // show the file. The kernel leaves both (a write(2) into the block, MAPPED and not
+    // NEW, would never invalidate them); dax-rs drops them.
+    let fs = rec_fs(8 * MIB, 2 * PAGE);
+    fs.ext(Ext::hole(0, PAGE).alloc(MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE, Pte::Zero)]);
+    assert_eq!(fs.ents(), vec![(0, zero_pte(), NONE)]);
+    fs.dev.driver().mem.inject(
+        DevOp::DirectAccess,
+        dax_testdev::FailSchedule::EveryNth(1),
+        DaxError::Io { what: "injected" },
+    );
+    assert_eq!(wr(&fs, &vma, BASE), SIGBUS);
+    assert!(space.ptes().is_empty(), "the zero page went");
+    assert!(fs.ents().is_empty(), "and its entry");
+    fs.dev.driver().mem.clear_injections();
+    // The block the filesystem allocated is what the page shows now.
+    fs.poke(MIB, b"data");
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), false))]);
+}
+
+#[test]
 fn flt14_edge74_enospc_from_begin_reaches_iomap_errp() {
     // ref: FLT-14, edge 74, quirk Q14
     let fs = rec_fs(8 * MIB, 2 * MIB);
