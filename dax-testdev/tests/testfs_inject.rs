@@ -28,16 +28,17 @@
 //! mounted again, and every file read back through the engine must equal the model:
 //! what was reported written is readable after a reopen.
 //!
-//! A second sweep is the kernel's `fail-nth` method: 16 scenarios (a setup, then one
+//! A second sweep is the kernel's `fail-nth` method: 18 scenarios (a setup, then one
 //! operation: a write across every kind of extent, a copy-on-write write, truncate
 //! into a shared block, zero range and punch with partial edges, unshare, reflink
 //! over a mapped file, fsync, sync and msync with dirty mapped pages, PTE and PMD
-//! write faults on holes, copy-on-write faults through both kinds of mapping, a
-//! recovery write over poison, a read across extents); for each of the six targets
+//! write faults on holes (mapped with the zero page or not), copy-on-write faults
+//! through both kinds of mapping, a recovery write over poison, a read across
+//! extents); for each of the six targets
 //! the operation's calls are counted, then it is run again with its `n`th call
 //! failing (`FailSchedule::After`), every `n` up to `DAX_FAIL_NTH_DENSE` (default 3),
 //! then about 1.5 times apart, and the last; each case gets all the checks above.
-//! `DAX_FAIL_NTH_DENSE=100000` fails every call (1144 cases).
+//! `DAX_FAIL_NTH_DENSE=100000` fails every call.
 //!
 //! Default: each of 7 targets (the four device operations, the two iomap hooks, all
 //! six at once) with an every-Nth and a random schedule, one seed each, 60 operations
@@ -1398,9 +1399,12 @@ fn run(spec: RunSpec, ops: u64, fig: &mut Figures) {
     for step in 0..ops {
         w.step = step as usize;
         let op = gen_op(&mut rng);
+        if trace {
+            println!("op {step}: {op:?}");
+        }
         let (what, out) = w.exec(&op);
         if trace {
-            println!("op {step}: {op:?} -> {what} {out:?}");
+            println!("    -> {what} {out:?}");
         }
         fig.ops += 1;
         *fig.by_outcome.entry((what, out)).or_default() += 1;
@@ -1671,6 +1675,43 @@ fn scenarios() -> Vec<Scenario> {
                 f: 0,
                 size: 2 * PMD,
             }],
+            op: Op::SimStore {
+                f: 0,
+                pos: PMD + 5,
+                len: 10,
+                seed: 6,
+            },
+        },
+        Scenario {
+            name: "write fault on a hole mapped with the zero page",
+            setup: vec![
+                Op::Truncate { f: 0, size: 8 * B },
+                Op::SimLoad {
+                    f: 0,
+                    pos: 3 * B,
+                    len: 10,
+                },
+            ],
+            op: Op::SimStore {
+                f: 0,
+                pos: 3 * B + 7,
+                len: 100,
+                seed: 6,
+            },
+        },
+        Scenario {
+            name: "write fault on a hole mapped with the huge zero page",
+            setup: vec![
+                Op::Truncate {
+                    f: 0,
+                    size: 2 * PMD,
+                },
+                Op::SimLoad {
+                    f: 0,
+                    pos: PMD + 5,
+                    len: 10,
+                },
+            ],
             op: Op::SimStore {
                 f: 0,
                 pos: PMD + 5,
