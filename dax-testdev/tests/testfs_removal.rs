@@ -20,10 +20,16 @@
 //! * every worker finishes: after `kill`, each does a few more operations, all
 //!   failing, and exits;
 //! * afterwards, every byte the writers and mappers were told they wrote is in the
-//!   device's memory (read with `MemDevice::peek` through extents recorded before the
-//!   kill; a block whose write was in flight holds the old or the new bytes); then
-//!   every handle is dropped and the device with it (its memory unmapped), which is
-//!   checked through a weak reference: nothing still holds it.
+//!   device's memory (read through extents recorded before the kill; a block whose
+//!   write was in flight holds the old or one of the tried bytes); then every handle
+//!   is dropped and the device with it (its memory unmapped), which is checked
+//!   through a weak reference: nothing still holds it.
+//!
+//! Each round runs twice: on a memfd `MemDevice` with real mappings, and on a
+//! [`FreeDev`] whose memory is made inaccessible (`PROT_NONE`) the moment `kill`
+//! returns, while the workers (mappers through a simulated page table there) go on:
+//! any access to a removed device's memory by any path is then a SIGSEGV, and the
+//! driver itself fails the test if `direct_access` or `zero_page_range` reach it.
 //!
 //! A mapper's access can overlap the kill: its accessor faulted the page in, then the
 //! kill unmapped it before the copy, which then takes a real SIGBUS; the child catches
@@ -41,13 +47,15 @@
 mod testfs_common;
 
 use std::os::unix::process::ExitStatusExt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Weak};
 use std::time::Duration;
 
-use dax_device::{DaxDevice, DaxError};
-use dax_fault::VmFault;
+use dax_device::{DaxAccessMode, DaxDevice, DaxError, DaxOperations, Pfn, RawAccess};
 use dax_fault::mmu::{MapOptions, MmuMapping, prepare_thread};
+use dax_fault::sim::SimPageTable;
+use dax_fault::{MappedVma, VmFault, Vma};
 use dax_testdev::{ExtentInfo, Ino, MemDevice, TestFs};
 use dax_testkit::child::run_child_watched;
 use dax_testkit::sweep::signal_name;
@@ -169,8 +177,171 @@ impl BlockModel {
     }
 }
 
+/// A device whose memory the test can take away: anonymous memory the driver makes
+/// inaccessible (`PROT_NONE`, never reused for anything else) when told, right after
+/// `kill` returned, while the workers go on calling. Any access to it from then on,
+/// by any path (reads, writes, writeback, faults, the checkpoint), is a SIGSEGV that
+/// kills the child, which the parent reports; under AddressSanitizer, its SEGV report.
+/// This is the "memory behind the device is unmapped" half of the issue: the engine
+/// must never reach a device's memory after `kill`.
+struct FreeDev {
+    base: usize,
+    len: usize,
+    revoked: AtomicBool,
+}
+
+impl FreeDev {
+    fn new(len: usize) -> FreeDev {
+        // SAFETY: a fresh private anonymous mapping; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap of the device memory");
+        FreeDev {
+            base: p as usize,
+            len,
+            revoked: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the memory inaccessible (after `kill` returned), or accessible again
+    /// (after every worker was joined, to check the bytes).
+    fn set_access(&self, on: bool) {
+        self.revoked.store(!on, Ordering::SeqCst);
+        let prot = if on {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_NONE
+        };
+        // SAFETY: the whole mapping made in `new`, still mapped (unmapped in drop).
+        assert_eq!(
+            unsafe { libc::mprotect(self.base as *mut libc::c_void, self.len, prot) },
+            0
+        );
+    }
+
+    fn peek(&self, offset: u64, buf: &mut [u8]) {
+        assert!(!self.revoked.load(Ordering::SeqCst));
+        assert!(offset as usize + buf.len() <= self.len);
+        // SAFETY: inside the mapping, accessible; no worker is running any more.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (self.base + offset as usize) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
+}
+
+impl Drop for FreeDev {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; nothing uses it once the driver is dropped.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+// SAFETY: `direct_access` answers addresses inside the mapping made in `new`, page
+// aligned, with pfn = address >> 12 (distinct for distinct pages of the process),
+// never as a slice. The memory stays mapped until the driver is dropped; it is made
+// inaccessible after `kill` returned, when dax-device no longer reaches it (no read
+// section begun before the kill is left, and every later one sees the device dead):
+// the property this test checks, whose violation is a SIGSEGV, never silent.
+unsafe impl DaxOperations for FreeDev {
+    fn nr_pages(&self) -> u64 {
+        (self.len as u64) / B
+    }
+
+    fn direct_access(
+        &self,
+        pgoff: u64,
+        _nr_pages: u64,
+        _mode: DaxAccessMode,
+    ) -> Result<RawAccess, DaxError> {
+        assert!(
+            !self.revoked.load(Ordering::SeqCst),
+            "direct_access on a killed device reached the driver"
+        );
+        if pgoff >= self.nr_pages() {
+            return Ok(RawAccess::none());
+        }
+        let addr = self.base + (pgoff * B) as usize;
+        Ok(RawAccess {
+            addr: NonNull::new(addr as *mut u8).expect("mapped"),
+            pfn: Pfn(addr as u64 >> 12),
+            pages: self.nr_pages() - pgoff,
+        })
+    }
+
+    fn zero_page_range(&self, pgoff: u64, _nr_pages: u64) -> Result<(), DaxError> {
+        assert!(
+            !self.revoked.load(Ordering::SeqCst),
+            "zero_page_range on a killed device reached the driver"
+        );
+        if pgoff >= self.nr_pages() {
+            return Err(DaxError::OutOfRange {
+                pgoff,
+                dev_pages: self.nr_pages(),
+            });
+        }
+        // SAFETY: one page inside the mapping, through a raw pointer.
+        unsafe {
+            std::ptr::write_bytes((self.base + (pgoff * B) as usize) as *mut u8, 0, B as usize)
+        };
+        Ok(())
+    }
+}
+
+/// The device of a round: a memfd MemDevice (real mappings possible) or a
+/// [`FreeDev`] (its memory taken away after the kill; mappings are simulated).
+enum Memory {
+    Memfd(Arc<DaxDevice<MemDevice>>),
+    Freeable(Arc<DaxDevice<FreeDev>>),
+}
+
+impl Memory {
+    fn dev(&self) -> Arc<DaxDevice> {
+        match self {
+            Memory::Memfd(d) => d.clone(),
+            Memory::Freeable(d) => d.clone(),
+        }
+    }
+
+    /// `kill`, and for a [`FreeDev`] the memory taken away right after.
+    fn kill(&self) {
+        match self {
+            Memory::Memfd(d) => d.kill(),
+            Memory::Freeable(d) => {
+                d.kill();
+                d.driver().set_access(false);
+            }
+        }
+    }
+
+    /// After every worker was joined: the memory readable again for the checks.
+    fn after_join(&self) {
+        if let Memory::Freeable(d) = self {
+            d.driver().set_access(true);
+        }
+    }
+
+    fn peek(&self, offset: u64, buf: &mut [u8]) {
+        match self {
+            Memory::Memfd(d) => d.driver().peek(offset, buf).unwrap(),
+            Memory::Freeable(d) => d.driver().peek(offset, buf),
+        }
+    }
+}
+
 struct Setup {
-    dev: Arc<DaxDevice<MemDevice>>,
+    mem: Memory,
     fs: TestFs,
     /// One file per worker (the syncer's too: it fsyncs them all).
     inos: Vec<Ino>,
@@ -179,9 +350,17 @@ struct Setup {
     extents: Vec<Vec<ExtentInfo>>,
 }
 
-fn setup() -> Setup {
-    let dev = MemDevice::builder().size(64 << 20).build().unwrap();
-    let fs = TestFs::mkfs(dev.clone()).unwrap();
+const DEV_SIZE: u64 = 64 << 20;
+
+fn setup(freeable: bool) -> Setup {
+    let mem = if freeable {
+        let dev = DaxDevice::new(FreeDev::new(DEV_SIZE as usize));
+        dev.set_write_cache(true);
+        Memory::Freeable(dev)
+    } else {
+        Memory::Memfd(MemDevice::builder().size(DEV_SIZE).build().unwrap())
+    };
+    let fs = TestFs::mkfs(mem.dev()).unwrap();
     let mut inos = Vec::new();
     for w in 0..WORKERS {
         let ino = fs.create(&format!("w{w}")).unwrap();
@@ -197,7 +376,7 @@ fn setup() -> Setup {
     fs.sync().unwrap();
     let extents = inos.iter().map(|&i| fs.extents(i).unwrap()).collect();
     Setup {
-        dev,
+        mem,
         fs,
         inos,
         extents,
@@ -205,34 +384,85 @@ fn setup() -> Setup {
 }
 
 /// The device bytes of block `block` of a file with `extents`.
-fn peek_block(dev: &DaxDevice<MemDevice>, extents: &[ExtentInfo], block: u64) -> Vec<u8> {
+fn peek_block(mem: &Memory, extents: &[ExtentInfo], block: u64) -> Vec<u8> {
     let e = extents
         .iter()
         .find(|e| block >= e.file_block && block < e.file_block + e.len)
         .expect("every block is written");
     let mut v = vec![0u8; B as usize];
-    dev.driver()
-        .peek((e.dev_block + block - e.file_block) * B, &mut v)
-        .unwrap();
+    mem.peek((e.dev_block + block - e.file_block) * B, &mut v);
     v
 }
 
+/// How a mapper reaches its file: a real mapping (its accessors), or a mapping in a
+/// simulated page table (on a [`FreeDev`], which cannot be mapped for real).
+enum Mapper {
+    Real(MmuMapping),
+    Sim {
+        pt: Arc<SimPageTable>,
+        vma: Arc<MappedVma>,
+    },
+}
+
+/// Where the simulated mappings start (mapper `k` at `SIM_BASE + k * 8 MiB`).
+const SIM_BASE: u64 = 0x7000_0000_0000;
+
+impl Mapper {
+    fn new(s: &Setup, k: usize) -> Mapper {
+        let ino = s.inos[READERS + WRITERS + k];
+        match s.mem {
+            Memory::Memfd(_) => Mapper::Real(
+                s.fs.mmap_real(ino, 0, PAGES * B, MapOptions::new().writable(true))
+                    .unwrap(),
+            ),
+            Memory::Freeable(_) => {
+                let pt = Arc::new(SimPageTable::new());
+                let vma = Vma::new(SIM_BASE + k as u64 * (8 << 20), PAGES * B, 0)
+                    .unwrap()
+                    .shared(true)
+                    .writable(true)
+                    .huge(true);
+                let vma = s.fs.mmap(ino, vma, pt.clone()).unwrap();
+                Mapper::Sim { pt, vma }
+            }
+        }
+    }
+
+    /// Stores `byte` into the whole page at `off`.
+    fn fill(&self, off: u64, byte: u8) -> Result<(), VmFault> {
+        match self {
+            Mapper::Real(m) => caught(m.fill(off as usize, B as usize, byte)),
+            Mapper::Sim { pt, vma } => pt.write(vma, vma.vma().start() + off, &[byte; B as usize]),
+        }
+    }
+
+    /// Loads the page at `off`.
+    fn load(&self, off: u64, buf: &mut [u8]) -> Result<(), VmFault> {
+        match self {
+            Mapper::Real(m) => caught(m.load(off as usize, buf)),
+            Mapper::Sim { pt, vma } => pt.read(vma, vma.vma().start() + off, buf),
+        }
+    }
+
+    /// msync of the whole mapping (a real one only).
+    fn msync(&self) -> Option<Result<(), DaxError>> {
+        match self {
+            Mapper::Real(m) => Some(m.msync(0, (PAGES * B) as usize)),
+            Mapper::Sim { .. } => None,
+        }
+    }
+}
+
 /// One round: workers, a killer, the checks.
-fn removal_round(round: u64) {
+fn removal_round(round: u64, freeable: bool) {
     KILLING.store(false, Ordering::SeqCst);
-    let s = setup();
+    let s = setup(freeable);
     let phase = Phase::default();
     let progress: Vec<AtomicU64> = (0..WORKERS).map(|_| AtomicU64::new(0)).collect();
     let finished = AtomicUsize::new(0);
     let start = Barrier::new(WORKERS + 1);
     // Mappings are made before the threads start (each thread prepares itself).
-    let maps: Vec<MmuMapping> = (0..MAPPERS)
-        .map(|m| {
-            let w = READERS + WRITERS + m;
-            s.fs.mmap_real(s.inos[w], 0, PAGES * B, MapOptions::new().writable(true))
-                .unwrap()
-        })
-        .collect();
+    let maps: Vec<Mapper> = (0..MAPPERS).map(|k| Mapper::new(&s, k)).collect();
     let models: Vec<parking_lot::Mutex<Vec<BlockModel>>> = (0..WORKERS)
         .map(|_| parking_lot::Mutex::new(vec![BlockModel::default(); PAGES as usize]))
         .collect();
@@ -358,7 +588,7 @@ fn removal_round(round: u64) {
                     let byte = stamp(w, block, generation);
                     models[w].lock()[block as usize].tried.push(generation);
                     let a = phase.start();
-                    let r = caught(map.fill((block * B) as usize, B as usize, byte));
+                    let r = map.fill(block * B, byte);
                     let when = phase.end(a);
                     check_access(&format!("mapper {w} store"), when, r);
                     if r.is_ok() {
@@ -371,7 +601,7 @@ fn removal_round(round: u64) {
                     let other = (x >> 32) % PAGES;
                     let mut buf = vec![0u8; B as usize];
                     let a2 = phase.start();
-                    let r2 = caught(map.load((other * B) as usize, &mut buf));
+                    let r2 = map.load(other * B, &mut buf);
                     let when2 = phase.end(a2);
                     check_access(&format!("mapper {w} load"), when2, r2);
                     if r2.is_ok() {
@@ -385,8 +615,7 @@ fn removal_round(round: u64) {
                         // msync: after the kill it fails (ENXIO) when dirty pages could
                         // not be written back; with nothing dirty there is nothing to
                         // lose and it succeeds, as the kernel's writeback does.
-                        let r3 = map.msync(0, (PAGES * B) as usize);
-                        if let Err(e) = &r3 {
+                        if let Some(Err(e)) = &map.msync() {
                             assert!(
                                 matches!(e.errno(), libc::ENXIO | libc::EIO),
                                 "mapper {w}: msync failed with {e}"
@@ -442,17 +671,18 @@ fn removal_round(round: u64) {
             }
             phase.killing.store(true, Ordering::SeqCst);
             KILLING.store(true, Ordering::SeqCst);
-            s.dev.kill();
+            s.mem.kill();
             phase.killed.store(true, Ordering::SeqCst);
         });
     });
     assert_eq!(finished.load(Ordering::SeqCst), WORKERS);
+    s.mem.after_join();
 
     // Every acknowledged byte is in the device's memory.
     for w in READERS..READERS + WRITERS + MAPPERS {
         let m = models[w].lock();
         for b in 0..PAGES {
-            let got = peek_block(&s.dev, &s.extents[w], b);
+            let got = peek_block(&s.mem, &s.extents[w], b);
             let bm = &m[b as usize];
             assert!(
                 got.iter().all(|&x| bm.allows(w, b, x)),
@@ -465,14 +695,19 @@ fn removal_round(round: u64) {
     }
     let total: u64 = progress.iter().map(|p| p.load(Ordering::SeqCst)).sum();
     println!(
-        "round {round}: {WORKERS} workers ({READERS} readers, {WRITERS} writers, {MAPPERS} \
-         mappers, {SYNCERS} syncer) and a killer; {total} operations, {} of them failing \
-         after the kill returned; every acknowledged byte found",
+        "round {round} ({}): {WORKERS} workers ({READERS} readers, {WRITERS} writers, \
+         {MAPPERS} mappers, {SYNCERS} syncer) and a killer; {total} operations, {} of them \
+         failing after the kill returned; every acknowledged byte found",
+        if freeable {
+            "memory taken away after the kill, simulated mappings"
+        } else {
+            "memfd device, real mappings"
+        },
         post_kill_errors.load(Ordering::Relaxed)
     );
 
     // Nothing may keep the device: drop every holder, then it (its memory unmapped).
-    let weak: Weak<DaxDevice<MemDevice>> = Arc::downgrade(&s.dev);
+    let weak: Weak<DaxDevice> = Arc::downgrade(&s.mem.dev());
     drop(maps);
     drop(s);
     assert!(
@@ -558,7 +793,8 @@ fn child_removal_while_busy() {
     install_sigbus_catcher();
     let rounds = env_u64("DAX_REMOVAL_ROUNDS", 1);
     for round in 0..rounds {
-        removal_round(round);
+        removal_round(round, false);
+        removal_round(round, true);
     }
 }
 
@@ -598,7 +834,7 @@ fn child_raw_store_after_kill() {
         libc::sigemptyset(&mut act.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
     }
-    let s = setup();
+    let s = setup(false);
     let map =
         s.fs.mmap_real(s.inos[0], 0, PAGES * B, MapOptions::new().writable(true))
             .unwrap();
@@ -624,7 +860,7 @@ fn child_raw_store_after_kill() {
             std::thread::yield_now();
         }
         KILL_BEGUN.store(true, Ordering::SeqCst);
-        s.dev.kill();
+        s.mem.kill();
         KILL_DONE.store(true, Ordering::SeqCst);
     });
     eprintln!("killed; storing through the mapping");
