@@ -29,6 +29,7 @@
 // `mmu::space`).
 #![warn(missing_docs)]
 
+mod errseq;
 mod failure;
 mod fault;
 pub mod index;

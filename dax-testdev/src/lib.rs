@@ -39,7 +39,7 @@ pub use dax_drivers::shmem_thp_enabled;
 pub use memdev::{Backing, DevOp, FailSchedule, MemDevice, MemDeviceBuilder, memory_failure};
 pub use power::{Line, PointCause, PowerLog, PowerOptions, PowerPoint, Replay, Subset};
 pub use testfs::{
-    Attr, BLOCK_SIZE, DirEntry, ExtentInfo, FallocMode, FileKind, Ino, Layout, MAX_LINKS,
-    MAX_NAME_LEN, MkfsOptions, Perm, ROOT_INO, RenameFlags, SetAttr, Stat, StatFs, TestFs,
-    TestInode,
+    Attr, BLOCK_SIZE, DirEntry, ExtentInfo, FallocMode, FileHandle, FileKind, Ino, IomapHook,
+    Layout, MAX_LINKS, MAX_NAME_LEN, MkfsOptions, Perm, ROOT_INO, RenameFlags, SetAttr, Stat,
+    StatFs, TestFs, TestInode,
 };

@@ -20,6 +20,7 @@ use dax_iomap::{
 
 use super::extent::{Extent, Lookup};
 use super::extent_lock::Blocks;
+use super::inject::IomapHook;
 use super::state::{CowResv, FsState, Ino, InodeCore, Metadata, enoent};
 use super::sync::RwLockReadGuard;
 use super::{B, MAX_FILE_BLOCKS};
@@ -469,6 +470,8 @@ impl IomapOps for TestInode {
         flags: IterFlags,
     ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         self.fs.check_mounted()?;
+        // Test support (`inject.rs`): before anything is looked at or changed.
+        self.fs.inject.enter(IomapHook::Begin)?;
         if pos > MAX_FILE_SIZE {
             return Err(DaxError::InvalidArgument {
                 what: "iomap_begin position past the largest file offset",
@@ -505,6 +508,7 @@ impl IomapOps for TestInode {
         {
             self.trim_new(pos, written, iomap);
         }
-        Ok(())
+        // Test support (`inject.rs`): after the work, so nothing written is lost.
+        self.fs.inject.enter(IomapHook::End)
     }
 }
