@@ -147,8 +147,13 @@ impl Server {
             mnt,
             log: log.to_owned(),
         };
+        // Mounted, and the server has said so (it prints its line just after the
+        // mount appears, so a test reading the log must wait for both).
+        let log_path = s.log.clone();
         let up = wait_until(MOUNT_DEADLINE, || {
-            is_mounted(&s.mnt) || s.child.as_mut().unwrap().try_wait().unwrap().is_some()
+            (is_mounted(&s.mnt)
+                && std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(" mounted on ")))
+                || s.child.as_mut().unwrap().try_wait().unwrap().is_some()
         });
         assert!(
             up && is_mounted(&s.mnt),

@@ -274,19 +274,35 @@ pub enum FailSchedule {
     },
 }
 
-/// One operation's pending injection: its schedule, its progress and the error.
+/// One pending injection: its schedule, its progress and the error. `MemDevice`
+/// keeps one per operation, TestFs's iomap hooks one per hook: one seed gives one
+/// sequence in both.
 #[derive(Debug)]
-struct Injected {
+pub(crate) struct Injected {
     schedule: FailSchedule,
     /// Calls seen since the injection was set (`After`, `EveryNth`), or the
     /// generator's state (`Random`).
     state: u64,
-    err: DaxError,
+    pub(crate) err: DaxError,
 }
 
 impl Injected {
+    /// `schedule` failing with `err`, from its first call.
+    pub(crate) fn new(schedule: FailSchedule, err: DaxError) -> Self {
+        let state = match schedule {
+            FailSchedule::Random { seed, .. } if seed != 0 => seed,
+            FailSchedule::Random { .. } => 0x9E37_79B9_7F4A_7C15,
+            _ => 0,
+        };
+        Injected {
+            schedule,
+            state,
+            err,
+        }
+    }
+
     /// Whether this call fails, and whether the injection is used up.
-    fn next(&mut self) -> (bool, bool) {
+    pub(crate) fn next(&mut self) -> (bool, bool) {
         match self.schedule {
             FailSchedule::After { skip, count } => {
                 self.state += 1;
@@ -446,16 +462,7 @@ impl MemDevice {
     /// # Ok::<(), DaxError>(())
     /// ```
     pub fn inject(&self, op: DevOp, schedule: FailSchedule, err: DaxError) {
-        let state = match schedule {
-            FailSchedule::Random { seed, .. } if seed != 0 => seed,
-            FailSchedule::Random { .. } => 0x9E37_79B9_7F4A_7C15,
-            _ => 0,
-        };
-        self.inject.lock().errors[op.index()] = Some(Injected {
-            schedule,
-            state,
-            err,
-        });
+        self.inject.lock().errors[op.index()] = Some(Injected::new(schedule, err));
         self.injecting.store(true, Ordering::SeqCst);
     }
 

@@ -17,7 +17,7 @@ use dax_device::DaxError;
 
 use super::sync::{AtomicBool, Mutex, Ordering};
 use crate::counters::CallCounts;
-use crate::memdev::FailSchedule;
+use crate::memdev::{FailSchedule, Injected};
 
 /// Which of TestFs's `iomap_ops` an injection makes fail (see
 /// [`TestFs::inject_iomap`](super::TestFs::inject_iomap)).
@@ -58,49 +58,12 @@ impl IomapHook {
     }
 }
 
-/// One pending injection: the schedule, its progress, the error.
-#[derive(Debug)]
-struct Plan {
-    schedule: FailSchedule,
-    /// Calls seen (`After`, `EveryNth`) or the generator's state (`Random`).
-    state: u64,
-    err: DaxError,
-}
-
-impl Plan {
-    /// Whether this call fails, and whether the plan is used up (the rules of
-    /// [`FailSchedule`], as `MemDevice` applies them).
-    fn next(&mut self) -> (bool, bool) {
-        match self.schedule {
-            FailSchedule::After { skip, count } => {
-                self.state += 1;
-                let n = self.state;
-                (n > u64::from(skip), n >= u64::from(skip) + u64::from(count))
-            }
-            FailSchedule::EveryNth(n) => {
-                self.state += 1;
-                (self.state.is_multiple_of(u64::from(n.max(1))), false)
-            }
-            FailSchedule::Random { one_in, .. } => {
-                // xorshift64* (Vigna), as MemDevice's: one seed, one sequence.
-                let mut x = self.state;
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                self.state = x;
-                let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-                (r.is_multiple_of(u64::from(one_in.max(1))), false)
-            }
-        }
-    }
-}
-
 /// The injection state of one mounted filesystem.
 pub(crate) struct IomapInjections {
     /// Whether a plan was ever set: lets every call skip the mutex on a filesystem
     /// nobody injects into. Sticky, as MemDevice's.
     on: AtomicBool,
-    plans: Mutex<[Option<Plan>; 2]>,
+    plans: Mutex<[Option<Injected>; 2]>,
     calls: CallCounts,
 }
 
@@ -115,16 +78,7 @@ impl IomapInjections {
 
     /// Sets the plan for `hook` (replacing any).
     pub(crate) fn set(&self, hook: IomapHook, schedule: FailSchedule, err: DaxError) {
-        let state = match schedule {
-            FailSchedule::Random { seed, .. } if seed != 0 => seed,
-            FailSchedule::Random { .. } => 0x9E37_79B9_7F4A_7C15,
-            _ => 0,
-        };
-        self.plans.lock()[hook.index()] = Some(Plan {
-            schedule,
-            state,
-            err,
-        });
+        self.plans.lock()[hook.index()] = Some(Injected::new(schedule, err));
         self.on.store(true, Ordering::Release);
     }
 
