@@ -77,9 +77,13 @@ fn mkdir_and_create_errnos() {
     assert_eq!(errno(fs.mkdir(d, "", P)), libc::ENOENT);
     assert_eq!(errno(fs.mkdir(d, &"n".repeat(256), P)), libc::ENAMETOOLONG);
     fs.mkdir(d, &"n".repeat(255), P).unwrap();
-    for bad in [".", "..", "a/b", "nul\0"] {
+    for bad in ["a/b", "nul\0"] {
         assert_eq!(errno(fs.mkdir(d, bad, P)), libc::EINVAL, "{bad:?}");
         assert_eq!(errno(fs.create_in(d, bad, P)), libc::EINVAL, "{bad:?}");
+    }
+    for dot in [".", ".."] {
+        assert_eq!(errno(fs.mkdir(d, dot, P)), libc::EEXIST, "{dot:?}");
+        assert_eq!(errno(fs.create_in(d, dot, P)), libc::EEXIST, "{dot:?}");
     }
     // Modes keep only the permission bits.
     let g = fs
@@ -137,7 +141,7 @@ fn unlink_rmdir_and_link_errnos() {
     assert_eq!(errno(fs.rmdir(d, "nope")), libc::ENOENT);
     assert_eq!(errno(fs.rmdir(f, "x")), libc::ENOTDIR);
     assert_eq!(errno(fs.rmdir(d, ".")), libc::EINVAL);
-    assert_eq!(errno(fs.rmdir(d, "..")), libc::EINVAL);
+    assert_eq!(errno(fs.rmdir(d, "..")), libc::ENOTEMPTY);
     // link
     assert_eq!(errno(fs.link(d, ROOT_INO, "d2")), libc::EPERM);
     assert_eq!(errno(fs.link(f, ROOT_INO, "d")), libc::EEXIST);
@@ -204,7 +208,7 @@ fn rename_errnos_in_vfs_order() {
             libc::EINVAL,
         ),
         ("bad name", fs.rename(r, "f", r, "x/y", NONE), libc::EINVAL),
-        ("dot", fs.rename(r, ".", r, "x", NONE), libc::EINVAL),
+        ("dot", fs.rename(r, ".", r, "x", NONE), libc::EBUSY),
         (
             "long",
             fs.rename(r, "f", r, &"x".repeat(256), NONE),
@@ -357,7 +361,12 @@ fn rename_moves_replaces_and_exchanges() {
 
 #[test]
 fn emlink_at_max_links() {
-    let (_dev, fs) = mem_fs(SIZE);
+    // 65,000 links and 65,000 directories need about 7 MiB of checkpoint: 8 MiB slots.
+    let dev = dax_testdev::MemDevice::builder()
+        .size(32 << 20)
+        .build()
+        .unwrap();
+    let fs = TestFs::mkfs_with(dev, MkfsOptions::new().checkpoint_blocks(Some(2048))).unwrap();
     let r = ROOT_INO;
     let f = fs.create("f").unwrap();
     let d = fs.mkdir(r, "d", P).unwrap();
@@ -674,6 +683,11 @@ struct Model {
 
 type MResult<T> = Result<T, i32>;
 
+/// `.` and `..`: each call answers them as Linux's path walk does.
+fn is_dot(n: &str) -> bool {
+    n == "." || n == ".."
+}
+
 fn check_name(n: &str) -> MResult<()> {
     if n.is_empty() {
         Err(libc::ENOENT)
@@ -752,6 +766,9 @@ impl Model {
         kind: FileKind,
         now: SystemTime,
     ) -> MResult<Ino> {
+        if is_dot(n) {
+            return Err(libc::EEXIST);
+        }
         check_name(n)?;
         let pd = self.dir(p)?;
         if pd.entries.contains_key(n) {
@@ -770,6 +787,9 @@ impl Model {
     }
 
     fn link(&mut self, ino: Ino, p: Ino, n: &str, now: SystemTime) -> MResult<()> {
+        if is_dot(n) {
+            return Err(libc::EEXIST);
+        }
         check_name(n)?;
         let kind = self.inodes.get(&ino).ok_or(libc::ENOENT)?.kind;
         if self.dir(p)?.entries.contains_key(n) {
@@ -801,6 +821,9 @@ impl Model {
     }
 
     fn unlink(&mut self, p: Ino, n: &str, now: SystemTime) -> MResult<()> {
+        if is_dot(n) {
+            return Err(libc::EISDIR);
+        }
         check_name(n)?;
         let ino = *self.dir(p)?.entries.get(n).ok_or(libc::ENOENT)?;
         if self.is_dir(ino) {
@@ -813,7 +836,11 @@ impl Model {
     }
 
     fn rmdir(&mut self, p: Ino, n: &str, now: SystemTime) -> MResult<()> {
-        check_name(n)?;
+        match n {
+            "." => return Err(libc::EINVAL),
+            ".." => return Err(libc::ENOTEMPTY),
+            _ => check_name(n)?,
+        }
         let ino = *self.dir(p)?.entries.get(n).ok_or(libc::ENOENT)?;
         if !self.dir(ino)?.entries.is_empty() {
             return Err(libc::ENOTEMPTY);
@@ -846,6 +873,16 @@ impl Model {
         let ex = flags.contains(RenameFlags::EXCHANGE);
         if flags.contains(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             return Err(libc::EINVAL);
+        }
+        if is_dot(n) {
+            return Err(libc::EBUSY);
+        }
+        if is_dot(nn) {
+            return Err(if flags.contains(RenameFlags::NOREPLACE) {
+                libc::EEXIST
+            } else {
+                libc::EBUSY
+            });
         }
         check_name(n)?;
         check_name(nn)?;
