@@ -219,10 +219,8 @@ impl FreeDev {
             libc::PROT_NONE
         };
         // SAFETY: the whole mapping made in `new`, still mapped (unmapped in drop).
-        assert_eq!(
-            unsafe { libc::mprotect(self.base as *mut libc::c_void, self.len, prot) },
-            0
-        );
+        let r = unsafe { libc::mprotect(self.base as *mut libc::c_void, self.len, prot) };
+        assert_eq!(r, 0, "mprotect of the device memory");
     }
 
     fn peek(&self, offset: u64, buf: &mut [u8]) {
@@ -688,8 +686,13 @@ fn removal_round(round: u64, freeable: bool) {
     s.mem.after_join();
 
     // Every acknowledged byte is in the device's memory.
-    for w in READERS..READERS + WRITERS + MAPPERS {
-        let m = models[w].lock();
+    for (w, model) in models
+        .iter()
+        .enumerate()
+        .take(READERS + WRITERS + MAPPERS)
+        .skip(READERS)
+    {
+        let m = model.lock();
         for b in 0..PAGES {
             let got = peek_block(&s.mem, &s.extents[w], b);
             let bm = &m[b as usize];
