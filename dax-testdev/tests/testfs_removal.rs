@@ -31,10 +31,8 @@
 //! any access to a removed device's memory by any path is then a SIGSEGV, and the
 //! driver itself fails the test if `direct_access` or `zero_page_range` reach it.
 //!
-//! A mapper's access can overlap the kill: its accessor faulted the page in, then the
-//! kill unmapped it before the copy, which then takes a real SIGBUS; the child catches
-//! those (after the kill began only) and counts them as the access failing with
-//! SIGBUS (see `catch_sigbus`).
+//! A mapper's access can overlap the kill: the accessors then fault the page in again
+//! and return SIGBUS, never raising it (a SIGBUS in this child fails it).
 //!
 //! A second child stores through a real mapping's raw pointer while the device is
 //! killed and after: it must die by SIGBUS, reported by a handler that says the kill
@@ -221,8 +219,8 @@ impl FreeDev {
             libc::PROT_NONE
         };
         // SAFETY: the whole mapping made in `new`, still mapped (unmapped in drop).
-        let rc = unsafe { libc::mprotect(self.base as *mut libc::c_void, self.len, prot) };
-        assert_eq!(rc, 0);
+        let r = unsafe { libc::mprotect(self.base as *mut libc::c_void, self.len, prot) };
+        assert_eq!(r, 0, "mprotect of the device memory");
     }
 
     fn peek(&self, offset: u64, buf: &mut [u8]) {
@@ -429,7 +427,7 @@ impl Mapper {
     /// Stores `byte` into the whole page at `off`.
     fn fill(&self, off: u64, byte: u8) -> Result<(), VmFault> {
         match self {
-            Mapper::Real(m) => caught(m.fill(off as usize, B as usize, byte)),
+            Mapper::Real(m) => m.fill(off as usize, B as usize, byte),
             Mapper::Sim { pt, vma } => pt.write(vma, vma.vma().start() + off, &[byte; B as usize]),
         }
     }
@@ -437,7 +435,7 @@ impl Mapper {
     /// Loads the page at `off`.
     fn load(&self, off: u64, buf: &mut [u8]) -> Result<(), VmFault> {
         match self {
-            Mapper::Real(m) => caught(m.load(off as usize, buf)),
+            Mapper::Real(m) => m.load(off as usize, buf),
             Mapper::Sim { pt, vma } => pt.read(vma, vma.vma().start() + off, buf),
         }
     }
@@ -453,7 +451,6 @@ impl Mapper {
 
 /// One round: workers, a killer, the checks.
 fn removal_round(round: u64, freeable: bool) {
-    KILLING.store(false, Ordering::SeqCst);
     let s = setup(freeable);
     let phase = Phase::default();
     let progress: Vec<AtomicU64> = (0..WORKERS).map(|_| AtomicU64::new(0)).collect();
@@ -604,10 +601,23 @@ fn removal_round(round: u64, freeable: bool) {
                     check_access(&format!("mapper {w} load"), when2, r2);
                     if r2.is_ok() {
                         let m = models[w].lock()[other as usize].clone();
-                        assert!(
-                            buf.iter().all(|&b| m.allows(w, other, b)),
-                            "mapper {w}: a load of page {other} shows bytes it was never given"
-                        );
+                        if let Some(i) = buf.iter().position(|&b| !m.allows(w, other, b)) {
+                            let odd = buf[i];
+                            let zeros = buf.iter().filter(|&&b| b == 0).count();
+                            panic!(
+                                "mapper {w}: a load of page {other} ({when2:?} the kill) shows \
+                                 byte {odd:#04x} at {i}, never given: acknowledged generation \
+                                 {} ({:#04x}), tried since {:?}; {zeros} zero bytes; \
+                                 generations of this page that write {odd:#04x}: {:?}",
+                                m.acked,
+                                stamp(w, other, m.acked),
+                                m.tried,
+                                (0..=generation)
+                                    .filter(|&g| stamp(w, other, g) == odd)
+                                    .take(4)
+                                    .collect::<Vec<_>>()
+                            );
+                        }
                     }
                     if x.is_multiple_of(8) {
                         // msync: after the kill it fails (ENXIO) when dirty pages could
@@ -668,7 +678,6 @@ fn removal_round(round: u64, freeable: bool) {
                 std::thread::yield_now();
             }
             phase.killing.store(true, Ordering::SeqCst);
-            KILLING.store(true, Ordering::SeqCst);
             s.mem.kill();
             phase.killed.store(true, Ordering::SeqCst);
         });
@@ -719,71 +728,32 @@ fn removal_round(round: u64, freeable: bool) {
     );
 }
 
-// ---- a SIGBUS in the middle of an accessor ----
+// ---- no SIGBUS in a mapper ----
 //
-// `MmuMapping::load`/`store`/`fill` fault every page in first (returning the fault
-// result), then copy with plain volatile accesses: a page the kill unmaps between
-// the two steps faults again during the copy, and that fault is a real SIGBUS (the
-// right answer: the device is gone). A process cannot survive a SIGBUS it does not
-// handle, so during the kill this child handles it: the handler maps a scratch page
-// over the faulting one (in the mapping's address reservation, which the kill has
-// already unmapped) so the access completes harmlessly, and tells the thread, which
-// counts the access as failed with SIGBUS. A SIGBUS before the kill began is a bug:
-// the handler reports it and dies.
+// `MmuMapping::load`/`store`/`fill` fault pages in (returning the fault's result),
+// then copy under each block's page-table lock: a kill that unmaps a page between the
+// two steps makes them fault it again, never raise a signal. A SIGBUS in this child
+// is therefore a failure; the handler says so and dies by it.
 
-/// Set by the killer just before `kill`.
-static KILLING: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    /// A SIGBUS was caught in this thread since it last looked.
-    static SIGBUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-extern "C" fn catch_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    if !KILLING.load(Ordering::SeqCst) {
-        let msg = b"\nSIGBUS before the kill began\n";
-        // SAFETY: write(2), sigaction and raise are async-signal-safe; the default
-        // action is restored and the signal delivered on return.
-        unsafe {
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            libc::raise(sig);
-        }
-        return;
-    }
-    // SAFETY: a fault's siginfo carries the address; mmap is a plain system call. The
-    // page lies in a DAX mapping's reservation whose device pages the kill unmapped.
+extern "C" fn no_sigbus(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let msg = b"\nSIGBUS: an accessor raised a signal instead of returning the fault\n";
+    // SAFETY: write(2), sigaction and raise are async-signal-safe; the default
+    // action is restored and the signal delivered on return.
     unsafe {
-        let addr = ((*info).si_addr() as usize) & !(B as usize - 1);
-        libc::mmap(
-            addr as *mut libc::c_void,
-            B as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-    }
-    SIGBUSED.with(|c| c.set(true));
-}
-
-/// An accessor's result, with a SIGBUS caught during its copy counted as one.
-fn caught(r: Result<(), VmFault>) -> Result<(), VmFault> {
-    if SIGBUSED.with(|c| c.replace(false)) {
-        Err(VmFault::SIGBUS)
-    } else {
-        r
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        libc::raise(sig);
     }
 }
 
-fn install_sigbus_catcher() {
+fn install_sigbus_report() {
     // SAFETY: a SA_SIGINFO handler with a valid action, installed before the first
     // mapping so the engine's handler passes the SIGBUS it raises to it.
     unsafe {
         let mut act: libc::sigaction = std::mem::zeroed();
-        act.sa_sigaction = catch_sigbus as *const () as usize;
+        act.sa_sigaction = no_sigbus as *const () as usize;
         act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         libc::sigemptyset(&mut act.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
@@ -793,7 +763,7 @@ fn install_sigbus_catcher() {
 #[test]
 #[ignore = "run in a child process by removal_while_busy_fails_everything_after_it_and_hangs_nothing"]
 fn child_removal_while_busy() {
-    install_sigbus_catcher();
+    install_sigbus_report();
     let rounds = env_u64("DAX_REMOVAL_ROUNDS", 1);
     for round in 0..rounds {
         removal_round(round, false);
