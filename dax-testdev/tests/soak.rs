@@ -19,17 +19,14 @@
 //! instead of shmem THP with 2 MiB ones; `DAX_SOAK_SKIP=kind,kind` leaves kinds of
 //! operation out (names as the report prints them), to narrow a failure down.
 //!
-//! # Known failure
+//! # What it found
 //!
-//! With its default mix the soak currently dies within seconds, by SIGBUS (SIGSEGV
-//! with `DAX_MMU_NO_UFFD=1`): a store through a mapping keeps faulting at a page
-//! whose shadow in the `mmu` backend says it is writable while the kernel's page is
-//! not, and after `STALE_LIMIT` such faults the handler takes it for a fault that
-//! is not its own. It needs whole-file writeback (fsync, sync) racing other
-//! threads' stores and layout breaks (punch); `child_store_punch_fsync_race` below
-//! reproduces it alone. Until the engine is fixed, run with
-//! `DAX_SOAK_SKIP=fsync,sync` (writeback then races as msync of each worker's own
-//! ranges, and whole-file writeback runs in the pauses).
+//! A store through a mapping that kept faulting at a page whose shadow in the `mmu`
+//! backend said writable while the kernel's page was not, until the handler took it
+//! for a fault not its own (SIGBUS): writeback changed the kernel's protection
+//! before the shadow, and a store in between, its writer preempted, saw the shadow
+//! allow what the kernel refused. `child_store_punch_fsync_race` below reproduces it
+//! alone; the `mmu` module docs give the ordering rule that fixed it.
 //!
 //! # The model: ownership keeps concurrent operations checkable
 //!
@@ -81,8 +78,10 @@ const WORKER_OPS_PER_TAIL_OP: u64 = 40;
 const WORKER_MIX: &[(Kind, usize)] = &[
     (Kind::Write, 20),
     (Kind::Read, 15),
-    (Kind::MapStore, 20),
-    (Kind::MapLoad, 15),
+    (Kind::MapStore, 10),
+    (Kind::MapLoad, 8),
+    (Kind::RawStore, 10),
+    (Kind::RawLoad, 7),
     (Kind::Punch, 7),
     (Kind::ZeroRange, 7),
     (Kind::Msync, 11),
@@ -105,6 +104,10 @@ enum Kind {
     Read,
     MapStore,
     MapLoad,
+    /// A plain store through the mapping's pointer, as a program makes.
+    RawStore,
+    /// A plain load through the mapping's pointer.
+    RawLoad,
     Punch,
     ZeroRange,
     Msync,
@@ -118,11 +121,13 @@ enum Kind {
     Verify,
 }
 
-const KINDS: [Kind; 15] = [
+const KINDS: [Kind; 17] = [
     Kind::Write,
     Kind::Read,
     Kind::MapStore,
     Kind::MapLoad,
+    Kind::RawStore,
+    Kind::RawLoad,
     Kind::Punch,
     Kind::ZeroRange,
     Kind::Msync,
@@ -505,6 +510,27 @@ fn worker(sh: &Shared, t: usize, seed: u64) {
                 }
                 sh.count(Kind::MapLoad);
             }
+            Kind::RawStore => {
+                rng.fill(&mut buf[..len]);
+                // SAFETY: `at + len` lies in a chunk this worker owns, below every
+                // size the file takes while workers run, inside the mapping (which
+                // outlives the workers); the mapping's handler serves the faults.
+                unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), m.as_ptr().add(at), len) };
+                model.chunks[f][i][off..off + len].copy_from_slice(&buf[..len]);
+                sh.count(Kind::RawStore);
+            }
+            Kind::RawLoad => {
+                // SAFETY: as for RawStore; only this worker writes these bytes.
+                unsafe { std::ptr::copy_nonoverlapping(m.as_ptr().add(at), got.as_mut_ptr(), len) };
+                sh.compare(
+                    "raw load",
+                    f,
+                    at,
+                    &model.chunks[f][i][off..off + len],
+                    &got[..len],
+                );
+                sh.count(Kind::RawLoad);
+            }
             Kind::Punch => {
                 let mode = FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE;
                 if let Err(e) = sh.fs.fallocate(ino, mode, at as u64, len as u64) {
@@ -799,91 +825,132 @@ fn child_soak() {
 
 // ---- a focused reproducer of what the soak found ----
 
-/// `DAX_RACE_THREADS` threads (default 3) on one 2 MiB file of a memfd device, 4 KiB
-/// mappings: each stores through the mapping into ranges of its own (64 KiB chunk
-/// `c` belongs to thread `c % threads`), punches them (which unmaps the whole file
-/// from the mapping) and fsyncs the file (which writes every dirty page back, racing the
-/// other threads' stores; `DAX_RACE_MSYNC=1`: an msync of the whole mapping
-/// instead, the same writeback without the checkpoint). Runs `DAX_RACE_SECS`
-/// (default 20) seconds; a store the engine cannot resolve kills the child.
+/// `DAX_RACE_THREADS` threads (default 8: more threads than cores, so that one is
+/// preempted inside a change now and then) on one 16 MiB file of a memfd device, 4 KiB
+/// mappings: each stores into ranges of its own (64 KiB chunk `c` belongs to thread
+/// `c % threads`) with plain stores through the mapping's pointer, as a program does,
+/// and through `MmuMapping::store`; punches them (which unmaps the whole file from
+/// the mapping) and fsyncs the file (which write-protects every dirty page for
+/// writeback, racing the other threads' stores; `DAX_RACE_MSYNC=1`: an msync of the
+/// whole mapping instead, the same writeback without the checkpoint). Each thread
+/// does `DAX_RACE_OPS` operations (default 20,000; 5,000 in a debug build) and keeps a model of its bytes;
+/// afterwards every byte of the file, read back with `read` and through the mapping,
+/// must equal its owner's model. A store the engine cannot resolve kills the child.
 #[test]
 #[ignore = "run in a child process by store_punch_fsync_race"]
 fn child_store_punch_fsync_race() {
     install_signal_report();
-    let secs = env_u64("DAX_RACE_SECS").unwrap_or(20);
+    let ops = env_u64("DAX_RACE_OPS").unwrap_or(if cfg!(debug_assertions) {
+        5_000
+    } else {
+        20_000
+    });
     let msync = env_u64("DAX_RACE_MSYNC").is_some_and(|v| v == 1);
-    let threads = env_u64("DAX_RACE_THREADS").unwrap_or(4).max(1) as usize;
+    let threads = env_u64("DAX_RACE_THREADS").unwrap_or(8).max(1) as usize;
     let dev = MemDevice::builder().size(64 << 20).build().unwrap();
     let fs = TestFs::mkfs(dev).unwrap();
     let ino = fs.create("f").unwrap();
     let pages = env_u64("DAX_RACE_PAGES").unwrap_or(4096) as usize;
-    fs.truncate(ino, pages as u64 * 4096).unwrap();
+    let size = pages * 4096;
+    fs.truncate(ino, size as u64).unwrap();
     let opts = MapOptions::new().shared(true).writable(true).huge(false);
-    let m = fs.mmap_real(ino, 0, pages as u64 * 4096, opts).unwrap();
+    let m = fs.mmap_real(ino, 0, size as u64, opts).unwrap();
     MAPPED[0].1.store(m.len() as u64, Ordering::SeqCst);
     MAPPED[0].0.store(m.as_ptr() as u64, Ordering::SeqCst);
-    let stop = AtomicBool::new(false);
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let counts = [const { AtomicU64::new(0) }; 3];
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (m, fs, stop, counts) = (&m, &fs, &stop, &counts);
-            s.spawn(move || {
-                prepare_thread().unwrap();
-                let mut rng = Rng(t as u64 + 1);
-                let mut buf = vec![0u8; 16 * 4096];
-                while !stop.load(Ordering::SeqCst) {
-                    // Chunks of 16 pages; chunk c belongs to thread c % threads.
-                    let c = rng.below(pages / 16 / threads) * threads + t;
-                    let off = rng.below(16 * 4096);
-                    let len = 1 + rng.below(16 * 4096 - off);
-                    let at = c * 16 * 4096 + off;
-                    match rng.below(20) {
-                        0..14 => {
-                            rng.fill(&mut buf[..len]);
-                            m.store(at, &buf[..len]).unwrap();
-                            counts[0].fetch_add(1, Ordering::Relaxed);
-                        }
-                        14..19 => {
-                            let mode = FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE;
-                            fs.fallocate(ino, mode, at as u64, len as u64).unwrap();
-                            counts[1].fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ if msync => {
-                            m.msync(0, m.len()).unwrap();
-                            counts[2].fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            fs.fsync(ino).unwrap();
-                            counts[2].fetch_add(1, Ordering::Relaxed);
+    let counts = [const { AtomicU64::new(0) }; 4];
+    let models: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (m, fs, counts) = (&m, &fs, &counts);
+                s.spawn(move || {
+                    prepare_thread().unwrap();
+                    let mut rng = Rng(t as u64 + 1);
+                    let mut buf = vec![0u8; 16 * 4096];
+                    let mut model = vec![0u8; size];
+                    for _ in 0..ops {
+                        // Chunks of 16 pages; chunk c belongs to thread c % threads.
+                        let c = rng.below(pages / 16 / threads) * threads + t;
+                        let off = rng.below(16 * 4096);
+                        let len = 1 + rng.below(16 * 4096 - off);
+                        let at = c * 16 * 4096 + off;
+                        match rng.below(20) {
+                            0..7 => {
+                                rng.fill(&mut buf[..len]);
+                                // SAFETY: `at + len` is inside the mapping, which
+                                // outlives this scope; only this thread writes these
+                                // bytes; a fault is served by the mapping's handler.
+                                unsafe {
+                                    std::ptr::copy_nonoverlapping(
+                                        buf.as_ptr(),
+                                        m.as_ptr().add(at),
+                                        len,
+                                    )
+                                };
+                                model[at..at + len].copy_from_slice(&buf[..len]);
+                                counts[0].fetch_add(1, Ordering::Relaxed);
+                            }
+                            7..14 => {
+                                rng.fill(&mut buf[..len]);
+                                m.store(at, &buf[..len]).unwrap();
+                                model[at..at + len].copy_from_slice(&buf[..len]);
+                                counts[1].fetch_add(1, Ordering::Relaxed);
+                            }
+                            14..19 => {
+                                let mode = FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE;
+                                fs.fallocate(ino, mode, at as u64, len as u64).unwrap();
+                                model[at..at + len].fill(0);
+                                counts[2].fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ if msync => {
+                                m.msync(0, m.len()).unwrap();
+                                counts[3].fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                fs.fsync(ino).unwrap();
+                                counts[3].fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
-                }
-            });
-        }
-        while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        stop.store(true, Ordering::SeqCst);
+                    model
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
+    // Every byte against its owner's model, through read(2) and through the mapping.
+    let mut by_read = vec![0u8; size];
+    assert_eq!(fs.read(ino, 0, &mut by_read).unwrap(), size);
+    let mut by_map = vec![0u8; size];
+    m.load(0, &mut by_map).unwrap();
+    for c in 0..pages / 16 {
+        let r = c * 16 * 4096..(c + 1) * 16 * 4096;
+        let want = &models[c % threads][r.clone()];
+        for (how, got) in [("read", &by_read), ("the mapping", &by_map)] {
+            if let Some(i) = (r.start..r.end).find(|&i| got[i] != want[i - r.start]) {
+                panic!(
+                    "byte {i} (thread {}'s chunk {c}) through {how}: {} where the model has {}",
+                    c % threads,
+                    got[i],
+                    want[i - r.start]
+                );
+            }
+        }
+    }
     println!(
-        "stores {}, punches {}, fsyncs {}: every store was resolved",
+        "raw stores {}, accessor stores {}, punches {}, {} {}: every store resolved, \
+         every byte as the model",
         counts[0].load(Ordering::Relaxed),
         counts[1].load(Ordering::Relaxed),
-        counts[2].load(Ordering::Relaxed)
+        counts[2].load(Ordering::Relaxed),
+        if msync { "msyncs" } else { "fsyncs" },
+        counts[3].load(Ordering::Relaxed)
     );
 }
 
 /// Stores, punches and whole-file writeback racing on one file (see
-/// [`child_store_punch_fsync_race`]) must leave every store resolvable.
+/// [`child_store_punch_fsync_race`]) must leave every store resolved and every byte
+/// as the model says. The watchdog turns a hang into a failure.
 #[test]
-#[ignore = "known dax-fault mmu bug (a page's shadow says writable, the kernel's page is \
-            not; the store faults until the handler gives up with SIGBUS): see \
-            docs/reliability-crash-soak.md"]
 fn store_punch_fsync_race() {
-    let secs = env_u64("DAX_RACE_SECS").unwrap_or(20);
-    run_child(
-        "child_store_punch_fsync_race",
-        Duration::from_secs(secs + 120),
-    );
+    run_child("child_store_punch_fsync_race", Duration::from_secs(240));
 }
