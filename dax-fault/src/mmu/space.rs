@@ -9,10 +9,26 @@
 //! lock. Every change — an insertion, an upgrade, a zap, a write-protect, a split, a
 //! private copy — takes it, checks the shadow, makes the system call that changes the
 //! process's real mapping (`mmap`, `mprotect`, `mremap`, userfaultfd write-protect)
-//! and updates the shadow, all before it unlocks: no thread ever sees the shadow and
-//! the real mapping disagree in a way that matters. (A thread that reads the shadow
-//! without the lock only takes a hint: a fault it then handles re-checks under the
-//! lock, and a store that the hardware lets through is always one the shadow allows.)
+//! and updates the shadow, all before it unlocks.
+//!
+//! # The ordering rule: the shadow never allows more than the kernel
+//!
+//! Threads read the shadow without the lock: the signal handler does, to tell a fault
+//! it must serve from one another thread already served, or from one that is not
+//! its own. So inside the lock the order matters too. A change that *takes away*
+//! access (a zap, writeback's write-protect, a split that removes a mapping) updates
+//! the shadow first and then makes the system call; a change that *gives* access (an
+//! insertion, an upgrade, a private copy) makes the system call first and then
+//! updates the shadow. At every instant the shadow allows at most what the kernel
+//! does, so a fault whose access the shadow allows was served already, and retrying
+//! it passes. A fault the shadow refuses is served under the lock, which waits for
+//! any change under way.
+//!
+//! The other order once cost a SIGBUS: writeback write-protected pages in the kernel
+//! and then, with the writer preempted, left the shadow saying writable; a store
+//! there faulted again and again, found nothing to do each time, and after
+//! `STALE_LIMIT` tries the handler took the fault for one that was not its own
+//! (`store_punch_fsync_race` in dax-testdev's `soak.rs`).
 //!
 //! The shadow is allocated lazily: a directory per 1 GiB of the mapping when first
 //! touched, and a table of 512 page states per 2 MiB block when it first holds a
@@ -325,8 +341,8 @@ impl Shadow {
             let block = self.block_mut(s);
             let _pt = self.lock(block);
             if kind(block.state.load(Ordering::Acquire)) >= D_HUGE_RO {
-                must(sys::reset(b, PMD), "unmapping a 2 MiB page for munmap");
                 block.state.store(D_NONE, Ordering::Release);
+                must(sys::reset(b, PMD), "unmapping a 2 MiB page for munmap");
             }
             let t = block.ptes();
             let gone = runs(t, s, e, |p| {
@@ -409,13 +425,20 @@ impl Shadow {
         sys::uffd::protect(addr, PAGE, false)
     }
 
-    /// Makes the writable device pages `addr .. addr + len` (one block, locked)
-    /// read-only again (writeback's `mkclean`); returns their new state.
-    fn make_read_only(&self, addr: u64, len: u64) -> Result<u64, DaxError> {
+    /// The state of a device page writeback made read-only again: write-protected
+    /// by userfaultfd in a tracked mapping, by its protection elsewhere.
+    fn cleaned(&self) -> u64 {
+        if self.tracked { P_WP } else { P_RO }
+    }
+
+    /// Makes the writable device pages `addr .. addr + len` (one block, locked, their
+    /// shadow already [`cleaned`](Self::cleaned)) read-only again: writeback's
+    /// `mkclean`.
+    fn make_read_only(&self, addr: u64, len: u64) -> Result<(), DaxError> {
         if self.tracked {
-            sys::uffd::protect(addr, len, true).map(|()| P_WP)
+            sys::uffd::protect(addr, len, true)
         } else {
-            sys::protect(addr, len, false).map(|()| P_RO)
+            sys::protect(addr, len, false)
         }
     }
 }
@@ -967,8 +990,13 @@ impl PageTable for MmuPageTable {
                 t.val[i].store(with_pfn(pfn.add(i as u64), k), Ordering::Release);
             }
             b.state.store(D_TABLE, Ordering::Release);
-        } else if sys::reset(addr, PMD).is_ok() {
+        } else {
+            // The shadow first (the module docs' ordering rule); put back if the
+            // mapping could not be removed after all.
             b.state.store(D_NONE, Ordering::Release);
+            if sys::reset(addr, PMD).is_err() {
+                b.state.store(st, Ordering::Release);
+            }
         }
     }
 
@@ -984,9 +1012,10 @@ impl PageTable for MmuPageTable {
         s.each_block(lo, hi, |b, lo, hi| {
             let base = lo & !(PMD - 1);
             if kind(b.state.load(Ordering::Acquire)) >= D_HUGE_RO {
-                // A huge mapping partly inside the range goes whole.
-                must(sys::reset(base, PMD), "zapping a 2 MiB mapping");
+                // A huge mapping partly inside the range goes whole (the shadow
+                // first: the module docs' ordering rule).
                 b.state.store(D_NONE, Ordering::Release);
+                must(sys::reset(base, PMD), "zapping a 2 MiB mapping");
                 return;
             }
             let Some(t) = b.ptes.get() else {
@@ -1021,37 +1050,33 @@ impl PageTable for MmuPageTable {
             if kind(st) == D_HUGE_RW {
                 let pfn = pfn_of(st);
                 if in_range(pfn) || (first >= pfn && first.0 - pfn.0 < 512) {
+                    // The shadow first (the module docs' ordering rule).
+                    b.state.store(with_pfn(pfn, D_HUGE_RO), Ordering::Release);
                     must(
                         sys::protect(base, PMD, false),
                         "write-protecting a 2 MiB mapping",
                     );
-                    b.state.store(with_pfn(pfn, D_HUGE_RO), Ordering::Release);
                 }
                 return;
             }
             let Some(t) = b.ptes.get() else {
                 return;
             };
+            // The shadow first (the module docs' ordering rule), then the kernel.
+            let k = s.cleaned();
             let clean = runs(t, lo, hi, |p| {
                 let v = p.load(Ordering::Acquire);
-                kind(v) == P_RW && in_range(pfn_of(v))
+                let pick = kind(v) == P_RW && in_range(pfn_of(v));
+                if pick {
+                    p.store(with_pfn(pfn_of(v), k), Ordering::Release);
+                }
+                pick
             });
             for (a, l) in clean {
-                {
-                    let k = match s.make_read_only(a, l) {
-                        Ok(k) => k,
-                        Err(e) => sys::fatal("write-protecting written pages for writeback", &e),
-                    };
-                    let mut p = a;
-                    while p < a + l {
-                        let v = &t.val[slot(p)];
-                        v.store(
-                            with_pfn(pfn_of(v.load(Ordering::Acquire)), k),
-                            Ordering::Release,
-                        );
-                        p += PAGE;
-                    }
-                }
+                must(
+                    s.make_read_only(a, l),
+                    "write-protecting written pages for writeback",
+                );
             }
         });
     }
