@@ -508,30 +508,8 @@ impl Filesystem for DaxFuse {
             if buf.len() < want {
                 buf.resize(want, 0);
             }
-            // `dax_iomap_rw` stops short when an error (poison, EIO) follows some
-            // progress. With direct I/O the kernel passes a short READ on as a short
-            // read(2). Outside it, the kernel takes a short READ for end of file: it
-            // fills the rest of the page with zeros and shrinks its idea of the size.
-            // So there, read on until the buffer is full or EOF, and answer an error
-            // that comes after a partial read with the error, never with zeros.
             let direct = self.cache == CacheMode::Direct;
-            let mut done = 0;
-            let read = loop {
-                match self
-                    .fs
-                    .pread(&inode, offset + done as u64, &mut buf[done..want])
-                {
-                    Ok(0) => break Ok(done),
-                    Ok(n) => {
-                        done += n;
-                        if done == want || direct {
-                            break Ok(done);
-                        }
-                    }
-                    Err(_) if done > 0 && direct => break Ok(done),
-                    Err(e) => break Err(e),
-                }
-            };
+            let read = read_request(&self.fs, &inode, offset, &mut buf[..want], direct);
             match read {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(errno(&e)),
@@ -776,5 +754,98 @@ impl Filesystem for DaxFuse {
             Ok(p) => reply.offset(p),
             Err(e) => reply.error(errno(&e)),
         }
+    }
+}
+
+/// One `READ` request: [`TestFs::pread`] of `buf.len()` bytes at `offset`.
+///
+/// `dax_iomap_rw` stops short when an error (poison, `EIO`) follows some progress.
+/// With direct I/O (`FOPEN_DIRECT_IO`) the kernel passes a short `READ` on as a short
+/// `read(2)`, which is what `dax_iomap_rw` answers a program in the kernel too. Through
+/// the page cache the kernel takes a short `READ` for end of file: it fills the rest
+/// of the page with zeros and shrinks its idea of the size. So there this reads on
+/// until the buffer is full or at end of file, and an error after a partial read is
+/// the answer (never zeros in place of data it could not read).
+fn read_request(
+    fs: &TestFs,
+    inode: &TestInode,
+    offset: u64,
+    buf: &mut [u8],
+    direct: bool,
+) -> Result<usize, DaxError> {
+    let mut done = 0;
+    loop {
+        match fs.pread(inode, offset + done as u64, &mut buf[done..]) {
+            Ok(0) => return Ok(done),
+            Ok(n) => {
+                done += n;
+                if done == buf.len() || direct {
+                    return Ok(done);
+                }
+            }
+            // After progress (not direct): the error, never a short count the kernel
+            // would take for end of file.
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fsdax::testing::{BLOCK_SIZE, MemDevice};
+
+    use super::*;
+
+    /// A 64 KiB file of 0xAB in two extents, blocks 0-2 and 3-15, with a poisoned
+    /// sector in block 3; its inode. (The device refuses a whole extent with poison
+    /// in it, as pmem's `direct_access` does: a read stops short only at an extent
+    /// boundary.)
+    fn poisoned_file() -> (TestFs, TestInode) {
+        let dev = MemDevice::builder().size(16 << 20).build().unwrap();
+        let fs = TestFs::mkfs(dev.clone()).unwrap();
+        let ino = fs.create("f").unwrap();
+        assert_eq!(fs.write(ino, 0, &[0xAB; 3 * 4096]).unwrap(), 3 * 4096);
+        let other = fs.create("g").unwrap();
+        fs.write(other, 0, &[1; 4096]).unwrap();
+        assert_eq!(
+            fs.write(ino, 3 * 4096, &[0xAB; 13 * 4096]).unwrap(),
+            13 * 4096
+        );
+        let e = fs.extents(ino).unwrap();
+        assert!(e.iter().any(|e| e.file_block == 3), "{e:?}");
+        let ext = e.iter().find(|e| e.file_block == 3).unwrap();
+        dev.driver()
+            .poison(ext.dev_block * BLOCK_SIZE as u64 + 512, 512)
+            .unwrap();
+        let inode = fs.inode(ino).unwrap();
+        (fs, inode)
+    }
+
+    #[test]
+    fn a_direct_read_stops_short_at_poison() {
+        let (fs, inode) = poisoned_file();
+        let mut buf = vec![0; 32 << 10];
+        let n = read_request(&fs, &inode, 0, &mut buf, true).unwrap();
+        // The first extent, then nothing of the poisoned one.
+        assert_eq!(n, 3 * 4096);
+        assert!(buf[..n].iter().all(|&b| b == 0xAB));
+        // Starting at the poison: the error itself.
+        let e = read_request(&fs, &inode, n as u64, &mut buf, true).unwrap_err();
+        assert_eq!(e.errno(), libc::EIO, "{e}");
+    }
+
+    #[test]
+    fn a_cached_read_answers_the_error_not_zeros() {
+        let (fs, inode) = poisoned_file();
+        let mut buf = vec![0; 32 << 10];
+        let e = read_request(&fs, &inode, 0, &mut buf, false).unwrap_err();
+        assert_eq!(e.errno(), libc::EIO, "{e}");
+        // A read that ends before the poison is whole; one past EOF is short.
+        assert_eq!(
+            read_request(&fs, &inode, 0, &mut buf[..3 * 4096], false).unwrap(),
+            3 * 4096
+        );
+        let n = read_request(&fs, &inode, (64 << 10) - 100, &mut buf, false).unwrap();
+        assert_eq!(n, 100);
     }
 }
