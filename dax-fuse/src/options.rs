@@ -92,23 +92,9 @@ pub const DEFAULT_SIZE: u64 = 1 << 30;
 /// Parses a size: digits with an optional K, M, G or T suffix (powers of 1024; `KiB`,
 /// `MB` ... are accepted as the same).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let suffix = &t[digits.len()..];
-    let shift = match suffix.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        _ => return Err(format!("unknown size suffix {suffix:?} in {s:?}")),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 1G, 512M)"))?;
-    n.checked_mul(1 << shift)
+    fsdax::testing::parse_size(s)
         .filter(|&b| b > 0)
-        .ok_or_else(|| format!("{s:?} is not a size between 1 byte and 16 EiB"))
+        .ok_or_else(|| format!("{s:?} is not a size between 1 byte and 16 EiB (e.g. 1G, 512M)"))
 }
 
 impl Options {

@@ -36,7 +36,9 @@ pub mod power;
 pub mod testfs;
 
 pub use dax_drivers::shmem_thp_enabled;
-pub use memdev::{Backing, DevOp, FailSchedule, MemDevice, MemDeviceBuilder, memory_failure};
+pub use memdev::{
+    Backing, DevOp, FailSchedule, MemDevice, MemDeviceBuilder, memory_failure, parse_size,
+};
 pub use power::{Line, PointCause, PowerLog, PowerOptions, PowerPoint, Replay, Subset};
 pub use testfs::{
     Attr, BLOCK_SIZE, DirEntry, ExtentInfo, FallocMode, FileHandle, FileKind, Ino, IomapHook,

@@ -91,6 +91,35 @@ impl DevOp {
     }
 }
 
+/// Parses a size as a command line gives it: digits with an optional `K`, `M`, `G`
+/// or `T` suffix, powers of 1024, in any case (`KiB`, `MB`, `b` are accepted too).
+/// `None` when it is not a size or does not fit in a `u64`. The callers (the tour,
+/// `daxfs-fuse`) check what sizes they accept.
+///
+/// ```
+/// use dax_testdev::parse_size;
+/// assert_eq!(parse_size("1G"), Some(1 << 30));
+/// assert_eq!(parse_size(" 512MiB "), Some(512 << 20));
+/// assert_eq!(parse_size("4096"), Some(4096));
+/// assert_eq!(parse_size("1Q"), None);
+/// assert_eq!(parse_size("M"), None);
+/// assert_eq!(parse_size("99999999999T"), None);
+/// ```
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 /// Builder for a [`MemDevice`] wrapped in a [`DaxDevice`].
 ///
 /// ```

@@ -55,24 +55,10 @@ impl Options {
 pub(crate) fn parse_size(s: &str) -> Result<u64, TourError> {
     let bad = || {
         TourError(format!(
-            "--size: '{s}' is not a size (a number with an optional K, M or G suffix, e.g. 1G)"
+            "--size: '{s}' is not a size (a number with an optional K, M or G suffix, e.g. 1G, below 16 EiB)"
         ))
     };
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    let bytes = n
-        .checked_mul(1 << shift)
-        .ok_or_else(|| TourError(format!("--size: '{s}' is too large")))?;
+    let bytes = dax_testdev::parse_size(s).ok_or_else(bad)?;
     if bytes < MIN_SIZE || !bytes.is_multiple_of(K) {
         return Err(TourError(format!(
             "--size: {s} is not a multiple of 4 KiB of at least 16 MiB"
