@@ -440,6 +440,16 @@ impl Mapper {
         }
     }
 
+    /// Copies the page at `off` onto itself through `copy_within` (a real mapping
+    /// only): the bytes stay as they are, and a kill racing it must give a result,
+    /// never a signal.
+    fn copy_onto_itself(&self, off: u64) -> Option<Result<(), VmFault>> {
+        match self {
+            Mapper::Real(m) => Some(m.copy_within(off as usize, off as usize, B as usize)),
+            Mapper::Sim { .. } => None,
+        }
+    }
+
     /// msync of the whole mapping (a real one only).
     fn msync(&self) -> Option<Result<(), DaxError>> {
         match self {
@@ -617,6 +627,13 @@ fn removal_round(round: u64, freeable: bool) {
                                     .take(4)
                                     .collect::<Vec<_>>()
                             );
+                        }
+                    }
+                    if x % 4 == 1 {
+                        let a3 = phase.start();
+                        if let Some(r3) = map.copy_onto_itself(other * B) {
+                            let when3 = phase.end(a3);
+                            check_access(&format!("mapper {w} copy_within"), when3, r3);
                         }
                     }
                     if x.is_multiple_of(8) {

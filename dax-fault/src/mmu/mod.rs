@@ -574,24 +574,28 @@ impl MmuMapping {
     }
 
     /// Copies `len` bytes from offset `src` to offset `dst` of the mapping (volatile;
-    /// the ranges may overlap, as `memmove`). The source is faulted in for loads and
-    /// the destination for stores first. Unlike [`store`](Self::store) it copies
-    /// without the page-table locks (a partial overlapping copy could not be redone):
-    /// a page a racing truncate or removal unmaps between the two steps faults again
-    /// during the copy and gets what a store through [`as_ptr`](Self::as_ptr) would
-    /// (SIGBUS past the end of the file).
-    #[allow(unsafe_code)]
+    /// the ranges may overlap, as `memmove`). Both ranges are checked and faulted in
+    /// first (the source for loads, the destination for stores), so a range outside
+    /// the mapping or a fault that fails there changes nothing. Then the bytes go in
+    /// chunks through a buffer, each chunk [`load`](Self::load)ed whole and then
+    /// [`store`](Self::store)d, under the page-table locks as those are: so, as they,
+    /// it never raises a signal. Chunks go from the end when `dst` is above `src`, so
+    /// an overlap never reads what this copy already wrote. A fault that fails after
+    /// that (a racing truncate or device removal) ends the copy with its result, the
+    /// chunks before it copied.
     pub fn copy_within(&self, src: usize, dst: usize, len: usize) -> Result<(), VmFault> {
+        const CHUNK: usize = 64 << 10;
         self.populate(src, len, false)?;
         self.populate(dst, len, true)?;
-        // SAFETY: as in `load`, for both ranges.
-        unsafe {
-            sys::copy_within(
-                self.shadow.base + src as u64,
-                self.shadow.base + dst as u64,
-                len,
-            )
-        };
+        let mut chunk = vec![0u8; len.min(CHUNK)];
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(CHUNK);
+            let at = if dst > src { len - off - n } else { off };
+            self.load(src + at, &mut chunk[..n])?;
+            self.store(dst + at, &chunk[..n])?;
+            off += n;
+        }
         Ok(())
     }
 

@@ -546,29 +546,6 @@ pub(crate) unsafe fn fill(addr: u64, len: usize, byte: u8) {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst` (ranges may overlap, as `memmove`), both
-/// faulted in by the caller: `src` for loads, `dst` for stores. Each chunk is read
-/// whole before it is written, and chunks go from the end when `dst` is above `src`,
-/// so an overlap never reads what this copy already wrote.
-///
-/// # Safety
-///
-/// As for [`load`], for both `src .. src + len` and `dst .. dst + len`.
-pub(crate) unsafe fn copy_within(src: u64, dst: u64, len: usize) {
-    let mut chunk = [0u8; 4096];
-    let mut off = 0;
-    while off < len {
-        let n = (len - off).min(chunk.len());
-        let at = if dst > src { len - off - n } else { off };
-        // SAFETY: as in `load` and `store`, each inside its range.
-        unsafe {
-            volatile_read(src as usize + at, &mut chunk[..n]);
-            volatile_write(dst as usize + at, &chunk[..n]);
-        }
-        off += n;
-    }
-}
-
 // ---- signals ----
 
 /// What the faulting access was, as far as the handler can tell.
