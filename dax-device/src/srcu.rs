@@ -43,7 +43,7 @@
 //! call returns, threads not running having passed one at their last context switch.
 //! The effect is that each light fence acts as a `SeqCst` fence ordered before or after
 //! each heavy fence. Where membarrier is unavailable (not Linux, Linux before 4.14,
-//! refused by a seccomp filter), and always under `cfg(loom)`, both fences are
+//! refused by a seccomp filter), and always under `cfg(loom)` and Miri, both fences are
 //! `fence(SeqCst)`: the read side then costs one full fence per lock and per unlock,
 //! still with no locked read-modify-write. `tests/loom_srcu.rs` model-checks that
 //! flavour. The choice is made once per process, before any
@@ -420,7 +420,7 @@ impl Srcu {
 }
 
 /// The writer's heavy fence: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`.
-#[cfg(all(not(loom), any(target_os = "linux", target_os = "android")))]
+#[cfg(all(not(loom), not(miri), any(target_os = "linux", target_os = "android")))]
 mod heavy {
     use rustix::io::Errno;
     use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
@@ -466,8 +466,9 @@ mod heavy {
     }
 }
 
-/// No membarrier here: every Srcu uses symmetric fences.
-#[cfg(not(all(not(loom), any(target_os = "linux", target_os = "android"))))]
+/// No membarrier here (not Linux, or loom, or Miri, which cannot issue the system
+/// call): every Srcu uses symmetric fences.
+#[cfg(not(all(not(loom), not(miri), any(target_os = "linux", target_os = "android"))))]
 mod heavy {
     pub(super) fn available() -> bool {
         false
