@@ -342,7 +342,9 @@ fn full_table(acks: &[bool]) -> Badblocks {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        ProptestConfig { cases: 256, ..ProptestConfig::default() }
+    ))]
 
     #[test]
     fn model_random_ops_small_domain(ops in prop::collection::vec(op_strategy(DOMAIN), 1..120)) {
@@ -364,7 +366,9 @@ proptest! {
 
 proptest! {
     // Each case starts by filling the table, so fewer cases keep the run short.
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        ProptestConfig { cases: 128, ..ProptestConfig::default() }
+    ))]
 
     #[test]
     fn model_random_ops_from_full_table(

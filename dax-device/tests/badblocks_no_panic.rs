@@ -51,6 +51,8 @@ fn clear_at_u64_max_is_clean_space() {
 }
 
 proptest! {
+    #![proptest_config(dax_testkit::miri::proptest_config(ProptestConfig::default()))]
+
     #[test]
     fn no_panic_on_extreme_ranges(
         ops in prop::collection::vec((0u8..4, edge_u64(), edge_u64(), any::<bool>()), 1..60)

@@ -251,7 +251,9 @@ fn run(seed: u64, op: u8, pos: u64, len: u64) -> (usize, bool) {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 600, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        Config { cases: 600, failure_persistence: None, ..Config::default() }
+    ))]
 
     #[test]
     fn adversarial_mappings_never_panic_hang_or_stray(

@@ -9,7 +9,8 @@
 //! * [`sweep`](mod@sweep): the harness of the edge-value sweeps
 //!   (`*/tests/sweep_edges.rs`) and its [`sweep!`] macro;
 //! * [`child`]: re-running one test of the current test binary in a watched child
-//!   process.
+//!   process;
+//! * [`miri`]: loop counts and proptest settings for tests that also run under Miri.
 //!
 //! No `unsafe` here: a test double that needs it (a `DaxOperations` driver) stays in
 //! the test file that uses it.
@@ -18,6 +19,7 @@
 pub mod child;
 pub mod fault;
 pub mod iomap;
+pub mod miri;
 pub mod sweep;
 
 /// [`dax_device::PAGE_SIZE`] as a `u64`.
