@@ -587,6 +587,7 @@ mod tests {
 
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg_attr(miri, ignore = "Miri cannot issue membarrier(2)")]
     fn asymmetric_fences_are_chosen_where_membarrier_works() {
         use rustix::thread::{MembarrierCommand, membarrier_query};
         if !membarrier_query().contains_command(MembarrierCommand::PrivateExpedited) {
@@ -721,7 +722,9 @@ mod tests {
             while running.load(Ordering::SeqCst) < READERS {
                 std::thread::yield_now();
             }
-            for _ in 0..200 {
+            // Under Miri (which checks these threads for data races, 100 to 1000
+            // times slower) a few rounds.
+            for _ in 0..if cfg!(miri) { 4 } else { 200 } {
                 let g = generation.fetch_add(1, Ordering::SeqCst) + 1;
                 s.synchronize();
                 for (t, mark) in inside.iter().enumerate() {
@@ -745,7 +748,7 @@ mod tests {
     fn exited_threads_leave_their_slot_for_the_next_thread() {
         for f in flavours() {
             let s = Arc::new(Srcu::with_fences(f));
-            for _ in 0..50 {
+            for _ in 0..if cfg!(miri) { 5 } else { 50 } {
                 let s2 = s.clone();
                 std::thread::spawn(move || {
                     let idx = s2.read_lock();

@@ -371,6 +371,7 @@ proptest! {
     ))]
 
     #[test]
+    #[cfg_attr(miri, ignore = "each case fills the 512-record table: minutes under Miri")]
     fn model_random_ops_from_full_table(
         acks in prop::collection::vec(any::<bool>(), MAX_BADBLOCKS),
         ops in prop::collection::vec(op_strategy(1100), 1..80),
@@ -385,6 +386,10 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "512 checked steps against the model: minutes under Miri"
+)]
 fn model_fill_table_to_512_records_then_partial_set() {
     // ref: BB-02, BB-05, Q2: fill through checked steps, then a set that can only
     // be processed partly.
