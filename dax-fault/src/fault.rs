@@ -117,6 +117,8 @@ where
     };
     let mut ret = VmFault::empty();
     let mut pfnp = pfnp;
+    // Whether the filesystem allocated (or converted) blocks for this fault.
+    let mut allocated = false;
     let status = loop {
         match iter.next() {
             Ok(true) => {}
@@ -129,6 +131,7 @@ where
             }));
             continue;
         }
+        allocated |= iter.iomap().flags.contains(IomapFlags::NEW);
         ret = fault_iter(vmf, &iter, &mut entry, false, pfnp.as_deref_mut(), around);
         if ret != VmFault::SIGBUS && iter.iomap().flags.contains(IomapFlags::NEW) {
             mapping.stats().count_major();
@@ -154,6 +157,17 @@ where
     }
     if write && around_limit > 0 && ret.contains(VmFault::NOPAGE) && !ret.is_error() {
         map_after_write(vmf, ops, around_limit);
+    }
+    if allocated && ret.is_error() && entry.entry().kind == EntryKind::Zero {
+        // The filesystem gave the page storage (a hole filled, an unwritten block
+        // converted), then the fault failed before its entry replaced the zero page's:
+        // the block stays allocated, so the zero page no longer shows the file there,
+        // and a write(2) into the block (MAPPED, not NEW: nothing invalidates) would
+        // stay invisible behind it. Drop both; the next access faults the block in.
+        // (The kernel leaves them; a dax-rs fix, found by fault injection.)
+        mapping.unmap_mapping_pages(vmf.pgoff(), 1, false);
+        entry.delete();
+        return ret;
     }
     drop(entry);
     ret
@@ -296,7 +310,11 @@ where
             pfnp.as_deref_mut(),
             around * PMD_PAGES,
         );
-        if ret != VmFault::FALLBACK {
+        // Progress only for a fault that mapped something (the kernel advances on
+        // anything but FALLBACK, SIGBUS included, so a failed copy-on-write copy is
+        // committed by iomap_end with the destination half filled: its quirk Q10,
+        // fixed here as the PTE path already behaves).
+        if ret != VmFault::FALLBACK && !ret.is_error() {
             let _ = iter.advance(PMD);
         }
         if around > 0 {
@@ -405,6 +423,19 @@ fn fault_iter<O: IomapOps + ?Sized>(
     let pfn = da.pfn();
     let sync = write && vma.is_sync() && iomap.flags.contains(IomapFlags::DIRTY);
     let shared = iomap.flags.contains(IomapFlags::SHARED);
+    // A copy-on-write destination is filled before the entry names it (the kernel's
+    // dax_fault_iter inserts the entry first): if the copy fails, the filesystem's
+    // iomap_end sees nothing written and frees the destination (XFS cancels the CoW
+    // reservation), and an entry left pointing at it would name a freed block — one
+    // writeback would flush and memory failure would find, after the block went to
+    // another file. The entry is locked throughout, so nobody sees the difference
+    // otherwise.
+    if write
+        && shared
+        && let Err(e) = dax_iomap::dax_iomap_copy_around(pos, size, size, srcmap, &da)
+    {
+        return VmFault::from_error(&e);
+    }
     insert_entry(
         vmf,
         entry,
@@ -414,12 +445,6 @@ fn fault_iter<O: IomapOps + ?Sized>(
         write,
         shared,
     );
-    if write
-        && shared
-        && let Err(e) = dax_iomap::dax_iomap_copy_around(pos, size, size, srcmap, &da)
-    {
-        return VmFault::from_error(&e);
-    }
     drop(section);
     if sync {
         return match pfnp {

@@ -29,6 +29,7 @@
 // `mmu::space`).
 #![warn(missing_docs)]
 
+mod errseq;
 mod failure;
 mod fault;
 pub mod index;
@@ -65,6 +66,6 @@ pub use vm::{FaultFlags, VmFault, Vma};
 /// are unique per process, so one table serves every device.
 pub mod pages {
     pub use crate::layout::{PagePins, pin_user_pages};
-    pub use crate::page_state::{clear_page_hwpoison, page_hwpoison, page_pins};
+    pub use crate::page_state::{clear_page_hwpoison, page_hwpoison, page_pins, wait_idle};
 }
 pub use writeback::{SyncMode, WritebackControl, dax_writeback_mapping_range};

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use dax_device::{DaxDevice, DaxError, PAGE_SIZE, Pfn};
 use parking_lot::Mutex;
 
+use crate::errseq;
 use crate::index::{Entry, EntryKind, MappingIndex};
 use crate::page_state;
 use crate::pagetable::PageTable;
@@ -77,6 +78,41 @@ impl FaultStats {
 /// [`DaxInode::mapping`](dax_iomap::DaxInode::mapping) so that reads, writes and
 /// zeroing invalidate what they must; user mappings are added with
 /// [`DaxMapping::mmap`].
+///
+/// # Writeback errors
+///
+/// The mapping's writeback error state is the kernel's `errseq_t` (lib/errseq.c), with
+/// the same rules, so that a filesystem can give `fsync` the kernel's answers:
+///
+/// * [`set_wb_error`](Self::set_wb_error) (`errseq_set`) records an error. If the
+///   previous one was already reported to someone, the error counter moves on, so
+///   every cursor taken before now sees a change; if it was not, the new error
+///   replaces it without moving the counter (two errors nobody saw yet are reported
+///   once, as the latest).
+/// * A file samples a cursor when it is opened ([`sample_wb_err`](Self::sample_wb_err),
+///   `errseq_sample`): the current value if that error was already reported to
+///   someone, else 0, so that an error nobody has seen is reported to the new opener
+///   too.
+/// * Its fsync calls [`check_and_advance_wb_err`](Self::check_and_advance_wb_err)
+///   (`errseq_check_and_advance`, via `file_check_and_advance_wb_err`): an error
+///   recorded since its cursor is reported once, the cursor moves to now and the error
+///   is marked seen. The same file's next fsync does not report it again; another file
+///   opened before the error still gets it at its own next fsync.
+///
+/// ```
+/// use dax_device::DaxError;
+/// use dax_fault::DaxMapping;
+/// # let dev: std::sync::Arc<dax_device::DaxDevice> =
+/// #     dax_testdev::MemDevice::builder().size(1 << 20).build().unwrap();
+/// let m = DaxMapping::new(dev);
+/// let (mut a, mut b) = (m.sample_wb_err(), m.sample_wb_err()); // two open files
+/// m.set_wb_error(DaxError::Io { what: "writeback" });
+/// assert_eq!(m.check_and_advance_wb_err(&mut a).unwrap_err().errno(), libc::EIO);
+/// assert!(m.check_and_advance_wb_err(&mut a).is_ok()); // once per file
+/// let mut c = m.sample_wb_err(); // opened after someone saw it: not reported
+/// assert!(m.check_and_advance_wb_err(&mut c).is_ok());
+/// assert!(m.check_and_advance_wb_err(&mut b).is_err()); // b had not seen it
+/// ```
 pub struct DaxMapping {
     index: MappingIndex,
     dev: Arc<DaxDevice>,
@@ -84,8 +120,8 @@ pub struct DaxMapping {
     vmas: Mutex<Vec<Weak<MappedVma>>>,
     /// `I_DIRTY_PAGES`: set when an entry is dirtied (`__mark_inode_dirty`).
     dirty_pages: AtomicBool,
-    /// Writeback errors (`mapping->wb_err` as an errseq): a counter bumped on each
-    /// error, and the last error.
+    /// Writeback errors (`mapping->wb_err`, an `errseq_t`: `crate::errseq`), and the
+    /// last error recorded, with its data, for the callers that report it.
     wb_seq: AtomicU64,
     wb_err: Mutex<Option<DaxError>>,
     stats: FaultStats,
@@ -255,29 +291,41 @@ impl DaxMapping {
         }
     }
 
-    /// Records a writeback error (`mapping_set_error`).
+    /// Records a writeback error (`mapping_set_error` → `errseq_set`): the error
+    /// becomes the mapping's latest, and it is reported once to every cursor sampled
+    /// before it (see ["Writeback errors"](DaxMapping#writeback-errors)).
     pub fn set_wb_error(&self, err: DaxError) {
-        *self.wb_err.lock() = Some(err);
-        self.wb_seq.fetch_add(1, Ordering::AcqRel);
+        // The lock orders the stored error with the word, so a reporter never pairs a
+        // new word with an older error than the one that set it.
+        let mut last = self.wb_err.lock();
+        errseq::set(&self.wb_seq, err.errno());
+        *last = Some(err);
     }
 
-    /// The current writeback error cursor (`filemap_sample_wb_err`, taken when a file
-    /// is opened).
+    /// The writeback error cursor an opener takes (`filemap_sample_wb_err` →
+    /// `errseq_sample`): the current value if its error has been reported to someone,
+    /// else 0, so that an error nobody has seen yet is reported to this opener too.
     pub fn sample_wb_err(&self) -> u64 {
-        self.wb_seq.load(Ordering::Acquire)
+        errseq::sample(&self.wb_seq)
     }
 
-    /// Reports a writeback error recorded since `*since` once, and moves the cursor
-    /// (`file_check_and_advance_wb_err`).
+    /// Whether a writeback error was recorded since cursor `since`, without reporting
+    /// it (`filemap_check_wb_err` → `errseq_check`).
+    pub fn check_wb_err(&self, since: u64) -> bool {
+        errseq::check(&self.wb_seq, since)
+    }
+
+    /// Reports a writeback error recorded since `*since`, once, and moves the cursor
+    /// to now (`file_check_and_advance_wb_err` → `errseq_check_and_advance`); marks
+    /// the error seen, so later openers do not get it. The error returned is the
+    /// latest one recorded (the kernel returns the errno of the latest too).
     pub fn check_and_advance_wb_err(&self, since: &mut u64) -> Result<(), DaxError> {
-        let now = self.wb_seq.load(Ordering::Acquire);
-        if now == *since {
-            return Ok(());
-        }
-        *since = now;
-        match self.wb_err.lock().clone() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        match errseq::check_and_advance(&self.wb_seq, since) {
+            0 => Ok(()),
+            errno => Err(self.wb_err.lock().clone().unwrap_or(DaxError::Os {
+                errno,
+                what: "writeback error",
+            })),
         }
     }
 }

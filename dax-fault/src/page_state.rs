@@ -188,8 +188,12 @@ pub fn page_pins(pfn: Pfn) -> u32 {
     PAGES.table.lock().pins.get(&pfn.0).copied().unwrap_or(0)
 }
 
-/// Waits until `pfn` has no pins or `timeout` passes; true when idle.
-pub(crate) fn wait_idle(pfn: Pfn, timeout: Duration) -> bool {
+/// Waits until `pfn` has no pins or `timeout` passes, and says whether it is idle
+/// (`wait_page_idle`, bounded: the caller loops on [`dax_layout_busy_page`] as the
+/// kernel's callers do).
+///
+/// [`dax_layout_busy_page`]: crate::dax_layout_busy_page
+pub fn wait_idle(pfn: Pfn, timeout: Duration) -> bool {
     let mut t = PAGES.table.lock();
     if !t.pins.contains_key(&pfn.0) {
         return true;

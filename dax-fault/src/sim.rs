@@ -709,7 +709,14 @@ impl SimPageTable {
                     .direct_access(pgoff, 1, DaxAccessMode::Access)
                     .map_err(|e| VmFault::from_error(&e))?;
                 if da.copy_to(off, buf) != buf.len() {
-                    return Err(VmFault::HWPOISON);
+                    // A short copy is poison, or a device killed after it answered
+                    // (its copies move nothing then): the CPU would take SIGBUS on a
+                    // removed device's page, not a memory-failure report.
+                    return Err(if section.alive() {
+                        VmFault::HWPOISON
+                    } else {
+                        VmFault::SIGBUS
+                    });
                 }
             }
         }

@@ -65,7 +65,11 @@ impl WritebackControl {
 /// user mappings write-protected and cleaned, its whole device range (4 KiB or 2 MiB,
 /// even if the range starts inside it) written back from the CPU cache, and its DIRTY
 /// mark cleared before it is unlocked. The first error stops the walk, is recorded in
-/// the mapping's writeback error state and returned.
+/// the mapping's writeback error state ([`DaxMapping::set_wb_error`]) and returned;
+/// the entry it hit (and every one after it) stays DIRTY for the next pass. A device
+/// that cannot give access to a dirty entry's memory (an I/O error, or
+/// [`DaxError::Dead`] after `kill`: its data can no longer be written back) is such an
+/// error.
 pub fn dax_writeback_mapping_range(
     mapping: &DaxMapping,
     dev: &DaxDevice,
@@ -93,6 +97,16 @@ pub fn dax_writeback_mapping_range(
 }
 
 /// `dax_writeback_one` for the entry starting at page `start` seen with `pfn`.
+///
+/// The kernel reaches the entry's memory through its pfn and cannot fail once the
+/// entry is locked; here the device is asked for it (`direct_access` in
+/// recovery-write mode, which answers up to a poisoned page, whose cache lines hold
+/// nothing worth writing back, and then the rest of the entry from after it). If the
+/// device cannot answer for the whole entry — it fails, or it is dead — nothing is
+/// cleaned: the entry stays DIRTY and its mappings writable, so the next
+/// data-integrity pass tries again, and the error goes to the caller (who records it
+/// in the mapping's errseq). Cleaning it would let a later fsync succeed without the
+/// data ever having been written back.
 fn writeback_one(
     mapping: &DaxMapping,
     dev: &DaxDevice,
@@ -104,15 +118,28 @@ fn writeback_one(
     };
     let count = entry.entry().pages();
     let index = entry.start();
-    mapping.mkclean(index, count, entry.entry().pfn);
-    {
-        let section = dev.read_lock();
-        // RecoveryWrite: a poisoned page has nothing in the cache worth writing back,
-        // but the rest of the entry does; a dead device has nothing to flush.
-        if let Ok(da) = section.direct_access(entry.pgoff(), count, DaxAccessMode::RecoveryWrite) {
-            da.flush(0, (count * PAGE) as usize);
+    let section = dev.read_lock();
+    // Every run of the entry, before anything changes.
+    let mut runs = Vec::new();
+    let mut at = 0;
+    while at < count {
+        // An error returns with `entry` unlocked by its drop, still DIRTY.
+        let da =
+            section.direct_access(entry.pgoff() + at, count - at, DaxAccessMode::RecoveryWrite)?;
+        if da.pages() == 0 {
+            return Err(DaxError::Io {
+                what: "the device gave no access to a dirty entry's pages",
+            });
         }
+        at += da.pages();
+        runs.push(da);
     }
+    mapping.mkclean(index, count, entry.entry().pfn);
+    for da in &runs {
+        da.flush(0, da.len());
+    }
+    drop(runs);
+    drop(section);
     entry.unlock_clean();
     Ok(())
 }

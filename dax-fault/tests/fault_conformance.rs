@@ -3,9 +3,10 @@
 //! WB-01..03 and INV-01..10, §1.9 MF-03 and MF-05, §1.10 LCK-04, §2.11.3/2.11.4 races,
 //! and §3 edge cases 55–86 and 100–104. Each test asserts the page-table slots
 //! ([`Space`] over `SimPageTable`), the index entries, the filesystem calls and the
-//! results after every step. Quirks reproduced on purpose and tested as such: Q10
-//! (CoW copy failure), Q11 (PMD ignores `iomap_begin` errors), Q12 (sync PMD fsync
-//! range), Q14 (EMPTY entries left behind).
+//! results after every step. Quirks reproduced on purpose and tested as such: Q11
+//! (PMD ignores `iomap_begin` errors), Q12 (sync PMD fsync range), Q14 (EMPTY entries
+//! left behind); fixed on purpose: Q10 (a failed CoW copy left an entry naming the
+//! freed destination, or on the PMD path committed the half-copied 2 MiB).
 //!
 //! Races use real threads held at a [`Gate`] and the index's waiter probe
 //! (`MappingIndex::waiters`), so a test releases a thread only once the other is known
@@ -656,6 +657,40 @@ fn flt10_shared_write_copies_the_source_into_the_new_blocks() {
 }
 
 #[test]
+fn flt10_a_failed_cow_copy_leaves_the_entry_as_it_was() {
+    // The kernel's dax_fault_iter inserts the entry for the CoW destination before it
+    // copies; when the copy fails, iomap_end sees 0 bytes written and the filesystem
+    // frees the destination (XFS: xfs_reflink_cancel_cow_range), leaving an entry
+    // that names a freed block. dax-rs copies first (fixed on purpose).
+    let fs = rec_fs(8 * MIB, PAGE);
+    fs.poke(MIB, &pattern(PAGE as usize, 3));
+    fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    fs.take_calls();
+    // The destination's direct_access succeeds, the source's (the copy) fails.
+    fs.dev.driver().mem.inject(
+        DevOp::DirectAccess,
+        dax_testdev::FailSchedule::After { skip: 1, count: 1 },
+        DaxError::Io { what: "injected" },
+    );
+    assert_eq!(mkwr(&fs, &vma, BASE), SIGBUS);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(MIB)), NONE)],
+        "still the shared block's entry, not the destination's"
+    );
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), false))]);
+    assert_eq!(fs.calls(), vec![begin(0, PAGE, WR), end(0, PAGE, 0, WR)]);
+    // Once the device works again the store goes through.
+    assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(
+        fs.ents(),
+        vec![(0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE)]
+    );
+}
+
+#[test]
 fn flt10_shared_pmd_write_copies_2m() {
     // ref: FLT-10 (PMD), ENT-08
     let fs = rec_fs(8 * MIB, 2 * MIB);
@@ -906,6 +941,33 @@ fn flt13_major_when_the_fs_allocated() {
     assert_eq!(fs.mapping.stats().major(), 2);
     assert_eq!(mkwr(&fs, &vma, BASE), NOPAGE, "no NEW the second time");
     assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), true))]);
+}
+
+#[test]
+fn a_write_fault_that_allocated_then_failed_drops_the_zero_page() {
+    // Found by fault injection: iomap_begin fills the hole (NEW), then direct_access
+    // fails; the block stays allocated, so the zero page and its ZERO entry no longer
+    // show the file. The kernel leaves both (a write(2) into the block, MAPPED and not
+    // NEW, would never invalidate them); dax-rs drops them.
+    let fs = rec_fs(8 * MIB, 2 * PAGE);
+    fs.ext(Ext::hole(0, PAGE).alloc(MIB));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE, Pte::Zero)]);
+    assert_eq!(fs.ents(), vec![(0, zero_pte(), NONE)]);
+    fs.dev.driver().mem.inject(
+        DevOp::DirectAccess,
+        dax_testdev::FailSchedule::EveryNth(1),
+        DaxError::Io { what: "injected" },
+    );
+    assert_eq!(wr(&fs, &vma, BASE), SIGBUS);
+    assert!(space.ptes().is_empty(), "the zero page went");
+    assert!(fs.ents().is_empty(), "and its entry");
+    fs.dev.driver().mem.clear_injections();
+    // The block the filesystem allocated is what the page shows now.
+    fs.poke(MIB, b"data");
+    assert_eq!(rd(&fs, &vma, BASE), NOPAGE);
+    assert_eq!(space.ptes(), vec![(BASE, page(fs.pfn(MIB), false))]);
 }
 
 #[test]
@@ -1599,6 +1661,81 @@ fn wb03_the_first_error_is_recorded_once_and_stops_the_walk() {
         fs.mapping.check_and_advance_wb_err(&mut since).is_ok(),
         "once"
     );
+}
+
+#[test]
+fn writeback_that_cannot_reach_the_device_leaves_the_entry_dirty_for_the_next_pass() {
+    // The kernel's dax_writeback_one cannot fail once it holds the entry; here the
+    // device is asked for the memory, and an answer of EIO must not clean the entry:
+    // the next fsync would then succeed without the data ever written back.
+    let fs = rec_fs(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE), NOPAGE);
+    let mut since = fs.mapping.sample_wb_err();
+    let eio = DaxError::Io { what: "injected" };
+    fs.dev.driver().mem.inject(
+        DevOp::DirectAccess,
+        dax_testdev::FailSchedule::EveryNth(1),
+        eio,
+    );
+    assert_eq!(errno(fsync_all(&fs)), libc::EIO);
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), DIRTY)]);
+    assert_eq!(
+        space.pte(BASE),
+        Some(page(fs.pfn(0), true)),
+        "still writable: nothing was cleaned"
+    );
+    fs.dev.driver().mem.clear_injections();
+    fs.dev.driver().take_log();
+    fsync_all(&fs).unwrap();
+    assert_eq!(flushes(&fs), vec![(0, 1)], "the retry writes it back");
+    assert_eq!(fs.ents(), vec![(0, real(0, fs.pfn(0)), NONE)]);
+    assert_eq!(space.pte(BASE), Some(page(fs.pfn(0), false)));
+    // The failure was recorded, and is reported once.
+    assert_eq!(
+        errno(fs.mapping.check_and_advance_wb_err(&mut since)),
+        libc::EIO
+    );
+    assert!(fs.mapping.check_and_advance_wb_err(&mut since).is_ok());
+}
+
+#[test]
+fn writeback_after_kill_is_enxio_and_cleans_nothing() {
+    // 2.11.6: a dead device: its data can no longer be written back, which fsync must
+    // say rather than report success.
+    let fs = rec_fs(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 0));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(wr(&fs, &vma, BASE + PAGE), NOPAGE);
+    let mut since = fs.mapping.sample_wb_err();
+    fs.dev.kill();
+    assert_eq!(errno(fsync_all(&fs)), libc::ENXIO);
+    assert_eq!(fs.entry(1).unwrap().marks, DIRTY);
+    assert_eq!(
+        errno(fs.mapping.check_and_advance_wb_err(&mut since)),
+        libc::ENXIO
+    );
+}
+
+#[test]
+fn writeback_of_a_pmd_entry_writes_back_the_pages_after_a_poisoned_one() {
+    // Recovery-write mode answers up to a poisoned page; the pages after it in the
+    // same 2 MiB entry still hold dirty cache lines and must be written back too.
+    let fs = rec_fs(8 * MIB, 2 * MIB);
+    fs.ext(Ext::mapped(0, 2 * MIB, 2 * MIB));
+    let (_space, vma) = fs.map_rw(2 * MIB);
+    assert_eq!(pmd_wr(&fs, &vma, BASE), NOPAGE);
+    fs.dev.driver().mem.poison(2 * MIB + 3 * PAGE, 512).unwrap();
+    fs.dev.driver().take_log();
+    fsync_all(&fs).unwrap();
+    let first = 2 * MIB / PAGE;
+    assert_eq!(
+        flushes(&fs),
+        vec![(first, 512), (first + 3, 509), (first + 4, 508)],
+        "before the poisoned page, the page itself, the rest"
+    );
+    assert_eq!(fs.ents(), vec![(0, real(9, fs.pfn(2 * MIB)), NONE)]);
 }
 
 #[test]
@@ -2374,7 +2511,7 @@ fn race_stress_pte_and_pmd_faults_on_one_2m_end_consistent() {
 }
 
 // =====================================================================================
-// Error paths: errno conversion and quirk Q10
+// Error paths: errno conversion and quirk Q10 (fixed)
 
 #[test]
 fn flt14_begin_errors_become_faults_by_errno() {
@@ -2408,10 +2545,12 @@ fn flt14_begin_errors_become_faults_by_errno() {
 }
 
 #[test]
-fn q10_cow_copy_failure_pte_keeps_nothing_pmd_commits_2m() {
-    // ref: quirk Q10 (reproduced): the entry is installed before the copy; a failed
-    // copy is SIGBUS; the PTE path does not advance (iomap_end sees 0), the PMD path
-    // does (iomap_end sees 2 MiB)
+fn q10_cow_copy_failure_keeps_nothing_on_either_path() {
+    // ref: quirk Q10 (fixed on purpose): the kernel installs the entry before the copy
+    // and, on the PMD path, advances after a SIGBUS, so a failed copy leaves an entry
+    // naming the cancelled destination (PTE) or commits a half-copied 2 MiB (PMD).
+    // Here the copy comes first and neither path advances: iomap_end sees 0 bytes,
+    // the entries stay EMPTY, nothing is mapped.
     let fs = rec_fs(16 * MIB, 4 * MIB);
     fs.ext(Ext::reflink(0, PAGE, MIB, MIB + PAGE))
         .ext(Ext::reflink(2 * MIB, 2 * MIB, 4 * MIB, 8 * MIB));
@@ -2430,15 +2569,12 @@ fn q10_cow_copy_failure_pte_keeps_nothing_pmd_commits_2m() {
             begin(0, PAGE, WR),
             end(0, PAGE, 0, WR),
             begin(2 * MIB, PMD, WR),
-            end(2 * MIB, PMD, PMD, WR),
+            end(2 * MIB, PMD, 0, WR),
         ]
     );
     assert_eq!(
         fs.ents(),
-        vec![
-            (0, real(0, fs.pfn(MIB + PAGE)), DIRTY | TOWRITE),
-            (512, real(9, fs.pfn(8 * MIB)), DIRTY | TOWRITE),
-        ]
+        vec![(0, Entry::empty(0), NONE), (512, Entry::empty(9), NONE),]
     );
     assert!(space.ptes().is_empty() && space.huge().is_empty());
     assert_eq!(space.calls().split_pmd, 0, "SIGBUS is not a fallback");

@@ -13,6 +13,16 @@ use fsdax::testing::TestFs;
 use fuser::{Config, MountOption, Session, SessionACL};
 
 fn main() -> ExitCode {
+    // A panic in a FUSE worker would leave its request unanswered, and the process
+    // that made it waiting in the kernel for good (not even SIGKILL ends that wait).
+    // Dying instead closes /dev/fuse: the kernel fails every pending request with
+    // ENOTCONN and the caller goes on.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("daxfs-fuse: a panic stops the server; the mount answers ENOTCONN");
+        std::process::abort();
+    }));
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

@@ -74,6 +74,16 @@ fn name_str(name: &OsStr, creating: bool) -> Result<&str, Errno> {
     })
 }
 
+/// The name for a new regular file (`MKNOD`, `CREATE`): other file types are `EPERM`,
+/// Linux's answer for a filesystem without them; then as [`name_str`] for a new name.
+fn new_file_name(name: &OsStr, mode: u32) -> Result<&str, Errno> {
+    let fmt = mode & libc::S_IFMT;
+    if fmt != libc::S_IFREG && fmt != 0 {
+        return Err(Errno::EPERM);
+    }
+    name_str(name, true)
+}
+
 /// FUSE's view of TestFs attributes (`struct fuse_attr`).
 fn file_attr(a: &Attr) -> FileAttr {
     let kind = match a.kind {
@@ -99,10 +109,27 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// A time `SETATTR` asked for. fuser 0.18 turns a time before 1970 with a fractional
+/// second into one a second too early (it subtracts the nanoseconds from the negative
+/// seconds instead of adding them): undone here, so `touch -d 1969-...` stores what
+/// was asked.
 fn time(t: TimeOrNow) -> SystemTime {
     match t {
-        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::SpecificTime(t) => fix_pre_epoch(t),
         TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// Undoes fuser's pre-1970 error: it built `t` as `EPOCH - (secs + nsec)` from the
+/// kernel's `(-secs, nsec)`, which means `EPOCH - secs + nsec`.
+fn fix_pre_epoch(t: SystemTime) -> SystemTime {
+    match std::time::UNIX_EPOCH.duration_since(t) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            let secs = Duration::from_secs(before.as_secs());
+            let nanos = Duration::from_nanos(u64::from(before.subsec_nanos()));
+            std::time::UNIX_EPOCH - secs + nanos
+        }
+        _ => t,
     }
 }
 
@@ -116,8 +143,10 @@ pub struct DaxFuse {
     fs: Arc<TestFs>,
     cache: CacheMode,
     /// Open files (`OPEN`/`CREATE` to `RELEASE`): the inode handle each file handle
-    /// reads and writes through, as a kernel `struct file` holds its inode.
-    files: RwLock<HashMap<u64, TestInode>>,
+    /// reads and writes through, as a kernel `struct file` holds its inode. Sharded
+    /// by handle, so that READs and WRITEs of different files share no lock (the
+    /// project's rule: no process-wide lock on the read or write path).
+    files: [RwLock<HashMap<u64, TestInode>>; FILE_SHARDS],
     /// Open directories: the listing taken at `OPENDIR`, so offsets stay stable.
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
@@ -127,10 +156,17 @@ impl std::fmt::Debug for DaxFuse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DaxFuse")
             .field("cache", &self.cache)
-            .field("open_files", &self.files.read().len())
+            .field(
+                "open_files",
+                &self.files.iter().map(|s| s.read().len()).sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }
+
+/// Shards of the open-file table (handles are handed out in sequence, so `fh %
+/// FILE_SHARDS` spreads them evenly).
+const FILE_SHARDS: usize = 64;
 
 thread_local! {
     /// Each worker's read buffer, kept between requests (a fresh 1 MiB buffer per
@@ -144,7 +180,7 @@ impl DaxFuse {
         DaxFuse {
             fs,
             cache,
-            files: RwLock::new(HashMap::new()),
+            files: std::array::from_fn(|_| RwLock::new(HashMap::new())),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
@@ -160,18 +196,23 @@ impl DaxFuse {
         }
     }
 
+    /// The open-file shard of handle `fh`.
+    fn shard(&self, fh: u64) -> &RwLock<HashMap<u64, TestInode>> {
+        &self.files[(fh % FILE_SHARDS as u64) as usize]
+    }
+
     /// Opens inode `ino` (`TestFs::inode`) under a new file handle.
     fn open_file(&self, ino: Ino) -> Result<FileHandle, DaxError> {
         let inode = self.fs.inode(ino)?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files.write().insert(fh, inode);
+        self.shard(fh).write().insert(fh, inode);
         Ok(FileHandle(fh))
     }
 
     /// The inode handle of an open file; a handle the kernel did not get from us (it
     /// never sends one) falls back to a lookup by number.
     fn file(&self, node: INodeNo, fh: FileHandle) -> Result<TestInode, DaxError> {
-        if let Some(i) = self.files.read().get(&fh.0) {
+        if let Some(i) = self.shard(fh.0).read().get(&fh.0) {
             return Ok(i.clone());
         }
         self.fs.inode(ino(node))
@@ -320,11 +361,7 @@ impl Filesystem for DaxFuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let fmt = mode & libc::S_IFMT;
-        if fmt != libc::S_IFREG && fmt != 0 {
-            return reply.error(Errno::EPERM);
-        }
-        let name = match name_str(name, true) {
+        let name = match new_file_name(name, mode) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
@@ -467,13 +504,35 @@ impl Filesystem for DaxFuse {
             Err(e) => return reply.error(errno(&e)),
         };
         READ_BUF.with_borrow_mut(|buf| {
-            // Never less than asked for: outside direct I/O the kernel fills a short
-            // READ with zeros, so only EOF may end one early.
             let want = size as usize;
             if buf.len() < want {
                 buf.resize(want, 0);
             }
-            match self.fs.pread(&inode, offset, &mut buf[..want]) {
+            // `dax_iomap_rw` stops short when an error (poison, EIO) follows some
+            // progress. With direct I/O the kernel passes a short READ on as a short
+            // read(2). Outside it, the kernel takes a short READ for end of file: it
+            // fills the rest of the page with zeros and shrinks its idea of the size.
+            // So there, read on until the buffer is full or EOF, and answer an error
+            // that comes after a partial read with the error, never with zeros.
+            let direct = self.cache == CacheMode::Direct;
+            let mut done = 0;
+            let read = loop {
+                match self
+                    .fs
+                    .pread(&inode, offset + done as u64, &mut buf[done..want])
+                {
+                    Ok(0) => break Ok(done),
+                    Ok(n) => {
+                        done += n;
+                        if done == want || direct {
+                            break Ok(done);
+                        }
+                    }
+                    Err(_) if done > 0 && direct => break Ok(done),
+                    Err(e) => break Err(e),
+                }
+            };
+            match read {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -529,7 +588,7 @@ impl Filesystem for DaxFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.files.write().remove(&fh.0);
+        self.shard(fh.0).write().remove(&fh.0);
         reply.ok();
     }
 
@@ -563,6 +622,9 @@ impl Filesystem for DaxFuse {
     }
 
     /// `READDIR`: entries of the listing from `offset` (entry `i` has offset `i + 1`).
+    /// Offset 0 is a new pass (`opendir`, or `rewinddir`, which glibc sends as a
+    /// seek to 0): the listing is taken again, so it shows the directory as it is
+    /// now, as POSIX asks of `rewinddir`.
     fn readdir(
         &self,
         _req: &Request,
@@ -571,10 +633,17 @@ impl Filesystem for DaxFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.dirs.lock().get(&fh.0).cloned() {
-            Some(l) => l,
-            None => match self.listing(ino(node)) {
-                Ok(l) => Arc::new(l),
+        let open = self.dirs.lock().get(&fh.0).cloned();
+        let listing = match open {
+            Some(l) if offset > 0 => l,
+            _ => match self.listing(ino(node)) {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    if let Some(slot) = self.dirs.lock().get_mut(&fh.0) {
+                        *slot = l.clone();
+                    }
+                    l
+                }
                 Err(e) => return reply.error(errno(&e)),
             },
         };
@@ -616,8 +685,9 @@ impl Filesystem for DaxFuse {
     }
 
     /// `STATFS`: [`TestFs::statfs`]. Blocks freed since the last checkpoint ("busy")
-    /// count as free: TestFs checkpoints and takes them when it runs short. TestFs
-    /// has no inode table to fill, so free inodes are reported as free blocks.
+    /// count as free: TestFs checkpoints and takes them when it runs short. Inodes in
+    /// use are files and directories; free inodes are how many more names the
+    /// checkpoint slot has room for.
     fn statfs(&self, _req: &Request, _node: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
         let free = s.free + s.busy;
@@ -625,8 +695,8 @@ impl Filesystem for DaxFuse {
             s.blocks,
             free,
             free,
-            s.files + free,
-            free,
+            s.files + s.dirs + s.files_free,
+            s.files_free,
             s.block_size as u32,
             fsdax::testing::MAX_NAME_LEN as u32,
             s.block_size as u32,
@@ -644,11 +714,7 @@ impl Filesystem for DaxFuse {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let fmt = mode & libc::S_IFMT;
-        if fmt != libc::S_IFREG && fmt != 0 {
-            return reply.error(Errno::EPERM);
-        }
-        let name = match name_str(name, true) {
+        let name = match new_file_name(name, mode) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };

@@ -98,7 +98,12 @@ fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     });
     if status.is_none() {
         let _ = child.kill();
-        let _ = child.wait();
+        // Not `wait()`: a tool whose request the server never answers sits in an
+        // uninterruptible wait that SIGKILL does not end until the server dies, which
+        // the `Server` guard sees to once this returns. Reap it if it goes quickly.
+        wait_until(Duration::from_secs(2), || {
+            child.try_wait().ok().flatten().is_some()
+        });
     }
     status
 }
@@ -142,8 +147,13 @@ impl Server {
             mnt,
             log: log.to_owned(),
         };
+        // Mounted, and the server has said so (it prints its line just after the
+        // mount appears, so a test reading the log must wait for both).
+        let log_path = s.log.clone();
         let up = wait_until(MOUNT_DEADLINE, || {
-            is_mounted(&s.mnt) || s.child.as_mut().unwrap().try_wait().unwrap().is_some()
+            (is_mounted(&s.mnt)
+                && std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(" mounted on ")))
+                || s.child.as_mut().unwrap().try_wait().unwrap().is_some()
         });
         assert!(
             up && is_mounted(&s.mnt),
@@ -729,5 +739,68 @@ fn directories_links_and_attributes_work_and_survive_a_remount() {
         "1"
     );
     check(&dir, &s, "d/hardlink", &bytes);
+    s.stop();
+}
+
+#[test]
+fn df_counts_directories_rewinddir_sees_changes_and_pre_1970_times_are_exact() {
+    skip_unless_fuse!();
+    let dir = Scratch::new("edges");
+    let mnt = dir.path("mnt");
+    let s = Server::start(&mnt, &dir.path("log1"), &["--size", "64M"]);
+    // df -i: directories are inodes in use; free inodes are what names still fit.
+    let inodes = |s: &Server| -> (u64, u64) {
+        let out = tool(&dir, "df", &[&"--output=iused,iavail", &s.mnt]);
+        let v: Vec<u64> = out
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        (v[0], v[1])
+    };
+    let (used0, free0) = inodes(&s);
+    for i in 0..10 {
+        tool(&dir, "mkdir", &[&s.path(&format!("d{i}"))]);
+    }
+    let (used1, free1) = inodes(&s);
+    assert_eq!(
+        used1,
+        used0 + 10,
+        "df -i: {used0}/{free0} then {used1}/{free1}"
+    );
+    assert!(free1 < free0 && free1 > 1000, "{free0} then {free1}");
+
+    // rewinddir shows the directory as it is now (perl's rewinddir is glibc's).
+    tool(&dir, "touch", &[&s.path("d0/a")]);
+    let out = tool(
+        &dir,
+        "perl",
+        &[
+            &"-e",
+            &r#"opendir(D, $ARGV[0]) or die; my @a = sort grep !/^\./, readdir(D);
+                unlink("$ARGV[0]/a") or die; open(F, ">", "$ARGV[0]/b") or die; close F;
+                rewinddir(D); my @b = sort grep !/^\./, readdir(D);
+                print "@a|@b\n";"#,
+            &s.path("d0"),
+        ],
+    );
+    assert_eq!(out.trim(), "a|b", "readdir before and after rewinddir");
+
+    // Times before 1970 with a fraction of a second come back as set.
+    tool(&dir, "touch", &[&s.path("old")]);
+    let out = tool(
+        &dir,
+        "python3",
+        &[
+            &"-c",
+            &"import os, sys; p = sys.argv[1]; \
+              os.utime(p, ns=(-500000000, -2750000000)); st = os.stat(p); \
+              print(st.st_atime_ns, st.st_mtime_ns)",
+            &s.path("old"),
+        ],
+    );
+    assert_eq!(out.trim(), "-500000000 -2750000000");
     s.stop();
 }

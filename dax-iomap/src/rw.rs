@@ -52,7 +52,8 @@ impl Kiocb<'_> {
 ///   recovery-write mode and goes through the driver's `recovery_write`; a
 ///   CoW write fills the untouched parts of its first and last pages from the source;
 ///   a chunk that moves nothing is `EFAULT` — including, as in the kernel, a write that
-///   covers a poisoned page only partly (`EFAULT`, not `EIO`);
+///   covers a poisoned page only partly (`EFAULT`, not `EIO`) — except on a device
+///   killed after it answered, which is `ENXIO` (the kernel says `EFAULT` there too);
 /// * [`Kiocb::interrupted`] stops at the next chunk with `EINTR`.
 ///
 /// Bytes done before a failure are returned as a short count.
@@ -173,8 +174,15 @@ where
         };
         it.advance(xfer as u64)?;
         if xfer == 0 {
+            // A device killed after `direct_access` answered moves nothing (its copies
+            // check that it is alive): that is its removal, ENXIO, not the caller's
+            // bad buffer. The kernel's `dax_iomap_iter` says EFAULT for both; fixed
+            // on purpose, so that I/O racing a removal fails as all I/O after it does.
+            if !section.alive() {
+                return Err(DaxError::Dead);
+            }
             return Err(DaxError::Fault {
-                what: "no bytes could be moved (buffer fault, failed recovery write or dead device)",
+                what: "no bytes could be moved (buffer fault or failed recovery write)",
             });
         }
         if xfer < chunk {

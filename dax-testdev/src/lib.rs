@@ -6,7 +6,9 @@
 //! memory) the heap. The memory is a [`dax_drivers::MemDriver`], the production
 //! driver, for all but the heap; on top of it `MemDevice` behaves
 //! like the kernel's pmem driver around media errors (drivers/nvdimm/pmem.c), and lets
-//! tests inject poison, make operations fail and count calls.
+//! tests inject poison, make operations fail, count calls and simulate power loss
+//! (record the device at every flush, then build the images a crash could leave:
+//! [`power`]).
 //!
 //! [`TestFs`] is a small extent filesystem on such a device (or any
 //! [`DaxDevice`](dax_device::DaxDevice)): the worked example of a filesystem driving the
@@ -33,12 +35,14 @@ mod counters;
 #[allow(unsafe_code)]
 mod heap;
 mod memdev;
+pub mod power;
 pub mod testfs;
 
 pub use dax_drivers::shmem_thp_enabled;
 pub use memdev::{Backing, DevOp, FailSchedule, MemDevice, MemDeviceBuilder, memory_failure};
+pub use power::{Line, PointCause, PowerLog, PowerOptions, PowerPoint, Replay, Subset};
 pub use testfs::{
-    Attr, BLOCK_SIZE, DirEntry, ExtentInfo, FallocMode, FileKind, Ino, Layout, MAX_LINKS,
-    MAX_NAME_LEN, MkfsOptions, Perm, ROOT_INO, RenameFlags, SetAttr, Stat, StatFs, TestFs,
-    TestInode,
+    Attr, BLOCK_SIZE, DirEntry, ExtentInfo, FallocMode, FileHandle, FileKind, Ino, IomapHook,
+    Layout, MAX_LINKS, MAX_NAME_LEN, MkfsOptions, Perm, ROOT_INO, RenameFlags, SetAttr, Stat,
+    StatFs, TestFs, TestInode,
 };

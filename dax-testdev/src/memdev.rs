@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 
 use crate::counters::{CallCounts, N_COUNTERS};
 use crate::heap::HeapMemory;
+use crate::power::{PointCause, PowerLog, PowerOptions, Recorder};
 
 /// Where a [`MemDevice`]'s memory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +249,8 @@ impl MemDeviceBuilder {
             inject: Mutex::new(Injections::default()),
             injecting: AtomicBool::new(false),
             calls: CallCounts::new(),
+            power: Mutex::new(None),
+            recording: AtomicBool::new(false),
         };
         dev.load_poison()?;
         Ok(dev)
@@ -285,19 +288,35 @@ pub enum FailSchedule {
     },
 }
 
-/// One operation's pending injection: its schedule, its progress and the error.
+/// One pending injection: its schedule, its progress and the error. `MemDevice`
+/// keeps one per operation, TestFs's iomap hooks one per hook: one seed gives one
+/// sequence in both.
 #[derive(Debug)]
-struct Injected {
+pub(crate) struct Injected {
     schedule: FailSchedule,
     /// Calls seen since the injection was set (`After`, `EveryNth`), or the
     /// generator's state (`Random`).
     state: u64,
-    err: DaxError,
+    pub(crate) err: DaxError,
 }
 
 impl Injected {
+    /// `schedule` failing with `err`, from its first call.
+    pub(crate) fn new(schedule: FailSchedule, err: DaxError) -> Self {
+        let state = match schedule {
+            FailSchedule::Random { seed, .. } if seed != 0 => seed,
+            FailSchedule::Random { .. } => 0x9E37_79B9_7F4A_7C15,
+            _ => 0,
+        };
+        Injected {
+            schedule,
+            state,
+            err,
+        }
+    }
+
     /// Whether this call fails, and whether the injection is used up.
-    fn next(&mut self) -> (bool, bool) {
+    pub(crate) fn next(&mut self) -> (bool, bool) {
         match self.schedule {
             FailSchedule::After { skip, count } => {
                 self.state += 1;
@@ -331,7 +350,7 @@ struct Injections {
 }
 
 /// The memory under a [`MemDevice`]: the production driver's mapping, or the heap.
-enum Memory {
+pub(crate) enum Memory {
     /// Mapped memory ([`MemDriver`]): every backing but [`Backing::Heap`].
     Mapped(MemDriver),
     /// [`Backing::Heap`].
@@ -339,6 +358,14 @@ enum Memory {
 }
 
 impl Memory {
+    /// The size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Memory::Mapped(m) => m.size(),
+            Memory::Heap(h) => h.len() as u64,
+        }
+    }
+
     fn nr_pages(&self) -> u64 {
         match self {
             Memory::Mapped(m) => m.nr_pages(),
@@ -367,7 +394,7 @@ impl Memory {
         }
     }
 
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DaxError> {
+    pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DaxError> {
         match self {
             Memory::Mapped(m) => m.read(offset, buf),
             Memory::Heap(h) => h.read(offset, buf),
@@ -460,6 +487,10 @@ pub struct MemDevice {
     injecting: AtomicBool,
     /// Per-operation call counts, kept per thread (no shared atomic per call).
     calls: CallCounts,
+    /// The power-loss recorder, while recording ([`MemDevice::record_power_loss`]).
+    power: Mutex<Option<Recorder>>,
+    /// Whether `power` holds a recorder: lets every call skip its mutex otherwise.
+    recording: AtomicBool,
 }
 
 impl fmt::Debug for MemDevice {
@@ -549,16 +580,7 @@ impl MemDevice {
     /// # Ok::<(), DaxError>(())
     /// ```
     pub fn inject(&self, op: DevOp, schedule: FailSchedule, err: DaxError) {
-        let state = match schedule {
-            FailSchedule::Random { seed, .. } if seed != 0 => seed,
-            FailSchedule::Random { .. } => 0x9E37_79B9_7F4A_7C15,
-            _ => 0,
-        };
-        self.inject.lock().errors[op.index()] = Some(Injected {
-            schedule,
-            state,
-            err,
-        });
+        self.inject.lock().errors[op.index()] = Some(Injected::new(schedule, err));
         self.injecting.store(true, Ordering::SeqCst);
     }
 
@@ -574,9 +596,25 @@ impl MemDevice {
         *self.inject.lock() = Injections::default();
     }
 
-    /// Counts a call of `op` and returns the injected error for it, if one is due.
+    /// Counts a call of `op` and returns the injected error for it, if one is due;
+    /// then, while recording with driver-call points, takes the point of a call that
+    /// may write (see [`crate::power`]).
     fn enter(&self, op: DevOp) -> Result<(), DaxError> {
         self.calls.count(op.index());
+        self.check_injected(op)?;
+        if self.recording.load(Ordering::SeqCst)
+            && matches!(
+                op,
+                DevOp::DirectAccess | DevOp::ZeroPageRange | DevOp::RecoveryWrite | DevOp::Write
+            )
+        {
+            self.power_point(PointCause::Call(op), true)?;
+        }
+        Ok(())
+    }
+
+    /// The injected error for this call of `op`, if one is due.
+    fn check_injected(&self, op: DevOp) -> Result<(), DaxError> {
         if !self.injecting.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -591,6 +629,71 @@ impl MemDevice {
             *slot = None;
         }
         err.map_or(Ok(()), Err)
+    }
+
+    /// Starts recording for power-loss simulation (see [`crate::power`] for the model
+    /// and what it claims): the device's contents now become the log's base, and
+    /// every flush (and, with [`PowerOptions::driver_calls`], every driver call that
+    /// may write) becomes a point keeping the 64-byte lines changed since the previous
+    /// one. A recording already under way is replaced. Each point reads the whole
+    /// device: meant for small devices (a few MiB).
+    ///
+    /// ```
+    /// use dax_testdev::{MemDevice, PowerOptions, Subset};
+    /// let dev = MemDevice::builder().size(1 << 20).build()?;
+    /// dev.driver().record_power_loss(PowerOptions::new())?;
+    /// dev.driver().poke(0, b"durable")?;
+    /// dev.flush()?; // point 0
+    /// dev.driver().poke(4096, b"in flight")?;
+    /// let log = dev.driver().take_power_log().unwrap();
+    /// let mut replay = log.replay();
+    /// assert!(replay.advance()); // after point 0: its lines are durable
+    /// let lost = replay.crash_image(Subset::Nothing);
+    /// assert_eq!((&lost[..7], &lost[4096..4105]), (&b"durable"[..], &[0u8; 9][..]));
+    /// let kept = replay.crash_image(Subset::Everything);
+    /// assert_eq!(&kept[4096..4105], b"in flight");
+    /// # Ok::<(), dax_device::DaxError>(())
+    /// ```
+    pub fn record_power_loss(&self, opts: PowerOptions) -> Result<(), DaxError> {
+        let rec = Recorder::start(&self.mem, opts)?;
+        *self.power.lock() = Some(rec);
+        self.recording.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// A durability point of the caller's ([`PointCause::Mark`]): what was stored so
+    /// far counts as durable from here on, as after the user's own cache write-back
+    /// and fence (`persist_range`) through a MAP_SYNC mapping, which the device
+    /// cannot see. Does nothing when not recording.
+    pub fn power_mark(&self, label: &str) -> Result<(), DaxError> {
+        self.power_point(PointCause::Mark(label.into()), false)
+    }
+
+    /// Points recorded so far (0 when not recording): lets a workload tell which
+    /// points its operations made.
+    pub fn power_points(&self) -> usize {
+        self.power.lock().as_ref().map_or(0, Recorder::points)
+    }
+
+    /// Stops recording and returns the log, with the lines changed since the last
+    /// point as its tail; `None` when not recording.
+    pub fn take_power_log(&self) -> Option<PowerLog> {
+        let rec = self.power.lock().take()?;
+        self.recording.store(false, Ordering::SeqCst);
+        rec.finish(&self.mem).ok()
+    }
+
+    /// Takes a point while recording; a driver-call point (`call`) only with
+    /// [`PowerOptions::driver_calls`].
+    fn power_point(&self, cause: PointCause, call: bool) -> Result<(), DaxError> {
+        if !self.recording.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut power = self.power.lock();
+        match power.as_mut() {
+            Some(rec) if !call || rec.driver_calls() => rec.point(&self.mem, cause),
+            _ => Ok(()),
+        }
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<(), DaxError> {
@@ -1032,8 +1135,12 @@ unsafe impl DaxOperations for MemDevice {
 
     /// The memory's flush ([`MemDriver`]'s: a fence, and `fdatasync` for a file on a
     /// disk; a fence for the heap).
+    ///
+    /// While recording for power loss, a successful flush is a point
+    /// ([`crate::power`]).
     fn flush(&self) -> Result<(), DaxError> {
         self.enter(DevOp::Flush)?;
+        self.power_point(PointCause::Flush, false)?;
         self.mem.flush()
     }
 

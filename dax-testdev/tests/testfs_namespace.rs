@@ -77,9 +77,13 @@ fn mkdir_and_create_errnos() {
     assert_eq!(errno(fs.mkdir(d, "", P)), libc::ENOENT);
     assert_eq!(errno(fs.mkdir(d, &"n".repeat(256), P)), libc::ENAMETOOLONG);
     fs.mkdir(d, &"n".repeat(255), P).unwrap();
-    for bad in [".", "..", "a/b", "nul\0"] {
+    for bad in ["a/b", "nul\0"] {
         assert_eq!(errno(fs.mkdir(d, bad, P)), libc::EINVAL, "{bad:?}");
         assert_eq!(errno(fs.create_in(d, bad, P)), libc::EINVAL, "{bad:?}");
+    }
+    for dot in [".", ".."] {
+        assert_eq!(errno(fs.mkdir(d, dot, P)), libc::EEXIST, "{dot:?}");
+        assert_eq!(errno(fs.create_in(d, dot, P)), libc::EEXIST, "{dot:?}");
     }
     // Modes keep only the permission bits.
     let g = fs
@@ -137,7 +141,7 @@ fn unlink_rmdir_and_link_errnos() {
     assert_eq!(errno(fs.rmdir(d, "nope")), libc::ENOENT);
     assert_eq!(errno(fs.rmdir(f, "x")), libc::ENOTDIR);
     assert_eq!(errno(fs.rmdir(d, ".")), libc::EINVAL);
-    assert_eq!(errno(fs.rmdir(d, "..")), libc::EINVAL);
+    assert_eq!(errno(fs.rmdir(d, "..")), libc::ENOTEMPTY);
     // link
     assert_eq!(errno(fs.link(d, ROOT_INO, "d2")), libc::EPERM);
     assert_eq!(errno(fs.link(f, ROOT_INO, "d")), libc::EEXIST);
@@ -204,7 +208,7 @@ fn rename_errnos_in_vfs_order() {
             libc::EINVAL,
         ),
         ("bad name", fs.rename(r, "f", r, "x/y", NONE), libc::EINVAL),
-        ("dot", fs.rename(r, ".", r, "x", NONE), libc::EINVAL),
+        ("dot", fs.rename(r, ".", r, "x", NONE), libc::EBUSY),
         (
             "long",
             fs.rename(r, "f", r, &"x".repeat(256), NONE),
@@ -357,7 +361,12 @@ fn rename_moves_replaces_and_exchanges() {
 
 #[test]
 fn emlink_at_max_links() {
-    let (_dev, fs) = mem_fs(SIZE);
+    // 65,000 links and 65,000 directories need about 7 MiB of checkpoint: 8 MiB slots.
+    let dev = dax_testdev::MemDevice::builder()
+        .size(32 << 20)
+        .build()
+        .unwrap();
+    let fs = TestFs::mkfs_with(dev, MkfsOptions::new().checkpoint_blocks(Some(2048))).unwrap();
     let r = ROOT_INO;
     let f = fs.create("f").unwrap();
     let d = fs.mkdir(r, "d", P).unwrap();
@@ -674,6 +683,11 @@ struct Model {
 
 type MResult<T> = Result<T, i32>;
 
+/// `.` and `..`: each call answers them as Linux's path walk does.
+fn is_dot(n: &str) -> bool {
+    n == "." || n == ".."
+}
+
 fn check_name(n: &str) -> MResult<()> {
     if n.is_empty() {
         Err(libc::ENOENT)
@@ -752,6 +766,9 @@ impl Model {
         kind: FileKind,
         now: SystemTime,
     ) -> MResult<Ino> {
+        if is_dot(n) {
+            return Err(libc::EEXIST);
+        }
         check_name(n)?;
         let pd = self.dir(p)?;
         if pd.entries.contains_key(n) {
@@ -770,6 +787,9 @@ impl Model {
     }
 
     fn link(&mut self, ino: Ino, p: Ino, n: &str, now: SystemTime) -> MResult<()> {
+        if is_dot(n) {
+            return Err(libc::EEXIST);
+        }
         check_name(n)?;
         let kind = self.inodes.get(&ino).ok_or(libc::ENOENT)?.kind;
         if self.dir(p)?.entries.contains_key(n) {
@@ -801,6 +821,9 @@ impl Model {
     }
 
     fn unlink(&mut self, p: Ino, n: &str, now: SystemTime) -> MResult<()> {
+        if is_dot(n) {
+            return Err(libc::EISDIR);
+        }
         check_name(n)?;
         let ino = *self.dir(p)?.entries.get(n).ok_or(libc::ENOENT)?;
         if self.is_dir(ino) {
@@ -813,7 +836,11 @@ impl Model {
     }
 
     fn rmdir(&mut self, p: Ino, n: &str, now: SystemTime) -> MResult<()> {
-        check_name(n)?;
+        match n {
+            "." => return Err(libc::EINVAL),
+            ".." => return Err(libc::ENOTEMPTY),
+            _ => check_name(n)?,
+        }
         let ino = *self.dir(p)?.entries.get(n).ok_or(libc::ENOENT)?;
         if !self.dir(ino)?.entries.is_empty() {
             return Err(libc::ENOTEMPTY);
@@ -846,6 +873,16 @@ impl Model {
         let ex = flags.contains(RenameFlags::EXCHANGE);
         if flags.contains(RenameFlags::EXCHANGE | RenameFlags::NOREPLACE) {
             return Err(libc::EINVAL);
+        }
+        if is_dot(n) {
+            return Err(libc::EBUSY);
+        }
+        if is_dot(nn) {
+            return Err(if flags.contains(RenameFlags::NOREPLACE) {
+                libc::EEXIST
+            } else {
+                libc::EBUSY
+            });
         }
         check_name(n)?;
         check_name(nn)?;
@@ -1593,4 +1630,108 @@ fn threads_racing_links_unlinks_renames_and_writes_leave_one_consistent_tree() {
     fs.unmount().unwrap();
     let fs = TestFs::open(dev).unwrap();
     assert_eq!(walk(&fs), before);
+}
+
+#[test]
+fn inode_numbers_are_bounded_in_the_checkpoint_and_when_they_run_out() {
+    let (dev, fs) = mem_fs(SIZE);
+    fs.create("a").unwrap();
+    fs.sync().unwrap();
+    let generation = fs.generation();
+    let newest = fs.layout().slot_offsets[(generation % 2) as usize];
+    drop(fs);
+    let good = payload(&dev, newest);
+    // The payload starts with the next inode number. One past i64::MAX is the
+    // largest a checkpoint may hold: it mounts, and the next create is ENOSPC, not
+    // an overflow that would reuse the root's number.
+    let mut p = good.clone();
+    p[..8].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    rewrite_slot(&dev, newest, &p);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(fs.generation(), generation);
+    assert_eq!(fs.create("b").unwrap_err().errno(), libc::ENOSPC);
+    assert_eq!(
+        fs.mkdir(ROOT_INO, "d", P).unwrap_err().errno(),
+        libc::ENOSPC
+    );
+    assert_eq!(fs.getattr(ROOT_INO).unwrap().kind, FileKind::Dir);
+    drop(fs);
+    // Beyond that the slot is corrupt, and mount takes the older checkpoint.
+    let mut p = good;
+    p[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    rewrite_slot(&dev, newest, &p);
+    let fs = TestFs::open(dev.clone()).unwrap();
+    assert_eq!(fs.generation(), generation - 1);
+}
+
+#[test]
+fn namespace_changes_past_what_a_checkpoint_slot_holds_are_enospc_and_the_rest_stays_durable() {
+    // An 8 MiB device has a 128 KiB checkpoint slot: a few thousand names fill it.
+    // Creates past that must fail (ENOSPC) rather than succeed and leave every later
+    // fsync and the unmount unable to checkpoint.
+    let (dev, fs) = mem_fs(8 << 20);
+    let d = fs.mkdir(ROOT_INO, "d", P).unwrap();
+    let name = |i: usize| format!("file-with-a-longish-name-{i:06}");
+    let mut made = 0;
+    let err = loop {
+        match fs.create_in(d, &name(made), P) {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 100_000, "creates never ran out");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC, "{err}");
+    assert!(made > 500, "only {made} files fit");
+    // Links and longer names are refused the same way; shorter names are fine.
+    let f = fs.lookup_in(d, &name(0)).unwrap();
+    assert_eq!(
+        fs.link(f, ROOT_INO, &"x".repeat(200)).unwrap_err().errno(),
+        libc::ENOSPC
+    );
+    fs.rename(d, &name(1), d, "short", RenameFlags::empty())
+        .unwrap();
+    // Everything admitted is durable, and there is room left for block maps.
+    fs.write(f, 0, &[7; 3 * 4096]).unwrap();
+    fs.sync().unwrap();
+    fs.unmount().unwrap();
+    let fs = TestFs::open(dev).unwrap();
+    assert_eq!(fs.readdir(d).unwrap().len(), made);
+    // Removing names makes room again.
+    for i in 2..50 {
+        fs.unlink_in(d, &name(i)).unwrap();
+    }
+    fs.create_in(d, "again", P).unwrap();
+    fs.sync().unwrap();
+}
+
+#[test]
+fn dot_and_dotdot_get_linuxs_answers_in_every_call() {
+    let (_dev, fs) = mem_fs(SIZE);
+    let r = ROOT_INO;
+    let d = fs.mkdir(r, "d", P).unwrap();
+    let f = fs.create_in(d, "f", P).unwrap();
+    let none = RenameFlags::empty();
+    for dot in [".", ".."] {
+        let cases = [
+            ("create_in", fs.create_in(d, dot, P).map(drop), libc::EEXIST),
+            ("mkdir", fs.mkdir(d, dot, P).map(drop), libc::EEXIST),
+            ("link", fs.link(f, d, dot), libc::EEXIST),
+            ("unlink_in", fs.unlink_in(d, dot), libc::EISDIR),
+            ("rename from", fs.rename(d, dot, r, "x", none), libc::EBUSY),
+            ("rename onto", fs.rename(d, "f", d, dot, none), libc::EBUSY),
+            (
+                "rename onto, NOREPLACE",
+                fs.rename(d, "f", d, dot, RenameFlags::NOREPLACE),
+                libc::EEXIST,
+            ),
+        ];
+        for (what, got, want) in cases {
+            assert_eq!(got.unwrap_err().errno(), want, "{what} {dot:?}");
+        }
+    }
+    assert_eq!(fs.rmdir(d, ".").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(fs.rmdir(d, "..").unwrap_err().errno(), libc::ENOTEMPTY);
+    // Nothing changed.
+    assert_eq!(fs.readdir(d).unwrap().len(), 1);
+    assert_eq!(fs.lookup_in(d, "f").unwrap(), f);
 }

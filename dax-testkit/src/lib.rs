@@ -10,6 +10,8 @@
 //!   (`*/tests/sweep_edges.rs`) and its [`sweep!`] macro;
 //! * [`child`]: re-running one test of the current test binary in a watched child
 //!   process;
+//! * [`fuzz`]: the fuzz targets' harnesses, shared by `fuzz/` (cargo-fuzz, nightly)
+//!   and the corpus replay test (`tests/fuzz_corpus.rs`, stable).
 //! * [`miri`]: loop counts and proptest settings for tests that also run under Miri.
 //!
 //! No `unsafe` here: a test double that needs it (a `DaxOperations` driver) stays in
@@ -18,6 +20,7 @@
 
 pub mod child;
 pub mod fault;
+pub mod fuzz;
 pub mod iomap;
 pub mod miri;
 pub mod sweep;

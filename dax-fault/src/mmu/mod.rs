@@ -499,24 +499,56 @@ impl MmuMapping {
         Ok(())
     }
 
+    /// Faults `offset .. offset + len` in (for stores with `write`), then runs
+    /// `copy(addr, at, n)` over it, piece by piece with each 2 MiB block's
+    /// page-table lock held, at addresses checked mapped under that lock, so the copy
+    /// itself never faults; `at` is the piece's offset from `offset`. A piece found
+    /// unmapped meanwhile (a racing truncate, hole punch, device removal) is faulted
+    /// in again and the whole copy redone (loads and stores of the same bytes are
+    /// idempotent); a fault that fails ends it with its result.
+    fn copy_in(
+        &self,
+        offset: usize,
+        len: usize,
+        write: bool,
+        mut copy: impl FnMut(u64, usize, usize),
+    ) -> Result<(), VmFault> {
+        loop {
+            // `populate` checks the range first (SIGSEGV outside the mapping).
+            self.populate(offset, len, write)?;
+            let base = self.shadow.base + offset as u64;
+            let left = self
+                .shadow
+                .copy_locked(base, base + len as u64, write, |lo, hi| {
+                    copy(lo, (lo - base) as usize, (hi - lo) as usize)
+                });
+            if left.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
     /// Copies `buf.len()` bytes from `offset` of the mapping into `buf`: the volatile
     /// read accessor. Pages are faulted in first as loads would fault them (through
     /// [`populate`](Self::populate), so no signal is involved), then read with
     /// volatile loads, never through a `&[u8]` over device memory (other threads,
-    /// mappings and processes may write it at any time). A range outside the mapping
-    /// or unmapped with [`munmap`](Self::munmap) is `VM_FAULT_SIGSEGV`; a fault the
-    /// engine cannot serve (past the end of the file, poison) is its `VM_FAULT_*`
-    /// value. A page that a racing truncate unmaps between the two steps faults again
-    /// and gets what a load through [`as_ptr`](Self::as_ptr) would (SIGBUS past the
-    /// end of the file).
+    /// mappings and processes may write it at any time), with each 2 MiB block's
+    /// page-table lock held so that nothing unmaps them meanwhile: a page that a
+    /// racing truncate, hole punch or device removal unmaps is faulted again and gets
+    /// what a fault there gets. So the accessors never raise a signal: a range
+    /// outside the mapping or unmapped with [`munmap`](Self::munmap) is
+    /// `VM_FAULT_SIGSEGV`; a fault the engine cannot serve (past the end of the file,
+    /// poison, a removed device) is its `VM_FAULT_*` value. `buf` must not lie in a
+    /// DAX mapping (it cannot, as a Rust slice).
     #[doc(alias = "read")]
     #[allow(unsafe_code)]
     pub fn load(&self, offset: usize, buf: &mut [u8]) -> Result<(), VmFault> {
-        self.populate(offset, buf.len(), false)?;
-        // SAFETY: `populate` succeeded, so the range is inside this mapping, whose
-        // reservation lasts while `self` is borrowed.
-        unsafe { sys::load(self.shadow.base + offset as u64, buf) };
-        Ok(())
+        self.copy_in(offset, buf.len(), false, |addr, at, n| {
+            // SAFETY: `copy_in` passes a piece of this mapping it checked mapped
+            // under the page-table lock it holds (nothing can unmap it meanwhile);
+            // `at + n <= buf.len()`.
+            unsafe { sys::load(addr, &mut buf[at..at + n]) }
+        })
     }
 
     /// Copies `data` to `offset` of the mapping: the volatile write accessor, faulting
@@ -525,25 +557,29 @@ impl MmuMapping {
     #[doc(alias = "write")]
     #[allow(unsafe_code)]
     pub fn store(&self, offset: usize, data: &[u8]) -> Result<(), VmFault> {
-        self.populate(offset, data.len(), true)?;
-        // SAFETY: as in `load`.
-        unsafe { sys::store(self.shadow.base + offset as u64, data) };
-        Ok(())
+        self.copy_in(offset, data.len(), true, |addr, at, n| {
+            // SAFETY: as in `load`, the piece checked writable.
+            unsafe { sys::store(addr, &data[at..at + n]) }
+        })
     }
 
     /// Stores `byte` into `len` bytes from `offset` (volatile stores; `memset`). As
     /// [`store`](Self::store).
     #[allow(unsafe_code)]
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), VmFault> {
-        self.populate(offset, len, true)?;
-        // SAFETY: as in `load`.
-        unsafe { sys::fill(self.shadow.base + offset as u64, len, byte) };
-        Ok(())
+        self.copy_in(offset, len, true, |addr, _, n| {
+            // SAFETY: as in `store`.
+            unsafe { sys::fill(addr, n, byte) }
+        })
     }
 
     /// Copies `len` bytes from offset `src` to offset `dst` of the mapping (volatile;
     /// the ranges may overlap, as `memmove`). The source is faulted in for loads and
-    /// the destination for stores first. As [`store`](Self::store).
+    /// the destination for stores first. Unlike [`store`](Self::store) it copies
+    /// without the page-table locks (a partial overlapping copy could not be redone):
+    /// a page a racing truncate or removal unmaps between the two steps faults again
+    /// during the copy and gets what a store through [`as_ptr`](Self::as_ptr) would
+    /// (SIGBUS past the end of the file).
     #[allow(unsafe_code)]
     pub fn copy_within(&self, src: usize, dst: usize, len: usize) -> Result<(), VmFault> {
         self.populate(src, len, false)?;

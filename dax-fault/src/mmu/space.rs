@@ -242,6 +242,49 @@ impl Shadow {
         }
     }
 
+    /// Runs `copy(lo', hi')` over `lo .. hi` (inside the mapping) one 2 MiB block
+    /// at a time, each with the block's lock held and only once every page of the
+    /// piece is mapped (with `write`, writable) as the shadow says. Every change to
+    /// what a block maps is made under its lock, the shadow and the system call
+    /// together, so an access inside `copy` cannot fault: nothing can unmap or
+    /// protect the piece meanwhile (the kernel's copies under the page-table lock
+    /// work the same way). Returns the first page address found not so (nothing is
+    /// run for it or after it; the caller faults it in and tries again), or `None`
+    /// when all of the range was copied.
+    ///
+    /// `copy` must not access any other DAX mapping (its fault would need a lock
+    /// this thread may hold).
+    pub(crate) fn copy_locked(
+        &self,
+        lo: u64,
+        hi: u64,
+        write: bool,
+        mut copy: impl FnMut(u64, u64),
+    ) -> Option<u64> {
+        if lo >= hi {
+            return None;
+        }
+        let mut b = lo & !(PMD - 1);
+        while b < hi {
+            let (s, e) = (lo.max(b), hi.min(b + PMD));
+            let Some(block) = self.block(s) else {
+                return Some(s & !(PAGE - 1));
+            };
+            let _pt = self.lock(block);
+            let mut a = s & !(PAGE - 1);
+            while a < e {
+                match self.present(a) {
+                    Some(w) if w || !write => {}
+                    _ => return Some(a),
+                }
+                a += PAGE;
+            }
+            copy(s, e);
+            b += PMD;
+        }
+        None
+    }
+
     /// Whether `addr` is mapped (`Some`), and whether stores pass without a fault
     /// (an unlocked snapshot).
     pub(crate) fn present(&self, addr: u64) -> Option<bool> {

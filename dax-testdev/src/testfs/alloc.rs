@@ -207,6 +207,32 @@ impl Allocator {
         (first, n.max(1))
     }
 
+    /// Whether a write to blocks `start ..` of an extent flagged shared must copy
+    /// them first, as [`shared_prefix`](Self::shared_prefix) answers it: `(true, n)`
+    /// for the first `n` blocks if they are shared now, *or* if a checkpoint that may
+    /// come back after a crash references them (the durable set): such a checkpoint
+    /// may map them into another file, or at another offset — the reflink partner
+    /// that has dropped its reference since still has them there — and a write in
+    /// place would change that file's durable contents. `(false, n)` for blocks
+    /// neither shared nor durable, which no crash can show anywhere else.
+    ///
+    /// Conservative: a block the durable checkpoint gives to this file alone is
+    /// copied once too (the copy is neither shared nor durable, so later writes go in
+    /// place).
+    pub(crate) fn cow_prefix(&self, start: u64, len: u64) -> (bool, u64) {
+        let (shared, n) = self.shared_prefix(start, len);
+        if shared {
+            return (true, n);
+        }
+        match self.durable.run_containing(start) {
+            Some((_, e)) => (true, (e - start).min(n)),
+            None => match self.durable.intersect(start, start + n).first() {
+                Some(&(s, _)) => (false, s - start),
+                None => (false, n),
+            },
+        }
+    }
+
     /// A checkpoint that references `referenced` failed to commit, and may or may not
     /// be on the media: after a crash either it or the last durable one comes back.
     /// Until a commit succeeds, blocks either references are kept from reuse (the
@@ -291,5 +317,24 @@ mod tests {
         still.insert(s + 2, s + 5);
         a.checkpoint_committed(still);
         assert_eq!((a.busy_blocks(), a.free_blocks()), (0, 97));
+    }
+
+    #[test]
+    fn blocks_a_durable_checkpoint_references_are_copied_on_write() {
+        let mut a = Allocator::new(0, 100);
+        let (s, _) = a.alloc(10, AllocHint::default()).unwrap();
+        let mut durable = RangeSet::new();
+        durable.insert(s + 4, s + 6);
+        a.checkpoint_committed(durable);
+        a.add_ref(s, 2);
+        // Shared now, then durable, then neither.
+        assert_eq!(a.cow_prefix(s, 10), (true, 2));
+        assert_eq!(a.cow_prefix(s + 2, 8), (false, 2));
+        assert_eq!(a.cow_prefix(s + 4, 6), (true, 2));
+        assert_eq!(a.cow_prefix(s + 6, 4), (false, 4));
+        // The partner drops its reference: not shared, still not to be written in
+        // place while the durable checkpoint may come back.
+        a.release(s + 4, 2);
+        assert_eq!(a.cow_prefix(s + 4, 2), (true, 2));
     }
 }

@@ -25,7 +25,7 @@ use super::{B, BLOCK_SIZE};
 
 impl Metadata {
     /// The metadata as a checkpoint records it.
-    fn image(&self) -> Image {
+    pub(crate) fn image(&self) -> Image {
         let inodes: Vec<InodeRecord> = self
             .inodes
             .iter()
@@ -112,12 +112,26 @@ impl FsState {
         self.sb.slot_start(generation % 2) * B
     }
 
-    fn slot_bytes(&self) -> u64 {
+    pub(crate) fn slot_bytes(&self) -> u64 {
         self.sb.slot_blocks * B
     }
 
     /// Writes a checkpoint of `meta` (which the caller holds locked) and commits it.
+    /// A failure is recorded in every inode's writeback errseq (`mapping_set_error`):
+    /// a checkpoint commits the whole filesystem, so what it failed to make durable
+    /// may be any file's, and every file open now must hear of it once at its next
+    /// fsync (see [`FileHandle`](super::FileHandle)).
     pub(crate) fn checkpoint_locked(&self, meta: &mut Metadata) -> Result<(), DaxError> {
+        let r = self.try_checkpoint(meta);
+        if let Err(e) = &r {
+            for im in meta.inodes.values() {
+                im.core.mapping.set_wb_error(e.clone());
+            }
+        }
+        r
+    }
+
+    fn try_checkpoint(&self, meta: &mut Metadata) -> Result<(), DaxError> {
         // Data (written with non-temporal stores by the engine, or written back from
         // the CPU cache by `dax_writeback_mapping_range` before this) before the
         // metadata that makes it reachable.
@@ -130,6 +144,7 @@ impl FsState {
                 what: "the metadata no longer fits a checkpoint slot",
             });
         }
+        meta.meta_bytes = bytes.len() as u64;
         let referenced = format::referenced_set(&image.refcounts);
         let written = self
             .write_meta(self.slot_offset(generation), &bytes)
@@ -151,10 +166,17 @@ impl FsState {
     }
 
     /// Writes back the file's dirty mapped data, then checkpoints (fsync: data before
-    /// the metadata that makes it reachable).
+    /// the metadata that makes it reachable). Without an open file: the fsync of a
+    /// synchronous fault (`dax_finish_sync_fault`); `TestFs::fsync_file` is the one
+    /// with a file.
     pub(crate) fn fsync_inode(&self, core: &InodeCore) -> Result<(), DaxError> {
         self.check_mounted()?;
         self.writeback_inode(core)?;
+        self.commit()
+    }
+
+    /// Checkpoints under the metadata lock.
+    pub(crate) fn commit(&self) -> Result<(), DaxError> {
         let mut meta = self.meta.lock();
         self.checkpoint_locked(&mut meta)
     }
@@ -176,7 +198,6 @@ impl FsState {
         for core in cores {
             self.writeback_inode(&core)?;
         }
-        let mut meta = self.meta.lock();
-        self.checkpoint_locked(&mut meta)
+        self.commit()
     }
 }

@@ -5,7 +5,9 @@
 //! Locks: it takes the metadata lock and, under it, each inode's extent lock shared,
 //! one at a time, to find the files mapping the failed blocks; it drops both before
 //! calling [`mf_dax_kill_procs`] and invalidating, which take the engine's
-//! mapping-entry locks. It takes no I/O or invalidate lock.
+//! mapping-entry locks. For a device about to be removed (`MEM_PRE_REMOVE`) it then
+//! takes each inode's invalidate lock exclusively, one at a time and with nothing
+//! else held, as a barrier against faults under way. It takes no I/O lock.
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -47,6 +49,13 @@ impl DaxHolder for FailureHolder {
                 what: "failed range lies outside the filesystem",
             });
         }
+        if pre_remove {
+            // The device is going away: shut down first, as XFS freezes the
+            // filesystem before it unmaps (`xfs_dax_notify_failure_freeze`), so that
+            // no new fault, read, write or fsync starts; the barrier below waits for
+            // the faults already under way.
+            state.unmounted.store(true, Ordering::Release);
+        }
         let metadata_hit = first < state.sb.data_start();
         // (mapping, first file page, pages) of every file block in the range.
         let mut hits = Vec::new();
@@ -63,17 +72,28 @@ impl DaxHolder for FailureHolder {
         }
         for (core, page, count) in hits {
             mf_dax_kill_procs(Some(&core.mapping), page, count, flags)?;
-            if pre_remove {
-                // Dirty entries stay (EBUSY), as in `invalidate_inode_pages2_range`.
-                let _ = dax_iomap::MappingOps::invalidate_range(
-                    &*core.mapping,
-                    page..=page + count - 1,
-                );
-            }
         }
+        #[cfg(test)]
+        test_hook::after_walk();
         if pre_remove {
-            // The device is going away: shut down, as XFS does.
-            state.unmounted.store(true, Ordering::Release);
+            // A fault that passed its mounted check before the shutdown may still be
+            // mapping a page the walk above has passed: it holds the inode's
+            // invalidate lock shared for the whole fault, so taking it exclusively
+            // waits it out, and every fault after sees the shutdown (the handler
+            // checks again under the lock). Then nothing of the file stays mapped:
+            // device pages and zero pages alike, so every later access faults and
+            // gets SIGBUS. Dirty entries stay (EBUSY), as in
+            // `invalidate_inode_pages2_range`, so a later msync reports that their
+            // data could not be written back.
+            let cores: Vec<_> = {
+                let meta = state.meta.lock();
+                meta.inodes.values().map(|im| im.core.clone()).collect()
+            };
+            for core in cores {
+                let _barrier = core.invalidate.write();
+                core.mapping.unmap_mapping_pages(0, u64::MAX, false);
+                let _ = dax_iomap::MappingOps::invalidate_range(&*core.mapping, 0..=u64::MAX);
+            }
             return Ok(());
         }
         if metadata_hit {
@@ -98,5 +118,27 @@ impl FailureHolder {
     /// so the device's claim never keeps the filesystem alive).
     pub(crate) fn attach(&self, state: &Arc<FsState>) {
         let _ = self.fs.set(Arc::downgrade(state));
+    }
+}
+
+/// A unit-test hook in the holder, per thread: run after the walk that unmaps the
+/// users of the failed range (a fault there is the race a removal must close).
+#[cfg(test)]
+pub(crate) mod test_hook {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
+    }
+
+    /// Runs `f` (once) in this thread's next notification, after the walk.
+    pub(crate) fn set(f: impl FnMut() + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(super) fn after_walk() {
+        if let Some(mut f) = HOOK.with(|h| h.borrow_mut().take()) {
+            f();
+        }
     }
 }

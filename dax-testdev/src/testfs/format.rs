@@ -16,6 +16,22 @@ use super::time::{Times, Timespec};
 use super::{BLOCK_SIZE, MAX_FILE_BLOCKS, MAX_NAME_LEN, ROOT};
 use dax_iomap::MAX_FILE_SIZE;
 
+/// The largest inode number TestFs hands out: `ino_t` as userspace sees it is signed
+/// in places (`off_t`-like uses, `stat` in 32-bit emulations aside), so stay within
+/// `i64`. A checkpoint whose next number lies beyond is corrupt; running out is
+/// `ENOSPC`.
+pub(crate) const MAX_INO: u64 = i64::MAX as u64;
+/// Encoded bytes of one inode record without extents or entries: number, kind, mode,
+/// uid, gid, nlink, three times, and the file's size and extent count or the
+/// directory's parent and entry count (see [`Image::encode`]).
+pub(crate) const INODE_BYTES: u64 = 8 + 1 + 4 * 4 + 3 * (8 + 4) + (8 + 4);
+
+/// Encoded bytes of one directory entry named `name`: inode number, name length,
+/// name.
+pub(crate) fn entry_bytes(name: &str) -> u64 {
+    8 + 2 + name.len() as u64
+}
+
 /// Superblock magic.
 pub(crate) const SB_MAGIC: [u8; 8] = *b"DAXRSTFS";
 /// Checkpoint slot magic.
@@ -342,6 +358,9 @@ impl Image {
         }
         let mut r = Reader::new(p);
         let next_ino = r.u64()?;
+        if next_ino > MAX_INO + 1 {
+            return Err(corrupt("checkpoint's next inode number is out of range"));
+        }
         let n = r.u32()?;
         let mut inodes = Vec::new();
         let mut inos = BTreeSet::new();
@@ -721,6 +740,25 @@ mod tests {
             inodes,
             refcounts,
         }
+    }
+
+    /// The costs admission charges are exactly what an empty file, an empty
+    /// directory and an entry add to the encoded checkpoint.
+    #[test]
+    fn admission_costs_match_the_encoding() {
+        let base = sample();
+        let len = |img: &Image| img.encode(7, 1).len() as u64;
+        let mut img = sample();
+        img.inodes.push(file(6, 1, 0, ExtentMap::new()));
+        assert_eq!(len(&img) - len(&base), INODE_BYTES);
+        let mut img = sample();
+        img.inodes.push(dir(6, ROOT, 2, &[]));
+        assert_eq!(len(&img) - len(&base), INODE_BYTES);
+        let mut img = sample();
+        if let Body::Dir { entries, .. } = &mut img.inodes[0].body {
+            entries.push(("a-longer-name".to_owned(), 3));
+        }
+        assert_eq!(len(&img) - len(&base), entry_bytes("a-longer-name"));
     }
 
     /// Encodes `img` with valid checksums and decodes it again.

@@ -20,6 +20,7 @@ use dax_iomap::{
 
 use super::extent::{Extent, Lookup};
 use super::extent_lock::Blocks;
+use super::inject::IomapHook;
 use super::state::{CowResv, FsState, Ino, InodeCore, Metadata, enoent};
 use super::sync::RwLockReadGuard;
 use super::{B, MAX_FILE_BLOCKS};
@@ -241,13 +242,18 @@ impl TestInode {
                     (Plan::Alloc, want.min(len.unwrap_or(u64::MAX)))
                 }
                 Lookup::Extent(e) => {
+                    // Blocks once shared are copied on write while they are shared
+                    // or a checkpoint that may come back references them: the
+                    // partner that dropped its reference since may still have them
+                    // there (`Allocator::cow_prefix`).
                     let (shared, run) = if e.shared {
-                        meta.alloc.shared_prefix(e.dev, e.len)
+                        meta.alloc.cow_prefix(e.dev, e.len)
                     } else {
                         (false, e.len)
                     };
                     if e.shared && !shared {
-                        // The partner dropped its references: the blocks are ours alone.
+                        // The partner dropped its references, and no durable
+                        // checkpoint has the blocks: they are ours alone.
                         blocks.map.set_state(fb, run, e.unwritten, false);
                     }
                     let plain = |kind| {
@@ -464,6 +470,8 @@ impl IomapOps for TestInode {
         flags: IterFlags,
     ) -> Result<(Iomap<'_>, Option<Iomap<'_>>), DaxError> {
         self.fs.check_mounted()?;
+        // Test support (`inject.rs`): before anything is looked at or changed.
+        self.fs.inject.enter(IomapHook::Begin)?;
         if pos > MAX_FILE_SIZE {
             return Err(DaxError::InvalidArgument {
                 what: "iomap_begin position past the largest file offset",
@@ -500,6 +508,7 @@ impl IomapOps for TestInode {
         {
             self.trim_new(pos, written, iomap);
         }
-        Ok(())
+        // Test support (`inject.rs`): after the work, so nothing written is lost.
+        self.fs.inject.enter(IomapHook::End)
     }
 }

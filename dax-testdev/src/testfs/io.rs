@@ -13,6 +13,7 @@
 //! writeback, then a checkpoint under the metadata lock (`checkpoint.rs`). The fault
 //! handler behind a mapping is in `mmap.rs`.
 
+use std::fmt;
 use std::sync::Arc;
 
 use dax_device::DaxError;
@@ -23,7 +24,8 @@ use dax_iomap::{dax_iomap_read, dax_iomap_write, dax_zero_range};
 use super::B;
 use super::inode::TestInode;
 use super::mount::TestFs;
-use super::state::Ino;
+use super::state::{Ino, InodeCore};
+use super::sync::Mutex;
 use super::verify::{count_at, verify_area};
 
 impl TestFs {
@@ -114,11 +116,51 @@ impl TestFs {
         self.inode(ino)?.mmap_real(pgoff, len, opts)
     }
 
-    /// Makes the file or directory durable (`fsync(2)`): like a journal commit, it
-    /// checkpoints the whole filesystem. `ENOENT` for an unknown inode.
+    /// Makes the file or directory durable (`fsync(2)`) as an fsync through a file
+    /// opened just for it would: [`TestFs::open_file`] + [`TestFs::fsync_file`] (so it
+    /// also reports a writeback error that no one has seen yet; see
+    /// [`FileHandle`]). Like a journal commit, it checkpoints the whole filesystem.
+    /// `ENOENT` for an unknown inode, `EIO` once the filesystem is shut down.
     pub fn fsync(&self, ino: Ino) -> Result<(), DaxError> {
+        self.fsync_file(&self.open_file(ino)?)
+    }
+
+    /// Opens file or directory `ino` (`open(2)`) for [`TestFs::fsync_file`]: the
+    /// handle samples the file's writeback error state now (`filemap_sample_wb_err`
+    /// in `do_dentry_open`). `ENOENT` for an unknown inode.
+    pub fn open_file(&self, ino: Ino) -> Result<FileHandle, DaxError> {
         let core = self.core_of(ino)?;
-        self.state.fsync_inode(&core)
+        let since = core.mapping.sample_wb_err();
+        Ok(FileHandle {
+            core,
+            since: Mutex::new(since),
+        })
+    }
+
+    /// `fsync(2)` through an open file, as `ext4_sync_file` does it: `EIO` at once if
+    /// the filesystem is shut down; else the file's mapped data is written back
+    /// (`file_write_and_wait_range`: its error, if any, is the answer, and nothing is
+    /// committed); else the whole filesystem is checkpointed (its error is the
+    /// answer). In every case that got that far, the handle's writeback error cursor
+    /// is then checked and advanced (`file_check_and_advance_wb_err`), and an error
+    /// recorded since the handle last looked is the answer if nothing else failed.
+    ///
+    /// What is recorded, and so reported once to every handle open at the time (and
+    /// to the next handle opened if no one has seen it yet), is in [`FileHandle`]'s
+    /// docs.
+    pub fn fsync_file(&self, file: &FileHandle) -> Result<(), DaxError> {
+        self.state.check_mounted()?;
+        let done = self
+            .state
+            .writeback_inode(&file.core)
+            .and_then(|()| self.state.commit());
+        // `f_wb_err` is advanced under the file's own lock (`f_lock`), held for
+        // nothing else.
+        let seen = file
+            .core
+            .mapping
+            .check_and_advance_wb_err(&mut file.since.lock());
+        done.and(seen)
     }
 
     /// Stamps the file's mtime and ctime before its data or size change
@@ -175,5 +217,94 @@ impl TestFs {
             dax_zero_range(inode, inode, old_size, new_end - old_size)?;
         }
         Ok(())
+    }
+}
+
+/// An open file (`struct file`) for [`TestFs::fsync_file`]: the inode it names and
+/// its writeback error cursor (`f_wb_err`), sampled when it was opened
+/// ([`TestFs::open_file`]). It holds no lock and keeps the inode's state alive, not
+/// its name; after an unlink its fsync still commits (and reports) as before.
+///
+/// # What an fsync reports, and to whom
+///
+/// TestFs keeps the kernel's rules for writeback errors (`errseq_t`, lib/errseq.c:
+/// `errseq_set`, `errseq_sample`, `errseq_check_and_advance`, used by
+/// `mapping_set_error`, `filemap_sample_wb_err` and `file_check_and_advance_wb_err`):
+/// each file's [`DaxMapping`](dax_fault::DaxMapping) records errors, and each open
+/// file reports an error recorded after it was opened once, at its next fsync.
+/// Recorded errors are:
+///
+/// * a failed writeback of the file's mapped data (`dax_writeback_mapping_range`;
+///   the entry stays dirty and the next fsync writes it back again), recorded in that
+///   file only;
+/// * a failed checkpoint (the data flush before it, the metadata write, the commit
+///   flush, or metadata that no longer fits a slot), recorded in **every** inode: a
+///   checkpoint commits the whole filesystem, as a journal commit does, so what it
+///   failed to make durable may be any file's. The filesystem stays mounted (it does
+///   not shut down as XFS does on a log error) and keeps its state in memory; the
+///   next checkpoint writes all of it again.
+///
+/// So, for a file with handles `a` and `b` open:
+///
+/// * the fsync that hits the failure reports it (`EIO` from the device), and
+///   consumes it for its own handle: `fsync_file(&a)` again reports success if its
+///   own writeback and checkpoint succeed — which then made everything durable, since
+///   nothing was dropped — as Linux's second fsync on the same descriptor does;
+/// * `fsync_file(&b)` reports the same error once even if its own checkpoint
+///   succeeds: the error happened while `b` was open, and errseq does not let an
+///   fsync on `b` pretend it did not;
+/// * a handle opened after someone saw the error does not get it; one opened before
+///   anyone saw it (for example after a failed [`TestFs::sync`], which reports to its
+///   caller but has no handle to advance) does, once.
+///
+/// [`TestFs::fsync`] is an fsync through a handle opened for it.
+///
+/// # The data after a failed fsync
+///
+/// Nothing is dropped from memory when an fsync fails: dirty mapped pages stay dirty,
+/// and the block maps, sizes and tree stay as they were, to be checkpointed again. A
+/// crash after the failure brings back one whole checkpoint, the last durable one or
+/// the one that failed (its write may have reached the media), with each data byte
+/// the old or the new value (data written in place is on the media whichever
+/// checkpoint wins, as an overwrite without fsync is); blocks either checkpoint
+/// references are not reused until a commit succeeds. After a later fsync succeeds,
+/// a crash brings back the new state.
+///
+/// ```
+/// use dax_device::DaxError;
+/// use dax_testdev::{DevOp, FailSchedule, MemDevice, TestFs};
+///
+/// let dev = MemDevice::builder().size(8 << 20).build()?;
+/// let fs = TestFs::mkfs(dev.clone())?;
+/// let ino = fs.create("f")?;
+/// let (a, b) = (fs.open_file(ino)?, fs.open_file(ino)?);
+/// fs.write(ino, 0, b"data")?;
+/// let eio = DaxError::Io { what: "injected" };
+/// dev.driver().inject(DevOp::Flush, FailSchedule::After { skip: 0, count: 1 }, eio);
+/// assert_eq!(fs.fsync_file(&a).unwrap_err().errno(), libc::EIO); // the data flush failed
+/// fs.fsync_file(&a)?; // committed now; a saw the error already
+/// assert_eq!(fs.fsync_file(&b).unwrap_err().errno(), libc::EIO); // b had not
+/// fs.fsync_file(&b)?;
+/// fs.fsync(ino)?; // a new opener: someone saw it
+/// # Ok::<(), DaxError>(())
+/// ```
+pub struct FileHandle {
+    core: Arc<InodeCore>,
+    since: Mutex<u64>,
+}
+
+impl FileHandle {
+    /// The inode the file names.
+    pub fn ino(&self) -> Ino {
+        Ino(self.core.ino())
+    }
+}
+
+impl fmt::Debug for FileHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileHandle")
+            .field("ino", &self.core.ino())
+            .field("wb_err", &*self.since.lock())
+            .finish()
     }
 }

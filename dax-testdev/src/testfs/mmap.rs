@@ -100,7 +100,10 @@ impl VmOps for TestInode {
         }
         let write = vmf.is_write() && vmf.vma().vma().is_shared();
         let _inval = self.core().invalidate.read();
-        if self.core().is_unlinked() {
+        // Again under the lock: a device removal shuts the filesystem down, then takes
+        // this lock exclusively to wait out faults that passed the check above, and
+        // unmaps; a fault that gets the lock after that must not map anything.
+        if self.core().is_unlinked() || self.state().check_mounted().is_err() {
             return VmFault::SIGBUS;
         }
         if write {

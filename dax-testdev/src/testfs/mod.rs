@@ -134,7 +134,11 @@
 //! them). A block freed while the last checkpoint still references it stays *busy*
 //! until the next checkpoint, so a crash can never bring back a file whose blocks now
 //! hold another file's data; when space runs out while blocks are busy, TestFs
-//! checkpoints and retries before answering `ENOSPC`.
+//! checkpoints and retries before answering `ENOSPC`. For the same reason a block
+//! that was shared stays copy-on-write after its partner dropped its reference, for
+//! as long as a checkpoint that may come back references it: that checkpoint may
+//! map it into the other file (which has dropped it since), and a write in place
+//! would change that file's durable contents.
 //!
 //! # Durability and the on-device format
 //!
@@ -142,7 +146,9 @@
 //! metadata is durable only once checkpointed, by [`TestFs::fsync`] (which, like a
 //! journal commit, checkpoints the whole filesystem), [`TestFs::sync`] (`sync_fs`) and
 //! [`TestFs::unmount`]. Dropping a `TestFs` without unmounting is a crash: reopening
-//! the device shows exactly the last checkpoint. All integers are little-endian;
+//! the device shows exactly the last checkpoint. What fsync reports after a failed
+//! writeback or checkpoint, to which open files, and what the data is then, is on
+//! [`FileHandle`] (the kernel's errseq rules). All integers are little-endian;
 //! checksums are CRC-32C (Castagnoli).
 //!
 //! ```text
@@ -280,6 +286,7 @@
 //! | file | what it owns |
 //! |---|---|
 //! | `sync.rs`, `rangeset.rs`, `extent.rs`, `alloc.rs`, `time.rs`, `format.rs`, `verify.rs` | lock types; block ranges; extent maps; the block allocator with reference counts; timestamps; the on-device format and the tree check; the VFS's argument checks |
+//! | `inject.rs` | test support: where `iomap_begin`/`iomap_end` failures fire and their schedules ([`IomapHook`]; set with [`TestFs::inject_iomap`]) |
 //! | `extent_lock.rs` | the extent lock, its seqlock copy of small maps, and the block map it guards |
 //! | `state.rs` | what the filesystem and its inode handles share: `FsState` (with the clock), `Metadata`, `InodeCore`, `InodeMeta`, `Dir`, [`Ino`] |
 //! | `attr.rs` | the public tree and attribute types: [`ROOT_INO`], [`FileKind`], [`Perm`], [`Attr`], [`SetAttr`], [`DirEntry`], [`RenameFlags`] |
@@ -288,9 +295,9 @@
 //! | `failure.rs` | the device holder that answers media failures |
 //! | `inode.rs` | [`TestInode`] and its `iomap_begin`/`iomap_end` |
 //! | `mmap.rs` | mapping an inode, the fault handler, layout breaking |
-//! | `mount.rs` | [`TestFs`] itself: mkfs, mount, sync, unmount, the pinned clock |
+//! | `mount.rs` | [`TestFs`] itself: mkfs, mount, sync, unmount, the pinned clock, the iomap injection switches |
 //! | `namespace.rs` | the directory tree: mkdir, create, lookup, readdir, link, unlink, rmdir, rename; inode handles |
-//! | `io.rs` | read, write, mmap, fsync |
+//! | `io.rs` | read, write, mmap, fsync, open files ([`FileHandle`]: what fsync reports) |
 //! | `space.rs` | truncate, fallocate |
 //! | `remap.rs` | reflink, dedupe |
 //! | `report.rs` | fiemap, seek, stat, statfs, extents |
@@ -304,6 +311,7 @@ mod extent;
 mod extent_lock;
 mod failure;
 mod format;
+mod inject;
 mod inode;
 mod io;
 mod mmap;
@@ -323,7 +331,9 @@ use dax_device::PAGE_SIZE;
 use dax_iomap::MAX_FILE_SIZE;
 
 pub use attr::{Attr, DirEntry, FileKind, MAX_LINKS, Perm, ROOT_INO, RenameFlags, SetAttr};
+pub use inject::IomapHook;
 pub use inode::TestInode;
+pub use io::FileHandle;
 pub use mount::{Layout, MkfsOptions, TestFs};
 pub use report::{ExtentInfo, Stat, StatFs};
 pub use space::FallocMode;

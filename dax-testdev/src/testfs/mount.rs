@@ -16,11 +16,14 @@ use std::sync::Arc;
 
 use dax_device::{DaxDevice, DaxError, FsDax};
 
+use crate::memdev::FailSchedule;
+
 use super::alloc::Allocator;
 use super::attr::Perm;
 use super::extent::ExtentMap;
 use super::failure::FailureHolder;
 use super::format::{self, Body, CKPT_HEADER, Image, SB_LEN, Superblock};
+use super::inject::IomapHook;
 use super::state::{CLOCK_SYSTEM, Dir, FsState, InodeCore, InodeMeta, Metadata};
 use super::sync::Ordering;
 use super::time::{Times, Timespec};
@@ -143,6 +146,7 @@ impl TestFs {
             alloc: Allocator::new(sb.data_start(), total),
             generation: 0,
             next_cow_id: 1,
+            meta_bytes: u64::MAX,
         };
         let state = FsState::new(dev, sb, meta, claim);
         {
@@ -226,6 +230,7 @@ impl TestFs {
             alloc: Allocator::from_refcounts(sb.data_start(), sb.total_blocks, &img.refcounts),
             generation,
             next_cow_id: 1,
+            meta_bytes: u64::MAX,
         };
         for rec in img.inodes {
             let (size, extents, dir) = match rec.body {
@@ -316,5 +321,45 @@ impl TestFs {
             .transpose()?;
         self.state.pin_clock(nanos);
         Ok(())
+    }
+
+    /// Test support: makes this filesystem's `iomap_begin` or `iomap_end` (of every
+    /// file, whoever calls it: reads, writes, zeroing, faults, fiemap) fail with `err`
+    /// on `schedule`. A later call for the same hook replaces the plan;
+    /// [`clear_iomap_injections`](Self::clear_iomap_injections) removes both.
+    /// [`IomapHook`] says where each hook fires and what the engine does with the
+    /// error: `Begin` fails before anything is looked at or changed; `End` fails after
+    /// TestFs has finished the call's work, and the engine ignores it once the mapping
+    /// made progress (`iomap_iter`'s rule).
+    ///
+    /// ```
+    /// use dax_device::DaxError;
+    /// use dax_testdev::{FailSchedule, IomapHook, MemDevice, TestFs};
+    ///
+    /// let fs = TestFs::mkfs(MemDevice::builder().size(8 << 20).build()?)?;
+    /// let ino = fs.create("f")?;
+    /// fs.fallocate(ino, Default::default(), 0, 12288)?; // three unwritten blocks...
+    /// fs.write(ino, 4096, &[1; 4096])?; // ...the middle one written: three extents
+    /// // The second iomap_begin of the next write fails: it returns a short count.
+    /// let eio = DaxError::Io { what: "injected" };
+    /// fs.inject_iomap(IomapHook::Begin, FailSchedule::After { skip: 1, count: 1 }, eio);
+    /// let before = fs.iomap_calls(IomapHook::Begin);
+    /// assert_eq!(fs.write(ino, 0, &[7; 12288])?, 4096);
+    /// assert_eq!(fs.iomap_calls(IomapHook::Begin), before + 2);
+    /// # Ok::<(), DaxError>(())
+    /// ```
+    pub fn inject_iomap(&self, hook: IomapHook, schedule: FailSchedule, err: DaxError) {
+        self.state.inject.set(hook, schedule, err);
+    }
+
+    /// Removes every pending `iomap_begin`/`iomap_end` injection.
+    pub fn clear_iomap_injections(&self) {
+        self.state.inject.clear();
+    }
+
+    /// How many times `hook` was called on this mount (injected failures included):
+    /// exact for calls of this thread and of threads it has joined.
+    pub fn iomap_calls(&self, hook: IomapHook) -> u64 {
+        self.state.inject.calls(hook)
     }
 }

@@ -20,21 +20,24 @@
 //! Locks: every change of the tree happens under the metadata lock, checks and all,
 //! so a change is atomic: no one sees half a rename. Removing a file's last name
 //! frees it and its blocks, which needs more, as unlink always has: the file's I/O
-//! lock and invalidate lock exclusively, its layout broken for good
-//! ([`dax_break_layout_final`], the engine's mapping-entry locks), then the metadata
-//! lock and under it the extent lock exclusively to mark the inode unlinked and take
+//! lock and invalidate lock exclusively, its layout broken (unmapped everywhere,
+//! pinned pages waited for, as `dax_break_layout_final` does; its entries are dropped
+//! only once it is freed), then the metadata lock and under it the extent lock exclusively to mark the inode unlinked and take
 //! its block map. A change that finds it would free a file it has not locked that way
 //! drops the metadata lock, takes the file's locks, and starts again
 //! (`change_namespace`); the tree may have changed meanwhile, so everything is
 //! checked again. Lookups, readdir and inode handles take only the metadata lock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dax_device::DaxError;
-use dax_fault::dax_break_layout_final;
+use dax_fault::pages::wait_idle;
+use dax_fault::{dax_delete_mapping_range, dax_layout_busy_page};
 
 use super::attr::{DirEntry, FileKind, MAX_LINKS, Perm, ROOT_INO, RenameFlags};
 use super::extent::ExtentMap;
+use super::format::{INODE_BYTES, MAX_INO, entry_bytes};
 use super::inode::TestInode;
 use super::mount::TestFs;
 use super::state::{Dir, FsState, Ino, InodeCore, InodeMeta, Metadata, enoent};
@@ -56,6 +59,16 @@ fn eisdir(what: &'static str) -> DaxError {
 
 fn enotdir(what: &'static str) -> DaxError {
     DaxError::NotDirectory { what }
+}
+
+/// Whether `name` is `.` or `..`, which name no entry of their own: each call answers
+/// them as Linux's path walk does (`LAST_DOT`/`LAST_DOTDOT`), below.
+fn is_dot(name: &str) -> bool {
+    name == "." || name == ".."
+}
+
+fn ebusy(what: &'static str) -> DaxError {
+    DaxError::Busy { what }
 }
 
 fn eexist() -> DaxError {
@@ -103,6 +116,38 @@ impl Metadata {
         false
     }
 
+    /// Admits a namespace change that adds up to `cost` bytes to the checkpoint
+    /// (`ENOSPC` otherwise), so that what `create`, `mkdir`, `link` and `rename`
+    /// accept can always be checkpointed: the slot is fixed at mkfs, and a change
+    /// admitted past it would make every later fsync and the unmount fail. A
+    /// sixteenth of the slot stays free for block maps, which grow with writes
+    /// without asking. The running bound is re-measured exactly when it runs short.
+    fn admit(&mut self, fs: &FsState, cost: u64) -> Result<(), DaxError> {
+        let slot = fs.slot_bytes();
+        let limit = slot - slot / 16;
+        if self.meta_bytes.saturating_add(cost) > limit {
+            self.meta_bytes = self.image().encode(0, 0).len() as u64;
+            if self.meta_bytes.saturating_add(cost) > limit {
+                return Err(DaxError::NoSpace {
+                    what: "the metadata would no longer fit a checkpoint slot",
+                });
+            }
+        }
+        self.meta_bytes += cost;
+        Ok(())
+    }
+
+    /// About how many more inodes with 16-byte names [`Metadata::admit`] would
+    /// accept now (for `statfs`'s `f_ffree`).
+    pub(crate) fn files_free(&mut self, fs: &FsState) -> u64 {
+        let slot = fs.slot_bytes();
+        let limit = slot - slot / 16;
+        if self.meta_bytes == u64::MAX {
+            self.meta_bytes = self.image().encode(0, 0).len() as u64;
+        }
+        limit.saturating_sub(self.meta_bytes) / (INODE_BYTES + entry_bytes(&"n".repeat(16)))
+    }
+
     /// Adds `delta` to the link count of `ino`.
     fn add_links(&mut self, ino: u64, delta: i32) {
         if let Some(im) = self.inodes.get_mut(&ino) {
@@ -126,8 +171,21 @@ impl Metadata {
 
     /// A new inode numbered `next_ino`, with no name yet: a file (one link to come)
     /// or, with `parent`, a directory (two).
-    fn new_inode(&mut self, fs: &FsState, perm: Perm, parent: Option<u64>, now: Timespec) -> u64 {
+    /// `ENOSPC` once every number up to [`MAX_INO`] has been used (ext4's answer when
+    /// it runs out of inodes).
+    fn new_inode(
+        &mut self,
+        fs: &FsState,
+        perm: Perm,
+        parent: Option<u64>,
+        now: Timespec,
+    ) -> Result<u64, DaxError> {
         let ino = self.next_ino;
+        if ino > MAX_INO {
+            return Err(DaxError::NoSpace {
+                what: "every inode number has been used",
+            });
+        }
         self.next_ino += 1;
         let core = InodeCore::new(
             ino,
@@ -150,7 +208,7 @@ impl Metadata {
             entries: Default::default(),
         });
         self.inodes.insert(ino, im);
-        ino
+        Ok(ino)
     }
 
     /// Drops one link of file `ino`, whose entry is already gone: its ctime changes,
@@ -215,13 +273,25 @@ impl TestFs {
             let core = evict;
             let _io = core.io.write();
             let _inval = core.invalidate.write();
-            // The blocks are freed now (TestFs has no open-file references), so do
-            // what eviction does first: unmap the file everywhere, wait for pinned
-            // pages, drop every entry. Should the file keep a name after all (a link
-            // made meanwhile), this cost nothing but refaults.
-            dax_break_layout_final(&core.mapping);
+            // The blocks are freed in `step` (TestFs has no open-file references), so
+            // first do what eviction does before blocks go (`dax_break_layout_final`'s
+            // wait): unmap the file everywhere and wait until no page is pinned. The
+            // invalidate lock keeps new faults out from here on. The entries, dirty
+            // ones included, stay until the file is known to be freed: should it keep
+            // a name after all (a link made meanwhile), the next fsync must still
+            // write back what was stored through a mapping.
+            while let Some(busy) = dax_layout_busy_page(&core.mapping) {
+                wait_idle(busy, Duration::from_millis(10));
+            }
             let mut meta = self.state.meta.lock();
-            match step(&mut meta, Some(core.ino()), self.state.now())? {
+            let next = step(&mut meta, Some(core.ino()), self.state.now());
+            drop(meta);
+            if core.is_unlinked() {
+                // Freed: drop its entries (`truncate_inode_pages_final`), outside the
+                // metadata lock (entry locks come first in the lock order).
+                dax_delete_mapping_range(&core.mapping, ..);
+            }
+            match next? {
                 Step::Done => return Ok(()),
                 Step::Evict(other) => evict = other,
             }
@@ -238,7 +308,13 @@ impl TestFs {
     /// ext2's `ext2_create`) with `perm`, and stamps the directory's mtime and ctime.
     ///
     /// `ENOENT` when `parent` does not exist (or `name` is empty), `ENOTDIR` when it is
-    /// a file, `EEXIST` when the name is taken, `ENAMETOOLONG`/`EINVAL` for bad names.
+    /// a file, `EEXIST` when the name is taken, `ENAMETOOLONG`/`EINVAL` for bad names,
+    /// `ENOSPC` when the checkpoint slot (fixed at mkfs, see
+    /// [`MkfsOptions::checkpoint_blocks`](super::MkfsOptions::checkpoint_blocks)) has
+    /// no room for another name: metadata that could not be checkpointed is never
+    /// accepted. [`StatFs::files_free`](super::StatFs::files_free) says how many more
+    /// fit. The same holds for [`TestFs::mkdir`], [`TestFs::link`] and a
+    /// [`TestFs::rename`] to a longer name.
     pub fn create_in(&self, parent: Ino, name: &str, perm: Perm) -> Result<Ino, DaxError> {
         self.add_entry(parent, name, perm, false)
     }
@@ -254,6 +330,9 @@ impl TestFs {
     }
 
     fn add_entry(&self, parent: Ino, name: &str, perm: Perm, dir: bool) -> Result<Ino, DaxError> {
+        if is_dot(name) {
+            return Err(eexist()); // `filename_create`: the name exists
+        }
         check_name(name)?;
         self.state.check_mounted()?;
         let mut meta = self.state.meta.lock();
@@ -272,7 +351,8 @@ impl TestFs {
                 "the parent directory has the most subdirectories it may have",
             ));
         }
-        let ino = meta.new_inode(&self.state, perm, dir.then_some(parent.0), now);
+        meta.admit(&self.state, INODE_BYTES + entry_bytes(name))?;
+        let ino = meta.new_inode(&self.state, perm, dir.then_some(parent.0), now)?;
         meta.dir_mut(parent.0)?.entries.insert(name.to_owned(), ino);
         if dir {
             meta.add_links(parent.0, 1);
@@ -361,6 +441,9 @@ impl TestFs {
     /// directory (Linux allows no hard links to directories), `EMLINK` at
     /// [`MAX_LINKS`](super::MAX_LINKS); `ENAMETOOLONG`/`EINVAL` for bad names.
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &str) -> Result<(), DaxError> {
+        if is_dot(new_name) {
+            return Err(eexist()); // `filename_create`
+        }
         check_name(new_name)?;
         self.state.check_mounted()?;
         let mut meta = self.state.meta.lock();
@@ -380,6 +463,7 @@ impl TestFs {
         if nlink >= MAX_LINKS {
             return Err(emlink("the file has the most links it may have"));
         }
+        meta.admit(&self.state, entry_bytes(new_name))?;
         meta.dir_mut(new_parent.0)?
             .entries
             .insert(new_name.to_owned(), ino.0);
@@ -404,6 +488,9 @@ impl TestFs {
     /// file, `EISDIR` when `name` is a directory (as Linux answers; POSIX allows
     /// `EPERM`), `ENAMETOOLONG`/`EINVAL` for bad names.
     pub fn unlink_in(&self, parent: Ino, name: &str) -> Result<(), DaxError> {
+        if is_dot(name) {
+            return Err(eisdir("unlink of . or .."));
+        }
         check_name(name)?;
         self.change_namespace(|meta, locked, now| {
             let ino = meta.entry(parent.0, name)?;
@@ -426,9 +513,20 @@ impl TestFs {
     ///
     /// `ENOENT` when there is no such entry or directory, `ENOTDIR` when `parent` or
     /// `name` is a file, `ENOTEMPTY` when the directory has entries,
-    /// `ENAMETOOLONG`/`EINVAL` for bad names (`.` and `..` included).
+    /// `ENAMETOOLONG`/`EINVAL` for bad names; as Linux, `EINVAL` for `.` and
+    /// `ENOTEMPTY` for `..`.
     pub fn rmdir(&self, parent: Ino, name: &str) -> Result<(), DaxError> {
-        check_name(name)?;
+        match name {
+            "." => {
+                return Err(DaxError::InvalidArgument { what: "rmdir of ." });
+            }
+            ".." => {
+                return Err(DaxError::NotEmpty {
+                    what: "rmdir of ..",
+                });
+            }
+            _ => check_name(name)?,
+        }
         self.change_namespace(|meta, _, now| {
             let ino = meta.entry(parent.0, name)?;
             let im = meta.inode(ino)?;
@@ -479,6 +577,16 @@ impl TestFs {
         {
             return Err(DaxError::InvalidArgument {
                 what: "rename flags: unknown bits, or NOREPLACE with EXCHANGE",
+            });
+        }
+        if is_dot(name) {
+            return Err(ebusy("rename of . or .."));
+        }
+        if is_dot(new_name) {
+            return Err(if flags.contains(RenameFlags::NOREPLACE) {
+                eexist()
+            } else {
+                ebusy("rename onto . or ..")
             });
         }
         check_name(name)?;
@@ -550,6 +658,10 @@ impl TestFs {
                 && let Some(core) = meta.needs_evict(t, locked)
             {
                 return Ok(Step::Evict(core));
+            }
+
+            if !exchange && new_name.len() > name.len() {
+                meta.admit(&self.state, (new_name.len() - name.len()) as u64)?;
             }
 
             // Checked: now change.

@@ -2,12 +2,14 @@
 //! [`TestFs::seek_hole`] and [`TestFs::seek_data`] through the engine's iomap
 //! reporting (`xfs_vn_fiemap`, `xfs_seek_iomap`), [`TestFs::stat`] ([`Stat`]),
 //! [`TestFs::statfs`] ([`StatFs`]), [`TestFs::extents`] ([`ExtentInfo`]), block
-//! reference counts and the checkpoint generation.
+//! reference counts, the checkpoint generation, and for tests the locks held
+//! ([`TestFs::held_locks`]).
 //!
 //! Locks: fiemap and seek take the I/O lock shared, then the engine calls
 //! `iomap_begin` (the extent lock, and the metadata lock for shared extents). The
 //! others take the metadata lock, and `stat` and `extents` under it the extent lock
-//! shared.
+//! shared. `held_locks` only tries locks, never waits: the metadata lock to list the
+//! inodes, then (with it dropped) each inode's locks and mapping entries.
 
 use dax_device::DaxError;
 use dax_iomap::{Fiemap, iomap_fiemap, iomap_seek_data, iomap_seek_hole};
@@ -30,6 +32,7 @@ pub struct Stat {
 
 /// What [`TestFs::statfs`] reports about the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatFs {
     /// [`BLOCK_SIZE`](super::BLOCK_SIZE) (`f_bsize`).
     pub block_size: u64,
@@ -44,6 +47,10 @@ pub struct StatFs {
     pub files: u64,
     /// Directories, the root included.
     pub dirs: u64,
+    /// About how many more files or directories with 16-byte names the checkpoint
+    /// slot has room for (`f_ffree`): names, not blocks, are what runs out (see
+    /// [`TestFs::create_in`]'s `ENOSPC`).
+    pub files_free: u64,
     /// Generation of the last durable checkpoint.
     pub generation: u64,
 }
@@ -110,8 +117,10 @@ impl TestFs {
 
     /// Space and file counts (`statfs(2)`).
     pub fn statfs(&self) -> StatFs {
-        let meta = self.state.meta.lock();
+        let mut meta = self.state.meta.lock();
+        let files_free = meta.files_free(&self.state);
         StatFs {
+            files_free,
             block_size: B,
             blocks: meta.alloc.total(),
             free: meta.alloc.free_blocks(),
@@ -151,6 +160,31 @@ impl TestFs {
     /// file maps it, more when shared.
     pub fn block_refcount(&self, block: u64) -> u32 {
         self.state.meta.lock().alloc.refcount(block)
+    }
+
+    /// Test support: every TestFs lock, and every mapping-index entry lock, held
+    /// right now, by name (empty when none is). Each is tried without waiting, and
+    /// exclusively, so one held shared shows too: the metadata lock, then for each
+    /// inode its I/O, invalidate, extent and timestamp locks and the entries of its
+    /// DAX mapping. Call it when no operation is running (between the steps of a
+    /// test): anything it names was then left held by an operation that returned. If
+    /// the metadata lock is held the inodes cannot be listed; only it is named.
+    ///
+    /// ```
+    /// # use dax_testdev::{MemDevice, TestFs};
+    /// let fs = TestFs::mkfs(MemDevice::builder().size(8 << 20).build()?)?;
+    /// let ino = fs.create("f")?;
+    /// fs.write(ino, 0, b"data")?;
+    /// assert!(fs.held_locks().is_empty());
+    /// # Ok::<(), dax_device::DaxError>(())
+    /// ```
+    pub fn held_locks(&self) -> Vec<String> {
+        let Some(meta) = self.state.meta.try_lock() else {
+            return vec!["metadata lock".to_owned()];
+        };
+        let cores: Vec<_> = meta.inodes.values().map(|im| im.core.clone()).collect();
+        drop(meta);
+        cores.iter().flat_map(|c| c.held_locks()).collect()
     }
 
     /// The generation of the last durable checkpoint (it lives in slot

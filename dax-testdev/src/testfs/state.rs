@@ -25,6 +25,7 @@ use super::alloc::Allocator;
 use super::extent::{Extent, ExtentMap};
 use super::extent_lock::{Blocks, ExtentLock};
 use super::format::Superblock;
+use super::inject::IomapInjections;
 use super::sync::{AtomicBool, AtomicI64, AtomicU64, Mutex, MutexGuard, Ordering, RwLock};
 use super::time::{Times, Timespec};
 
@@ -122,6 +123,41 @@ impl InodeCore {
     /// lock).
     pub(crate) fn is_unlinked(&self) -> bool {
         self.unlinked.load(Ordering::Acquire)
+    }
+
+    /// Test support: the names of this inode's locks that are held now (each tried
+    /// exclusively, without waiting), and of its mapping-index entries that are
+    /// locked.
+    pub(crate) fn held_locks(&self) -> Vec<String> {
+        let mut held = Vec::new();
+        let ino = self.ino;
+        if self.io.try_write().is_none() {
+            held.push(format!("inode {ino}: I/O lock"));
+        }
+        if self.invalidate.try_write().is_none() {
+            held.push(format!("inode {ino}: invalidate lock"));
+        }
+        if self.blocks.try_write().is_none() {
+            held.push(format!("inode {ino}: extent lock"));
+        }
+        if self.times.try_lock().is_none() {
+            held.push(format!("inode {ino}: timestamp lock"));
+        }
+        for e in self.mapping.index().entries() {
+            if e.locked {
+                held.push(format!(
+                    "inode {ino}: mapping entry at page {} ({:?}) locked",
+                    e.start, e.entry.kind
+                ));
+            }
+        }
+        held
+    }
+
+    /// The timestamp lock, held (for unit tests of lock checks).
+    #[cfg(test)]
+    pub(crate) fn times_guard_for_test(&self) -> MutexGuard<'_, Times> {
+        self.times.lock()
     }
 
     /// The three timestamps.
@@ -223,6 +259,11 @@ pub(crate) struct Metadata {
     pub(crate) alloc: Allocator,
     pub(crate) generation: u64,
     pub(crate) next_cow_id: u64,
+    /// An upper bound on the encoded checkpoint's size: measured exactly at each
+    /// checkpoint (and when admission runs short), plus what each namespace change
+    /// has added since. `u64::MAX` until first measured. See
+    /// `Metadata::admit`.
+    pub(crate) meta_bytes: u64,
 }
 
 impl Metadata {
@@ -279,6 +320,8 @@ pub(crate) struct FsState {
     /// A pinned clock, in nanoseconds since the epoch, or [`CLOCK_SYSTEM`] for the
     /// system's (see [`FsState::now`]).
     clock: AtomicI64,
+    /// Test support: `iomap_begin`/`iomap_end` failures on a schedule (`inject.rs`).
+    pub(crate) inject: IomapInjections,
     /// The holder claim on the device (released on drop, `fs_put_dax`).
     _claim: FsDax,
 }
@@ -297,6 +340,7 @@ impl FsState {
             meta: Mutex::new(meta),
             unmounted: AtomicBool::new(false),
             clock: AtomicI64::new(CLOCK_SYSTEM),
+            inject: IomapInjections::new(),
             _claim: claim,
         }
     }

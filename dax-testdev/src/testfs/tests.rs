@@ -399,3 +399,131 @@ fn a_rename_whose_victim_changes_while_it_waits_evicts_the_new_one() {
     assert_eq!(fs.getattr(v2).unwrap_err().errno(), libc::ENOENT);
     assert!(!v1h.core().is_unlinked());
 }
+
+#[test]
+fn an_unlink_that_finds_a_new_link_keeps_the_files_dirty_entries() {
+    // unlink(a) waits for a's locks (held here); meanwhile a gets a second name, so
+    // the unlink only removes a name. What was stored through a mapping is still
+    // dirty in a's mapping index, for the next fsync to write back: the wait for
+    // the locks must not have dropped the entries.
+    use dax_fault::index::Marks;
+    use dax_fault::sim::SimPageTable;
+    use dax_fault::{PageTable, Vma};
+
+    let (dev, fs) = setup();
+    let (a, _) = file_with_data(&fs, &dev, "a", 1, 0x11);
+    let pt = Arc::new(SimPageTable::new());
+    let base = 0x7000_0000_0000;
+    let vma = fs
+        .mmap(
+            a,
+            Vma::new(base, B, 0).unwrap().writable(true),
+            pt.clone() as Arc<dyn PageTable>,
+        )
+        .unwrap();
+    pt.write(&vma, base, b"stored through the mapping").unwrap();
+    assert!(
+        vma.mapping()
+            .index()
+            .lookup(0)
+            .unwrap()
+            .marks
+            .contains(Marks::DIRTY)
+    );
+    let ah = fs.inode(a).unwrap();
+    let held = ah.core().io.write();
+    std::thread::scope(|s| {
+        let fs = &fs;
+        let unlinker = s.spawn(move || fs.unlink("a"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fs.link(a, ROOT_INO, "b").unwrap();
+        drop(held);
+        unlinker.join().unwrap().unwrap();
+    });
+    assert_eq!(fs.getattr(a).unwrap().nlink, 1);
+    assert!(!ah.core().is_unlinked());
+    let e = vma.mapping().index().lookup(0);
+    assert!(
+        e.is_some_and(|e| e.marks.contains(Marks::DIRTY)),
+        "the surviving file lost its dirty entry: {e:?}"
+    );
+    // And when the last name goes, the entries go with the file.
+    fs.unlink("b").unwrap();
+    assert!(vma.mapping().index().lookup(0).is_none());
+}
+
+#[test]
+fn held_locks_names_every_lock_level_and_locked_entries() {
+    let (_dev, fs) = setup();
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, b"x").unwrap();
+    assert!(fs.held_locks().is_empty());
+    let inode = fs.inode(ino).unwrap();
+    let core = inode.core();
+    let n = ino.0;
+    {
+        let _io = core.io.read();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: I/O lock")]);
+    }
+    {
+        let _inval = core.invalidate.read();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: invalidate lock")]);
+    }
+    {
+        let _blocks = core.blocks.read();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: extent lock")]);
+    }
+    {
+        let _times = core.times_guard_for_test();
+        assert_eq!(fs.held_locks(), [format!("inode {n}: timestamp lock")]);
+    }
+    {
+        let _e = core.mapping.index().grab(3, 0, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            fs.held_locks(),
+            [format!("inode {n}: mapping entry at page 3 (Empty) locked")]
+        );
+    }
+    {
+        let _meta = fs.state().meta.lock();
+        assert_eq!(fs.held_locks(), ["metadata lock"]);
+    }
+    assert!(fs.held_locks().is_empty());
+}
+
+#[test]
+fn a_fault_during_device_removal_maps_nothing_that_outlives_it() {
+    // kill -> notify_failure(MEM_PRE_REMOVE): TestFs unmaps every user of the device.
+    // A fault that comes after that walk (here: run from inside the notification,
+    // after the walk) must not leave a mapping behind when kill returns. It did when
+    // TestFs shut down only after the walk: the fault mapped the page in between.
+    use dax_fault::sim::SimPageTable;
+    use dax_fault::{VmFault, Vma};
+
+    let (dev, fs) = setup();
+    let ino = fs.create("f").unwrap();
+    fs.write(ino, 0, &[7u8; 4096]).unwrap();
+    let pt = Arc::new(SimPageTable::new());
+    let base = 0x7000_0000_0000;
+    let vma = fs
+        .mmap(
+            ino,
+            Vma::new(base, 4096, 0).unwrap().shared(true),
+            pt.clone(),
+        )
+        .unwrap();
+    let late = Arc::new(parking_lot::Mutex::new(None));
+    {
+        let (pt, vma, late) = (pt.clone(), vma.clone(), late.clone());
+        super::failure::test_hook::set(move || {
+            let mut b = [0u8; 1];
+            *late.lock() = Some(pt.read(&vma, base, &mut b));
+        });
+    }
+    dev.kill();
+    assert_eq!(*late.lock(), Some(Err(VmFault::SIGBUS)), "the late fault");
+    assert!(
+        !pt.any_mapped(base, 4096),
+        "kill returned with the page mapped"
+    );
+}
