@@ -279,9 +279,14 @@ fn adversary_smoke_all_ops_with_fixed_seeds() {
     // Keep a deterministic slice of the space in every run, and make sure the
     // adversary's mappings are accepted often enough for the test to mean something.
     let (mut writes_landed, mut successes) = (0, 0);
-    // Under Miri, the first 4 seeds (36 runs).
-    let seeds = dax_testkit::miri::scale(40, 4) as u64;
-    for seed in 0..seeds {
+    // Under Miri, 4 of the 40 seeds (36 runs): 10, 13 and 26 are three of the five
+    // whose accepted mappings write device bytes (seeds 0 to 9 write none).
+    let seeds: Vec<u64> = if cfg!(miri) {
+        vec![0, 10, 13, 26]
+    } else {
+        (0..40).collect()
+    };
+    for &seed in &seeds {
         for op in 0..9 {
             let (changed, ok) = run(seed, op, (seed % 7) * PAGE + seed, PAGE + seed * 13);
             writes_landed += usize::from(changed > 0);
@@ -290,14 +295,14 @@ fn adversary_smoke_all_ops_with_fixed_seeds() {
     }
     eprintln!(
         "{writes_landed} runs changed device bytes, {successes} of {} succeeded",
-        seeds * 9
+        seeds.len() * 9
     );
     assert!(
-        writes_landed >= seeds as usize / 4,
+        writes_landed >= seeds.len() / 4,
         "only {writes_landed} runs wrote anything"
     );
     assert!(
-        successes >= seeds as usize * 3 / 2,
+        successes >= seeds.len() * 3 / 2,
         "only {successes} runs succeeded"
     );
 }
