@@ -341,13 +341,17 @@ fn full_table(acks: &[bool]) -> Badblocks {
     bb
 }
 
+/// Operations per random sequence, at most: under Miri (where each checked step
+/// costs about a second) 20.
+const MAX_OPS: usize = dax_testkit::miri::scale(120, 20);
+
 proptest! {
     #![proptest_config(dax_testkit::miri::proptest_config(
         ProptestConfig { cases: 256, ..ProptestConfig::default() }
     ))]
 
     #[test]
-    fn model_random_ops_small_domain(ops in prop::collection::vec(op_strategy(DOMAIN), 1..120)) {
+    fn model_random_ops_small_domain(ops in prop::collection::vec(op_strategy(DOMAIN), 1..MAX_OPS)) {
         let mut h = Harness::new(Badblocks::new());
         for op in &ops {
             h.step(op);
@@ -355,7 +359,7 @@ proptest! {
     }
 
     #[test]
-    fn model_random_ops_tiny_domain(ops in prop::collection::vec(op_strategy(48), 1..120)) {
+    fn model_random_ops_tiny_domain(ops in prop::collection::vec(op_strategy(48), 1..MAX_OPS)) {
         let mut h = Harness::new(Badblocks::new());
         for op in &ops {
             h.step(op);
