@@ -23,6 +23,9 @@
 pub mod badblocks;
 mod device;
 mod error;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_membarrier;
 #[allow(unsafe_code)]
 pub mod persist;
 pub mod seqcount;

@@ -43,11 +43,16 @@
 //! call returns, threads not running having passed one at their last context switch.
 //! The effect is that each light fence acts as a `SeqCst` fence ordered before or after
 //! each heavy fence. Where membarrier is unavailable (not Linux, Linux before 4.14,
-//! refused by a seccomp filter), and always under `cfg(loom)`, both fences are
+//! refused by a seccomp filter), and always under Miri, both fences are
 //! `fence(SeqCst)`: the read side then costs one full fence per lock and per unlock,
-//! still with no locked read-modify-write. `tests/loom_srcu.rs` model-checks that
-//! flavour. The choice is made once per process, before any
-//! Srcu exists, and a given Srcu never changes it.
+//! still with no locked read-modify-write. The choice is made once per process, before
+//! any Srcu exists, and a given Srcu never changes it.
+//!
+//! `tests/loom_srcu.rs` model-checks both flavours: the fallback as is, and the
+//! asymmetric one with the compiler fence invisible to loom and `membarrier` simulated
+//! by a barrier each other thread runs, at a point loom chooses, before the call
+//! returns (the kernel's IPIs; see `loom_membarrier.rs` for the model and why it is
+//! faithful).
 //!
 //! # Writer
 //!
@@ -278,6 +283,9 @@ pub(crate) struct Srcu {
     fences: Fences,
     shared: Arc<SrcuState>,
     writer: Mutex<()>,
+    /// Loom builds: the simulated membarrier of an asymmetric Srcu.
+    #[cfg(loom)]
+    _membarrier: Option<Arc<crate::loom_membarrier::Model>>,
 }
 
 impl Default for Srcu {
@@ -300,6 +308,8 @@ impl Srcu {
             fences,
             shared: Arc::default(),
             writer: Mutex::new(()),
+            #[cfg(loom)]
+            _membarrier: (fences == Fences::Asymmetric).then(crate::loom_membarrier::new_model),
         }
     }
 
@@ -353,7 +363,12 @@ impl Srcu {
     #[inline]
     fn light_fence(&self) {
         match self.fences {
-            Fences::Asymmetric => compiler_fence(Ordering::SeqCst),
+            Fences::Asymmetric => {
+                compiler_fence(Ordering::SeqCst);
+                // Loom sees no compiler fence; a membarrier may land here as anywhere.
+                #[cfg(loom)]
+                crate::loom_membarrier::ipi_point();
+            }
             Fences::Symmetric => fence(Ordering::SeqCst),
         }
     }
@@ -420,7 +435,7 @@ impl Srcu {
 }
 
 /// The writer's heavy fence: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`.
-#[cfg(all(not(loom), any(target_os = "linux", target_os = "android")))]
+#[cfg(all(not(loom), not(miri), any(target_os = "linux", target_os = "android")))]
 mod heavy {
     use rustix::io::Errno;
     use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
@@ -466,8 +481,12 @@ mod heavy {
     }
 }
 
-/// No membarrier here: every Srcu uses symmetric fences.
-#[cfg(not(all(not(loom), any(target_os = "linux", target_os = "android"))))]
+/// No membarrier here (not Linux, or Miri, which cannot issue the system call): every
+/// Srcu uses symmetric fences.
+#[cfg(all(
+    not(loom),
+    not(all(not(miri), any(target_os = "linux", target_os = "android")))
+))]
 mod heavy {
     pub(super) fn available() -> bool {
         false
@@ -475,6 +494,28 @@ mod heavy {
 
     pub(super) fn barrier() {
         unreachable!("asymmetric fences are never chosen without membarrier")
+    }
+}
+
+/// Under loom: Srcus use symmetric fences unless built with [`Srcu::asymmetric`],
+/// whose heavy fence is the simulated membarrier of [`crate::loom_membarrier`].
+#[cfg(loom)]
+mod heavy {
+    pub(super) fn available() -> bool {
+        false
+    }
+
+    pub(super) fn barrier() {
+        crate::loom_membarrier::barrier();
+    }
+}
+
+#[cfg(loom)]
+impl Srcu {
+    /// Loom builds: an Srcu with the asymmetric fences, the heavy one simulated
+    /// ([`crate::loom_membarrier`]), as real Linux builds choose them.
+    pub(crate) fn asymmetric() -> Srcu {
+        Srcu::with_fences(Fences::Asymmetric)
     }
 }
 
@@ -546,6 +587,7 @@ mod tests {
 
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg_attr(miri, ignore = "Miri cannot issue membarrier(2)")]
     fn asymmetric_fences_are_chosen_where_membarrier_works() {
         use rustix::thread::{MembarrierCommand, membarrier_query};
         if !membarrier_query().contains_command(MembarrierCommand::PrivateExpedited) {
@@ -680,7 +722,9 @@ mod tests {
             while running.load(Ordering::SeqCst) < READERS {
                 std::thread::yield_now();
             }
-            for _ in 0..200 {
+            // Under Miri (which checks these threads for data races, 100 to 1000
+            // times slower) a few rounds.
+            for _ in 0..if cfg!(miri) { 4 } else { 200 } {
                 let g = generation.fetch_add(1, Ordering::SeqCst) + 1;
                 s.synchronize();
                 for (t, mark) in inside.iter().enumerate() {
@@ -704,7 +748,7 @@ mod tests {
     fn exited_threads_leave_their_slot_for_the_next_thread() {
         for f in flavours() {
             let s = Arc::new(Srcu::with_fences(f));
-            for _ in 0..50 {
+            for _ in 0..if cfg!(miri) { 5 } else { 50 } {
                 let s2 = s.clone();
                 std::thread::spawn(move || {
                     let idx = s2.read_lock();

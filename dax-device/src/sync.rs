@@ -44,10 +44,71 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::atomic::{Ordering, fence};
     pub(crate) use loom::thread_local;
 
-    /// A mutex (loom's under `--cfg loom`) with parking_lot's `lock` signature.
+    use crate::loom_membarrier::ipi_point;
+
+    /// loom's atomics, each operation preceded by a point where the simulated
+    /// membarrier may interrupt the thread ([`crate::loom_membarrier`]; nothing
+    /// happens there unless a model uses the asymmetric fences).
+    macro_rules! atomic {
+        ($name:ident, $t:ty) => {
+            #[derive(Debug, Default)]
+            pub(crate) struct $name(loom::sync::atomic::$name);
+
+            #[allow(dead_code)] // not every type uses every operation
+            impl $name {
+                pub(crate) fn new(v: $t) -> Self {
+                    $name(loom::sync::atomic::$name::new(v))
+                }
+
+                pub(crate) fn load(&self, o: Ordering) -> $t {
+                    ipi_point();
+                    self.0.load(o)
+                }
+
+                pub(crate) fn store(&self, v: $t, o: Ordering) {
+                    ipi_point();
+                    self.0.store(v, o)
+                }
+
+                pub(crate) fn fetch_add(&self, v: $t, o: Ordering) -> $t {
+                    ipi_point();
+                    self.0.fetch_add(v, o)
+                }
+
+                pub(crate) fn fetch_and(&self, v: $t, o: Ordering) -> $t {
+                    ipi_point();
+                    self.0.fetch_and(v, o)
+                }
+
+                pub(crate) fn fetch_or(&self, v: $t, o: Ordering) -> $t {
+                    ipi_point();
+                    self.0.fetch_or(v, o)
+                }
+
+                pub(crate) fn compare_exchange(
+                    &self,
+                    current: $t,
+                    new: $t,
+                    success: Ordering,
+                    failure: Ordering,
+                ) -> Result<$t, $t> {
+                    ipi_point();
+                    self.0.compare_exchange(current, new, success, failure)
+                }
+            }
+        };
+    }
+
+    atomic!(AtomicU32, u32);
+    atomic!(AtomicU64, u64);
+    atomic!(AtomicUsize, usize);
+
+    /// A mutex (loom's under `--cfg loom`) with parking_lot's `lock` signature; a
+    /// thread taking it leaves the simulated membarrier's CPUs meanwhile
+    /// ([`crate::loom_membarrier::lock`]).
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
@@ -57,7 +118,7 @@ mod imp {
         }
 
         pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
-            self.0.lock().expect("loom mutex poisoned")
+            crate::loom_membarrier::lock(|| self.0.lock().expect("loom mutex poisoned"))
         }
     }
 

@@ -6,7 +6,8 @@
 //! both regions, so every insert or delete shifts hundreds of published slots. A
 //! torn read would show a duplicated or missing record, an overlap, or a table that
 //! is not one of the known states. No test asserts time: the loops run for a fixed
-//! number of iterations.
+//! number of iterations (fewer under Miri, which checks these threads for data races
+//! at 100 to 1000 times the cost).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,9 +15,11 @@ use std::thread;
 
 use dax_device::badblocks::{BadRange, Badblocks, BadblocksCheck};
 
-const BACKGROUND: u64 = 400;
+const BACKGROUND: u64 = if cfg!(miri) { 40 } else { 400 };
 const BG_START: u64 = 100_000;
-const TOGGLES: usize = 1500;
+const TOGGLES: usize = dax_testkit::miri::scale(1500, 8);
+/// Rounds each reader makes at least.
+const READS: usize = dax_testkit::miri::scale(50, 3);
 
 /// Writer `w` toggles `[REGION[w], +LEN[w])` with ack `ACK[w]`.
 const REGION: [u64; 2] = [1_000, 10_000];
@@ -109,7 +112,7 @@ fn bb17_readers_never_see_a_torn_table() {
             thread::spawn(move || {
                 let mut seen = 0usize;
                 // At least a few rounds even if the writers finish first.
-                while !stop.load(Ordering::Acquire) || seen < 50 {
+                while !stop.load(Ordering::Acquire) || seen < READS {
                     seen += 1;
                     match k {
                         0 => {
@@ -143,19 +146,19 @@ fn bb17_readers_never_see_a_torn_table() {
                                 "{r1:?}"
                             );
                             // The background never changes.
-                            let bg = bb.check(BG_START + 4 * 200, 1);
+                            let bg = bb.check(BG_START + 4 * (BACKGROUND / 2), 1);
                             assert_eq!(
                                 bg,
                                 BadblocksCheck::Acknowledged {
-                                    first_bad: BG_START + 800,
+                                    first_bad: BG_START + 4 * (BACKGROUND / 2),
                                     bad_sectors: 2
                                 }
                             );
-                            let bg = bb.check(BG_START + 4 * 399 - 1, 3);
+                            let bg = bb.check(BG_START + 4 * (BACKGROUND - 1) - 1, 3);
                             assert_eq!(
                                 bg,
                                 BadblocksCheck::Unacknowledged {
-                                    first_bad: BG_START + 4 * 399,
+                                    first_bad: BG_START + 4 * (BACKGROUND - 1),
                                     bad_sectors: 2
                                 }
                             );
@@ -196,7 +199,7 @@ fn bb17_readers_never_see_a_torn_table() {
     assert_eq!(done.load(Ordering::Acquire), 2);
     stop.store(true, Ordering::Release);
     for r in readers {
-        assert!(r.join().unwrap() >= 50);
+        assert!(r.join().unwrap() >= READS);
     }
     assert_eq!(bb.records(), background());
 }
@@ -209,7 +212,7 @@ fn bb17_show_unack_does_not_lose_the_hint_under_writers() {
     let writer = {
         let bb = Arc::clone(&bb);
         thread::spawn(move || {
-            for i in 0..2000u64 {
+            for i in 0..dax_testkit::miri::scale(2000, 20) as u64 {
                 assert!(bb.set(i % 64, 1, false));
                 assert!(bb.clear(i % 64, 1));
             }
@@ -219,7 +222,7 @@ fn bb17_show_unack_does_not_lose_the_hint_under_writers() {
     let reader = {
         let bb = Arc::clone(&bb);
         thread::spawn(move || {
-            for _ in 0..2000 {
+            for _ in 0..dax_testkit::miri::scale(2000, 20) {
                 let _ = bb.show(true);
             }
         })

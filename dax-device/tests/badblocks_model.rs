@@ -341,11 +341,17 @@ fn full_table(acks: &[bool]) -> Badblocks {
     bb
 }
 
+/// Operations per random sequence, at most: under Miri (where each checked step
+/// costs about a second) 20.
+const MAX_OPS: usize = dax_testkit::miri::scale(120, 20);
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        ProptestConfig { cases: 256, ..ProptestConfig::default() }
+    ))]
 
     #[test]
-    fn model_random_ops_small_domain(ops in prop::collection::vec(op_strategy(DOMAIN), 1..120)) {
+    fn model_random_ops_small_domain(ops in prop::collection::vec(op_strategy(DOMAIN), 1..MAX_OPS)) {
         let mut h = Harness::new(Badblocks::new());
         for op in &ops {
             h.step(op);
@@ -353,7 +359,7 @@ proptest! {
     }
 
     #[test]
-    fn model_random_ops_tiny_domain(ops in prop::collection::vec(op_strategy(48), 1..120)) {
+    fn model_random_ops_tiny_domain(ops in prop::collection::vec(op_strategy(48), 1..MAX_OPS)) {
         let mut h = Harness::new(Badblocks::new());
         for op in &ops {
             h.step(op);
@@ -364,9 +370,12 @@ proptest! {
 
 proptest! {
     // Each case starts by filling the table, so fewer cases keep the run short.
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        ProptestConfig { cases: 128, ..ProptestConfig::default() }
+    ))]
 
     #[test]
+    #[cfg_attr(miri, ignore = "each case fills the 512-record table: minutes under Miri")]
     fn model_random_ops_from_full_table(
         acks in prop::collection::vec(any::<bool>(), MAX_BADBLOCKS),
         ops in prop::collection::vec(op_strategy(1100), 1..80),
@@ -381,6 +390,10 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "512 checked steps against the model: minutes under Miri"
+)]
 fn model_fill_table_to_512_records_then_partial_set() {
     // ref: BB-02, BB-05, Q2: fill through checked steps, then a set that can only
     // be processed partly.

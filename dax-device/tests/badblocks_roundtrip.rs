@@ -65,6 +65,8 @@ fn bb14_bb15_show_store_roundtrip_mixed_ack() {
 }
 
 proptest! {
+    #![proptest_config(dax_testkit::miri::proptest_config(ProptestConfig::default()))]
+
     #[test]
     fn show_store_roundtrip_reproduces_canonical_tables(
         ops in prop::collection::vec((0u64..3000, 1u64..700, any::<bool>(), any::<bool>()), 1..40)

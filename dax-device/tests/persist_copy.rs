@@ -1,5 +1,10 @@
 //! Every copy, fill and move path the CPU has writes exactly the bytes a plain
 //! `memcpy`/`memset`/`memmove` writes, never a byte outside the destination.
+//!
+//! Under Miri (`scripts/miri`), which checks every access of the copy kernels for
+//! bounds and alignment, the sweeps take the lengths and misalignments around the
+//! kernels' boundaries instead of every value ([`pick`]), and the multi-megabyte
+//! copies are left out.
 
 use dax_device::persist::{
     self, CopyImpl, FlushImpl, PersistFlags, copy_flushcache, memcpy_persist_with,
@@ -9,6 +14,21 @@ use std::sync::Once;
 
 const GUARD: usize = 128;
 const GUARD_BYTE: u8 = 0xA5;
+
+/// `all`, or under Miri (100 to 1000 times slower) the values in `miri` only.
+fn pick(all: impl IntoIterator<Item = usize>, miri: &[usize]) -> Vec<usize> {
+    if cfg!(miri) {
+        miri.to_vec()
+    } else {
+        all.into_iter().collect()
+    }
+}
+
+/// Lengths around the copy paths' boundaries: 8-byte words, the 64-byte line, the
+/// non-temporal thresholds (256 and 512).
+const MIRI_LENS: [usize; 12] = [0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 257, 300];
+/// Misalignments: aligned, odd, word-aligned, the last byte of a line.
+const MIRI_MIS: [usize; 4] = [0, 1, 8, 63];
 
 /// Every (copy, flush) pair this CPU supports; prints the skipped ones once.
 fn combos() -> Vec<(CopyImpl, FlushImpl)> {
@@ -135,7 +155,7 @@ fn memcpy_every_length_0_to_300() {
     let mut dst = Dst::new(300);
     for (c, f) in combos() {
         for flags in FLAG_SETS {
-            for len in 0..=300 {
+            for len in pick(0..=300, &MIRI_LENS) {
                 check_memcpy(c, f, flags, &mut dst, &src, 5, 3, len);
                 check_memcpy(c, f, flags, &mut dst, &src, 0, 0, len);
             }
@@ -150,9 +170,11 @@ fn memcpy_every_dst_and_src_misalignment() {
     let mut dst = Dst::new(1000);
     for (c, f) in combos() {
         for flags in [PersistFlags::NONTEMPORAL, PersistFlags::empty()] {
-            for len in LENS {
-                for dm in 0..64 {
-                    for sm in 0..64 {
+            // Under Miri: a word and a byte, one past a line, and one past
+            // the non-temporal threshold, each at every pair of misalignments.
+            for len in pick(LENS, &[9, 65, 300]) {
+                for dm in pick(0..64, &MIRI_MIS) {
+                    for sm in pick(0..64, &MIRI_MIS) {
                         check_memcpy(c, f, flags, &mut dst, &src, sm, dm, len);
                     }
                 }
@@ -162,6 +184,7 @@ fn memcpy_every_dst_and_src_misalignment() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "copies of up to 8 MiB: minutes under Miri")]
 fn memcpy_large_sizes() {
     const LENS: [usize; 6] = [
         4096,
@@ -192,6 +215,9 @@ fn memcpy_large_sizes() {
 const KERNEL_EDGE_LINES: [usize; 22] = [
     1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 33, 255, 256, 257, 263, 264, 271, 272, 273, 280, 281, 1000,
 ];
+/// The edges of [`KERNEL_EDGE_LINES`] that the kernels Miri runs have (SSE2 and
+/// portable: no AVX-512 prefetch loop).
+const MIRI_EDGE_LINES: [usize; 7] = [1, 7, 8, 9, 16, 17, 33];
 
 /// Whole lines to a 64-aligned destination (the AVX-512 path calls its kernel directly
 /// then) and the same lengths with partial first/last lines, around the kernels'
@@ -203,7 +229,7 @@ fn memcpy_kernel_edges() {
     let mut dst = Dst::new(max);
     for (c, f) in combos() {
         for flags in [PersistFlags::empty(), PersistFlags::NONTEMPORAL] {
-            for lines in KERNEL_EDGE_LINES {
+            for lines in pick(KERNEL_EDGE_LINES, &MIRI_EDGE_LINES) {
                 let len = lines * 64;
                 for (sm, dm, extra) in [(0, 0, 0), (5, 0, 0), (0, 0, 24), (0, 40, 0), (7, 9, 3)] {
                     check_memcpy(c, f, flags, &mut dst, &src, sm, dm, len + extra);
@@ -220,7 +246,7 @@ fn memcpy_persist_detected_kernel_edges() {
     let max = 1000 * 64 + 64;
     let src_buf = pattern(max + 64, 10);
     let mut dst = Dst::new(max);
-    for lines in KERNEL_EDGE_LINES {
+    for lines in pick(KERNEL_EDGE_LINES, &MIRI_EDGE_LINES) {
         for (sm, dm, extra) in [(0, 0, 0), (3, 0, 0), (0, 0, 8), (0, 24, 40), (1, 63, 5)] {
             let len = lines * 64 + extra;
             let src_off = offset_with_misalignment(&src_buf, 0, sm);
@@ -278,13 +304,13 @@ fn memset_every_length_and_misalignment() {
     let mut dst = Dst::new(1 << 12);
     for (c, f) in combos() {
         for flags in FLAG_SETS {
-            for len in 0..=300 {
+            for len in pick(0..=300, &MIRI_LENS) {
                 check_memset(c, f, flags, &mut dst, 7, len, 0x3C);
             }
         }
         for flags in [PersistFlags::NONTEMPORAL, PersistFlags::empty()] {
             for len in [1, 7, 9, 63, 64, 65, 129, 256, 300, 1000] {
-                for mis in 0..64 {
+                for mis in pick(0..64, &MIRI_MIS) {
                     check_memset(c, f, flags, &mut dst, mis, len, 0);
                     check_memset(c, f, flags, &mut dst, mis, len, 0xFF);
                 }
@@ -294,6 +320,7 @@ fn memset_every_length_and_misalignment() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "fills of up to 8 MiB: minutes under Miri")]
 fn memset_large_sizes() {
     let max = 8 << 20;
     let mut dst = Dst::new(max);
@@ -355,9 +382,9 @@ fn memmove_overlapping_both_directions() {
             PersistFlags::NONTEMPORAL,
             PersistFlags::TEMPORAL,
         ] {
-            for dist in DISTANCES {
-                for len in LENS {
-                    for mis in [0, 1, 13, 40] {
+            for dist in pick(DISTANCES, &[1, 8, 9, 64, 200]) {
+                for len in pick(LENS, &[0, 1, 63, 64, 256, 700]) {
+                    for mis in pick([0, 1, 13, 40], &[0, 13]) {
                         let a = lo + mis;
                         // Forward overlap (dst below src) and backward (dst above src).
                         check_memmove(c, f, flags, &mut buf, &init, a + dist, a, len);
@@ -372,6 +399,7 @@ fn memmove_overlapping_both_directions() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "moves of 2 MiB: minutes under Miri")]
 fn memmove_large_overlap() {
     let size = 3 << 20;
     let init = pattern(size, 6);
@@ -408,9 +436,11 @@ fn every_flag_combination_writes_identical_bytes() {
     let mut buf = vec![0u8; 4096];
     let init = pattern(4096, 8);
     let (c, f) = (persist::copy_impl(), persist::flush_impl());
-    for bits in 0..64u32 {
+    // Under Miri: every flag alone and a few mixes.
+    for bits in pick(0..64, &[0, 1, 2, 4, 8, 16, 32, 6, 33, 63]) {
+        let bits = bits as u32;
         let flags = PersistFlags::from_bits(bits).expect("all six bits are defined");
-        for len in [0, 5, 64, 200, 255, 256, 257, 2048] {
+        for len in pick([0, 5, 64, 200, 255, 256, 257, 2048], &[0, 5, 64, 257, 2048]) {
             check_memcpy(c, f, flags, &mut dst, &src, 11, 29, len);
             check_memset(c, f, flags, &mut dst, 29, len, bits as u8);
             check_memmove(c, f, flags, &mut buf, &init, 100, 133, len);

@@ -237,21 +237,31 @@ fn run(seed: u64, op: u8, pos: u64, len: u64) -> (usize, bool) {
     dev.driver().peek(0, &mut mem).unwrap();
     let allowed = fs.allowed.lock().clone();
     let mut changed = 0;
-    for (i, &b) in mem.iter().enumerate() {
-        if b != CANARY {
-            changed += 1;
-            let a = i as u64;
-            assert!(
-                allowed.iter().any(|&(s, e)| s <= a && a < e),
-                "device byte {a} changed outside every mapping handed out: {allowed:?}"
-            );
+    // Whole untouched pages are skipped with one comparison (a `memcmp`, which Miri
+    // runs natively rather than byte by byte).
+    let canary = [CANARY; PAGE as usize];
+    for (p, page) in mem.chunks(PAGE as usize).enumerate() {
+        if page == canary {
+            continue;
+        }
+        for (i, &b) in page.iter().enumerate() {
+            if b != CANARY {
+                changed += 1;
+                let a = p as u64 * PAGE + i as u64;
+                assert!(
+                    allowed.iter().any(|&(s, e)| s <= a && a < e),
+                    "device byte {a} changed outside every mapping handed out: {allowed:?}"
+                );
+            }
         }
     }
     (changed, result.is_ok())
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 600, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        Config { cases: 600, failure_persistence: None, ..Config::default() }
+    ))]
 
     #[test]
     fn adversarial_mappings_never_panic_hang_or_stray(
@@ -269,17 +279,30 @@ fn adversary_smoke_all_ops_with_fixed_seeds() {
     // Keep a deterministic slice of the space in every run, and make sure the
     // adversary's mappings are accepted often enough for the test to mean something.
     let (mut writes_landed, mut successes) = (0, 0);
-    for seed in 0..40 {
+    // Under Miri, 4 of the 40 seeds (36 runs): 10, 13 and 26 are three of the five
+    // whose accepted mappings write device bytes (seeds 0 to 9 write none).
+    let seeds: Vec<u64> = if cfg!(miri) {
+        vec![0, 10, 13, 26]
+    } else {
+        (0..40).collect()
+    };
+    for &seed in &seeds {
         for op in 0..9 {
             let (changed, ok) = run(seed, op, (seed % 7) * PAGE + seed, PAGE + seed * 13);
             writes_landed += usize::from(changed > 0);
             successes += usize::from(ok);
         }
     }
-    eprintln!("{writes_landed} runs changed device bytes, {successes} of 360 succeeded");
+    eprintln!(
+        "{writes_landed} runs changed device bytes, {successes} of {} succeeded",
+        seeds.len() * 9
+    );
     assert!(
-        writes_landed >= 10,
+        writes_landed >= seeds.len() / 4,
         "only {writes_landed} runs wrote anything"
     );
-    assert!(successes >= 60, "only {successes} runs succeeded");
+    assert!(
+        successes >= seeds.len() * 3 / 2,
+        "only {successes} runs succeeded"
+    );
 }

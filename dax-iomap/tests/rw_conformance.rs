@@ -461,6 +461,10 @@ fn rw_sub_page_cow_extent_is_refused_and_nothing_outside_it_changes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "builds, copies and compares 2 MiB buffers: minutes under Miri"
+)]
 fn c01_copy_around_directly_for_page_and_pmd_alignment() {
     // ref: C-01: the copy-all branch (faults), zero-edge and copy variants, PAGE and
     // 2 MiB alignment; a range past the largest offset is an error, not a panic.

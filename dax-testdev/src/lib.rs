@@ -2,8 +2,9 @@
 //!
 //! [`MemDevice`] is a driver (an implementation of [`dax_device::DaxOperations`]) over
 //! real memory: anonymous, a memfd, a hugetlb memfd (2 MiB pages), a file (persistent
-//! across process restarts), or a `/dev/daxX.Y` node. The memory is a
-//! [`dax_drivers::MemDriver`], the production driver; on top of it `MemDevice` behaves
+//! across process restarts), a `/dev/daxX.Y` node, or (for Miri, which cannot map
+//! memory) the heap. The memory is a [`dax_drivers::MemDriver`], the production
+//! driver, for all but the heap; on top of it `MemDevice` behaves
 //! like the kernel's pmem driver around media errors (drivers/nvdimm/pmem.c), and lets
 //! tests inject poison, make operations fail, count calls and simulate power loss
 //! (record the device at every flush, then build the images a crash could leave:
@@ -31,6 +32,8 @@
 #![warn(missing_docs)]
 
 mod counters;
+#[allow(unsafe_code)]
+mod heap;
 mod memdev;
 pub mod power;
 pub mod testfs;

@@ -17,6 +17,7 @@ use dax_drivers::{MemDriver, MemOptions};
 use parking_lot::Mutex;
 
 use crate::counters::{CallCounts, N_COUNTERS};
+use crate::heap::HeapMemory;
 use crate::power::{PointCause, PowerLog, PowerOptions, Recorder};
 
 /// Where a [`MemDevice`]'s memory comes from.
@@ -52,6 +53,11 @@ pub enum Backing {
     /// A device-dax character device (`/dev/daxX.Y`); the size and alignment come from
     /// sysfs.
     DevDax(PathBuf),
+    /// Memory from the Rust allocator (zeroed, 2 MiB aligned), reached with no system
+    /// call at all: no descriptor (so, as [`Backing::Anonymous`], it cannot be mapped
+    /// again elsewhere), no `mmap`. It is the backing that runs under Miri, and the
+    /// default there.
+    Heap,
 }
 
 /// Operations of a [`MemDevice`] that can be counted and made to fail.
@@ -144,7 +150,13 @@ impl Default for MemDeviceBuilder {
     fn default() -> Self {
         MemDeviceBuilder {
             size: None,
-            backing: Backing::Memfd,
+            // Miri can neither create a memfd nor map one: there the default memory
+            // comes from the heap, so the tests that only need *a* device run.
+            backing: if cfg!(miri) {
+                Backing::Heap
+            } else {
+                Backing::Memfd
+            },
             write_cache: true,
             synchronous: true,
             clear_unit: SECTOR_SIZE as u64,
@@ -163,7 +175,8 @@ impl MemDeviceBuilder {
         self
     }
 
-    /// Where the memory comes from (default [`Backing::Memfd`]).
+    /// Where the memory comes from (default [`Backing::Memfd`]; [`Backing::Heap`] under
+    /// Miri).
     pub fn backing(mut self, backing: Backing) -> Self {
         self.backing = backing;
         self
@@ -233,11 +246,12 @@ impl MemDeviceBuilder {
         }
         let opts = MemOptions::new().populate(self.populate);
         let mem = match &self.backing {
-            Backing::Anonymous => opts.anonymous(self.require_size()?)?,
-            Backing::Memfd => opts.memfd(self.require_size()?)?,
-            Backing::ShmemThp => opts.shmem_thp(self.require_size()?)?,
-            Backing::HugetlbMemfd => opts.hugetlb(self.require_size()?)?,
-            Backing::File(path) => match self.size {
+            Backing::Heap => Memory::Heap(HeapMemory::new(self.require_size()?)?),
+            Backing::Anonymous => Memory::Mapped(opts.anonymous(self.require_size()?)?),
+            Backing::Memfd => Memory::Mapped(opts.memfd(self.require_size()?)?),
+            Backing::ShmemThp => Memory::Mapped(opts.shmem_thp(self.require_size()?)?),
+            Backing::HugetlbMemfd => Memory::Mapped(opts.hugetlb(self.require_size()?)?),
+            Backing::File(path) => Memory::Mapped(match self.size {
                 Some(size) => opts.file(path, size)?,
                 None if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) => {
                     opts.open_file(path)?
@@ -247,11 +261,11 @@ impl MemDeviceBuilder {
                         what: "a new device file needs a size",
                     });
                 }
-            },
-            Backing::DevDax(path) => match self.size {
+            }),
+            Backing::DevDax(path) => Memory::Mapped(match self.size {
                 Some(size) => opts.limit(size).dev_dax(path)?,
                 None => opts.dev_dax(path)?,
-            },
+            }),
         };
         let dev = MemDevice {
             nr_pages: mem.nr_pages(),
@@ -364,6 +378,110 @@ struct Injections {
     partial_clear: Option<(u32, u64)>,
 }
 
+/// The memory under a [`MemDevice`]: the production driver's mapping, or the heap.
+pub(crate) enum Memory {
+    /// Mapped memory ([`MemDriver`]): every backing but [`Backing::Heap`].
+    Mapped(MemDriver),
+    /// [`Backing::Heap`].
+    Heap(HeapMemory),
+}
+
+impl Memory {
+    /// The size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Memory::Mapped(m) => m.size(),
+            Memory::Heap(h) => h.len() as u64,
+        }
+    }
+
+    fn nr_pages(&self) -> u64 {
+        match self {
+            Memory::Mapped(m) => m.nr_pages(),
+            Memory::Heap(h) => h.nr_pages(),
+        }
+    }
+
+    fn page_size(&self) -> usize {
+        match self {
+            Memory::Mapped(m) => m.page_size(),
+            Memory::Heap(_) => PAGE_SIZE,
+        }
+    }
+
+    fn base_pfn(&self) -> Pfn {
+        match self {
+            Memory::Mapped(m) => m.base_pfn(),
+            Memory::Heap(h) => h.base_pfn(),
+        }
+    }
+
+    fn offset_of(&self, addr: *const u8) -> Option<u64> {
+        match self {
+            Memory::Mapped(m) => m.offset_of(addr),
+            Memory::Heap(h) => h.offset_of(addr),
+        }
+    }
+
+    pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DaxError> {
+        match self {
+            Memory::Mapped(m) => m.read(offset, buf),
+            Memory::Heap(h) => h.read(offset, buf),
+        }
+    }
+
+    fn write(&self, offset: u64, buf: &[u8]) -> Result<(), DaxError> {
+        match self {
+            Memory::Mapped(m) => m.write(offset, buf),
+            Memory::Heap(h) => h.write(offset, buf),
+        }
+    }
+
+    fn write_cached(&self, offset: u64, buf: &[u8]) -> Result<(), DaxError> {
+        match self {
+            Memory::Mapped(m) => m.write_cached(offset, buf),
+            Memory::Heap(h) => h.write_cached(offset, buf),
+        }
+    }
+
+    fn zero(&self, offset: u64, len: u64) -> Result<(), DaxError> {
+        match self {
+            Memory::Mapped(m) => m.zero(offset, len),
+            Memory::Heap(h) => h.zero(offset, len),
+        }
+    }
+
+    /// Every page from `pgoff` to the end, or none past it.
+    fn direct_access(
+        &self,
+        pgoff: u64,
+        nr_pages: u64,
+        mode: DaxAccessMode,
+    ) -> Result<RawAccess, DaxError> {
+        match self {
+            Memory::Mapped(m) => m.direct_access(pgoff, nr_pages, mode),
+            Memory::Heap(h) => Ok(h.direct_access(pgoff)),
+        }
+    }
+
+    fn flush(&self) -> Result<(), DaxError> {
+        match self {
+            Memory::Mapped(m) => m.flush(),
+            Memory::Heap(_) => {
+                dax_device::persist::drain();
+                Ok(())
+            }
+        }
+    }
+
+    fn map_source(&self) -> Option<MapSource<'_>> {
+        match self {
+            Memory::Mapped(m) => m.map_source(),
+            Memory::Heap(_) => None,
+        }
+    }
+}
+
 /// A DAX driver over real memory with the pmem driver's behaviour
 /// (drivers/nvdimm/pmem.c), built on a [`dax_drivers::MemDriver`] that owns the
 /// memory: `direct_access` answers as `__pmem_direct_access` does
@@ -381,8 +499,8 @@ struct Injections {
 /// end when bad blocks exist elsewhere, and wraps for offsets past the end); an offset
 /// past the end answers 0 pages, which dax-device reports as `ERANGE`.
 pub struct MemDevice {
-    /// The memory: its mapping, copies and flush.
-    mem: MemDriver,
+    /// The memory: its mapping (or heap allocation), copies and flush.
+    mem: Memory,
     nr_pages: u64,
     backing: Backing,
     badblocks: Badblocks,
@@ -911,12 +1029,17 @@ fn range_remove(map: &mut BTreeMap<u64, u64>, start: u64, end: u64) {
 
 // The promise below is the only unsafe thing here; no unsafe operation happens in the impl.
 #[allow(unsafe_code)]
-// SAFETY: every address and pfn handed out is the one the inner `MemDriver` answered
-// for the same `pgoff` (whose own `DaxOperations` promise covers them: mapped until
-// the driver, owned by this device, is dropped; stable; pfn(pgoff + i) = pfn(pgoff) +
-// i; never exposed as a slice), with a page count no larger than its answer, which
-// stops at the end of the device. `recovery_write` writes only through the inner
-// driver's bounds-checked copies.
+// SAFETY: every address and pfn handed out is the one the inner memory answered for
+// the same `pgoff`, with a page count no larger than its answer, which stops at the
+// end of the device. For a `MemDriver` its own `DaxOperations` promise covers them
+// (mapped until the driver, owned by this device, is dropped; stable; pfn(pgoff + i) =
+// pfn(pgoff) + i; never exposed as a slice). For `HeapMemory`: the address is
+// `base + pgoff * 4096` inside one live read-write allocation, page aligned (the
+// allocation is 2 MiB aligned), freed only when this device is dropped; the pfn is
+// that address >> 12, so it is stable, pfn(pgoff + i) = pfn(pgoff) + i, and distinct
+// from every other live device page's (allocations and mappings of the process never
+// share an address); `HeapMemory` has no method that forms a slice over it.
+// `recovery_write` writes only through the inner memory's bounds-checked copies.
 unsafe impl DaxOperations for MemDevice {
     fn nr_pages(&self) -> u64 {
         self.nr_pages
@@ -1040,7 +1163,7 @@ unsafe impl DaxOperations for MemDevice {
     }
 
     /// The memory's flush ([`MemDriver`]'s: a fence, and `fdatasync` for a file on a
-    /// disk).
+    /// disk; a fence for the heap).
     ///
     /// While recording for power loss, a successful flush is a point
     /// ([`crate::power`]).

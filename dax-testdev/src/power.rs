@@ -72,9 +72,8 @@
 use std::sync::Arc;
 
 use dax_device::{CACHELINE_SIZE, DaxError};
-use dax_drivers::MemDriver;
 
-use crate::memdev::DevOp;
+use crate::memdev::{DevOp, Memory};
 
 /// The line size the recorder compares and a crash keeps or drops: 64 bytes.
 pub const LINE_SIZE: usize = CACHELINE_SIZE;
@@ -384,7 +383,7 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn start(mem: &MemDriver, opts: PowerOptions) -> Result<Recorder, DaxError> {
+    pub(crate) fn start(mem: &Memory, opts: PowerOptions) -> Result<Recorder, DaxError> {
         let size = usize::try_from(mem.size()).map_err(|_| DaxError::Overflow {
             what: "device too large to record",
         })?;
@@ -409,7 +408,7 @@ impl Recorder {
 
     /// The lines that differ between the device and `prev`, which is brought up to
     /// date.
-    fn diff(&mut self, mem: &MemDriver) -> Result<Vec<Line>, DaxError> {
+    fn diff(&mut self, mem: &Memory) -> Result<Vec<Line>, DaxError> {
         let mut lines = Vec::new();
         let size = self.prev.len();
         let mut at = 0usize;
@@ -441,7 +440,7 @@ impl Recorder {
     }
 
     /// Takes a point. A driver-call point where nothing changed is not kept.
-    pub(crate) fn point(&mut self, mem: &MemDriver, cause: PointCause) -> Result<(), DaxError> {
+    pub(crate) fn point(&mut self, mem: &Memory, cause: PointCause) -> Result<(), DaxError> {
         let lines = self.diff(mem)?;
         if lines.is_empty() && !cause.is_barrier() {
             return Ok(());
@@ -450,7 +449,7 @@ impl Recorder {
         Ok(())
     }
 
-    pub(crate) fn finish(mut self, mem: &MemDriver) -> Result<PowerLog, DaxError> {
+    pub(crate) fn finish(mut self, mem: &Memory) -> Result<PowerLog, DaxError> {
         let tail = self.diff(mem)?;
         Ok(PowerLog {
             base: self.base,

@@ -51,7 +51,9 @@ fn check<T>(what: &str, r: Result<T, dax_device::DaxError>) {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 300, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(dax_testkit::miri::proptest_config(
+        Config { cases: 300, failure_persistence: None, ..Config::default() }
+    ))]
 
     #[test]
     fn testfs_calls_at_number_edges_never_panic(

@@ -70,6 +70,20 @@ impl<D: DaxOperations> DaxDevice<D> {
         })
     }
 
+    /// Loom builds only: [`DaxDevice::new`] with the read sections' asymmetric fences,
+    /// `membarrier` simulated (the flavour real Linux builds use; `new` takes the
+    /// `fence(SeqCst)` fallback under loom).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn new_with_simulated_membarrier(ops: D) -> Arc<Self> {
+        Arc::new(DaxDevice {
+            flags: AtomicU32::new(DaxFlags::ALIVE.bits()),
+            srcu: Srcu::asymmetric(),
+            holder: Mutex::new(None),
+            ops,
+        })
+    }
+
     /// Takes the driver back out of a device nobody else holds.
     pub fn into_driver(self) -> D {
         self.ops

@@ -59,6 +59,13 @@
 //! exist: [`flush_range`] is then a no-op and [`drain`] a full `fence(SeqCst)`, which
 //! orders stores but does not write back caches.
 //!
+//! Under Miri (which interprets the code and cannot execute CPUID, `CLWB`/`CLFLUSHOPT`/
+//! `CLFLUSH` or `SFENCE`) the flush is always [`FlushImpl::None`] and [`drain`] is a
+//! `fence(SeqCst)`; the copy kernels whose intrinsics Miri implements (SSE2
+//! non-temporal stores, run as ordinary stores) are still selected, so Miri checks
+//! their pointer arithmetic and bounds. The bytes written are the same, as on every
+//! path.
+//!
 //! # Example
 //!
 //! ```
@@ -499,7 +506,7 @@ unsafe fn flush_range_raw(flush: FlushImpl, addr: *const u8, len: usize) {
 /// Store fence: waits until earlier cache write-backs and non-temporal stores have
 /// reached the persistence domain. `SFENCE` on x86-64 (the kernel's `pmem_wmb` after
 /// `arch_wb_cache_pmem`, libpmem2's `pmem2_drain_fn`); a full `fence(SeqCst)`
-/// elsewhere.
+/// elsewhere, and under Miri, which cannot run `SFENCE`.
 #[inline]
 pub fn drain() {
     #[cfg(target_arch = "x86_64")]

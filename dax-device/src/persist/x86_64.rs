@@ -21,7 +21,6 @@
 use core::arch::asm;
 use core::arch::x86_64::*;
 use core::ptr;
-use std::sync::OnceLock;
 
 use super::{CopyImpl, FlushImpl};
 
@@ -33,7 +32,21 @@ const CPU_CLWB: u8 = 4;
 
 /// CPUID bits for the write-back instructions (std's feature detection does not cover
 /// them). Cached: CPUID traps to the hypervisor on VMs.
+///
+/// Under Miri, none: Miri cannot execute CPUID or the write-back instructions (inline
+/// assembly), so every flush there is [`FlushImpl::None`]. The copy kernels that Miri
+/// can interpret (SSE2 non-temporal stores, which it runs as ordinary stores) stay
+/// selectable, so their pointer arithmetic is still checked.
+#[cfg(miri)]
 fn cpu_flush_bits() -> u8 {
+    0
+}
+
+/// CPUID bits for the write-back instructions (std's feature detection does not cover
+/// them). Cached: CPUID traps to the hypervisor on VMs.
+#[cfg(not(miri))]
+fn cpu_flush_bits() -> u8 {
+    use std::sync::OnceLock;
     static BITS: OnceLock<u8> = OnceLock::new();
     *BITS.get_or_init(|| {
         let mut bits = 0;
@@ -72,7 +85,15 @@ pub(super) fn has_clwb() -> bool {
 #[inline]
 pub(super) fn sfence() {
     // SAFETY: SFENCE (SSE) is part of the x86-64 baseline; it only orders stores.
-    unsafe { _mm_sfence() };
+    #[cfg(not(miri))]
+    unsafe {
+        _mm_sfence()
+    };
+    // Miri cannot run SFENCE (it has no shim for `llvm.x86.sse.sfence`); it runs
+    // non-temporal stores as ordinary ones, which a `SeqCst` fence orders at least as
+    // strongly as SFENCE orders the real ones.
+    #[cfg(miri)]
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// Writes back every line overlapping `[addr, addr + len)` with `flush`.
@@ -140,6 +161,53 @@ fn movnti_fits(dst: *mut u8, n: usize) -> bool {
     (dst as usize | n).is_multiple_of(8)
 }
 
+/// One 8-byte non-temporal store (`MOVNTI`, `_mm_stream_si64`).
+///
+/// Under Miri an ordinary aligned store of the same word: std implements
+/// `_mm_stream_si64` with inline assembly, which Miri cannot run. The bytes land where
+/// the hardware puts them, so Miri still checks every address of the non-temporal
+/// copy kernels (the AVX2 and AVX-512 bodies are never selected under Miri: it
+/// reports only the target's baseline features, SSE2).
+///
+/// # Safety
+///
+/// `p` is 8-byte aligned and valid for an 8-byte write.
+#[inline(always)]
+unsafe fn movnti(p: *mut i64, v: i64) {
+    // SAFETY: the caller's contract, which is `_mm_stream_si64`'s.
+    #[cfg(not(miri))]
+    unsafe {
+        _mm_stream_si64(p, v)
+    };
+    // SAFETY: the caller's contract: aligned and valid for the write.
+    #[cfg(miri)]
+    unsafe {
+        p.write(v)
+    };
+}
+
+/// One 16-byte non-temporal store (`MOVNTDQ`, `_mm_stream_si128`).
+///
+/// Under Miri an ordinary aligned store of the same bytes, for the reason given at
+/// [`movnti`].
+///
+/// # Safety
+///
+/// `p` is 16-byte aligned and valid for a 16-byte write.
+#[inline(always)]
+unsafe fn movntdq(p: *mut __m128i, v: __m128i) {
+    // SAFETY: the caller's contract, which is `_mm_stream_si128`'s.
+    #[cfg(not(miri))]
+    unsafe {
+        _mm_stream_si128(p, v)
+    };
+    // SAFETY: the caller's contract: aligned and valid for the write.
+    #[cfg(miri)]
+    unsafe {
+        p.write(v)
+    };
+}
+
 /// Ascending piece copy (a piece lies inside one cache line): MOVNTI if both ends are
 /// 8-byte aligned, otherwise ordinary stores and a write-back of the line.
 ///
@@ -167,7 +235,7 @@ unsafe fn piece_fwd(flush: FlushImpl, dst: *mut u8, src: *const u8, n: usize) {
         unsafe {
             while off < n {
                 let v = ptr::read_unaligned(src.add(off).cast::<i64>());
-                _mm_stream_si64(dst.add(off).cast::<i64>(), v);
+                movnti(dst.add(off).cast::<i64>(), v);
                 off += 8;
             }
         }
@@ -195,7 +263,7 @@ unsafe fn piece_bwd(flush: FlushImpl, dst: *mut u8, src: *const u8, n: usize) {
             while off > 0 {
                 off -= 8;
                 let v = ptr::read_unaligned(src.add(off).cast::<i64>());
-                _mm_stream_si64(dst.add(off).cast::<i64>(), v);
+                movnti(dst.add(off).cast::<i64>(), v);
             }
         }
     } else {
@@ -219,7 +287,7 @@ unsafe fn piece_set(flush: FlushImpl, dst: *mut u8, byte: u8, n: usize) {
         // SAFETY: offsets stay within `0..n` (valid, caller); targets are 8-aligned.
         unsafe {
             for off in (0..n).step_by(8) {
-                _mm_stream_si64(dst.add(off).cast::<i64>(), word);
+                movnti(dst.add(off).cast::<i64>(), word);
             }
         }
     } else {
@@ -644,7 +712,7 @@ unsafe fn body_fwd_sse2(dst: *mut u8, src: *const u8, lines: usize) {
                 _mm_loadu_si128(s.add(7)),
             ];
             for (k, v) in r.into_iter().enumerate() {
-                _mm_stream_si128(d.add(k), v);
+                movntdq(d.add(k), v);
             }
             i += 2;
         }
@@ -658,7 +726,7 @@ unsafe fn body_fwd_sse2(dst: *mut u8, src: *const u8, lines: usize) {
                 _mm_loadu_si128(s.add(3)),
             ];
             for (k, v) in r.into_iter().enumerate() {
-                _mm_stream_si128(d.add(k), v);
+                movntdq(d.add(k), v);
             }
             i += 1;
         }
@@ -685,7 +753,7 @@ unsafe fn body_bwd_sse2(dst: *mut u8, src: *const u8, lines: usize) {
                 _mm_loadu_si128(s),
             ];
             for (k, v) in r.into_iter().enumerate() {
-                _mm_stream_si128(d.add(3 - k), v);
+                movntdq(d.add(3 - k), v);
             }
         }
     }
@@ -701,10 +769,10 @@ unsafe fn body_set_sse2(dst: *mut u8, byte: u8, lines: usize) {
     unsafe {
         for i in 0..lines {
             let d = dst.add(i * LINE).cast::<__m128i>();
-            _mm_stream_si128(d, v);
-            _mm_stream_si128(d.add(1), v);
-            _mm_stream_si128(d.add(2), v);
-            _mm_stream_si128(d.add(3), v);
+            movntdq(d, v);
+            movntdq(d.add(1), v);
+            movntdq(d.add(2), v);
+            movntdq(d.add(3), v);
         }
     }
 }

@@ -242,6 +242,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(dax_testkit::miri::proptest_config(ProptestConfig::default()))]
+
         /// The published copy answers exactly what the map does, for maps small
         /// enough to publish, and declines larger ones.
         #[test]

@@ -845,6 +845,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "decodes every prefix of the payload: minutes under Miri (safe code only)"
+    )]
     fn every_truncation_of_the_payload_is_an_error() {
         let bytes = sample().encode(7, 1);
         let p = &bytes[CKPT_HEADER..];
@@ -856,6 +860,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "decodes the payload 10 times per byte: minutes under Miri (safe code only)"
+    )]
     fn every_byte_change_with_a_fixed_checksum_decodes_or_is_euclean() {
         // The checksum stops random damage; this checks that the decoder itself never
         // panics on any value of any byte, and that what it accepts is a tree.
@@ -903,6 +911,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "decodes the checkpoint 3 times per byte: minutes under Miri (safe code only)"
+    )]
     fn every_single_byte_corruption_is_detected_without_panic() {
         let bytes = sample().encode(7, 9);
         for i in 0..bytes.len() {

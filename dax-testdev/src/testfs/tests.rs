@@ -54,6 +54,10 @@ fn share(fs: &TestFs, src: Ino, dst: Ino, nb: u64) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn sharing_raises_refcounts_and_flags_both_files() {
     let (dev, fs) = setup();
     let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
@@ -78,6 +82,10 @@ fn sharing_raises_refcounts_and_flags_both_files() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn cow_write_gets_a_zeroed_shared_destination_and_a_source_map() {
     let (dev, fs) = setup();
     let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
@@ -113,6 +121,10 @@ fn cow_write_gets_a_zeroed_shared_destination_and_a_source_map() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn cow_end_remaps_written_blocks_and_drops_the_old_references() {
     let (dev, fs) = setup();
     let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
@@ -160,6 +172,10 @@ fn cow_end_remaps_written_blocks_and_drops_the_old_references() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn cow_short_write_keeps_the_old_rest_of_its_last_block() {
     let (dev, fs) = setup();
     let (a, _) = file_with_data(&fs, &dev, "a", 2, 0xaa);
@@ -179,6 +195,10 @@ fn cow_short_write_keeps_the_old_rest_of_its_last_block() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn zeroing_shared_mapped_blocks_copies_on_write_but_unwritten_and_holes_never_allocate() {
     let (dev, fs) = setup();
     let (a, _) = file_with_data(&fs, &dev, "a", 2, 0xaa);
@@ -205,6 +225,10 @@ fn zeroing_shared_mapped_blocks_copies_on_write_but_unwritten_and_holes_never_al
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn write_into_shared_unwritten_blocks_copies_with_an_unwritten_source() {
     let (_dev, fs) = setup();
     let u = fs.create("u").unwrap();
@@ -218,6 +242,10 @@ fn write_into_shared_unwritten_blocks_copies_with_an_unwritten_source() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn unlink_drops_references_and_cancels_reservations() {
     let (dev, fs) = setup();
     let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
@@ -233,6 +261,10 @@ fn unlink_drops_references_and_cancels_reservations() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn shared_extents_and_refcounts_survive_a_checkpoint_and_reopen() {
     let (dev, fs) = setup();
     let (a, blk) = file_with_data(&fs, &dev, "a", 4, 0xaa);
@@ -249,6 +281,10 @@ fn shared_extents_and_refcounts_survive_a_checkpoint_and_reopen() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn nowait_cow_is_eagain() {
     let (dev, fs) = setup();
     let (a, _) = file_with_data(&fs, &dev, "a", 1, 0xaa);
@@ -263,6 +299,10 @@ fn nowait_cow_is_eagain() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn reads_look_up_blocks_under_the_extent_lock_alone() {
     // A read-type iomap_begin takes only the inode's extent lock, shared: with the
     // filesystem-wide metadata lock held elsewhere, a NOWAIT read of unshared blocks
@@ -312,6 +352,10 @@ fn reads_look_up_blocks_under_the_extent_lock_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn unlink_empties_the_block_map_under_the_extent_lock() {
     // A handle that outlives its file must not find blocks that are now free (and may
     // be another file's): unlink takes the map out and marks the inode under the
@@ -328,6 +372,10 @@ fn unlink_empties_the_block_map_under_the_extent_lock() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn overwrites_of_own_written_blocks_skip_the_metadata_lock() {
     // A write-type iomap_begin that finds written blocks the file does not share
     // changes no metadata: it answers with the extent lock alone, DIRTY only while
@@ -368,6 +416,10 @@ fn overwrites_of_own_written_blocks_skip_the_metadata_lock() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn a_rename_whose_victim_changes_while_it_waits_evicts_the_new_one() {
     // rename(a → t) over t's last link must take t's I/O and invalidate locks before
     // the metadata lock. While it waits for them (held here), t is linked elsewhere
@@ -401,6 +453,10 @@ fn a_rename_whose_victim_changes_while_it_waits_evicts_the_new_one() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn an_unlink_that_finds_a_new_link_keeps_the_files_dirty_entries() {
     // unlink(a) waits for a's locks (held here); meanwhile a gets a second name, so
     // the unlink only removes a name. What was stored through a mapping is still
@@ -453,6 +509,10 @@ fn an_unlink_that_finds_a_new_link_keeps_the_files_dirty_entries() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn held_locks_names_every_lock_level_and_locked_entries() {
     let (_dev, fs) = setup();
     let ino = fs.create("f").unwrap();
@@ -492,6 +552,10 @@ fn held_locks_names_every_lock_level_and_locked_entries() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "TestFs stamps times from the real-time clock and owners from getuid/getgid, which Miri's isolation refuses"
+)]
 fn a_fault_during_device_removal_maps_nothing_that_outlives_it() {
     // kill -> notify_failure(MEM_PRE_REMOVE): TestFs unmaps every user of the device.
     // A fault that comes after that walk (here: run from inside the notification,
