@@ -185,6 +185,113 @@ fn the_last_link_frees_the_file_and_its_blocks() {
 }
 
 #[test]
+fn an_open_file_outlives_its_last_name_until_its_last_handle_goes() {
+    let (_dev, fs) = mem_fs(SIZE);
+    let free0 = fs.statfs().free;
+    let f = fs.create("f").unwrap();
+    fs.write(f, 0, &pattern(5, 0, 4 * B as usize)).unwrap();
+    let pt = Arc::new(SimPageTable::new());
+    let vma = fs
+        .mmap(
+            f,
+            Vma::new(0x4000_0000, 4 * B, 0)
+                .unwrap()
+                .shared(true)
+                .writable(true),
+            pt.clone(),
+        )
+        .unwrap();
+    let (h1, h2) = (fs.open_file(f).unwrap(), fs.open_file(f).unwrap());
+    fs.unlink("f").unwrap();
+    // Nameless, but there: by inode number, through a handle and through a mapping.
+    assert_eq!(errno(fs.lookup("f")), libc::ENOENT);
+    assert_eq!(fs.getattr(f).unwrap().nlink, 0);
+    let mut buf = vec![0u8; 4 * B as usize];
+    assert_eq!(fs.read(f, 0, &mut buf).unwrap(), buf.len());
+    assert_eq!(buf, pattern(5, 0, 4 * B as usize));
+    fs.write(f, B, b"after unlink").unwrap();
+    pt.write(&vma, 0x4000_0000 + 2 * B, b"stored").unwrap();
+    fs.fsync_file(&h1).unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.read(f, B, &mut buf[..12]).unwrap(), 12);
+    assert_eq!(&buf[..12], b"after unlink");
+    assert_eq!(fs.read(f, 2 * B, &mut buf[..6]).unwrap(), 6);
+    assert_eq!(&buf[..6], b"stored");
+    assert_eq!(fs.statfs().free, free0 - 4, "its blocks are still its own");
+    // `vfs_link` refuses a nameless file; opening it again by number works.
+    assert_eq!(errno(fs.link(f, ROOT_INO, "back")), libc::ENOENT);
+    let h3 = fs.open_file(f).unwrap();
+    drop(h1);
+    drop(h2);
+    assert_eq!(fs.getattr(f).unwrap().nlink, 0, "h3 still holds it");
+    drop(h3);
+    // The last handle freed it: gone by number, unmapped, its blocks free.
+    assert_eq!(errno(fs.getattr(f)), libc::ENOENT);
+    assert_eq!(errno(fs.read(f, 0, &mut buf)), libc::ENOENT);
+    assert!(pt.read(&vma, 0x4000_0000, &mut buf[..1]).is_err());
+    assert_eq!(fs.statfs().free, free0);
+    assert_eq!(fs.statfs().files, 0);
+}
+
+#[test]
+fn a_file_renamed_over_while_open_is_an_orphan_until_closed() {
+    let (_dev, fs) = mem_fs(SIZE);
+    let old = fs.create("old").unwrap();
+    fs.write(old, 0, b"old data").unwrap();
+    let new = fs.create("new").unwrap();
+    let h = fs.open_file(old).unwrap();
+    fs.rename(ROOT_INO, "new", ROOT_INO, "old", NONE).unwrap();
+    assert_eq!(fs.lookup("old").unwrap(), new);
+    let mut buf = [0u8; 8];
+    assert_eq!(fs.read(old, 0, &mut buf).unwrap(), 8);
+    assert_eq!(&buf, b"old data");
+    drop(h);
+    assert_eq!(errno(fs.getattr(old)), libc::ENOENT);
+}
+
+#[test]
+fn an_orphan_is_gone_after_a_crash_or_an_unmount_and_its_blocks_are_free() {
+    for crash in [true, false] {
+        let (dev, fs) = mem_fs(SIZE);
+        let free0 = fs.statfs().free;
+        let keep = fs.create("keep").unwrap();
+        fs.write(keep, 0, b"kept").unwrap();
+        let f = fs.create("f").unwrap();
+        fs.write(f, 0, &pattern(6, 0, 8 * B as usize)).unwrap();
+        let h = fs.open_file(f).unwrap();
+        fs.unlink("f").unwrap();
+        fs.write(f, 8 * B, &pattern(7, 0, 2 * B as usize)).unwrap();
+        fs.sync().unwrap();
+        if crash {
+            drop(fs);
+        } else {
+            fs.unmount().unwrap();
+        }
+        // The handle outlives its filesystem: dropping it now does nothing.
+        drop(h);
+        let fs = TestFs::open(dev.clone()).unwrap();
+        assert_eq!(errno(fs.getattr(f)), libc::ENOENT, "crash {crash}");
+        assert_eq!(fs.statfs().files, 1, "crash {crash}");
+        assert_eq!(
+            fs.statfs().free,
+            free0 - 1,
+            "crash {crash}: only keep's block"
+        );
+        let mut buf = [0u8; 4];
+        assert_eq!(fs.read(keep, 0, &mut buf).unwrap(), 4);
+        assert_eq!(&buf, b"kept");
+        // New files get the orphan's blocks.
+        let g = fs.create("g").unwrap();
+        assert_eq!(
+            fs.write(g, 0, &vec![1; (free0 - 1) as usize * B as usize])
+                .unwrap(),
+            (free0 - 1) as usize * B as usize,
+            "crash {crash}"
+        );
+    }
+}
+
+#[test]
 fn rename_errnos_in_vfs_order() {
     let (_dev, fs) = mem_fs(SIZE);
     let r = ROOT_INO;

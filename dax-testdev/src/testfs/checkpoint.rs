@@ -29,6 +29,9 @@ impl Metadata {
         let inodes: Vec<InodeRecord> = self
             .inodes
             .iter()
+            // Orphans (open, nameless files) are not recorded: after a crash or an
+            // unmount they are gone, and their blocks free.
+            .filter(|(_, im)| im.nlink > 0)
             .map(|(&ino, im)| InodeRecord {
                 ino,
                 mode: im.mode,

@@ -14,7 +14,7 @@
 //! handler behind a mapping is in `mmap.rs`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dax_device::DaxError;
 use dax_fault::mmu::{MapOptions, MmuMapping};
@@ -24,7 +24,7 @@ use dax_iomap::{dax_iomap_read, dax_iomap_write, dax_zero_range};
 use super::B;
 use super::inode::TestInode;
 use super::mount::TestFs;
-use super::state::{Ino, InodeCore};
+use super::state::{FsState, Ino, InodeCore};
 use super::sync::Mutex;
 use super::verify::{count_at, verify_area};
 
@@ -127,13 +127,23 @@ impl TestFs {
 
     /// Opens file or directory `ino` (`open(2)`) for [`TestFs::fsync_file`]: the
     /// handle samples the file's writeback error state now (`filemap_sample_wb_err`
-    /// in `do_dentry_open`). `ENOENT` for an unknown inode.
+    /// in `do_dentry_open`), and keeps the file while it lives: a file whose last
+    /// name is removed meanwhile stays, as an orphan, until the last handle on it is
+    /// dropped (see [`TestFs::unlink_in`]). An orphan can be opened again by its
+    /// inode number (as through `/proc/PID/fd`). `ENOENT` for an unknown inode.
     pub fn open_file(&self, ino: Ino) -> Result<FileHandle, DaxError> {
-        let core = self.core_of(ino)?;
+        self.state.check_mounted()?;
+        let core = {
+            let mut meta = self.state.meta.lock();
+            let im = meta.inode(ino.0)?;
+            im.opens += 1;
+            im.core.clone()
+        };
         let since = core.mapping.sample_wb_err();
         Ok(FileHandle {
             core,
             since: Mutex::new(since),
+            fs: Arc::downgrade(&self.state),
         })
     }
 
@@ -291,6 +301,17 @@ impl TestFs {
 pub struct FileHandle {
     core: Arc<InodeCore>,
     since: Mutex<u64>,
+    /// The filesystem, told when the handle is dropped (`fput`); not kept alive by it.
+    fs: Weak<FsState>,
+}
+
+impl Drop for FileHandle {
+    /// The last handle on an orphan frees it (`iput` → `evict`).
+    fn drop(&mut self) {
+        if let Some(state) = self.fs.upgrade() {
+            TestFs { state }.close_file(self.core.ino());
+        }
+    }
 }
 
 impl FileHandle {

@@ -17,6 +17,10 @@
 //! call. Each change stamps the parent directories' mtime and ctime and the child's
 //! ctime (`inode_set_ctime_current`).
 //!
+//! Open files: a [`FileHandle`](super::FileHandle) keeps its file. Removing the last
+//! name of a file that is open leaves an orphan (link count 0, found by no name, in no
+//! checkpoint), which the last handle's drop frees the way unlink frees a file.
+//!
 //! Locks: every change of the tree happens under the metadata lock, checks and all,
 //! so a change is atomic: no one sees half a rename. Removing a file's last name
 //! frees it and its blocks, which needs more, as unlink always has: the file's I/O
@@ -94,10 +98,6 @@ impl Metadata {
 
     fn is_dir(&self, ino: u64) -> bool {
         self.inodes.get(&ino).is_some_and(InodeMeta::is_dir)
-    }
-
-    fn core(&self, ino: u64) -> Result<&Arc<InodeCore>, DaxError> {
-        Ok(&self.inodes.get(&ino).ok_or_else(enoent)?.core)
     }
 
     /// Whether directory `d` is `top` or lies below it (the VFS's `is_subdir`).
@@ -212,15 +212,22 @@ impl Metadata {
     }
 
     /// Drops one link of file `ino`, whose entry is already gone: its ctime changes,
-    /// and the last link frees it. The caller holds the file's I/O and invalidate
-    /// locks for that and has broken its layout.
+    /// and the last link frees it unless a file is open on it (then it is an orphan
+    /// until the last is dropped). The caller holds the file's I/O and invalidate
+    /// locks for the freeing and has broken its layout.
     fn drop_file_link(&mut self, ino: u64, now: Timespec) {
         self.add_links(ino, -1);
         match self.inodes.get(&ino) {
-            Some(im) if im.nlink == 0 => self.free_inode(ino),
+            Some(im) if im.nlink == 0 && im.opens == 0 => self.free_inode(ino),
             Some(im) => im.core.touch_ctime(now),
             None => {}
         }
+    }
+
+    /// Whether `ino` is an orphan no open file holds any more, and so is to be freed.
+    fn orphan_to_free(&self, ino: u64) -> Option<Arc<InodeCore>> {
+        let im = self.inodes.get(&ino)?;
+        (!im.is_dir() && im.nlink == 0 && im.opens == 0).then(|| im.core.clone())
     }
 
     /// Frees inode `ino` (`evict`): out of the table, marked unlinked under its extent
@@ -246,7 +253,8 @@ impl Metadata {
     /// of an eviction; `locked` is the inode the caller holds them for.
     fn needs_evict(&self, ino: u64, locked: Option<u64>) -> Option<Arc<InodeCore>> {
         let im = self.inodes.get(&ino)?;
-        (!im.is_dir() && im.nlink <= 1 && locked != Some(ino)).then(|| im.core.clone())
+        (!im.is_dir() && im.nlink <= 1 && im.opens == 0 && locked != Some(ino))
+            .then(|| im.core.clone())
     }
 }
 
@@ -273,7 +281,7 @@ impl TestFs {
             let core = evict;
             let _io = core.io.write();
             let _inval = core.invalidate.write();
-            // The blocks are freed in `step` (TestFs has no open-file references), so
+            // The blocks are freed in `step` (no open file holds it: checked there), so
             // first do what eviction does before blocks go (`dax_break_layout_final`'s
             // wait): unmap the file everywhere and wait until no page is pinned. The
             // invalidate lock keeps new faults out from here on. The entries, dirty
@@ -295,6 +303,32 @@ impl TestFs {
                 Step::Done => return Ok(()),
                 Step::Evict(other) => evict = other,
             }
+        }
+    }
+
+    /// A [`FileHandle`](super::FileHandle) on `ino` was dropped: the last one on an
+    /// orphan frees it, as unlink frees a file (its layout broken under its locks,
+    /// then its blocks released). Nothing to do once the filesystem is unmounted or
+    /// shut down (an orphan is in no checkpoint).
+    pub(crate) fn close_file(&self, ino: u64) {
+        let free = {
+            let mut meta = self.state.meta.lock();
+            let Some(im) = meta.inodes.get_mut(&ino) else {
+                return;
+            };
+            im.opens = im.opens.saturating_sub(1);
+            meta.orphan_to_free(ino).is_some()
+        };
+        if free {
+            // Checked again under the locks: it may have been opened again meanwhile.
+            let _ = self.change_namespace(|meta, locked, _| match meta.orphan_to_free(ino) {
+                Some(core) if locked != Some(ino) => Ok(Step::Evict(core)),
+                Some(_) => {
+                    meta.free_inode(ino);
+                    Ok(Step::Done)
+                }
+                None => Ok(Step::Done),
+            });
         }
     }
 
@@ -452,6 +486,10 @@ impl TestFs {
             let im = meta.inode(ino.0)?;
             (im.is_dir(), im.nlink)
         };
+        if nlink == 0 && !is_dir {
+            // An orphan, open but nameless: `vfs_link` refuses it (`ENOENT`).
+            return Err(enoent());
+        }
         if meta.dir(new_parent.0)?.entries.contains_key(new_name) {
             return Err(eexist());
         }
@@ -481,8 +519,11 @@ impl TestFs {
     /// Removes the name `name` of a file from directory `parent` (`unlink(2)`,
     /// `vfs_unlink`, ext2's `ext2_unlink`): one link fewer and its ctime stamped, the
     /// directory's mtime and ctime stamped. The last name frees the file and its
-    /// blocks at once (there are no open-file references to wait for: operations on
-    /// its inode number, and on handles still held, fail with `ENOENT` afterwards).
+    /// blocks at once, unless a [`FileHandle`](super::FileHandle) is open on it: then
+    /// it lives on as an orphan (link count 0, found by no name, in no checkpoint, so
+    /// a crash or an unmount drops it) whose data, operations by inode number and
+    /// mappings work as before, and is freed when the last handle is dropped. After
+    /// it is freed, operations on its inode number fail with `ENOENT`.
     ///
     /// `ENOENT` when there is no such entry or directory, `ENOTDIR` when `parent` is a
     /// file, `EISDIR` when `name` is a directory (as Linux answers; POSIX allows
@@ -707,13 +748,6 @@ impl TestFs {
             return Err(eisdir("file operation on a directory"));
         }
         Ok(TestInode::new(self.state.clone(), im.core.clone()))
-    }
-
-    /// The shared core of any inode, file or directory (for fsync).
-    pub(crate) fn core_of(&self, ino: Ino) -> Result<Arc<InodeCore>, DaxError> {
-        self.state.check_mounted()?;
-        let meta = self.state.meta.lock();
-        meta.core(ino.0).cloned()
     }
 
     /// `ENOENT` if `inode` was unlinked (checked after taking its I/O lock, which

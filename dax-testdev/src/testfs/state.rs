@@ -213,6 +213,11 @@ pub(crate) struct InodeMeta {
     pub(crate) nlink: u32,
     /// The entries, for a directory; `None` for a regular file.
     pub(crate) dir: Option<Dir>,
+    /// Open files ([`FileHandle`](super::FileHandle)s) on it: a file whose last name
+    /// goes while it is open stays, an orphan (link count 0, in no directory, in no
+    /// checkpoint), until the last one is dropped (the VFS's `iput` after the last
+    /// `fput`).
+    pub(crate) opens: u32,
 }
 
 impl InodeMeta {
@@ -227,6 +232,7 @@ impl InodeMeta {
             gid,
             nlink,
             dir: None,
+            opens: 0,
         }
     }
 
