@@ -7,10 +7,10 @@
 //! | `FORGET` | nothing: inode numbers are never reused, so no lookup counts are kept | `evict_inode` |
 //! | `GETATTR` / `SETATTR` | `getattr` / `setattr` (a size goes to [`TestFs::truncate`]) | `ext2_getattr`, `ext2_setattr` |
 //! | `MKNOD` (regular files), `CREATE` | `create_in` (+ [`TestFs::inode`] for `CREATE`'s open file) | `ext2_create` |
-//! | `OPEN` / `RELEASE` | [`TestFs::inode`] / drop the handle | `dax_file_open` |
+//! | `OPEN` / `RELEASE` | [`TestFs::open_file`] + [`TestFs::inode`] / drop them (an unlinked file goes with its last `RELEASE`) | `dax_file_open` / `fput` |
 //! | `READ` / `WRITE` | [`TestFs::pread`] / [`TestFs::pwrite`] on the open inode: `dax_iomap_rw` | `ext2_dax_read_iter` / `ext2_dax_write_iter` |
 //! | `FLUSH` | nothing to do: a write reached device memory before its reply | `filp_flush` |
-//! | `FSYNC` / `FSYNCDIR` | [`TestFs::fsync`] / [`TestFs::sync`]: a checkpoint, durable | `ext4_sync_file` |
+//! | `FSYNC` / `FSYNCDIR` | [`TestFs::fsync_file`] / [`TestFs::sync`]: a checkpoint, durable | `ext4_sync_file` |
 //! | `FALLOCATE` | [`TestFs::fallocate`] with the mode's `FallocMode` | `ext4_fallocate` |
 //! | `LSEEK` (`SEEK_DATA`, `SEEK_HOLE`) | [`TestFs::seek_data`], [`TestFs::seek_hole`] | `iomap_seek_data`, `iomap_seek_hole` |
 //! | `UNLINK`, `MKDIR`, `RMDIR`, `RENAME`, `LINK` | `unlink_in`, `mkdir`, `rmdir`, `rename`, `link` | `ext2_unlink` ... |
@@ -32,7 +32,8 @@ use std::time::{Duration, SystemTime};
 
 use fsdax::device::DaxError;
 use fsdax::testing::{
-    Attr, FallocMode, FileKind, Ino, Perm, ROOT_INO, RenameFlags, SetAttr, TestFs, TestInode,
+    Attr, FallocMode, FileHandle as OpenHandle, FileKind, Ino, Perm, ROOT_INO, RenameFlags,
+    SetAttr, TestFs, TestInode,
 };
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -142,11 +143,13 @@ type Listing = Vec<(INodeNo, FileType, String)>;
 pub struct DaxFuse {
     fs: Arc<TestFs>,
     cache: CacheMode,
-    /// Open files (`OPEN`/`CREATE` to `RELEASE`): the inode handle each file handle
-    /// reads and writes through, as a kernel `struct file` holds its inode. Sharded
-    /// by handle, so that READs and WRITEs of different files share no lock (the
-    /// project's rule: no process-wide lock on the read or write path).
-    files: [RwLock<HashMap<u64, TestInode>>; FILE_SHARDS],
+    /// Open files (`OPEN`/`CREATE` to `RELEASE`), as a kernel `struct file`: the
+    /// inode handle each file handle reads and writes through, and TestFs's open
+    /// file, which keeps an unlinked file until `RELEASE` and carries the file's
+    /// writeback-error cursor for `FSYNC`. Sharded by handle, so that READs and
+    /// WRITEs of different files share no lock (the project's rule: no process-wide
+    /// lock on the read or write path).
+    files: [RwLock<HashMap<u64, OpenFile>>; FILE_SHARDS],
     /// Open directories: the listing taken at `OPENDIR`, so offsets stay stable.
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
@@ -162,6 +165,13 @@ impl std::fmt::Debug for DaxFuse {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// One open file of [`DaxFuse`].
+struct OpenFile {
+    inode: TestInode,
+    /// Shared so that `FSYNC` can use it without holding the shard's lock.
+    file: Arc<OpenHandle>,
 }
 
 /// Shards of the open-file table (handles are handed out in sequence, so `fh %
@@ -197,23 +207,26 @@ impl DaxFuse {
     }
 
     /// The open-file shard of handle `fh`.
-    fn shard(&self, fh: u64) -> &RwLock<HashMap<u64, TestInode>> {
+    fn shard(&self, fh: u64) -> &RwLock<HashMap<u64, OpenFile>> {
         &self.files[(fh % FILE_SHARDS as u64) as usize]
     }
 
-    /// Opens inode `ino` (`TestFs::inode`) under a new file handle.
+    /// Opens inode `ino` ([`TestFs::open_file`], [`TestFs::inode`]) under a new file
+    /// handle.
     fn open_file(&self, ino: Ino) -> Result<FileHandle, DaxError> {
+        let file = self.fs.open_file(ino)?;
         let inode = self.fs.inode(ino)?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.shard(fh).write().insert(fh, inode);
+        let file = Arc::new(file);
+        self.shard(fh).write().insert(fh, OpenFile { inode, file });
         Ok(FileHandle(fh))
     }
 
     /// The inode handle of an open file; a handle the kernel did not get from us (it
     /// never sends one) falls back to a lookup by number.
     fn file(&self, node: INodeNo, fh: FileHandle) -> Result<TestInode, DaxError> {
-        if let Some(i) = self.shard(fh.0).read().get(&fh.0) {
-            return Ok(i.clone());
+        if let Some(open) = self.shard(fh.0).read().get(&fh.0) {
+            return Ok(open.inode.clone());
         }
         self.fs.inode(ino(node))
     }
@@ -391,8 +404,9 @@ impl Filesystem for DaxFuse {
         }
     }
 
-    /// `UNLINK`: `unlink_in`. The file's blocks are freed at once: TestFs keeps no
-    /// open-file references, so a file still open elsewhere reads `ENOENT` afterwards.
+    /// `UNLINK`: `unlink_in`. A file still open (an `OPEN` without its `RELEASE`)
+    /// lives on without a name until its last `RELEASE`, as on any Linux filesystem:
+    /// reads, writes, `fstat` and `fsync` through it work.
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = match name_str(name, false) {
             Ok(n) => n,
@@ -570,17 +584,25 @@ impl Filesystem for DaxFuse {
         reply.ok();
     }
 
-    /// `FSYNC`: [`TestFs::fsync`], a checkpoint of the whole filesystem (like a
-    /// journal commit): the file's data and all metadata are durable on return.
+    /// `FSYNC`: [`TestFs::fsync_file`] on the open file, a checkpoint of the whole
+    /// filesystem (like a journal commit): the file's data and all metadata are
+    /// durable on return, and a writeback error is reported once per open file (the
+    /// kernel's errseq rules). A handle the kernel did not get from us falls back to
+    /// [`TestFs::fsync`].
     fn fsync(
         &self,
         _req: &Request,
         node: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(ino(node)) {
+        let open = self.shard(fh.0).read().get(&fh.0).map(|o| o.file.clone());
+        let r = match open {
+            Some(file) => self.fs.fsync_file(&file),
+            None => self.fs.fsync(ino(node)),
+        };
+        match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }

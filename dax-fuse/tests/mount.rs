@@ -642,6 +642,67 @@ fn errors_reach_callers_as_the_right_errno() {
     s.stop();
 }
 
+/// A file removed while open stays readable and writable through its descriptor
+/// until it is closed (POSIX; the tmpfile idiom), and its space comes back then.
+#[test]
+fn an_open_file_outlives_its_name_until_closed() {
+    skip_unless_fuse!();
+    let dir = Scratch::new("orphan");
+    let s = Server::start(&dir.path("mnt"), &dir.path("log"), &["--size", "32M"]);
+    let d = Duration::from_secs(60);
+    let (p, mnt) = (s.path("tmp"), s.path(""));
+    let (nlink, data, free_open, free_closed, free_before) = within(d, move || {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let free = || nix::sys::statvfs::statvfs(&mnt).unwrap().blocks_free();
+        let free_before = free();
+        let mut f = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        f.write_all(&pattern(4 << 20, 9)).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert!(std::fs::metadata(&p).is_err(), "the name is gone");
+        f.write_all(b"written after the unlink").unwrap();
+        f.sync_all().unwrap();
+        let nlink = f.metadata().unwrap().nlink();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        let free_open = free();
+        drop(f);
+        // RELEASE is asynchronous to close(2): wait for the space to come back.
+        let mut free_closed = free();
+        for _ in 0..200 {
+            if free_closed >= free_before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            free_closed = free();
+        }
+        (nlink, data, free_open, free_closed, free_before)
+    });
+    assert_eq!(nlink, 0);
+    let mut want = pattern(4 << 20, 9);
+    want.extend_from_slice(b"written after the unlink");
+    assert!(
+        data == want,
+        "the data read back through the descriptor differs"
+    );
+    assert!(
+        free_open < free_before,
+        "the open file still holds its blocks"
+    );
+    assert_eq!(
+        free_closed, free_before,
+        "its blocks are free once it is closed"
+    );
+    s.stop();
+}
+
 /// The tree and its attributes as `find` prints them: path, type, mode, owner, group,
 /// link count, size, mtime, one line each, sorted.
 fn tree(dir: &Scratch, s: &Server) -> String {
