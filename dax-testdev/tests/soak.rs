@@ -51,8 +51,9 @@
 //! once), an operation that fails, a fault a mapping access could not have. The
 //! child prints operations done per kind and errors found, then fails if there was
 //! any error. A signal kills it (the parent reports which, the child where).
-#![allow(unsafe_code)] // the signal report's sigaction
+#![allow(unsafe_code)] // plain stores through the mappings; sigreport's handler
 
+mod sigreport;
 mod testfs_common;
 
 use std::os::unix::process::ExitStatusExt;
@@ -63,6 +64,7 @@ use std::time::{Duration, Instant};
 use dax_fault::mmu::{MapOptions, MmuMapping, prepare_thread};
 use dax_testdev::{Backing, FallocMode, Ino, MemDevice, TestFs};
 use dax_testkit::child::{ChildRun, run_child_watched};
+use sigreport::{install_signal_report, track};
 use testfs_common::Dev;
 
 const FILES: usize = 3;
@@ -192,76 +194,6 @@ fn run_child(name: &str, limit: Duration) {
 }
 
 // ---- child ----
-
-/// Where each file is mapped, for the signal report: base address and length.
-static MAPPED: [(AtomicU64, AtomicU64); FILES] =
-    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; FILES];
-
-/// Prints where a SIGBUS (or a SIGSEGV the engine passed on) hit: the address, and
-/// the file and offset when it is in a mapping; then dies by it as without the
-/// handler. Async-signal-safe: formats into a stack buffer, writes with write(2).
-extern "C" fn report_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel (or the engine's rt_tgsigqueueinfo) passes a valid siginfo.
-    let (addr, code) = unsafe { ((*info).si_addr() as u64, (*info).si_code) };
-    let mut buf = [0u8; 160];
-    let mut n = 0;
-    let mut put = |s: &[u8]| {
-        let k = s.len().min(buf.len() - n);
-        buf[n..n + k].copy_from_slice(&s[..k]);
-        n += k;
-    };
-    let hex = |v: u64| {
-        let mut h = [b'0'; 16];
-        for (i, d) in h.iter_mut().enumerate() {
-            *d = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 15) as usize];
-        }
-        h
-    };
-    put(if sig == libc::SIGBUS {
-        b"\nSIGBUS at 0x"
-    } else {
-        b"\nSIGSEGV at 0x"
-    });
-    put(&hex(addr));
-    put(b" si_code 0x");
-    put(&hex(code as u64)[8..]);
-    for (f, (b, l)) in MAPPED.iter().enumerate() {
-        let (b, l) = (b.load(Ordering::SeqCst), l.load(Ordering::SeqCst));
-        if addr >= b && addr < b + l {
-            put(b": file ");
-            put(&[b'0' + f as u8]);
-            put(b" offset 0x");
-            put(&hex(addr - b));
-        }
-    }
-    put(b"\n");
-    // SAFETY: write(2), sigaction and raise are async-signal-safe; the default action
-    // is restored and the signal, blocked while this handler runs, is delivered on
-    // return.
-    unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        libc::raise(sig);
-    }
-}
-
-/// Installs [`report_signal`] for SIGBUS and SIGSEGV, before the engine installs its
-/// handlers (which pass on the signals that are not theirs).
-fn install_signal_report() {
-    for sig in [libc::SIGBUS, libc::SIGSEGV] {
-        // SAFETY: installing a SA_SIGINFO handler with a valid action, on the
-        // alternate stack when the thread has one.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = report_signal as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut act.sa_mask);
-            assert_eq!(libc::sigaction(sig, &act, std::ptr::null_mut()), 0);
-        }
-    }
-}
 
 /// One owner's model: the bytes of the chunks it owns, per file.
 struct Model {
@@ -738,9 +670,8 @@ fn child_soak() {
         .iter()
         .map(|&ino| fs.mmap_real(ino, 0, FILE_SIZE as u64, opts).unwrap())
         .collect();
-    for (m, slot) in maps.iter().zip(&MAPPED) {
-        slot.1.store(m.len() as u64, Ordering::SeqCst);
-        slot.0.store(m.as_ptr() as u64, Ordering::SeqCst);
+    for (f, m) in maps.iter().enumerate() {
+        track(f, m);
     }
     let worker_chunks = CHUNKS - TAIL_CHUNKS;
     let mut models: Vec<Mutex<Model>> = (0..threads)
@@ -855,8 +786,7 @@ fn child_store_punch_fsync_race() {
     fs.truncate(ino, size as u64).unwrap();
     let opts = MapOptions::new().shared(true).writable(true).huge(false);
     let m = fs.mmap_real(ino, 0, size as u64, opts).unwrap();
-    MAPPED[0].1.store(m.len() as u64, Ordering::SeqCst);
-    MAPPED[0].0.store(m.as_ptr() as u64, Ordering::SeqCst);
+    track(0, &m);
     let counts = [const { AtomicU64::new(0) }; 4];
     let models: Vec<Vec<u8>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
