@@ -14,7 +14,8 @@
 //! split. A second property starts from a full table so those paths run constantly.
 //! proptest prints the failing seed and the shrunk op sequence.
 
-use dax_device::badblocks::{BB_MAX_LEN, BadRange, Badblocks, BadblocksCheck, MAX_BADBLOCKS};
+use dax_device::badblocks::{BB_MAX_LEN, BadRange, Badblocks, MAX_BADBLOCKS};
+use dax_testkit::fuzz::badblocks::expected_check;
 use proptest::prelude::*;
 
 /// Sectors the ops start in.
@@ -97,31 +98,6 @@ fn has_mergeable_pair(records: &[BadRange]) -> bool {
 
 fn any_unacked(records: &[BadRange]) -> bool {
     records.iter().any(|r| !r.acknowledged)
-}
-
-fn expected_check(records: &[BadRange], s: u64, n: u64) -> BadblocksCheck {
-    let e = s + n.max(1);
-    let hits: Vec<&BadRange> = records
-        .iter()
-        .filter(|r| r.start < e && s < r.end())
-        .collect();
-    match hits.first() {
-        None => BadblocksCheck::Clean,
-        Some(first) => {
-            let (first_bad, bad_sectors) = (first.start, first.len);
-            if hits.iter().any(|r| !r.acknowledged) {
-                BadblocksCheck::Unacknowledged {
-                    first_bad,
-                    bad_sectors,
-                }
-            } else {
-                BadblocksCheck::Acknowledged {
-                    first_bad,
-                    bad_sectors,
-                }
-            }
-        }
-    }
 }
 
 impl Harness {

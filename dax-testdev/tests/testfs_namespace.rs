@@ -16,6 +16,7 @@ use dax_fault::sim::SimPageTable;
 use dax_testdev::{
     FallocMode, FileKind, Ino, MAX_LINKS, MkfsOptions, Perm, ROOT_INO, RenameFlags, SetAttr, TestFs,
 };
+use dax_testkit::fuzz::testfs::crc32c;
 use testfs_common::*;
 
 const SIZE: u64 = 16 << 20;
@@ -1502,22 +1503,6 @@ fn model_random_namespace_sequences_match_and_survive_remount_and_crash() {
 
 // ---------------------------------------------------------------------------------
 // Damaged payloads
-
-/// CRC-32C (Castagnoli), bitwise: the checksum TestFs's format uses.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 /// Writes `payload` into the checkpoint slot at `slot` with a header whose length and
 /// checksums match it: damage only the format's own checks can find.

@@ -422,8 +422,10 @@ fn expected_show(records: &[BadRange], shift: u32, unack: bool) -> String {
     out
 }
 
-/// What `check(s, n)` must answer for `records`: the lowest overlapping record in full.
-fn expected_check(records: &[BadRange], s: u64, n: u64) -> BadblocksCheck {
+/// What `check(s, n)` must answer for `records` (sorted, not overlapping): the
+/// lowest overlapping record in full, unacknowledged if any overlapping record is
+/// (`badblocks_check`). Shared with dax-device's `badblocks_model` test.
+pub fn expected_check(records: &[BadRange], s: u64, n: u64) -> BadblocksCheck {
     let e = s.saturating_add(n.max(1));
     let hits: Vec<&BadRange> = records
         .iter()
